@@ -1,0 +1,30 @@
+"""StyleGAN2 (config-f) generator and discriminator with the official checkpoint layout."""
+
+from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint, read_weights_file
+from jojogan.stylegan2.errors import CheckpointError, JojoganError
+from jojogan.stylegan2.model import (
+    Discriminator,
+    Generator,
+    default_channels,
+    num_style_layers,
+    style_layer_is_rgb,
+    style_layer_latent_index,
+    style_layer_resolution,
+    synthesize_blend,
+)
+
+__all__ = [
+    "CheckpointError",
+    "Discriminator",
+    "Generator",
+    "JojoganError",
+    "StyleGAN2Checkpoint",
+    "default_channels",
+    "load_checkpoint",
+    "num_style_layers",
+    "read_weights_file",
+    "style_layer_is_rgb",
+    "style_layer_latent_index",
+    "style_layer_resolution",
+    "synthesize_blend",
+]

@@ -1,0 +1,225 @@
+"""Safe loading of StyleGAN2 weights in the official (rosinality) layout.
+
+Accepted files:
+
+* ``stylegan2-ffhq-config-f.pt`` and the like: ``{"g_ema": ..., "d": ..., "latent_avg": ...}``
+  (``g``/``g_optim``/``d_optim`` and other extra keys are ignored);
+* official JoJoGAN style files: ``{"g": generator_state_dict}``;
+* e4e checkpoints: ``{"state_dict": {"decoder.*": ...}, "latent_avg": ...}`` (the decoder only);
+* a bare generator state dict, and ``.safetensors`` files holding one (optionally prefixed ``g_ema.``,
+  ``g.`` or ``generator.``, with ``d.``/``discriminator.`` for a discriminator).
+
+Architecture (size, style_dim, n_mlp, channel table) is inferred from tensor shapes; loading is strict and
+never executes pickled code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from jojogan.stylegan2.errors import CheckpointError
+from jojogan.stylegan2.model import Discriminator, Generator
+
+_STYLE_KEY = re.compile(r"^style\.(\d+)\.weight$")
+_CONV_KEY = re.compile(r"^convs\.(\d+)\.conv\.weight$")
+_D_BLOCK_KEY = re.compile(r"^convs\.(\d+)\.conv1\.0\.weight$")
+
+
+@dataclass
+class StyleGAN2Checkpoint:
+    """What a checkpoint file held.
+
+    Attributes:
+        generator: the generator (``g_ema`` or the style file's ``g``), in eval mode.
+        discriminator: the discriminator, or ``None`` when the file has none.
+        latent_avg: mean w ``[style_dim]``, or ``None`` when the file has none.
+        path: where it was read from.
+    """
+
+    generator: Generator
+    discriminator: Discriminator | None
+    latent_avg: torch.Tensor | None
+    path: Path | None = None
+
+
+def read_weights_file(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """Read a ``.pt``/``.pth`` (weights only) or ``.safetensors`` file into a dict of tensors.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, not a checkpoint, or holds pickled code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorSerializationError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device=str(device))
+        except (SafetensorSerializationError, OSError, ValueError) as error:
+            raise CheckpointError(f"{path.name} is not a readable safetensors file ({error})") from error
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"{path.name} holds Python objects that cannot be loaded safely (weights_only=True refused it: "
+            f"{first_line}). Use an official checkpoint or re-save the tensors as a plain state dict."
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint ({error})") from error
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path.name} holds a {type(data).__name__}, expected a dict of weights")
+    return data
+
+
+def _strip_prefix(state: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _split_sections(data: dict, name: str) -> tuple[dict, dict | None, torch.Tensor | None]:
+    """Find the generator and discriminator state dicts and the mean latent inside a loaded file."""
+    latent_avg = data.get("latent_avg")
+    if isinstance(data.get("g_ema"), dict):
+        gen = data["g_ema"]
+    elif isinstance(data.get("g"), dict):
+        gen = data["g"]
+    elif isinstance(data.get("state_dict"), dict) and any(k.startswith("decoder.") for k in data["state_dict"]):
+        gen = _strip_prefix(data["state_dict"], "decoder.")
+    else:
+        gen = None
+        for prefix in ("g_ema.", "g.", "generator."):
+            gen = _strip_prefix(data, prefix) or None
+            if gen:
+                break
+        if gen is None and "style.1.weight" in data:
+            gen = {k: v for k, v in data.items() if torch.is_tensor(v) and k != "latent_avg"}
+    if not gen:
+        keys = ", ".join(list(data)[:8])
+        raise CheckpointError(
+            f"{name} has no StyleGAN2 generator: expected a 'g_ema' or 'g' entry (official layout), "
+            f"found top-level keys: {keys}"
+        )
+    disc = data.get("d") if isinstance(data.get("d"), dict) else None
+    if disc is None:
+        for prefix in ("d.", "discriminator."):
+            disc = _strip_prefix(data, prefix) or None
+            if disc:
+                break
+    if latent_avg is not None and not torch.is_tensor(latent_avg):
+        raise CheckpointError(f"{name}: 'latent_avg' must be a tensor, got {type(latent_avg).__name__}")
+    return gen, disc, latent_avg
+
+
+def _shape(state: dict, key: str, name: str, what: str) -> torch.Size:
+    if key not in state or not torch.is_tensor(state[key]):
+        raise CheckpointError(f"{name}: the {what} has no tensor '{key}', so it is not in the StyleGAN2 layout")
+    return state[key].shape
+
+
+def infer_generator_config(state: dict, name: str = "checkpoint") -> dict:
+    """``size``, ``style_dim``, ``n_mlp`` and ``channels`` of a generator state dict, from shapes."""
+    style_ids = sorted(int(m.group(1)) for k in state if (m := _STYLE_KEY.match(k)))
+    if not style_ids:
+        raise CheckpointError(f"{name}: no mapping-network weights 'style.N.weight' in the generator")
+    style_dim = _shape(state, "style.1.weight", name, "generator")[1]
+    conv_ids = sorted(int(m.group(1)) for k in state if (m := _CONV_KEY.match(k)))
+    if not conv_ids or len(conv_ids) % 2:
+        raise CheckpointError(f"{name}: expected pairs of 'convs.N.conv.weight' in the generator")
+    levels = len(conv_ids) // 2
+    channels = {4: int(_shape(state, "input.input", name, "generator")[1])}
+    for j in range(levels):
+        channels[2 ** (j + 3)] = int(_shape(state, f"convs.{2 * j}.conv.weight", name, "generator")[1])
+    return {"size": 4 * 2**levels, "style_dim": int(style_dim), "n_mlp": len(style_ids), "channels": channels}
+
+
+def infer_discriminator_config(state: dict, name: str = "checkpoint") -> dict:
+    """``size`` and ``channels`` of a discriminator state dict, from shapes."""
+    blocks = sorted(int(m.group(1)) for k in state if (m := _D_BLOCK_KEY.match(k)))
+    if not blocks:
+        raise CheckpointError(f"{name}: no residual blocks 'convs.N.conv1.0.weight' in the discriminator")
+    size = 2 ** (len(blocks) + 2)
+    channels = {size: int(_shape(state, "convs.0.0.weight", name, "discriminator")[0])}
+    for i in blocks:
+        channels[size // 2**i] = int(_shape(state, f"convs.{i}.conv2.1.weight", name, "discriminator")[0])
+    return {"size": size, "channels": channels}
+
+
+def _load_strict(module: torch.nn.Module, state: dict, name: str, what: str) -> None:
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} key(s): {', '.join(missing[:5])}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:5])}")
+    if wrong:
+        problems.append(f"wrong shape: {', '.join(wrong[:5])}")
+    if problems:
+        raise CheckpointError(f"{name}: the {what} does not match the StyleGAN2 layout; " + "; ".join(problems))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{name}: the {what} holds NaN or infinite values in {', '.join(bad[:5])}")
+    module.load_state_dict(state, strict=True)
+
+
+def generator_from_state(
+    state: dict, name: str = "checkpoint", lr_mlp: float = 0.01, device: str | torch.device = "cpu"
+) -> Generator:
+    """Build a :class:`Generator` that fits ``state`` and load it strictly."""
+    config = infer_generator_config(state, name)
+    gen = Generator(lr_mlp=lr_mlp, **config)
+    _load_strict(gen, state, name, "generator")
+    return gen.to(device).eval()
+
+
+def discriminator_from_state(state: dict, name: str = "checkpoint", device="cpu") -> Discriminator:
+    """Build a :class:`Discriminator` that fits ``state`` and load it strictly."""
+    disc = Discriminator(**infer_discriminator_config(state, name))
+    _load_strict(disc, state, name, "discriminator")
+    return disc.to(device).eval()
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", lr_mlp: float = 0.01, discriminator: bool = True
+) -> StyleGAN2Checkpoint:
+    """Load an official-layout StyleGAN2 checkpoint or JoJoGAN style file.
+
+    Args:
+        path: ``.pt``/``.pth``/``.safetensors`` file (see the module docstring for the layouts).
+        device: where to put the models.
+        lr_mlp: mapping-network learning-rate multiplier (0.01 for every official model; it cannot be read
+            from the weights).
+        discriminator: build the discriminator when the file has one (fine-tuning needs it).
+
+    Raises:
+        CheckpointError: with a message naming what is missing or mismatched.
+    """
+    path = Path(path)
+    data = read_weights_file(path, device="cpu")
+    gen_state, disc_state, latent_avg = _split_sections(data, path.name)
+    gen = generator_from_state(gen_state, path.name, lr_mlp=lr_mlp, device=device)
+    disc = discriminator_from_state(disc_state, path.name, device) if (discriminator and disc_state) else None
+    if disc is not None and disc.size != gen.size:
+        raise CheckpointError(f"{path.name}: discriminator size {disc.size} differs from generator size {gen.size}")
+    if latent_avg is not None:
+        latent_avg = latent_avg.reshape(-1, latent_avg.shape[-1])[0] if latent_avg.ndim > 1 else latent_avg
+        if latent_avg.shape != (gen.style_dim,):
+            raise CheckpointError(
+                f"{path.name}: latent_avg has shape {tuple(latent_avg.shape)}, expected [{gen.style_dim}]"
+            )
+        latent_avg = latent_avg.to(device)
+    return StyleGAN2Checkpoint(generator=gen, discriminator=disc, latent_avg=latent_avg, path=path)

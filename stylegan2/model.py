@@ -1,0 +1,389 @@
+"""StyleGAN2 generator and discriminator (config-f), state-dict compatible with the official files.
+
+Style space: every modulated convolution reads a style vector ``s = modulation(w)``. At 1024 px there
+are 26 of them, in synthesis order ``conv1, to_rgb1`` and then, per resolution 8…1024, the up-sampling
+conv, the second conv and its to_rgb. ``STYLE_LAYER_LATENT_INDEX`` says which W+ entry each one reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from jojogan.stylegan2.layers import (
+    DEFAULT_BLUR_KERNEL,
+    ConstantInput,
+    ConvLayer,
+    EqualLinear,
+    PixelNorm,
+    ResBlock,
+    StyledConv,
+    ToRGB,
+)
+
+
+def default_channels(channel_multiplier: int = 2) -> dict[int, int]:
+    """The official channel table ``{resolution: channels}``."""
+    return {
+        4: 512,
+        8: 512,
+        16: 512,
+        32: 512,
+        64: 256 * channel_multiplier,
+        128: 128 * channel_multiplier,
+        256: 64 * channel_multiplier,
+        512: 32 * channel_multiplier,
+        1024: 16 * channel_multiplier,
+    }
+
+
+def _log2_size(size: int) -> int:
+    log_size = int(math.log2(size)) if size > 0 else 0
+    if size < 8 or 2**log_size != size:
+        raise ValueError(f"size must be a power of two >= 8, got {size}")
+    return log_size
+
+
+def num_style_layers(size: int) -> int:
+    """Number of modulated layers (26 at 1024 px, 20 at 256 px)."""
+    return 2 + 3 * (_log2_size(size) - 2)
+
+
+def style_layer_latent_index(size: int) -> list[int]:
+    """For each modulated layer in synthesis order, the W+ index it reads."""
+    index = [0, 1]
+    for level in range(_log2_size(size) - 2):
+        index += [1 + 2 * level, 2 + 2 * level, 3 + 2 * level]
+    return index
+
+
+def style_layer_resolution(size: int) -> list[int]:
+    """For each modulated layer in synthesis order, the resolution of its output."""
+    res = [4, 4]
+    for level in range(_log2_size(size) - 2):
+        res += [2 ** (level + 3)] * 3
+    return res
+
+
+def style_layer_is_rgb(size: int) -> list[bool]:
+    """For each modulated layer in synthesis order, whether it is a to_rgb layer."""
+    flags = [False, True]
+    for _ in range(_log2_size(size) - 2):
+        flags += [False, False, True]
+    return flags
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator.
+
+    Args:
+        size: output resolution (power of two ≥ 8).
+        style_dim: dimension of z, w and W+ entries (512 for the official models).
+        n_mlp: mapping-network depth.
+        channel_multiplier: 2 for config-f.
+        channels: ``{resolution: channels}`` replacing the default table (tests build tiny models).
+        lr_mlp: learning-rate multiplier of the mapping network.
+        blur_kernel: FIR kernel of the resampling filters.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        channel_multiplier: int = 2,
+        channels: dict[int, int] | None = None,
+        lr_mlp: float = 0.01,
+        blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
+    ):
+        super().__init__()
+        self.size = size
+        self.style_dim = style_dim
+        self.n_mlp = n_mlp
+        self.lr_mlp = lr_mlp
+        self.log_size = _log2_size(size)
+        self.channels = {int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()}
+        missing = [2**i for i in range(2, self.log_size + 1) if 2**i not in self.channels]
+        if missing:
+            raise ValueError(f"channels table has no entry for resolutions {missing}")
+
+        self.style = nn.Sequential(
+            PixelNorm(),
+            *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)],
+        )
+        ch = self.channels
+        self.input = ConstantInput(ch[4])
+        self.conv1 = StyledConv(ch[4], ch[4], 3, style_dim, blur_kernel=blur_kernel)
+        self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False)
+
+        self.num_layers = (self.log_size - 2) * 2 + 1
+        self.n_latent = self.log_size * 2 - 2
+        self.convs = nn.ModuleList()
+        self.upsamples = nn.ModuleList()  # empty; kept so module names match the official layout
+        self.to_rgbs = nn.ModuleList()
+        self.noises = nn.Module()
+        for layer_idx in range(self.num_layers):
+            res = (layer_idx + 5) // 2
+            self.noises.register_buffer(f"noise_{layer_idx}", torch.randn(1, 1, 2**res, 2**res))
+        in_ch = ch[4]
+        for i in range(3, self.log_size + 1):
+            out_ch = ch[2**i]
+            self.convs.append(StyledConv(in_ch, out_ch, 3, style_dim, upsample=True, blur_kernel=blur_kernel))
+            self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim, blur_kernel=blur_kernel))
+            self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel))
+            in_ch = out_ch
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def num_styles(self) -> int:
+        """Number of modulated layers (26 at 1024 px)."""
+        return num_style_layers(self.size)
+
+    @property
+    def style_latent_index(self) -> list[int]:
+        return style_layer_latent_index(self.size)
+
+    def modulated_convs(self) -> list[nn.Module]:
+        """The ``ModulatedConv2d`` of every modulated layer, in synthesis order."""
+        layers = [self.conv1.conv, self.to_rgb1.conv]
+        for j, to_rgb in enumerate(self.to_rgbs):
+            layers += [self.convs[2 * j].conv, self.convs[2 * j + 1].conv, to_rgb.conv]
+        return layers
+
+    def noise_buffers(self) -> list[torch.Tensor]:
+        """The stored noise inputs ``noises.noise_i`` in order."""
+        return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+
+    def make_noise(self, batch: int = 1, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Fresh Gaussian noise inputs ``[batch, 1, res, res]``, one per noise layer."""
+        device = self.input.input.device
+        return [
+            torch.randn(batch, 1, buf.shape[2], buf.shape[3], device=device, generator=generator)
+            for buf in self.noise_buffers()
+        ]
+
+    # ----------------------------------------------------------------- latent spaces
+    def get_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Mapping network: z ``[batch, style_dim]`` → w ``[batch, style_dim]``."""
+        if z.ndim != 2 or z.shape[1] != self.style_dim:
+            raise ValueError(f"z must have shape [batch, {self.style_dim}], got {tuple(z.shape)}")
+        return self.style(z)
+
+    @torch.no_grad()
+    def mean_latent(self, n: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Average w of ``n`` random z, ``[1, style_dim]`` (the truncation centre)."""
+        z = torch.randn(n, self.style_dim, device=self.input.input.device, generator=generator)
+        return self.style(z).mean(0, keepdim=True)
+
+    def to_w_plus(self, w: torch.Tensor) -> torch.Tensor:
+        """Broadcast w ``[batch, style_dim]`` to W+ ``[batch, n_latent, style_dim]`` (W+ passes through)."""
+        if w.ndim == 2:
+            w = w.unsqueeze(1).expand(-1, self.n_latent, -1)
+        if w.ndim != 3 or w.shape[1:] != (self.n_latent, self.style_dim):
+            raise ValueError(
+                f"expected w [batch, {self.style_dim}] or W+ [batch, {self.n_latent}, {self.style_dim}], "
+                f"got {tuple(w.shape)}"
+            )
+        return w
+
+    def styles(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
+        """Style vector of every modulated layer, in synthesis order.
+
+        Args:
+            w_plus: ``[batch, n_latent, style_dim]`` (or w ``[batch, style_dim]``).
+
+        Returns:
+            ``num_styles`` tensors ``[batch, in_channels_of_layer]``.
+        """
+        w_plus = self.to_w_plus(w_plus)
+        return [
+            conv.modulation(w_plus[:, idx])
+            for conv, idx in zip(self.modulated_convs(), self.style_latent_index, strict=True)
+        ]
+
+    # ----------------------------------------------------------------- synthesis
+    def synthesis(self, w_plus: torch.Tensor, noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Image ``[batch, 3, size, size]`` from W+ ``[batch, n_latent, style_dim]``.
+
+        Args:
+            noise: per-layer noise ``[batch or 1, 1, res, res]`` in ``noises.noise_i`` order; ``None`` uses
+                the stored buffers (deterministic).
+        """
+        return self.synthesis_from_styles(self.styles(w_plus), noise)
+
+    def synthesis_from_styles(
+        self, styles: Sequence[torch.Tensor], noise: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Image ``[batch, 3, size, size]`` from the style vectors of :meth:`styles`."""
+        return synthesize_blend([self], [list(styles)], noise=noise)
+
+    def forward(
+        self,
+        latent: torch.Tensor,
+        input_is_latent: bool = False,
+        truncation: float = 1.0,
+        truncation_latent: torch.Tensor | None = None,
+        noise: Sequence[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Convenience: z (or w / W+ with ``input_is_latent``) → image ``[batch, 3, size, size]``."""
+        w = latent if input_is_latent else self.get_latent(latent)
+        if truncation != 1.0:
+            if truncation_latent is None:
+                raise ValueError("truncation needs truncation_latent (e.g. the checkpoint's latent_avg)")
+            w = truncation_latent + truncation * (w - truncation_latent)
+        return self.synthesis(w, noise)
+
+
+def _check_styles(gen: Generator, styles: Sequence[torch.Tensor]) -> None:
+    if len(styles) != gen.num_styles:
+        raise ValueError(f"expected {gen.num_styles} style vectors, got {len(styles)}")
+
+
+def _check_noise(gen: Generator, noise: Sequence[torch.Tensor] | None) -> list[torch.Tensor | None]:
+    if noise is None:
+        return list(gen.noise_buffers())
+    noise = list(noise)
+    if len(noise) != gen.num_layers:
+        raise ValueError(f"expected {gen.num_layers} noise tensors (noises.noise_i order), got {len(noise)}")
+    return noise
+
+
+def synthesize_blend(
+    generators: Sequence[Generator],
+    styles: Sequence[Sequence[torch.Tensor]],
+    coefficients: Sequence[Sequence[float]] | None = None,
+    noise: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Run generators of one architecture in lockstep, blending their features after every layer.
+
+    At every modulated layer ``k`` each generator applies its own layer to the shared (blended) input,
+    and the outputs are combined as ``sum_g coefficients[k][g] * f_g``; the RGB skip path is blended the
+    same way at each to_rgb. With one generator this is plain synthesis; with the original and the
+    fine-tuned generator and coefficients ``(1 - alpha, alpha)`` it is JoJoGAN's feature interpolation.
+    A generator whose coefficient at a layer is 0 is not evaluated there, so the endpoints are exact.
+
+    Args:
+        generators: generators with identical structure.
+        styles: for each generator, its ``num_styles`` style vectors ``[batch, channels]``.
+        coefficients: ``[num_styles][len(generators)]`` blend weights (default: all weight on the first).
+        noise: per-layer noise as in :meth:`Generator.synthesis`; ``None`` gives each generator its own
+            stored buffers.
+
+    Returns:
+        Images ``[batch, 3, size, size]``.
+    """
+    head = generators[0]
+    for gen, gen_styles in zip(generators, styles, strict=True):
+        if gen.size != head.size or gen.channels != head.channels:
+            raise ValueError("generators in a blend must share size and channel table")
+        _check_styles(gen, gen_styles)
+    if coefficients is None:
+        coefficients = [[1.0] + [0.0] * (len(generators) - 1)] * head.num_styles
+    noises = [_check_noise(gen, noise) for gen in generators]
+
+    def layer(k: int, fn) -> torch.Tensor:
+        out = None
+        for g, weight in enumerate(coefficients[k]):
+            if weight == 0:
+                continue
+            term = fn(g)
+            term = term if weight == 1 else term * weight
+            out = term if out is None else out + term
+        if out is None:
+            raise ValueError(f"blend coefficients of layer {k} are all zero")
+        return out
+
+    batch = styles[0][0].shape[0]
+    x = layer(0, lambda g: generators[g].conv1(generators[g].input(batch), styles[g][0], noises[g][0]))
+    skip = layer(1, lambda g: generators[g].to_rgb1(x, styles[g][1]))
+    k = 2
+    for j in range(len(head.to_rgbs)):
+        x_in = x
+        x = layer(k, lambda g: generators[g].convs[2 * j](x_in, styles[g][k], noises[g][1 + 2 * j]))
+        x_mid = x
+        x = layer(k + 1, lambda g: generators[g].convs[2 * j + 1](x_mid, styles[g][k + 1], noises[g][2 + 2 * j]))
+        skip_in = skip
+        skip = layer(k + 2, lambda g: generators[g].to_rgbs[j](x, styles[g][k + 2], skip_in))
+        k += 3
+    return skip
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2 residual discriminator.
+
+    Args:
+        size: input resolution.
+        channel_multiplier: 2 for config-f.
+        channels: ``{resolution: channels}`` replacing the default table.
+        blur_kernel: FIR kernel of the down-sampling filters.
+    """
+
+    stddev_group = 4
+    stddev_feat = 1
+
+    def __init__(
+        self,
+        size: int,
+        channel_multiplier: int = 2,
+        channels: dict[int, int] | None = None,
+        blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
+    ):
+        super().__init__()
+        self.size = size
+        log_size = _log2_size(size)
+        self.channels = {int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()}
+        ch = self.channels
+        convs: list[nn.Module] = [ConvLayer(3, ch[size], 1)]
+        in_ch = ch[size]
+        for i in range(log_size, 2, -1):
+            out_ch = ch[2 ** (i - 1)]
+            convs.append(ResBlock(in_ch, out_ch, blur_kernel))
+            in_ch = out_ch
+        self.convs = nn.Sequential(*convs)
+        self.final_conv = ConvLayer(in_ch + 1, ch[4], 3)
+        self.final_linear = nn.Sequential(
+            EqualLinear(ch[4] * 4 * 4, ch[4], activation="fused_lrelu"), EqualLinear(ch[4], 1)
+        )
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1:] != (3, self.size, self.size):
+            raise ValueError(f"expected images [batch, 3, {self.size}, {self.size}], got {tuple(x.shape)}")
+
+    def features(self, x: torch.Tensor, blocks: Sequence[int] = (1, 3, 4, 5)) -> list[torch.Tensor]:
+        """Outputs of ``convs[i]`` for each ``i`` in ``blocks`` (JoJoGAN's loss reads blocks 1, 3, 4, 5).
+
+        Computation stops after the last block asked for.
+
+        Args:
+            x: images ``[batch, 3, size, size]`` in [-1, 1].
+            blocks: indices into ``convs`` (0 is the 1×1 from-RGB layer).
+        """
+        self._check_input(x)
+        wanted = sorted(set(blocks))
+        if not wanted or wanted[0] < 0 or wanted[-1] >= len(self.convs):
+            raise ValueError(f"blocks must be indices in [0, {len(self.convs) - 1}], got {list(blocks)}")
+        found: dict[int, torch.Tensor] = {}
+        out = x
+        for i in range(wanted[-1] + 1):
+            out = self.convs[i](out)
+            if i in wanted:
+                found[i] = out
+        return [found[i] for i in blocks]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Realness logits ``[batch, 1]`` for images ``[batch, 3, size, size]``."""
+        self._check_input(x)
+        out = self.convs(x)
+        batch, channels, height, width = out.shape
+        group = min(batch, self.stddev_group)
+        if batch % group:
+            raise ValueError(f"batch {batch} must be a multiple of the minibatch-stddev group {group}")
+        stddev = out.view(group, -1, self.stddev_feat, channels // self.stddev_feat, height, width)
+        stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8)
+        stddev = stddev.mean([2, 3, 4], keepdim=True).squeeze(2)
+        stddev = stddev.repeat(group, 1, height, width)
+        out = self.final_conv(torch.cat([out, stddev], 1))
+        return self.final_linear(out.view(batch, -1))

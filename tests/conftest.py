@@ -1,0 +1,36 @@
+"""Shared test fixtures.
+
+Data that cannot live in the repository (parity fixtures, real photos, checkpoint layouts) is read from
+``../shared`` beside the checkout, or from ``$JOJOGAN_SHARED``. Tests that need it skip with a reason
+when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("JOJOGAN_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """Path inside the shared data folder; skips the calling test when it is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (shared test data; set JOJOGAN_SHARED to its folder)")
+    return path
+
+
+@pytest.fixture
+def shared():
+    """The ``shared_path`` helper as a fixture."""
+    return shared_path
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
