@@ -66,7 +66,9 @@ def resolve(impl: str | None, tensor: torch.Tensor):
     except Exception as error:  # noqa: BLE001 - any build problem means the same fallback
         _build_error = f"{type(error).__name__}: {error}"
         if mode == "cuda":
-            raise RuntimeError(f"JOJOGAN_OPS=cuda but the CUDA ops could not be built: {_build_error}") from error
+            raise RuntimeError(
+                f"JOJOGAN_OPS=cuda but the CUDA ops could not be built: {_build_error}"
+            ) from error
         if not _warned:
             warnings.warn(
                 f"jojogan: CUDA ops unavailable, using the PyTorch reference ({_build_error})", stacklevel=3

@@ -80,7 +80,9 @@ def upfirdn2d(
         ``[batch, channels, out_h, out_w]`` with ``out = (in * up + pad0 + pad1 - k) // down + 1``.
     """
     if x.ndim != 4:
-        raise ValueError(f"upfirdn2d expects x of shape [batch, channels, height, width], got {tuple(x.shape)}")
+        raise ValueError(
+            f"upfirdn2d expects x of shape [batch, channels, height, width], got {tuple(x.shape)}"
+        )
     if kernel.ndim != 2:
         raise ValueError(f"upfirdn2d expects a 2-D kernel, got shape {tuple(kernel.shape)}")
     up_x, up_y = _pair(up, "up")

@@ -91,7 +91,9 @@ def _split_sections(data: dict, name: str) -> tuple[dict, dict | None, torch.Ten
         gen = data["g_ema"]
     elif isinstance(data.get("g"), dict):
         gen = data["g"]
-    elif isinstance(data.get("state_dict"), dict) and any(k.startswith("decoder.") for k in data["state_dict"]):
+    elif isinstance(data.get("state_dict"), dict) and any(
+        k.startswith("decoder.") for k in data["state_dict"]
+    ):
         gen = _strip_prefix(data["state_dict"], "decoder.")
     else:
         gen = None
@@ -120,7 +122,9 @@ def _split_sections(data: dict, name: str) -> tuple[dict, dict | None, torch.Ten
 
 def _shape(state: dict, key: str, name: str, what: str) -> torch.Size:
     if key not in state or not torch.is_tensor(state[key]):
-        raise CheckpointError(f"{name}: the {what} has no tensor '{key}', so it is not in the StyleGAN2 layout")
+        raise CheckpointError(
+            f"{name}: the {what} has no tensor '{key}', so it is not in the StyleGAN2 layout"
+        )
     return state[key].shape
 
 
@@ -169,7 +173,9 @@ def _load_strict(module: torch.nn.Module, state: dict, name: str, what: str) -> 
     if wrong:
         problems.append(f"wrong shape: {', '.join(wrong[:5])}")
     if problems:
-        raise CheckpointError(f"{name}: the {what} does not match the StyleGAN2 layout; " + "; ".join(problems))
+        raise CheckpointError(
+            f"{name}: the {what} does not match the StyleGAN2 layout; " + "; ".join(problems)
+        )
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{name}: the {what} holds NaN or infinite values in {', '.join(bad[:5])}")
@@ -214,7 +220,9 @@ def load_checkpoint(
     gen = generator_from_state(gen_state, path.name, lr_mlp=lr_mlp, device=device)
     disc = discriminator_from_state(disc_state, path.name, device) if (discriminator and disc_state) else None
     if disc is not None and disc.size != gen.size:
-        raise CheckpointError(f"{path.name}: discriminator size {disc.size} differs from generator size {gen.size}")
+        raise CheckpointError(
+            f"{path.name}: discriminator size {disc.size} differs from generator size {gen.size}"
+        )
     if latent_avg is not None:
         latent_avg = latent_avg.reshape(-1, latent_avg.shape[-1])[0] if latent_avg.ndim > 1 else latent_avg
         if latent_avg.shape != (gen.style_dim,):

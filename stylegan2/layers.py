@@ -63,14 +63,21 @@ class EqualLinear(nn.Module):
         return F.linear(x, self.weight * self.scale, bias)
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}, activation={self.activation}"
+        in_dim, out_dim = self.weight.shape[1], self.weight.shape[0]
+        return f"{in_dim}, {out_dim}, lr_mul={self.lr_mul}, activation={self.activation}"
 
 
 class EqualConv2d(nn.Module):
     """Conv2d with equalized learning rate (parameter names ``weight``, ``bias``)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, bias=True
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias=True,
     ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
@@ -216,14 +223,18 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channels)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.activate(self.noise(self.conv(x, style), noise))
 
 
 class ToRGB(nn.Module):
     """1×1 modulated conv to RGB, plus the up-sampled skip from the previous resolution."""
 
-    def __init__(self, in_channels: int, style_dim: int, upsample: bool = True, blur_kernel=DEFAULT_BLUR_KERNEL):
+    def __init__(
+        self, in_channels: int, style_dim: int, upsample: bool = True, blur_kernel=DEFAULT_BLUR_KERNEL
+    ):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
@@ -260,7 +271,12 @@ class ConvLayer(nn.Sequential):
             stride, padding = 1, kernel_size // 2
         layers.append(
             EqualConv2d(
-                in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias and not activate
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                bias=bias and not activate,
             )
         )
         if activate:

@@ -105,14 +105,19 @@ class Generator(nn.Module):
         self.n_mlp = n_mlp
         self.lr_mlp = lr_mlp
         self.log_size = _log2_size(size)
-        self.channels = {int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()}
+        self.channels = {
+            int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()
+        }
         missing = [2**i for i in range(2, self.log_size + 1) if 2**i not in self.channels]
         if missing:
             raise ValueError(f"channels table has no entry for resolutions {missing}")
 
         self.style = nn.Sequential(
             PixelNorm(),
-            *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)],
+            *[
+                EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu")
+                for _ in range(n_mlp)
+            ],
         )
         ch = self.channels
         self.input = ConstantInput(ch[4])
@@ -284,12 +289,16 @@ def synthesize_blend(
         coefficients = [[1.0] + [0.0] * (len(generators) - 1)] * head.num_styles
     noises = [_check_noise(gen, noise) for gen in generators]
 
-    def layer(k: int, fn) -> torch.Tensor:
+    n_gen = len(generators)
+
+    def blend(k: int, modules: list[nn.Module], inputs: list[torch.Tensor], extras: list) -> torch.Tensor:
         out = None
-        for g, weight in enumerate(coefficients[k]):
+        for module, weight, x_in, extra, gen_styles in zip(
+            modules, coefficients[k], inputs, extras, styles, strict=True
+        ):
             if weight == 0:
                 continue
-            term = fn(g)
+            term = module(x_in, gen_styles[k], extra)
             term = term if weight == 1 else term * weight
             out = term if out is None else out + term
         if out is None:
@@ -297,16 +306,17 @@ def synthesize_blend(
         return out
 
     batch = styles[0][0].shape[0]
-    x = layer(0, lambda g: generators[g].conv1(generators[g].input(batch), styles[g][0], noises[g][0]))
-    skip = layer(1, lambda g: generators[g].to_rgb1(x, styles[g][1]))
+    x = blend(
+        0, [gen.conv1 for gen in generators], [gen.input(batch) for gen in generators], [n[0] for n in noises]
+    )
+    skip = blend(1, [gen.to_rgb1 for gen in generators], [x] * n_gen, [None] * n_gen)
     k = 2
     for j in range(len(head.to_rgbs)):
-        x_in = x
-        x = layer(k, lambda g: generators[g].convs[2 * j](x_in, styles[g][k], noises[g][1 + 2 * j]))
-        x_mid = x
-        x = layer(k + 1, lambda g: generators[g].convs[2 * j + 1](x_mid, styles[g][k + 1], noises[g][2 + 2 * j]))
-        skip_in = skip
-        skip = layer(k + 2, lambda g: generators[g].to_rgbs[j](x, styles[g][k + 2], skip_in))
+        x = blend(k, [gen.convs[2 * j] for gen in generators], [x] * n_gen, [n[1 + 2 * j] for n in noises])
+        x = blend(
+            k + 1, [gen.convs[2 * j + 1] for gen in generators], [x] * n_gen, [n[2 + 2 * j] for n in noises]
+        )
+        skip = blend(k + 2, [gen.to_rgbs[j] for gen in generators], [x] * n_gen, [skip] * n_gen)
         k += 3
     return skip
 
@@ -334,7 +344,9 @@ class Discriminator(nn.Module):
         super().__init__()
         self.size = size
         log_size = _log2_size(size)
-        self.channels = {int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()}
+        self.channels = {
+            int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()
+        }
         ch = self.channels
         convs: list[nn.Module] = [ConvLayer(3, ch[size], 1)]
         in_ch = ch[size]

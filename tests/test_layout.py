@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import shared_path
-
 from jojogan.stylegan2 import Discriminator, Generator
+
+from conftest import shared_path
 
 
 def read_layout(name: str) -> list[tuple[str, tuple[int, ...]]]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import shared_path
 
 from jojogan.stylegan2 import load_checkpoint
+
+from conftest import shared_path
 
 TOLERANCE = 1e-4
 FIXTURES = ["stylegan2_tiny256.pt", "stylegan2_tiny1024.pt"]
@@ -61,7 +62,9 @@ def test_synthesis_from_w_plus_and_from_styles(fixture):
     parity = data["parity"]
     gen = ckpt.generator
     assert rel_error(gen.synthesis(parity["w_plus"], parity["noise"]), parity["image"]) <= TOLERANCE
-    assert rel_error(gen.synthesis_from_styles(parity["s_codes"], parity["noise"]), parity["image"]) <= TOLERANCE
+    assert (
+        rel_error(gen.synthesis_from_styles(parity["s_codes"], parity["noise"]), parity["image"]) <= TOLERANCE
+    )
 
 
 @torch.no_grad()
