@@ -1,0 +1,72 @@
+"""One distribution, sub-packages under ``jojogan`` only, for both install modes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import jojogan
+from jojogan.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+SUBPACKAGES = {"jojogan.op": "op", "jojogan.stylegan2": "stylegan2", "jojogan.inversion": "inversion"}
+
+
+def test_installed_subpackages_map_to_the_top_level_folders():
+    import importlib
+
+    for name, folder in SUBPACKAGES.items():
+        module = importlib.import_module(name)
+        assert Path(module.__file__).resolve().parent == REPO / folder, name
+    assert Path(jojogan.__file__).resolve().parent == REPO / "jojogan"
+
+
+@pytest.mark.slow
+def test_wheel_puts_everything_under_jojogan(tmp_path):
+    """``pip install .`` installs the wheel built here: check its file list."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("jojogan-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_levels = {n.split("/")[0] for n in names}
+    assert {t for t in top_levels if not t.endswith(".dist-info")} == {"jojogan"}
+    for folder in ("op", "stylegan2", "inversion"):
+        assert f"jojogan/{folder}/__init__.py" in names
+    assert "jojogan/op/upfirdn2d.py" in names
+    assert "jojogan/cli.py" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "jojogan = jojogan.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_cli_env_reports_ops():
+    result = CliRunner().invoke(cli, ["env", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"ops[cpu]": "ref' in result.output
+    assert jojogan.__version__ in result.output
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run(
+        [sys.executable, "-m", "jojogan", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"jojogan, version {jojogan.__version__}"
