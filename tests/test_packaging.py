@@ -53,6 +53,12 @@ def test_wheel_puts_everything_under_jojogan(tmp_path):
     for folder in ("op", "stylegan2", "inversion"):
         assert f"jojogan/{folder}/__init__.py" in names
     assert "jojogan/op/upfirdn2d.py" in names
+    # the CUDA sources travel with the package: they are compiled on the user's machine
+    assert {
+        "jojogan/op/csrc/upfirdn2d.cu",
+        "jojogan/op/csrc/fused_bias_act.cu",
+        "jojogan/op/csrc/ops.cpp",
+    } <= set(names)
     assert "jojogan/cli.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "jojogan = jojogan.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
