@@ -58,22 +58,26 @@ def read_weights_file(path: str | Path, device: str | torch.device = "cpu") -> d
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorSerializationError
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path), device=str(device))
-        except (SafetensorSerializationError, OSError, ValueError) as error:
+        except (SafetensorError, OSError, ValueError) as error:
             raise CheckpointError(f"{path.name} is not a readable safetensors file ({error})") from error
     try:
         data = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint") from error
+        lines = str(error).splitlines()
+        refused = [ln.strip() for ln in lines if "Unsupported global" in ln]
+        detail = refused[0] if refused else "refused by weights_only=True"
         raise CheckpointError(
-            f"{path.name} holds Python objects that cannot be loaded safely (weights_only=True refused it: "
-            f"{first_line}). Use an official checkpoint or re-save the tensors as a plain state dict."
+            f"{path.name} holds Python objects that cannot be loaded safely ({detail}). "
+            "Use an official checkpoint or re-save the tensors as a plain state dict."
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - torch raises many types for damaged files
         raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint ({error})") from error
     if not isinstance(data, dict):
         raise CheckpointError(f"{path.name} holds a {type(data).__name__}, expected a dict of weights")
