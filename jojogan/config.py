@@ -1,0 +1,246 @@
+"""Settings of the JoJoGAN method: one frozen dataclass per stage and the official constants.
+
+Every default reproduces the original JoJoGAN code: 300 iterations of Adam (lr 2e-3, betas (0, 0.99)) on
+all generator parameters, style mixing with the W+ swap indices ``range(7, 18)`` at full strength, and an
+L1 loss on discriminator blocks 1, 3, 4 and 5.
+
+Two names are never mixed up: ``mix_strength`` is the training-time blend towards random style codes
+(the original notebook's slider, which its code flipped with ``alpha = 1 - alpha``), and ``alpha`` is the
+inference-time interpolation between the features of the original and the fine-tuned generator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_SWAP_W_PLUS: tuple[int, ...] = tuple(range(7, 18))
+"""W+ indices the original code replaced by random latents ("default" preset; clipped to ``n_latent``)."""
+
+PRESERVE_COLOR_SWAP_W_PLUS: tuple[int, ...] = (9, 11, 15, 16, 17)
+"""W+ indices the original code replaced with ``preserve_color=True`` ("preserve-color" preset)."""
+
+D_FEATURE_BLOCKS: tuple[int, ...] = (1, 3, 4, 5)
+"""Discriminator ``convs`` blocks whose outputs JoJoGAN's loss compares."""
+
+MEAN_CODE_SAMPLES = 10_000
+"""How many mapped z the mean style code of ``reference_code="mean"`` averages (the paper's N)."""
+
+MASK_PRESETS: tuple[str, ...] = ("default", "preserve-color", "preserve-colour")
+"""Preset names of the training mask; they reproduce the original code's swap lists."""
+
+MASK_GROUPS: tuple[str, ...] = ("colour", "color", "structure", "all", "none")
+"""Named groups of style layers (see :func:`jojogan.mixing.resolve_mask` for their exact contents)."""
+
+MASK_MAPPING_KEYS: tuple[str, ...] = ("layers", "resolutions", "w_plus")
+"""Keys a mapping mask spec may hold: S-layer indices, resolutions in px, W+ indices (all to swap)."""
+
+REFERENCE_CODES: tuple[str, ...] = ("invert", "mean", "blend")
+"""Where the reference's style code comes from: its inversion, the mean code, or a blend of the two."""
+
+MaskSpec = str | Sequence[int] | Mapping[str, Sequence[int]] | torch.Tensor
+"""A training mask: a preset or group name, S-layer indices to swap, a mapping with keys in
+:data:`MASK_MAPPING_KEYS`, or a resolved boolean keep-mask ``[num_styles]``."""
+
+
+def check_mask_spec(spec: object, name: str = "mask") -> None:
+    """Check the form of a mask spec (the indices are range-checked once the model size is known).
+
+    Raises:
+        ValueError: ``spec`` is not one of the forms of :data:`MaskSpec`.
+    """
+    if isinstance(spec, str):
+        if spec not in MASK_PRESETS + MASK_GROUPS:
+            raise ValueError(f"{name} must be one of {', '.join(MASK_PRESETS + MASK_GROUPS)}, got {spec!r}")
+        return
+    if isinstance(spec, torch.Tensor):
+        if spec.dtype != torch.bool or spec.ndim != 1:
+            raise ValueError(
+                f"{name} given as a tensor must be a 1-D bool keep-mask [num_styles], "
+                f"got dtype {spec.dtype} shape {tuple(spec.shape)}"
+            )
+        return
+    if isinstance(spec, Mapping):
+        unknown = [key for key in spec if key not in MASK_MAPPING_KEYS]
+        if unknown or not spec:
+            raise ValueError(
+                f"{name} given as a mapping needs keys among {', '.join(MASK_MAPPING_KEYS)}, got {list(spec)}"
+            )
+        for key, values in spec.items():
+            _check_int_list(values, f"{name}[{key!r}]")
+        return
+    _check_int_list(spec, name)
+
+
+def _check_int_list(values: object, name: str) -> None:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"{name} must be a sequence of integers, got {type(values).__name__}")
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise ValueError(
+            f"{name} must hold integers (booleans are not indices; pass a bool tensor as a keep-mask), "
+            f"got {bad[:3]}"
+        )
+
+
+def _freeze_mask_spec(spec: MaskSpec) -> MaskSpec:
+    """Copy a mask spec so later edits of the caller's list or dict cannot change a frozen config."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, torch.Tensor):
+        return spec.detach().clone()
+    if isinstance(spec, Mapping):
+        return {key: tuple(values) for key, values in spec.items()}
+    return tuple(spec)
+
+
+def _check_fraction(value: float, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+def _check_count(value: int, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of :func:`jojogan.finetune.finetune`.
+
+    Attributes:
+        iterations: optimisation steps (each uses every reference once).
+        lr: Adam learning rate.
+        betas: Adam betas.
+        mask: which style layers are replaced by random codes during training (:data:`MaskSpec`);
+            "default" and "preserve-color" reproduce the original code.
+        mix_strength: how far the swapped layers move towards the random codes, in [0, 1]; 1 replaces
+            them (the original default), 0 keeps the reference's code everywhere.
+        d_blocks: discriminator blocks whose features the loss compares.
+        identity_weight: weight of the identity term (needs a face-recognition network); 0 disables it.
+        seed: seeds the random codes and noise of every step.
+        micro_batch: references per forward/backward pass; ``None`` runs all references together. The
+            loss and gradients do not depend on it (gradients are accumulated).
+        checkpoint_every: hand a resumable state to ``on_checkpoint`` every N steps; 0 never.
+        preview_every: pass a preview image to the callback every N steps; 0 never.
+        reference_code: "invert" trains towards the inverted reference codes, "mean" towards the mean
+            style code (for references too far from faces to invert), "blend" takes the layers selected
+            by ``blend_mask`` from the mean code and the others from the inversion.
+        blend_mask: for "blend", the layers taken from the mean code (:data:`MaskSpec`); by default the
+            colour layers, so pose and face structure come from the inversion.
+        mean_code_samples: how many mapped z the mean code averages.
+    """
+
+    iterations: int = 300
+    lr: float = 2e-3
+    betas: tuple[float, float] = (0.0, 0.99)
+    mask: MaskSpec = "default"
+    mix_strength: float = 1.0
+    d_blocks: tuple[int, ...] = D_FEATURE_BLOCKS
+    identity_weight: float = 0.0
+    seed: int = 0
+    micro_batch: int | None = None
+    checkpoint_every: int = 0
+    preview_every: int = 0
+    reference_code: str = "invert"
+    blend_mask: MaskSpec = "colour"
+    mean_code_samples: int = MEAN_CODE_SAMPLES
+
+    def __post_init__(self) -> None:
+        _check_count(self.iterations, "iterations", 0)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (0 < self.lr < math.inf):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        betas = tuple(self.betas) if isinstance(self.betas, Sequence) else ()
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        check_mask_spec(self.mask, "mask")
+        object.__setattr__(self, "mask", _freeze_mask_spec(self.mask))
+        _check_fraction(self.mix_strength, "mix_strength")
+        if (
+            isinstance(self.d_blocks, (str, bytes))
+            or not isinstance(self.d_blocks, Sequence)
+            or not self.d_blocks
+        ):
+            raise ValueError(f"d_blocks must be a non-empty sequence of block indices, got {self.d_blocks!r}")
+        if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in self.d_blocks):
+            raise ValueError(f"d_blocks must hold non-negative integers, got {self.d_blocks!r}")
+        object.__setattr__(self, "d_blocks", tuple(self.d_blocks))
+        if (
+            isinstance(self.identity_weight, bool)
+            or not isinstance(self.identity_weight, (int, float))
+            or not (0 <= self.identity_weight < math.inf)
+        ):
+            raise ValueError(f"identity_weight must be a finite number >= 0, got {self.identity_weight!r}")
+        _check_count(self.seed, "seed", 0)
+        if self.micro_batch is not None:
+            _check_count(self.micro_batch, "micro_batch", 1)
+        _check_count(self.checkpoint_every, "checkpoint_every", 0)
+        _check_count(self.preview_every, "preview_every", 0)
+        if self.reference_code not in REFERENCE_CODES:
+            raise ValueError(
+                f"reference_code must be one of {', '.join(REFERENCE_CODES)}, got {self.reference_code!r}"
+            )
+        check_mask_spec(self.blend_mask, "blend_mask")
+        object.__setattr__(self, "blend_mask", _freeze_mask_spec(self.blend_mask))
+        _check_count(self.mean_code_samples, "mean_code_samples", 1)
+
+
+AlphaSpec = float | Sequence[float]
+"""Inference-time interpolation: one number, or one per style layer (``num_styles`` of them)."""
+
+
+def check_alpha(alpha: AlphaSpec, num_styles: int | None = None) -> float | tuple[float, ...]:
+    """Validate ``alpha`` and return it as a float or a tuple of floats.
+
+    Args:
+        alpha: a number in [0, 1], or a sequence of them, one per style layer.
+        num_styles: the number of style layers a sequence must have (``None``: not checked).
+
+    Raises:
+        ValueError: a value outside [0, 1] or not a number, or a sequence of the wrong length.
+    """
+    if isinstance(alpha, torch.Tensor):
+        alpha = alpha.tolist()
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        return float(alpha)
+    if isinstance(alpha, (str, bytes)) or not isinstance(alpha, Sequence):
+        raise ValueError(f"alpha must be a number or a sequence of numbers, got {type(alpha).__name__}")
+    values = tuple(alpha)
+    if num_styles is not None and len(values) != num_styles:
+        raise ValueError(
+            f"per-layer alpha needs {num_styles} values (one per style layer), got {len(values)}"
+        )
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0]
+    if bad or not values:
+        raise ValueError(f"per-layer alpha values must be numbers in [0, 1], got {bad[:3] or 'none'}")
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class StylizeConfig:
+    """Settings of stylizing with a fine-tuned generator.
+
+    Attributes:
+        alpha: feature interpolation between the original (0) and the fine-tuned (1) generator, one
+            number or one per style layer.
+        truncation: truncation of random samples towards the mean latent (1 = none).
+        seed: seeds random samples.
+    """
+
+    alpha: AlphaSpec = 1.0
+    truncation: float = 0.7
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", check_alpha(self.alpha))
+        if isinstance(self.truncation, bool) or not isinstance(self.truncation, (int, float)):
+            raise ValueError(f"truncation must be a number, got {self.truncation!r}")
+        if not 0.0 <= self.truncation <= 1.0:
+            raise ValueError(f"truncation must be in [0, 1], got {self.truncation!r}")
+        _check_count(self.seed, "seed", 0)
