@@ -1,0 +1,557 @@
+"""FFHQ-style face alignment, as JoJoGAN (and e4e, and the FFHQ dataset itself) crops faces.
+
+A face is found with dlib's HOG frontal-face detector, its 68 landmarks with dlib's shape predictor (the
+``shape_predictor_68_face_landmarks.dat`` model shipped in the ``face_recognition_models`` package), and
+an oriented square is placed from the eye and mouth positions: centred just below the eyes, as wide as
+twice the eye distance or 1.8 times the eye-to-mouth distance, whichever is larger, and turned so that the
+eyes are level. The square is cut out of the photo (with blurred reflective padding where it leaves the
+photo) and resampled to ``output_size`` pixels. The recipe, including its rounding, follows the FFHQ
+dataset script and the JoJoGAN/e4e ``align_face`` so that crops match theirs pixel for pixel (the only
+intended difference is the choice among several faces, see :func:`align_face`).
+
+Coordinates: every position this module reports (``quad``, ``landmarks``, the ``to_aligned`` and
+``to_photo`` matrices) is in *continuous* pixel coordinates, in which pixel ``(i, j)`` (column, row)
+covers the square ``[i, i + 1) x [j, j + 1)`` and its centre is ``(i + 0.5, j + 0.5)``. This is the
+convention of Pillow's ``Image.transform``; dlib's integer landmark positions are pixel indices and are
+reported shifted by +0.5.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.signal
+from PIL import Image
+
+from jojogan.inversion.errors import FaceNotFoundError, FaceTooSmallError
+from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name, load_image
+
+__all__ = [
+    "AlignedFace",
+    "MIN_FACE_SIZE",
+    "align_face",
+    "align_faces",
+    "landmark_model_path",
+]
+
+logger = logging.getLogger("jojogan")
+
+MIN_FACE_SIZE = 64
+"""Smallest face accepted, in pixels: the shorter side of dlib's detection box."""
+
+LANDMARK_MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
+
+# Supersampling resamples the quad at this many times the output size, then downscales (the FFHQ dataset
+# script's 4096 px for its 1024 px crops).
+SUPERSAMPLE_FACTOR = 4
+
+
+@dataclass(frozen=True, eq=False)
+class AlignedFace:
+    """One aligned face crop and the geometry that relates it to the photo it came from.
+
+    Attributes:
+        image: The aligned crop, RGB, ``output_size`` x ``output_size``.
+        quad: ``[4, 2]`` float array, the corners of the cropped square in the photo (continuous pixel
+            coordinates, ``x, y``), in the order top-left, bottom-left, bottom-right, top-right of the
+            crop (Pillow's QUAD order). With ``aligned=True`` it is the centre square that was kept.
+        landmarks: ``[68, 2]`` float array of dlib's 68 landmarks in the photo (continuous coordinates),
+            or ``None`` with ``aligned=True`` (no detection was run).
+        face_index: Which detected face this is, counting detections from left to right from 0.
+        num_faces: How many faces were detected in the photo (1 with ``aligned=True``).
+        source_size: ``(width, height)`` of the photo after its EXIF orientation was applied.
+        to_aligned: ``[3, 3]`` matrix mapping homogeneous photo coordinates to crop coordinates.
+        to_photo: ``[3, 3]`` inverse of ``to_aligned``.
+    """
+
+    image: Image.Image
+    quad: np.ndarray
+    landmarks: np.ndarray | None
+    face_index: int
+    num_faces: int
+    source_size: tuple[int, int]
+    to_aligned: np.ndarray
+    to_photo: np.ndarray
+
+    @property
+    def output_size(self) -> int:
+        """Side of the aligned crop in pixels."""
+        return self.image.size[0]
+
+    def photo_to_aligned(self, points: np.ndarray) -> np.ndarray:
+        """Map points ``[n, 2]`` (``x, y``) from photo coordinates to crop coordinates."""
+        return _apply(self.to_aligned, points)
+
+    def aligned_to_photo(self, points: np.ndarray) -> np.ndarray:
+        """Map points ``[n, 2]`` (``x, y``) from crop coordinates to photo coordinates."""
+        return _apply(self.to_photo, points)
+
+    def paste_back(self, result: ImageSource, photo: ImageSource, feather: float = 0.1) -> Image.Image:
+        """Warp an image in the crop's frame (e.g. the stylized face) back into the photo.
+
+        The result is resampled into the photo with the inverse alignment and blended over it with a mask
+        that is 1 inside the crop and falls smoothly to 0 over a margin along the crop's edges.
+
+        Args:
+            result: A square image in the aligned frame, of any size (it is scaled to match the crop).
+            photo: The photo this face was aligned from (same size after EXIF orientation).
+            feather: Width of the soft margin as a fraction of the crop's side, in [0, 0.5]; 0 gives a
+                hard edge.
+
+        Returns:
+            A new RGB image of the photo's size.
+
+        Raises:
+            ValueError: ``result`` is not square, ``photo`` is not the photo the face came from (its size
+                differs), or ``feather`` is out of range.
+        """
+        if not 0.0 <= feather <= 0.5:
+            raise ValueError(f"feather must lie in [0, 0.5], got {feather}")
+        result_image = load_image(result, max_pixels=None)
+        photo_image = load_image(photo, max_pixels=None)
+        if result_image.size[0] != result_image.size[1]:
+            raise ValueError(f"expected a square result in the aligned frame, got size {result_image.size}")
+        if photo_image.size != self.source_size:
+            raise ValueError(
+                f"expected the photo this face was aligned from, of size {self.source_size}, "
+                f"got size {photo_image.size}"
+            )
+        side = result_image.size[0]
+        footprint = max(int(np.ceil(np.hypot(*(self.quad[3] - self.quad[0])))), 1)
+        if side > footprint:
+            # Downscale with a proper filter first: the affine warp below would alias.
+            result_image = result_image.resize((footprint, footprint), Image.Resampling.LANCZOS)
+            side = footprint
+        # Photo -> result frame; Pillow wants the map from output (photo) to input (result) pixels.
+        photo_to_result = np.diag([side / self.output_size, side / self.output_size, 1.0]) @ self.to_aligned
+        coeffs = tuple(photo_to_result[:2].reshape(-1))
+        warped = result_image.transform(
+            photo_image.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC
+        )
+        mask = Image.fromarray(_feather_mask(side, feather))
+        warped_mask = mask.transform(
+            photo_image.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
+        )
+        return Image.composite(warped, photo_image, warped_mask)
+
+
+def landmark_model_path() -> Path:
+    """Path of dlib's 68-landmark model inside the installed ``face_recognition_models`` package.
+
+    The package is located without importing it: its ``__init__`` imports the deprecated
+    ``pkg_resources``.
+
+    Raises:
+        ImportError: ``face_recognition_models`` is not installed or lacks the model file.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "face alignment needs dlib's landmark model from the face_recognition_models package: "
+            "pip install face_recognition_models"
+        )
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / "models" / LANDMARK_MODEL_FILE
+        if candidate.is_file():
+            return candidate
+    raise ImportError(
+        f"the face_recognition_models package has no models/{LANDMARK_MODEL_FILE}; reinstall it: "
+        "pip install --force-reinstall face_recognition_models"
+    )
+
+
+_models_lock = threading.Lock()
+_models: tuple | None = None
+
+
+def _dlib_models() -> tuple:
+    """dlib's face detector and landmark predictor, loaded on first use and shared afterwards."""
+    global _models
+    with _models_lock:
+        if _models is None:
+            try:
+                import dlib
+            except ImportError as exc:
+                raise ImportError("face alignment needs dlib: pip install dlib") from exc
+            _models = (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path())))
+        return _models
+
+
+@dataclass(frozen=True)
+class _Detection:
+    box: tuple[int, int, int, int]  # left, top, width, height (dlib's inclusive box)
+    landmarks: np.ndarray  # [68, 2] integer pixel indices, as dlib gives them
+
+    @property
+    def size(self) -> int:
+        return min(self.box[2], self.box[3])
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+
+def _detect(photo: Image.Image, upsample: int) -> list[_Detection]:
+    """All faces with their landmarks, ordered from left to right."""
+    detector, predictor = _dlib_models()
+    pixels = np.ascontiguousarray(np.asarray(photo, dtype=np.uint8))
+    found = []
+    for rect in detector(pixels, upsample):
+        shape = predictor(pixels, rect)
+        landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.int64)
+        found.append(_Detection((rect.left(), rect.top(), rect.width(), rect.height()), landmarks))
+    return sorted(found, key=lambda d: (d.box[0] + d.box[2] / 2, d.box[1]))
+
+
+def _ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """The FFHQ crop square from 68 landmarks (pixel indices): corners ``[4, 2]`` and side length."""
+    eye_left = landmarks[36:42].mean(axis=0)
+    eye_right = landmarks[42:48].mean(axis=0)
+    eye_mid = (eye_left + eye_right) * 0.5
+    eye_to_eye = eye_right - eye_left
+    mouth_mid = (landmarks[48] + landmarks[54]) * 0.5
+    eye_to_mouth = mouth_mid - eye_mid
+
+    # Horizontal half-axis: the eye direction averaged with the mouth direction turned by 90 degrees.
+    half_x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    half_x /= np.hypot(*half_x)
+    half_x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    half_y = np.flipud(half_x) * [-1, 1]
+    centre = eye_mid + eye_to_mouth * 0.1
+    quad = np.stack(
+        [
+            centre - half_x - half_y,
+            centre - half_x + half_y,
+            centre + half_x + half_y,
+            centre + half_x - half_y,
+        ]
+    )
+    return quad, float(np.hypot(*half_x) * 2)
+
+
+def _ffhq_crop(
+    photo: Image.Image, quad: np.ndarray, qsize: float, output_size: int, transform_size: int
+) -> tuple[Image.Image, np.ndarray]:
+    """Cut the square ``quad`` (pixel indices) out of ``photo`` the way the FFHQ script does.
+
+    Returns:
+        The crop, ``output_size`` square, and the corners of the region actually sampled, ``[4, 2]`` in
+        the photo's continuous coordinates.
+    """
+    image = photo
+    quad = quad.copy()
+    # Track where the working image sits in the photo: photo = working * scale + offset (continuous).
+    scale = np.ones(2)
+    offset = np.zeros(2)
+
+    # Shrink large faces first (Lanczos) to limit how far the bilinear resampling below must downscale.
+    shrink = int(np.floor(qsize / output_size * 0.5))
+    if shrink > 1:
+        new_size = (int(np.rint(float(image.size[0]) / shrink)), int(np.rint(float(image.size[1]) / shrink)))
+        scale = np.array([image.size[0] / new_size[0], image.size[1] / new_size[1]])
+        image = image.resize(new_size, Image.Resampling.LANCZOS)
+        quad /= shrink
+        qsize /= shrink
+
+    # Crop to the quad plus a border, to keep the padding step small.
+    border = max(int(np.rint(qsize * 0.1)), 3)
+    left, top = int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1])))
+    right, bottom = int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1])))
+    box = (
+        max(left - border, 0),
+        max(top - border, 0),
+        min(right + border, image.size[0]),
+        min(bottom + border, image.size[1]),
+    )
+    if box[2] - box[0] < image.size[0] or box[3] - box[1] < image.size[1]:
+        image = image.crop(box)
+        quad -= box[0:2]
+        offset += np.array(box[0:2]) * scale
+
+    # Pad where the quad leaves the photo: mirror the photo, blur the mirrored part increasingly with the
+    # distance from the photo's edge, and fade it towards the median colour.
+    left, top = int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1])))
+    right, bottom = int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1])))
+    pad = (
+        max(-left + border, 0),
+        max(-top + border, 0),
+        max(right - image.size[0] + border, 0),
+        max(bottom - image.size[1] + border, 0),
+    )
+    if max(pad) > border - 4:
+        # At least one pixel, so that the ramps below never divide by zero for tiny faces.
+        pad = np.maximum(pad, max(int(np.rint(qsize * 0.3)), 1))
+        padded = np.pad(np.float32(image), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
+        height, width, _ = padded.shape
+        ys, xs = np.ogrid[:height, :width]
+        # 0 on the photo's edge, 1 on the padded border, negative inside the photo.
+        fade_x = 1.0 - np.minimum(xs / pad[0], (width - 1 - xs) / pad[2])
+        fade_y = 1.0 - np.minimum(ys / pad[1], (height - 1 - ys) / pad[3])
+        ramp = np.maximum(fade_x, fade_y)[:, :, None].astype(np.float32)
+        sigma = qsize * 0.02
+        blurred = _gaussian_blur(padded, sigma)
+        padded += (blurred - padded) * np.clip(ramp * 3.0 + 1.0, 0.0, 1.0)
+        padded += (np.median(padded, axis=(0, 1)) - padded) * np.clip(ramp, 0.0, 1.0)
+        image = Image.fromarray(np.uint8(np.clip(np.rint(padded), 0, 255)))
+        quad += pad[:2]
+        offset -= np.asarray(pad[:2], dtype=np.float64) * scale
+
+    # Pillow's QUAD transform works in continuous coordinates: pixel indices + 0.5.
+    source_quad = quad + 0.5
+    aligned = image.transform(
+        (transform_size, transform_size),
+        Image.Transform.QUAD,
+        tuple(source_quad.flatten()),
+        Image.Resampling.BILINEAR,
+    )
+    if output_size < transform_size:
+        aligned = aligned.resize((output_size, output_size), Image.Resampling.LANCZOS)
+    return aligned, source_quad * scale + offset
+
+
+def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of ``[height, width, channels]`` over height and width, computed with FFTs.
+
+    The same filter as ``scipy.ndimage.gaussian_filter(image, [sigma, sigma, 0])`` (kernel cut at four
+    sigmas, mirrored edges), which the FFHQ recipe uses, but the padding of a large face needs a kernel
+    of hundreds of taps, where direct convolution takes tens of seconds. Results agree to about 1e-5.
+    """
+    if sigma <= 0:
+        return image.copy()
+    radius = int(4.0 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    blurred = np.empty_like(image)
+    for channel in range(image.shape[2]):
+        plane = image[:, :, channel].astype(np.float64)
+        for axis in (0, 1):
+            widths = [(0, 0), (0, 0)]
+            widths[axis] = (radius, radius)
+            # numpy's "symmetric" is scipy.ndimage's "reflect" (the edge pixel is repeated).
+            plane = np.pad(plane, widths, mode="symmetric")
+            plane = scipy.signal.fftconvolve(
+                plane, kernel.reshape((-1, 1) if axis == 0 else (1, -1)), "valid"
+            )
+        blurred[:, :, channel] = plane
+    return blurred
+
+
+def _quad_to_photo_matrix(quad: np.ndarray, size: int) -> np.ndarray:
+    """``[3, 3]`` affine matrix taking crop coordinates (``size`` square) to photo coordinates.
+
+    ``quad`` is a parallelogram in QUAD order (top-left, bottom-left, bottom-right, top-right), so its
+    bilinear map from the square, which is what Pillow samples, is exactly affine.
+    """
+    top_left, bottom_left, _, top_right = quad
+    matrix = np.eye(3)
+    matrix[:2, 0] = (top_right - top_left) / size
+    matrix[:2, 1] = (bottom_left - top_left) / size
+    matrix[:2, 2] = top_left
+    return matrix
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"expected points of shape [n, 2], got {list(points.shape)}")
+    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1) @ matrix.T
+    return homogeneous[:, :2] / homogeneous[:, 2:]
+
+
+def _feather_mask(side: int, feather: float) -> np.ndarray:
+    """``[side, side]`` uint8 mask: 255 inside, easing to 0 over ``feather * side`` pixels at the edges."""
+    centres = np.arange(side) + 0.5
+    to_edge = np.minimum(centres, side - centres)
+    if feather > 0:
+        ramp = np.clip(to_edge / (feather * side), 0.0, 1.0)
+        ramp = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no visible kink where the margin starts
+    else:
+        ramp = np.ones(side)
+    return np.uint8(np.rint(np.minimum(ramp[:, None], ramp[None, :]) * 255))
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array = np.array(array, dtype=np.float64)
+    array.flags.writeable = False
+    return array
+
+
+def _check_common(output_size: int, detector_upsample: int, min_face_size: int) -> None:
+    for name, value, low in (
+        ("output_size", output_size, 1),
+        ("detector_upsample", detector_upsample, 0),
+        ("min_face_size", min_face_size, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _build(
+    photo: Image.Image,
+    detection: _Detection,
+    index: int,
+    count: int,
+    output_size: int,
+    supersample: bool,
+) -> AlignedFace:
+    quad, qsize = _ffhq_quad(detection.landmarks)
+    transform_size = output_size * SUPERSAMPLE_FACTOR if supersample else output_size
+    image, photo_quad = _ffhq_crop(photo, quad, qsize, output_size, transform_size)
+    to_photo = _quad_to_photo_matrix(photo_quad, output_size)
+    return AlignedFace(
+        image=image,
+        quad=_frozen(photo_quad),
+        landmarks=_frozen(detection.landmarks + 0.5),
+        face_index=index,
+        num_faces=count,
+        source_size=photo.size,
+        to_aligned=_frozen(np.linalg.inv(to_photo)),
+        to_photo=_frozen(to_photo),
+    )
+
+
+def _center_square(photo: Image.Image, output_size: int) -> AlignedFace:
+    width, height = photo.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    image = photo.crop((left, top, left + side, top + side))
+    if side != output_size:
+        image = image.resize((output_size, output_size), Image.Resampling.LANCZOS)
+    quad = np.array([[left, top], [left, top + side], [left + side, top + side], [left + side, top]], float)
+    to_photo = _quad_to_photo_matrix(quad, output_size)
+    return AlignedFace(
+        image=image,
+        quad=_frozen(quad),
+        landmarks=None,
+        face_index=0,
+        num_faces=1,
+        source_size=photo.size,
+        to_aligned=_frozen(np.linalg.inv(to_photo)),
+        to_photo=_frozen(to_photo),
+    )
+
+
+def align_face(
+    image: ImageSource,
+    output_size: int = 1024,
+    face: str | int = "largest",
+    aligned: bool = False,
+    detector_upsample: int = 1,
+    supersample: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    min_face_size: int = MIN_FACE_SIZE,
+) -> AlignedFace:
+    """Detect one face in a photo and crop it the way FFHQ (and so StyleGAN2 and JoJoGAN) expects.
+
+    With the defaults this reproduces JoJoGAN's ``align_face`` (the crop is resampled directly at
+    ``output_size``). One deliberate difference: with several faces the original silently kept the last
+    detection dlib returned (its least confident one); here the largest face is kept by default, it is
+    logged on the ``"jojogan"`` logger, and ``face`` can pick another one.
+
+    Args:
+        image: A photo path, PIL image or array (see :func:`~jojogan.inversion.images.load_image`).
+        output_size: Side of the aligned crop in pixels.
+        face: ``"largest"`` (by detection box), or the index of a face counted from left to right
+            (negative indices count from the right). For every face, use :func:`align_faces`.
+        aligned: The image is already an aligned face crop: skip detection, keep its centre square and
+            resize it to ``output_size`` (Lanczos).
+        detector_upsample: How many times dlib upsamples the photo before detecting; each step finds
+            faces half as large and takes about four times as long. JoJoGAN used 1.
+        supersample: Resample the crop at four times ``output_size`` and downscale it (Lanczos), as the
+            FFHQ dataset script did (4096 px for 1024 px crops); slower, slightly sharper.
+        max_pixels: Largest photo accepted, in pixels (see ``load_image``).
+        min_face_size: Smallest accepted face, in pixels (shorter side of dlib's detection box); smaller
+            faces would have to be upscaled into a blurry crop.
+
+    Returns:
+        The aligned crop and its geometry.
+
+    Raises:
+        FaceNotFoundError: No face was detected, or ``face`` names a face that does not exist.
+        FaceTooSmallError: The chosen face is smaller than ``min_face_size``.
+        ImageError: The image cannot be loaded.
+        ValueError: An argument is out of range.
+    """
+    if face == "all":
+        raise ValueError('face="all" returns several crops: call align_faces(...) instead')
+    if not (face == "largest" or (isinstance(face, (int, np.integer)) and not isinstance(face, bool))):
+        raise ValueError(f'face must be "largest" or an integer index, got {face!r}')
+    _check_common(output_size, detector_upsample, min_face_size)
+
+    name = image_name(image)
+    photo = load_image(image, max_pixels=max_pixels)
+    if aligned:
+        return _center_square(photo, output_size)
+
+    detections = _detect(photo, detector_upsample)
+    if not detections:
+        raise FaceNotFoundError(name)
+    count = len(detections)
+    if face == "largest":
+        # max() keeps the first of equal areas, i.e. the leftmost.
+        index = max(range(count), key=lambda i: detections[i].area)
+        if count > 1:
+            logger.info(
+                "Found %d faces in %s; aligning the largest (face %d from the left, %d px).",
+                count,
+                name,
+                index,
+                detections[index].size,
+            )
+    else:
+        if not -count <= face < count:
+            raise FaceNotFoundError(
+                name, f"Face {face} was requested but only {count} face(s) were found in {name}."
+            )
+        index = int(face) % count
+    chosen = detections[index]
+    if chosen.size < min_face_size:
+        raise FaceTooSmallError(name, chosen.size, min_face_size)
+    return _build(photo, chosen, index, count, output_size, supersample)
+
+
+def align_faces(
+    image: ImageSource,
+    output_size: int = 1024,
+    detector_upsample: int = 1,
+    supersample: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    min_face_size: int = MIN_FACE_SIZE,
+) -> list[AlignedFace]:
+    """Align every face found in a photo, from left to right.
+
+    Faces smaller than ``min_face_size`` are skipped (and logged); their ``face_index`` numbers are not
+    reused, so ``face_index`` always counts all detections. Arguments are those of :func:`align_face`.
+
+    Returns:
+        One :class:`AlignedFace` per usable face, ordered from left to right.
+
+    Raises:
+        FaceNotFoundError: No face was detected.
+        FaceTooSmallError: Faces were detected but all are smaller than ``min_face_size``.
+        ImageError: The image cannot be loaded.
+    """
+    _check_common(output_size, detector_upsample, min_face_size)
+    name = image_name(image)
+    photo = load_image(image, max_pixels=max_pixels)
+    detections = _detect(photo, detector_upsample)
+    if not detections:
+        raise FaceNotFoundError(name)
+    usable = [i for i, d in enumerate(detections) if d.size >= min_face_size]
+    if not usable:
+        raise FaceTooSmallError(name, max(d.size for d in detections), min_face_size)
+    if len(usable) < len(detections):
+        logger.info(
+            "Skipping %d of %d faces in %s that are smaller than %d px.",
+            len(detections) - len(usable),
+            len(detections),
+            name,
+            min_face_size,
+        )
+    return [_build(photo, detections[i], i, len(detections), output_size, supersample) for i in usable]
