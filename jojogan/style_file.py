@@ -17,11 +17,9 @@ metadata (a ``str → str`` map) holds one key, ``"jojogan"``, whose value is a 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,8 +27,9 @@ from pathlib import Path
 
 import torch
 
+from jojogan.fileio import atomic_output
 from jojogan.stylegan2.checkpoint import generator_from_state, read_weights_file
-from jojogan.stylegan2.errors import CheckpointError, JojoganError
+from jojogan.stylegan2.errors import CheckpointError
 from jojogan.stylegan2.model import Generator
 
 __all__ = ["STYLE_FORMAT_VERSION", "StyleFile", "file_sha256", "load_style", "save_style", "style_metadata"]
@@ -162,21 +161,11 @@ def save_style(path: str | os.PathLike, generator: Generator, metadata: Mapping 
         raise ValueError(f"style metadata must be JSON-serialisable with finite numbers: {error}") from error
     payload = safetensors_bytes(state, metadata={"format": "pt", _METADATA_KEY: text})
 
-    temp_name = None
-    try:
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as out:
             out.write(payload)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp_name, path)
-        temp_name = None
-    except OSError as error:
-        raise JojoganError(f"could not write the style file {path}: {error.strerror or error}") from error
-    finally:
-        if temp_name is not None:
-            with contextlib.suppress(OSError):
-                os.remove(temp_name)
     return path
 
 

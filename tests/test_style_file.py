@@ -139,13 +139,17 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(style_file.os, "fsync", full_disk)
-    with pytest.raises(JojoganError, match="could not write the style file .*No space left on device"):
+    with pytest.raises(JojoganError, match=r"could not write .*style\.safetensors: No space left on device"):
         save_style(path, _finetuned(seed=2), {"note": "new"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["style.safetensors"]
     assert path.read_bytes() == before
     monkeypatch.undo()
+    nested = save_style(tmp_path / "new-folder" / "style.safetensors", _finetuned(), {})
+    assert nested.is_file()  # missing folders are created, as for every output
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
     with pytest.raises(JojoganError, match="could not write"):
-        save_style(tmp_path / "no-such-folder" / "style.safetensors", _finetuned(), {})
+        save_style(blocker / "style.safetensors", _finetuned(), {})
 
 
 def test_newer_format_versions_and_bad_metadata_are_refused(tmp_path):

@@ -1,0 +1,272 @@
+"""The command line end to end on a tiny checkpoint: every stage is real, only the weights are small."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors import safe_open
+
+import jojogan.api
+from jojogan.cli import cli
+from jojogan.imaging import to_pil
+from jojogan.style_file import file_sha256, load_style
+
+from factories import tiny_discriminator, tiny_generator
+
+SIZE = 128
+FAST = ["--inversion", "optimize", "--inversion-steps", "3"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A tiny official-layout checkpoint and two 'aligned' faces made by its generator."""
+    root = tmp_path_factory.mktemp("cli")
+    gen, disc = tiny_generator(SIZE, seed=3), tiny_discriminator(SIZE, seed=4)
+    latent_avg = gen.mean_latent(64).reshape(-1)
+    torch.save(
+        {"g_ema": gen.state_dict(), "d": disc.state_dict(), "latent_avg": latent_avg}, root / "base.pt"
+    )
+    with torch.no_grad():
+        images = gen(torch.randn(2, gen.style_dim, generator=torch.Generator().manual_seed(5)))
+    for i, image in enumerate(images):
+        to_pil(image).save(root / f"face{i}.png")
+    return root
+
+
+def run(args, home=None, **kwargs):
+    env = {"JOJOGAN_HOME": str(home)} if home is not None else {}
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def style(workdir):
+    out = workdir / "style.safetensors"
+    result = run(
+        [
+            "finetune",
+            workdir / "face0.png",
+            "--aligned",
+            *FAST,
+            "--base",
+            workdir / "base.pt",
+            "--iterations",
+            "3",
+            "-o",
+            out,
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_finetune_writes_a_style_file_with_provenance(workdir, style):
+    with safe_open(str(style), "pt") as handle:
+        meta = json.loads(handle.metadata()["jojogan"])
+    assert meta["iterations"] == 3 and len(meta["losses"]) == 3
+    assert meta["base_checkpoint"] == {"name": "base.pt", "sha256": file_sha256(workdir / "base.pt")}
+    assert meta["reference_sha256s"] == [file_sha256(workdir / "face0.png")]
+    assert meta["mask"] == list(range(10, 17))  # the default preset at 128 px: W+ 7.. → S layers 10..
+    assert meta["inversion"] == "optimize" and meta["format_version"] == 1
+    assert not (workdir / "style.safetensors.resume.pt").exists()  # removed after success
+    assert load_style(style).generator.size == SIZE
+
+
+def test_stylize_alpha_endpoints_and_folder_output(workdir, style):
+    base = ["--base", workdir / "base.pt", "--style", style, "--aligned", *FAST]
+    outs = {}
+    for alpha in ("0", "1"):
+        outs[alpha] = workdir / f"a{alpha}.png"
+        assert (
+            run(["stylize", workdir / "face1.png", *base, "--alpha", alpha, "-o", outs[alpha]]).exit_code == 0
+        )
+    a0, a1 = (np.asarray(Image.open(outs[k])) for k in ("0", "1"))
+    assert a0.shape == (SIZE, SIZE, 3) and np.abs(a0.astype(int) - a1).mean() > 1
+
+    # α = 0 is the base generator's reconstruction of the inverted face, bit for bit
+    pipe = jojogan.api.JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
+    face = pipe.prepare(workdir / "face1.png", "optimize", aligned=True, steps=3)
+    with torch.no_grad():
+        expected = to_pil(pipe.generator.synthesis(face.w_plus)[0])
+    assert np.array_equal(np.asarray(expected), a0)
+
+    folder = workdir / "many"
+    result = run(["stylize", workdir / "face0.png", workdir / "face1.png", *base, "-o", folder])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["face0_styled.png", "face1_styled.png"]
+
+
+def test_slider_strip_and_gif(workdir, style):
+    strip, gif = workdir / "strip.png", workdir / "slider.gif"
+    result = run(
+        [
+            "slider",
+            workdir / "face1.png",
+            "--style",
+            style,
+            "--base",
+            workdir / "base.pt",
+            "--aligned",
+            *FAST,
+            "--steps",
+            "4",
+            "--tile",
+            "48",
+            "-o",
+            strip,
+            "--gif",
+            gif,
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert Image.open(strip).size == (4 * 48 + 3 * 4, 48 + 24)
+    assert Image.open(gif).n_frames == 6  # 4 forward, 2 back
+
+
+def test_sample_grid(workdir, style):
+    grid = workdir / "grid.png"
+    result = run(
+        ["sample", "--style", style, "--base", workdir / "base.pt", "-n", "3", "--tile", "32", "-o", grid]
+    )
+    assert result.exit_code == 0, result.output
+    assert Image.open(grid).size == (3 * 32 + 2 * 4, 2 * 32 + 4)
+
+
+def test_invert_saves_codes_and_crops(workdir):
+    codes = workdir / "codes.safetensors"
+    result = run(
+        [
+            "invert",
+            workdir / "face0.png",
+            workdir / "face1.png",
+            "--aligned",
+            *FAST,
+            "--base",
+            workdir / "base.pt",
+            "-o",
+            codes,
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    with safe_open(str(codes), "pt") as handle:
+        assert handle.get_tensor("w_plus").shape == (2, 12, 16)
+        assert json.loads(handle.metadata()["names"]) == ["face0.png", "face1.png"]
+    assert sorted(p.name for p in (workdir / "codes_aligned").iterdir()) == ["face0.png", "face1.png"]
+
+
+def test_interrupted_finetune_resumes_to_the_same_result(workdir, monkeypatch):
+    args = [
+        "finetune",
+        workdir / "face0.png",
+        "--aligned",
+        *FAST,
+        "--base",
+        workdir / "base.pt",
+        "--iterations",
+        "4",
+        "--checkpoint-every",
+        "1",
+    ]
+    straight = workdir / "straight.safetensors"
+    assert run([*args, "-o", straight]).exit_code == 0
+
+    stage = jojogan.api.finetune
+
+    def interrupted(*a, callback=None, **kw):
+        def stop_at_3(step, loss, preview):
+            if step == 3:
+                raise KeyboardInterrupt
+
+        return stage(*a, callback=stop_at_3, **kw)
+
+    resumed = workdir / "resumed.safetensors"
+    monkeypatch.setattr(jojogan.api, "finetune", interrupted)
+    result = run([*args, "-o", resumed])
+    assert result.exit_code == 130
+    assert "--resume" in result.output and not resumed.exists()
+    monkeypatch.setattr(jojogan.api, "finetune", stage)
+    result = run([*args, "-o", resumed, "--resume"])
+    assert result.exit_code == 0, result.output
+    a, b = load_style(straight), load_style(resumed)
+    assert a.metadata["losses"] == pytest.approx(b.metadata["losses"], rel=1e-6)
+    for key, value in a.generator.state_dict().items():
+        torch.testing.assert_close(b.generator.state_dict()[key], value, rtol=1e-6, atol=1e-7)
+
+
+def test_user_errors_are_one_clean_message(workdir, tmp_path):
+    gray = tmp_path / "gray.png"
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(gray)
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not an image")
+    base = ["--base", workdir / "base.pt"]
+    cases = [
+        (["finetune", gray, "-o", tmp_path / "s.safetensors", "--inversion", "optimize"], "home"),
+        (
+            [
+                "stylize",
+                gray,
+                "--style",
+                workdir / "style.safetensors",
+                *base,
+                *FAST,
+                "-o",
+                tmp_path / "o.png",
+            ],
+            "gray.png; if it is already an aligned face crop, pass --aligned",
+        ),
+        (
+            [
+                "stylize",
+                notes,
+                "--style",
+                workdir / "style.safetensors",
+                *base,
+                *FAST,
+                "-o",
+                tmp_path / "o.png",
+            ],
+            "notes.jpg",
+        ),
+        (
+            [
+                "stylize",
+                workdir / "face0.png",
+                "--aligned",
+                "--style",
+                workdir / "style.safetensors",
+                *base,
+                "-o",
+                tmp_path / "o.png",
+            ],
+            "--inversion optimize",
+        ),
+    ]
+    for args, expected in cases:
+        result = run(args, home=tmp_path / "empty-cache")
+        if expected == "home":
+            expected = "not in the weights cache"
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("Error: ") and expected in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "s.safetensors").exists()
+
+
+def test_identity_weight_without_a_network_is_a_usage_error(workdir, tmp_path):
+    result = run(
+        [
+            "finetune",
+            workdir / "face0.png",
+            "--aligned",
+            "--base",
+            workdir / "base.pt",
+            "--identity-weight",
+            "0.5",
+            "-o",
+            tmp_path / "s.safetensors",
+        ]
+    )
+    assert result.exit_code == 2 and "face-recognition network" in result.output
