@@ -117,23 +117,22 @@ def upfirdn2d_ref(
     x0, x1, y0, y1 = pad
     kh, kw = kernel.shape
     kernel = kernel.to(dtype=x.dtype, device=x.device)
-    planes = x.reshape(batch * channels, 1, height, width)
 
     if up_x == 1 and up_y == 1:
-        # Pad (negative pads crop), then a strided cross-correlation with the flipped kernel: the
-        # stride skips the samples down-sampling would discard.
-        planes = F.pad(planes, [x0, x1, y0, y1])
-        weight = kernel.flip([0, 1]).view(1, 1, kh, kw)
-        out = F.conv2d(planes, weight, stride=(down_y, down_x))
-    else:
-        # A transposed convolution with stride ``up`` is the convolution of the zero-stuffed signal,
-        # computed from the real samples only. Its full output starts ``k - 1`` samples before the
-        # padded signal does, so shift by ``pad0 - (k - 1)`` and pad/crop the end to the requested length.
-        weight = kernel.view(1, 1, kh, kw)
-        out = F.conv_transpose2d(planes, weight, stride=(up_y, up_x))
-        out = F.pad(out, [x0 - (kw - 1), x1 + up_x - kw, y0 - (kh - 1), y1 + up_y - kh])
-        if down_x > 1 or down_y > 1:
-            out = out[:, :, ::down_y, ::down_x]
+        # Pad (negative pads crop), then a strided depthwise cross-correlation with the flipped kernel:
+        # the stride skips the samples down-sampling would discard. A grouped convolution over the
+        # channels is several times faster on CPU than treating every channel as a batch item.
+        weight = kernel.flip([0, 1]).view(1, 1, kh, kw).expand(channels, 1, kh, kw)
+        return F.conv2d(F.pad(x, [x0, x1, y0, y1]), weight, stride=(down_y, down_x), groups=channels)
+
+    # A transposed convolution with stride ``up`` is the convolution of the zero-stuffed signal,
+    # computed from the real samples only. Its full output starts ``k - 1`` samples before the padded
+    # signal does, so shift by ``pad0 - (k - 1)`` and pad/crop the end to the requested length.
+    planes = x.reshape(batch * channels, 1, height, width)
+    out = F.conv_transpose2d(planes, kernel.view(1, 1, kh, kw), stride=(up_y, up_x))
+    out = F.pad(out, [x0 - (kw - 1), x1 + up_x - kw, y0 - (kh - 1), y1 + up_y - kh])
+    if down_x > 1 or down_y > 1:
+        out = out[:, :, ::down_y, ::down_x]
     return out.reshape(batch, channels, out.shape[2], out.shape[3])
 
 

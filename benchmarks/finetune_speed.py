@@ -1,0 +1,135 @@
+"""Fine-tuning speed of ``jojogan.finetune.finetune`` on random full-size weights.
+
+    python benchmarks/finetune_speed.py --size 1024 --iterations 3 --json
+
+The last line printed is JSON with ``s_per_iter``, ``gflop_per_iter`` (torch's FLOP counter over one
+step), ``achieved_gflops``, ``matmul_peak_gflops`` (measured in the same run), ``utilization``,
+``peak_rss_mb`` (and ``peak_cuda_mb`` on a GPU).
+
+FLOPs are counted as (two iterations) − (one iteration), so one-time setup is left out.
+
+``--baseline`` times the original notebook's loop on the same models, with its known waste put back:
+discriminator features of the fixed references recomputed every step, parameter gradients computed for the
+frozen discriminator, and the literal zero-stuffing upfirdn2d. It is the "before" of the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+from common import count_gflop, emit, machine, matmul_peak_gflops, peak_rss_mb, pick_device, sync
+
+from jojogan.config import FinetuneConfig
+from jojogan.finetune import finetune
+from jojogan.stylegan2 import Discriminator, Generator
+
+
+def build(size: int, references: int, device: torch.device):
+    torch.manual_seed(0)
+    gen = Generator(size, 512, 8, 2).to(device).eval()
+    disc = Discriminator(size, 2).to(device).eval()
+    refs = torch.rand(references, 3, size, size, device=device) * 2 - 1
+    latents = gen.mean_latent(256).unsqueeze(1).repeat(references, gen.n_latent, 1)
+    latents = latents + 0.1 * torch.randn_like(latents)
+    return gen, disc, refs, latents
+
+
+def run_product(gen, disc, refs, latents, iterations: int, step_times: list[float], device) -> None:
+    last = [time.perf_counter()]
+
+    def on_step(step, loss, preview):
+        sync(device)
+        now = time.perf_counter()
+        step_times.append(now - last[0])
+        last[0] = now
+
+    config = FinetuneConfig(iterations=iterations, seed=0)
+    finetune(gen, disc, refs, latents, config, callback=on_step, show_progress=False, device=device)
+
+
+def run_baseline(gen, disc, refs, latents, iterations: int, step_times: list[float], device) -> None:
+    """The original notebook loop, waste included (see the module docstring)."""
+    import copy
+
+    upfirdn2d_module = importlib.import_module("jojogan.op.upfirdn2d")
+    gen = copy.deepcopy(gen).train()
+    disc = copy.deepcopy(disc).train()  # gradients flow into D's parameters, as in the original
+    optimizer = torch.optim.Adam(gen.parameters(), lr=2e-3, betas=(0.0, 0.99))
+    swap = list(range(7, gen.n_latent))
+    with mock.patch.object(upfirdn2d_module, "upfirdn2d_ref", upfirdn2d_module.upfirdn2d_naive):
+        for _ in range(iterations):
+            start = time.perf_counter()
+            mean_w = gen.get_latent(torch.randn(latents.shape[0], gen.style_dim, device=device))
+            in_latent = latents.clone()
+            in_latent[:, swap] = mean_w.unsqueeze(1).repeat(1, len(swap), 1)
+            img = gen.synthesis(in_latent, gen.make_noise(latents.shape[0]))
+            with torch.no_grad():
+                real = disc.features(refs)
+            fake = disc.features(img)
+            loss = sum(F.l1_loss(a, b) for a, b in zip(fake, real, strict=True)) / len(fake)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            sync(device)
+            step_times.append(time.perf_counter() - start)
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations (after one warm-up)")
+    parser.add_argument("--references", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--baseline", action="store_true", help="time the original loop instead")
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    gen, disc, refs, latents = build(args.size, args.references, device)
+    runner = run_baseline if args.baseline else run_product
+
+    # per-iteration work: two iterations minus one, so one-time setup (reference features) is excluded
+    gflop = count_gflop(lambda: runner(gen, disc, refs, latents, 2, [], device)) - count_gflop(
+        lambda: runner(gen, disc, refs, latents, 1, [], device)
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step_times: list[float] = []
+    runner(gen, disc, refs, latents, args.iterations + 1, step_times, device)
+    timed = step_times[1:]  # the first step pays for allocation and kernel selection
+    s_per_iter = sum(timed) / len(timed)
+    peak = matmul_peak_gflops(device)
+    result = {
+        "benchmark": "finetune_baseline" if args.baseline else "finetune",
+        "size": args.size,
+        "references": args.references,
+        "device": str(device),
+        "iterations_timed": len(timed),
+        "s_per_iter": round(s_per_iter, 3),
+        "s_per_iter_min": round(min(timed), 3),
+        "gflop_per_iter": round(gflop, 1),
+        "achieved_gflops": round(gflop / s_per_iter, 1),
+        "matmul_peak_gflops": round(peak, 1),
+        "utilization": round(gflop / s_per_iter / peak, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        **machine(),
+    }
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    if not args.json:
+        for key, value in result.items():
+            print(f"{key:>20}: {value}")
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
