@@ -124,10 +124,10 @@ class ModulatedConv2d(nn.Module):
     """Style-modulated convolution with optional demodulation and 2× up-sampling.
 
     The style vector ``s`` (the output of ``modulation``) scales the input channels; demodulation
-    rescales each output channel to unit expected variance. Instead of building a weight per sample and
-    running a grouped convolution, the input is scaled, one shared convolution runs over the whole
-    batch, and the output is scaled by the demodulation factors: the same arithmetic, a single
-    convolution call.
+    rescales each output channel to unit expected variance. For a batch of one the style is folded into
+    the weight (as the original does). For larger batches, instead of building a weight per sample and
+    running a grouped convolution, the input is scaled, one shared convolution runs over the whole batch,
+    and the output is scaled by the demodulation factors: the same arithmetic, one convolution call.
     """
 
     def __init__(
@@ -160,6 +160,15 @@ class ModulatedConv2d(nn.Module):
         ``[batch, out, h', w']`` with ``h' = 2h`` when up-sampling."""
         batch = x.shape[0]
         weight = self.weight[0] * self.scale
+        if batch == 1:
+            # One sample: modulating (and demodulating) the small weight is far cheaper than scaling the
+            # activations, which at high resolution are millions of values, forward and backward.
+            weight = weight * style.view(1, -1, 1, 1)
+            if self.demodulate:
+                weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
+            if self.upsample:
+                return self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+            return F.conv2d(x, weight, padding=self.padding)
         x = x * style.view(batch, -1, 1, 1)
         if self.upsample:
             out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
