@@ -63,3 +63,45 @@ def machine() -> dict:
 
 def emit(result: dict) -> None:
     print(json.dumps(result))
+
+
+def best_time(fn, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls of ``fn`` (after one untimed warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def report(
+    fields: dict, seconds: float, gflop: float, device: torch.device, unit: str, as_json: bool
+) -> None:
+    """Complete a result with throughput, peak and memory figures, print it, JSON line last.
+
+    Args:
+        fields: what identifies the run (benchmark name, sizes, ...).
+        seconds: seconds per ``unit`` ("image" or "iter").
+        gflop: GFLOP per ``unit``.
+    """
+    peak = matmul_peak_gflops(device)
+    result = {
+        **fields,
+        "device": str(device),
+        f"s_per_{unit}": round(seconds, 3),
+        f"{unit}s_per_s": round(1 / seconds, 3),
+        f"gflop_per_{unit}": round(gflop, 1),
+        "achieved_gflops": round(gflop / seconds, 1),
+        "matmul_peak_gflops": round(peak, 1),
+        "utilization": round(gflop / seconds / peak, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        **machine(),
+    }
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    if not as_json:
+        for key, value in result.items():
+            print(f"{key:>20}: {value}")
+    emit(result)

@@ -10,7 +10,8 @@ FLOPs are counted as (two iterations) − (one iteration), so one-time setup is 
 
 ``--baseline`` times the original notebook's loop on the same models, with its known waste put back:
 discriminator features of the fixed references recomputed every step, parameter gradients computed for the
-frozen discriminator, and the literal zero-stuffing upfirdn2d. It is the "before" of the comparison.
+frozen discriminator, the literal zero-stuffing upfirdn2d, and the per-sample grouped modulated
+convolution. It is the "before" of the comparison.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from unittest import mock
 
 import torch
 import torch.nn.functional as F
-from common import count_gflop, emit, machine, matmul_peak_gflops, peak_rss_mb, pick_device, sync
+from common import count_gflop, pick_device, report, sync
 
 from jojogan.config import FinetuneConfig
 from jojogan.finetune import finetune
 from jojogan.stylegan2 import Discriminator, Generator
+from jojogan.stylegan2.layers import ModulatedConv2d
 
 
 def build(size: int, references: int, device: torch.device):
@@ -52,16 +54,37 @@ def run_product(gen, disc, refs, latents, iterations: int, step_times: list[floa
     finetune(gen, disc, refs, latents, config, callback=on_step, show_progress=False, device=device)
 
 
+def grouped_modulated_conv(self, x, style):
+    """The original per-sample formulation: a weight per sample, one grouped convolution."""
+    batch, in_channels, height, width = x.shape
+    weight = self.scale * self.weight * style.view(batch, 1, in_channels, 1, 1)
+    if self.demodulate:
+        weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4], keepdim=True) + 1e-8)
+    k = self.kernel_size
+    x = x.reshape(1, batch * in_channels, height, width)
+    if self.upsample:
+        weight = weight.transpose(1, 2).reshape(batch * in_channels, self.out_channels, k, k)
+        out = F.conv_transpose2d(x, weight, stride=2, groups=batch)
+        return self.blur(out.reshape(batch, self.out_channels, out.shape[2], out.shape[3]))
+    weight = weight.reshape(batch * self.out_channels, in_channels, k, k)
+    out = F.conv2d(x, weight, padding=k // 2, groups=batch)
+    return out.reshape(batch, self.out_channels, height, width)
+
+
 def run_baseline(gen, disc, refs, latents, iterations: int, step_times: list[float], device) -> None:
     """The original notebook loop, waste included (see the module docstring)."""
     import copy
 
     upfirdn2d_module = importlib.import_module("jojogan.op.upfirdn2d")
+    patches = [
+        mock.patch.object(upfirdn2d_module, "upfirdn2d_ref", upfirdn2d_module.upfirdn2d_naive),
+        mock.patch.object(ModulatedConv2d, "forward", grouped_modulated_conv),
+    ]
     gen = copy.deepcopy(gen).train()
     disc = copy.deepcopy(disc).train()  # gradients flow into D's parameters, as in the original
     optimizer = torch.optim.Adam(gen.parameters(), lr=2e-3, betas=(0.0, 0.99))
     swap = list(range(7, gen.n_latent))
-    with mock.patch.object(upfirdn2d_module, "upfirdn2d_ref", upfirdn2d_module.upfirdn2d_naive):
+    with patches[0], patches[1]:
         for _ in range(iterations):
             start = time.perf_counter()
             mean_w = gen.get_latent(torch.randn(latents.shape[0], gen.style_dim, device=device))
@@ -106,29 +129,14 @@ def main() -> None:
     step_times: list[float] = []
     runner(gen, disc, refs, latents, args.iterations + 1, step_times, device)
     timed = step_times[1:]  # the first step pays for allocation and kernel selection
-    s_per_iter = sum(timed) / len(timed)
-    peak = matmul_peak_gflops(device)
-    result = {
+    fields = {
         "benchmark": "finetune_baseline" if args.baseline else "finetune",
         "size": args.size,
         "references": args.references,
-        "device": str(device),
         "iterations_timed": len(timed),
-        "s_per_iter": round(s_per_iter, 3),
         "s_per_iter_min": round(min(timed), 3),
-        "gflop_per_iter": round(gflop, 1),
-        "achieved_gflops": round(gflop / s_per_iter, 1),
-        "matmul_peak_gflops": round(peak, 1),
-        "utilization": round(gflop / s_per_iter / peak, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        **machine(),
     }
-    if device.type == "cuda":
-        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
-    emit(result)
+    report(fields, sum(timed) / len(timed), gflop, device, "iter", args.json)
 
 
 if __name__ == "__main__":

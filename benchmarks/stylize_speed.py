@@ -1,0 +1,63 @@
+"""Stylizing speed: the blended synthesis of ``jojogan.stylize.stylize_latents`` on random full-size weights.
+
+    python benchmarks/stylize_speed.py --size 1024 --batch 1 --alpha 1.0 --json
+
+Inversion is not included (see ``e4e_speed.py``). The last line printed is JSON with ``s_per_image``,
+``images_per_s``, ``gflop_per_image``, ``achieved_gflops``, ``matmul_peak_gflops``, ``utilization`` and
+``peak_rss_mb`` (``peak_cuda_mb`` on a GPU). ``--alpha`` strictly between 0 and 1 runs both generators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+from common import best_time, count_gflop, pick_device, report, sync
+
+from jojogan.stylegan2 import Generator
+from jojogan.stylize import stylize_latents
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    args = parser.parse_args()
+
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    original = Generator(args.size, 512, 8, 2).to(device).eval().requires_grad_(False)
+    finetuned = copy.deepcopy(original)
+    with torch.no_grad():
+        for param in finetuned.parameters():
+            param.add_(0.01 * torch.randn_like(param))
+    w_plus = original.mean_latent(256).unsqueeze(1).repeat(args.batch, original.n_latent, 1)
+
+    def run():
+        with torch.inference_mode():
+            out = stylize_latents(original, finetuned, w_plus, args.alpha)
+        sync(device)
+        return out
+
+    gflop = count_gflop(run) / args.batch
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = best_time(run, args.repeats) / args.batch
+    report(
+        {"benchmark": "stylize", "size": args.size, "batch": args.batch, "alpha": args.alpha},
+        seconds,
+        gflop,
+        device,
+        "image",
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()
