@@ -35,6 +35,7 @@ from jojogan.imaging import from_pil, to_pil
 from jojogan.inversion.align import AlignedFace, align_face
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name
 from jojogan.inversion.project import DEFAULT_STEPS, DEFAULT_W_PLUS_STEPS, project
+from jojogan.mixing import MeanLatentCache
 from jojogan.style_file import StyleFile, file_sha256, load_style, save_style, style_metadata
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint
 from jojogan.stylegan2.errors import JojoganError
@@ -48,6 +49,9 @@ INVERSIONS = ("e4e", "optimize")
 
 FINETUNE_INVERSIONS = (*INVERSIONS, "mean")
 """For fine-tuning, "mean" skips inversion and trains towards the mean style code (extreme references)."""
+
+MEAN_LATENTS = MeanLatentCache()
+"""Mean of 10,000 mapped z per base checkpoint (keyed by its sha256), shared by every pipeline."""
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -173,6 +177,7 @@ class JoJoGAN:
         self._e4e = None
         self._base_sha256: str | None = None
         self._styles: dict[Path, StyleFile] = {}
+        self.max_pixels = DEFAULT_MAX_PIXELS
         self.to(self.device)
 
     @classmethod
@@ -265,15 +270,14 @@ class JoJoGAN:
         return self._styles[path]
 
     # ------------------------------------------------------------------ faces
-    def align(
-        self,
-        image: ImageSource,
-        aligned: bool = False,
-        face: str | int = "largest",
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    ) -> AlignedFace:
-        """FFHQ-align one face of ``image`` at the generator's resolution."""
-        return align_face(image, output_size=self.size, face=face, aligned=aligned, max_pixels=max_pixels)
+    def align(self, image: ImageSource, aligned: bool = False, face: str | int = "largest") -> AlignedFace:
+        """FFHQ-align one face of ``image`` at the generator's resolution.
+
+        Images larger than ``self.max_pixels`` are refused before decoding (``None``: no limit).
+        """
+        return align_face(
+            image, output_size=self.size, face=face, aligned=aligned, max_pixels=self.max_pixels
+        )
 
     def invert(
         self,
@@ -391,13 +395,17 @@ class JoJoGAN:
             def on_checkpoint(state: FinetuneState) -> None:
                 save_checkpoint_state(state, checkpoint_path)
 
+        mean_latent = None
+        if config.reference_code != "invert":
+            key = self.base_sha256() or f"unsaved-{id(self.base.generator)}"
+            mean_latent = MEAN_LATENTS.get(key, self.base.generator, n=config.mean_code_samples)
         result = finetune(
             self.base.generator,
             self.base.discriminator,
             images,
             latents,
             config,
-            mean_latent=self.base.latent_avg,
+            mean_latent=mean_latent,
             identity_net=identity_net,
             callback=callback,
             on_checkpoint=on_checkpoint,

@@ -128,15 +128,24 @@ def _inversion_options(choices: tuple[str, ...]):
         command = click.option(
             "--aligned", is_flag=True, help="Inputs are already FFHQ-aligned face crops: skip detection."
         )(command)
+        command = click.option(
+            "--max-pixels",
+            default=64_000_000,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Refuse larger images (decompression-bomb guard).",
+        )(command)
         return command
 
     return decorate
 
 
-def _pipeline(base, e4e, device):
+def _pipeline(base, e4e, device, max_pixels):
     from jojogan.api import JoJoGAN
 
-    return JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
+    pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
+    pipe.max_pixels = max_pixels
+    return pipe
 
 
 def _parse_alpha(text: str):
@@ -215,7 +224,7 @@ def align(inputs, output, size, face, supersample, max_pixels):
 @_inversion_options(("e4e", "optimize"))
 @_base_options
 @_user_errors
-def invert(inputs, output, aligned, inversion, inversion_steps, base, e4e, device):
+def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base, e4e, device):
     """Invert faces to W+ codes; the aligned crops are saved beside the codes.
 
     \b
@@ -230,7 +239,7 @@ def invert(inputs, output, aligned, inversion, inversion_steps, base, e4e, devic
 
     if output.suffix not in (".safetensors", ".pt"):
         raise click.UsageError("--output must end in .safetensors or .pt")
-    pipe = _pipeline(base, e4e, device)
+    pipe = _pipeline(base, e4e, device, max_pixels)
     faces = [
         pipe.prepare(path, inversion, aligned=aligned, steps=inversion_steps, show_progress=True)
         for path in inputs
@@ -298,11 +307,18 @@ def invert(inputs, output, aligned, inversion, inversion_steps, base, e4e, devic
     type=click.IntRange(min=0),
     help="Write a preview image every N steps into OUTPUT's .previews folder.",
 )
+@click.option(
+    "--micro-batch",
+    default=None,
+    type=click.IntRange(min=1),
+    help="References per forward pass (gradients accumulate; same result, less memory). Default: all.",
+)
 @_base_options
 @_user_errors
 def finetune(
     references,
     output,
+    max_pixels,
     aligned,
     inversion,
     inversion_steps,
@@ -315,6 +331,7 @@ def finetune(
     checkpoint_every,
     resume,
     preview_every,
+    micro_batch,
     base,
     e4e,
     device,
@@ -346,6 +363,7 @@ def finetune(
         seed=seed,
         checkpoint_every=checkpoint_every,
         preview_every=preview_every,
+        micro_batch=micro_batch,
     )
     state_path = output.with_name(output.name + ".resume.pt")
     if resume and not state_path.is_file():
@@ -357,7 +375,7 @@ def finetune(
         if preview is not None:
             save_image(to_pil(preview[0]), previews / f"step_{step:05d}.png")
 
-    pipe = _pipeline(base, e4e, device)
+    pipe = _pipeline(base, e4e, device, max_pixels)
     try:
         run = pipe.finetune(
             references,
@@ -416,7 +434,19 @@ def finetune(
 @_base_options
 @_user_errors
 def stylize(
-    inputs, style, output, alpha, face, paste, aligned, inversion, inversion_steps, base, e4e, device
+    inputs,
+    style,
+    output,
+    alpha,
+    face,
+    paste,
+    max_pixels,
+    aligned,
+    inversion,
+    inversion_steps,
+    base,
+    e4e,
+    device,
 ):
     """Stylize photos with a fine-tuned style.
 
@@ -434,7 +464,7 @@ def stylize(
     several = len(inputs) > 1
     if several and output.suffix:
         raise click.UsageError("with several inputs --output is a folder (no file suffix)")
-    pipe = _pipeline(base, e4e, device)
+    pipe = _pipeline(base, e4e, device, max_pixels)
     pipe.load_style(style)
     failures = 0
     for path in inputs:
@@ -482,7 +512,19 @@ def stylize(
 @_base_options
 @_user_errors
 def slider(
-    input_image, style, steps, output, gif, tile, aligned, inversion, inversion_steps, base, e4e, device
+    input_image,
+    style,
+    steps,
+    output,
+    gif,
+    tile,
+    max_pixels,
+    aligned,
+    inversion,
+    inversion_steps,
+    base,
+    e4e,
+    device,
 ):
     """The alpha slider: one face from original (α = 0) to fully stylized (α = 1).
 
@@ -492,7 +534,7 @@ def slider(
     """
     from jojogan.imaging import labelled_strip, save_gif, save_image
 
-    pipe = _pipeline(base, e4e, device)
+    pipe = _pipeline(base, e4e, device, max_pixels)
     pipe.load_style(style)
     face = pipe.prepare(input_image, inversion, aligned=aligned, steps=inversion_steps)
     frames = pipe.slider(face, style, steps)
@@ -525,7 +567,7 @@ def sample(style, count, truncation, seed, alpha, tile, output, base, e4e, devic
     """
     from jojogan.imaging import image_grid, save_image
 
-    pipe = _pipeline(base, e4e, device)
+    pipe = _pipeline(base, e4e, device, None)
     originals, styled = pipe.sample(style, count, truncation=truncation, seed=seed, alpha=_parse_alpha(alpha))
     click.echo(f"grid -> {save_image(image_grid([originals, styled], tile=tile), output)}")
 

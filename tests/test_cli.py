@@ -197,7 +197,7 @@ def test_interrupted_finetune_resumes_to_the_same_result(workdir, monkeypatch):
         torch.testing.assert_close(b.generator.state_dict()[key], value, rtol=1e-6, atol=1e-7)
 
 
-def test_user_errors_are_one_clean_message(workdir, tmp_path):
+def test_user_errors_are_one_clean_message(workdir, style, tmp_path):
     gray = tmp_path / "gray.png"
     Image.new("RGB", (300, 300), (128, 128, 128)).save(gray)
     notes = tmp_path / "notes.jpg"
@@ -210,7 +210,7 @@ def test_user_errors_are_one_clean_message(workdir, tmp_path):
                 "stylize",
                 gray,
                 "--style",
-                workdir / "style.safetensors",
+                style,
                 *base,
                 *FAST,
                 "-o",
@@ -223,7 +223,7 @@ def test_user_errors_are_one_clean_message(workdir, tmp_path):
                 "stylize",
                 notes,
                 "--style",
-                workdir / "style.safetensors",
+                style,
                 *base,
                 *FAST,
                 "-o",
@@ -236,8 +236,24 @@ def test_user_errors_are_one_clean_message(workdir, tmp_path):
                 "stylize",
                 workdir / "face0.png",
                 "--aligned",
+                "--max-pixels",
+                "1000",
                 "--style",
-                workdir / "style.safetensors",
+                style,
+                *base,
+                *FAST,
+                "-o",
+                tmp_path / "o.png",
+            ],
+            "--max-pixels",
+        ),
+        (
+            [
+                "stylize",
+                workdir / "face0.png",
+                "--aligned",
+                "--style",
+                style,
                 *base,
                 "-o",
                 tmp_path / "o.png",
