@@ -15,7 +15,8 @@ from jojogan.imaging import labelled_strip, save_gif, save_image
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("photo")
     parser.add_argument("style", help="a style file (.safetensors, or an official JoJoGAN .pt)")
     parser.add_argument("--base", default=None, help="StyleGAN2 checkpoint (default: the weights cache)")

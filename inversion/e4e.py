@@ -34,6 +34,7 @@ from PIL import Image
 from torch import nn
 
 from jojogan.inversion.errors import CheckpointError
+from jojogan.stylegan2.checkpoint import layout_problems
 from jojogan.stylegan2.layers import EqualLinear
 from jojogan.stylegan2.model import Generator
 
@@ -63,7 +64,6 @@ MIDDLE_STYLES = range(3, 7)
 # Options of the official training run that change what the weights mean; a checkpoint whose ``opts``
 # says otherwise (a pSp GradualStyleEncoder has the very same tensor names) must not load as e4e.
 _EXPECTED_ENCODER_TYPE = "Encoder4Editing"
-_MAX_LISTED_KEYS = 5
 
 
 @dataclass(frozen=True)
@@ -548,25 +548,7 @@ def _layout_checked(
     """The ``prefix`` part of ``state`` without the prefix, after checking it name for name and shape for
     shape against ``expected``; raises CheckpointError listing what differs."""
     found = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
-    missing = [name for name in expected if name not in found]
-    unexpected = [name for name in found if name not in expected]
-    mismatched = [
-        f"{prefix}{name}: {_shape(found[name])} in the file, expected {list(expected[name].shape)}"
-        for name in expected
-        if name in found
-        and (not isinstance(found[name], torch.Tensor) or found[name].shape != expected[name].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing ({_listing(missing, prefix)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected ({_listing(unexpected, prefix)})")
-    if mismatched:
-        shown = "; ".join(mismatched[:_MAX_LISTED_KEYS])
-        extra = len(mismatched) - _MAX_LISTED_KEYS
-        problems.append(
-            f"{len(mismatched)} with the wrong shape ({shown}{f'; and {extra} more' if extra > 0 else ''})"
-        )
+    problems = layout_problems(found, expected, prefix)
     if problems:
         raise CheckpointError(
             f"{path} does not have the official e4e layout under '{prefix}': " + "; ".join(problems)
@@ -580,12 +562,3 @@ def _as_expected(
     # assign=True makes these tensors the parameters themselves: give them the module's dtypes and a
     # plain contiguous layout (a no-op for an ordinary float32 file).
     return {name: found[name].to(ref.dtype).contiguous() for name, ref in expected.items()}
-
-
-def _shape(value: object) -> str:
-    return str(list(value.shape)) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
-
-
-def _listing(names: Sequence[str], prefix: str) -> str:
-    shown = ", ".join(prefix + name for name in names[:_MAX_LISTED_KEYS])
-    return shown + (f", and {len(names) - _MAX_LISTED_KEYS} more" if len(names) > _MAX_LISTED_KEYS else "")

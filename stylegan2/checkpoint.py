@@ -18,6 +18,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,22 +161,58 @@ def infer_discriminator_config(state: dict, name: str = "checkpoint") -> dict:
     return {"size": size, "channels": channels}
 
 
-def _load_strict(module: torch.nn.Module, state: dict, name: str, what: str) -> None:
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
+MAX_LISTED_KEYS = 5
+"""Layout errors name this many keys of each kind, then count the rest."""
+
+
+def _shape_text(value: object) -> str:
+    return str(list(value.shape)) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+
+
+def _listing(names: Sequence[str], prefix: str) -> str:
+    shown = ", ".join(prefix + name for name in names[:MAX_LISTED_KEYS])
+    rest = len(names) - MAX_LISTED_KEYS
+    return shown + (f", and {rest} more" if rest > 0 else "")
+
+
+def layout_problems(
+    found: Mapping[str, object], expected: Mapping[str, torch.Tensor], prefix: str = ""
+) -> list[str]:
+    """How a state dict differs from the layout a module expects, as phrases for an error message.
+
+    Args:
+        found: the file's tensors (values need not be tensors: anything else is reported).
+        expected: the module's ``state_dict()``.
+        prefix: printed before every key (the section of the file they came from, e.g. ``"encoder."``).
+
+    Returns:
+        Empty when names and shapes match exactly; else phrases such as ``"2 missing (a, b)"``,
+        ``"1 unexpected (c)"``, ``"1 with the wrong shape (d: [3] in the file, expected [4])"``.
+    """
+    missing = [name for name in expected if name not in found]
+    unexpected = [name for name in found if name not in expected]
+    mismatched = [
+        f"{prefix}{name}: {_shape_text(found[name])} in the file, expected {list(expected[name].shape)}"
+        for name in expected
+        if name in found
+        and (not isinstance(found[name], torch.Tensor) or found[name].shape != expected[name].shape)
     ]
     problems = []
     if missing:
-        problems.append(f"missing {len(missing)} key(s): {', '.join(missing[:5])}")
+        problems.append(f"{len(missing)} missing ({_listing(missing, prefix)})")
     if unexpected:
-        problems.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:5])}")
-    if wrong:
-        problems.append(f"wrong shape: {', '.join(wrong[:5])}")
+        problems.append(f"{len(unexpected)} unexpected ({_listing(unexpected, prefix)})")
+    if mismatched:
+        shown = "; ".join(mismatched[:MAX_LISTED_KEYS])
+        rest = len(mismatched) - MAX_LISTED_KEYS
+        problems.append(
+            f"{len(mismatched)} with the wrong shape ({shown}{f'; and {rest} more' if rest > 0 else ''})"
+        )
+    return problems
+
+
+def _load_strict(module: torch.nn.Module, state: dict, name: str, what: str) -> None:
+    problems = layout_problems(state, module.state_dict())
     if problems:
         raise CheckpointError(
             f"{name}: the {what} does not match the StyleGAN2 layout; " + "; ".join(problems)
