@@ -12,7 +12,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff not installed: pip install -e '.[test]'")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ruff") is None, reason="ruff not installed: pip install -e '.[test]'"
+)
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]], ids=["lint", "format"])
 def test_ruff(args):
     result = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=REPO, capture_output=True, text=True)
