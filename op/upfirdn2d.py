@@ -123,6 +123,9 @@ def upfirdn2d_ref(
         # the stride skips the samples down-sampling would discard. A grouped convolution over the
         # channels is several times faster on CPU than treating every channel as a batch item.
         weight = kernel.flip([0, 1]).view(1, 1, kh, kw).expand(channels, 1, kh, kw)
+        if x0 == x1 >= 0 and y0 == y1 >= 0:
+            # symmetric zero padding is the convolution's own: no padded copy of the input
+            return F.conv2d(x, weight, stride=(down_y, down_x), padding=(y0, x0), groups=channels)
         return F.conv2d(F.pad(x, [x0, x1, y0, y1]), weight, stride=(down_y, down_x), groups=channels)
 
     # A transposed convolution with stride ``up`` is the convolution of the zero-stuffed signal,
