@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 from safetensors import safe_open
 
+import jojogan
 import jojogan.api
 from jojogan.cli import cli
 from jojogan.imaging import to_pil
@@ -286,3 +287,10 @@ def test_identity_weight_without_a_network_is_a_usage_error(workdir, tmp_path):
         ]
     )
     assert result.exit_code == 2 and "face-recognition network" in result.output
+
+
+def test_api_checkpoint_interval_needs_a_path(workdir):
+    pipe = jojogan.api.JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
+    config = jojogan.FinetuneConfig(iterations=1, checkpoint_every=1)
+    with pytest.raises(ValueError, match="checkpoint_every needs checkpoint_path"):
+        pipe.finetune([workdir / "face0.png"], config, inversion="optimize", aligned=True)
