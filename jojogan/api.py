@@ -372,7 +372,7 @@ class JoJoGAN:
             raise ValueError(f"inversion must be one of {FINETUNE_INVERSIONS}, got {inversion!r}")
         config = FinetuneConfig() if config is None else config
         if config.checkpoint_every and checkpoint_path is None:
-            raise ValueError("config.checkpoint_every needs checkpoint_path: where to keep the resumable state")
+            raise ValueError("config.checkpoint_every needs checkpoint_path (where the state is kept)")
         single = isinstance(references, (str, os.PathLike, Image.Image, np.ndarray))
         sources = [references] if single else list(references)
         if not sources:
