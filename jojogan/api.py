@@ -185,11 +185,12 @@ class JoJoGAN:
         cls,
         base: str | os.PathLike | None = None,
         e4e: str | os.PathLike | None = None,
-        device: str | torch.device = "auto",
+        device: str | torch.device = "cpu",
     ) -> JoJoGAN:
         """Load the base checkpoint (a path, or ``None`` for the official FFHQ file in the weights cache).
 
         ``e4e`` is a path or ``None``; when ``None`` the cached official encoder is used if present.
+        ``device`` defaults to the CPU; ``"auto"`` picks CUDA, then MPS, then the CPU.
         """
         base_path = resolve_weights(base, default="ffhq")
         if e4e is not None:
@@ -519,7 +520,7 @@ def stylize(
     base: str | os.PathLike | None = None,
     e4e: str | os.PathLike | None = None,
     inversion: str = "e4e",
-    device: str = "auto",
+    device: str = "cpu",
     **kwargs,
 ) -> StylizeResult:
     """One call: load the models, stylize one photo. For many photos build a :class:`JoJoGAN` once."""
@@ -533,7 +534,7 @@ def finetune_style(
     base: str | os.PathLike | None = None,
     e4e: str | os.PathLike | None = None,
     inversion: str = "e4e",
-    device: str = "auto",
+    device: str = "cpu",
     config: FinetuneConfig | None = None,
     **kwargs,
 ) -> FinetuneOutput:
