@@ -294,3 +294,23 @@ def test_api_checkpoint_interval_needs_a_path(workdir):
     config = jojogan.FinetuneConfig(iterations=1, checkpoint_every=1)
     with pytest.raises(ValueError, match="checkpoint_every needs checkpoint_path"):
         pipe.finetune([workdir / "face0.png"], config, inversion="optimize", aligned=True)
+
+
+def test_align_and_paste_back_on_a_real_photo(workdir, style, shared, tmp_path):
+    pytest.importorskip("dlib")
+    photo = shared("images", "jojogan", "test_input", "iu.jpeg")
+    result = run(["align", photo, "--size", "96", "-o", tmp_path / "aligned"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "aligned" / "iu.png").size == (96, 96)
+
+    pasted = tmp_path / "pasted.png"
+    result = run(
+        ["stylize", photo, "--style", style, "--base", workdir / "base.pt", *FAST, "--paste", "-o", pasted]
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(photo) as original, Image.open(pasted) as out:
+        assert out.size == original.size
+        difference = np.abs(np.asarray(out, dtype=int) - np.asarray(original.convert("RGB"), dtype=int))
+    # the face region changed, the corners of the photo did not
+    assert difference.mean() > 1
+    assert difference[:20, :20].max() == 0 and difference[-20:, -20:].max() == 0
