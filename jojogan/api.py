@@ -121,6 +121,15 @@ class FinetuneOutput:
         return save_style(path, self.generator, self.metadata)
 
 
+def _finite(codes: torch.Tensor, method: str) -> torch.Tensor:
+    if not torch.isfinite(codes).all():
+        raise JojoganError(
+            f"{method} inversion produced NaN or infinite codes; the weights file may be damaged "
+            "(re-download it) or the image may hold invalid values"
+        )
+    return codes
+
+
 def _short_name(source: ImageSource) -> str:
     """A file's name without its folders (recorded in metadata), or the in-memory description."""
     return Path(source).name if isinstance(source, (str, os.PathLike)) else image_name(source)
@@ -300,7 +309,7 @@ class JoJoGAN:
             raise ValueError(f"inversion must be one of {INVERSIONS}, got {inversion!r}")
         faces = [faces] if isinstance(faces, AlignedFace) else list(faces)
         if inversion == "e4e":
-            return self._encoder().invert([f.image for f in faces]).to(self.device)
+            return _finite(self._encoder().invert([f.image for f in faces]).to(self.device), "e4e")
         if self.base.discriminator is None:
             raise JojoganError(
                 "optimisation inversion measures distance with the discriminator, but the base checkpoint "
@@ -322,7 +331,7 @@ class JoJoGAN:
             latent_avg=self.base.latent_avg,
             show_progress=show_progress,
         )
-        return result.w_plus.detach()
+        return _finite(result.w_plus.detach(), "optimisation")
 
     def prepare(
         self,
