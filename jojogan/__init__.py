@@ -18,7 +18,7 @@ from jojogan.api import (  # noqa: E402 - __version__ first: the API records it
     pick_device,
     stylize,
 )
-from jojogan.config import FinetuneConfig, StylizeConfig  # noqa: E402
+from jojogan.config import FinetuneConfig  # noqa: E402
 from jojogan.inversion.errors import (  # noqa: E402
     CheckpointError,
     FaceNotFoundError,
@@ -41,7 +41,6 @@ __all__ = [
     "JoJoGAN",
     "JojoganError",
     "StyleFile",
-    "StylizeConfig",
     "StylizeResult",
     "__version__",
     "finetune",

@@ -15,7 +15,6 @@ functions; file writes happen only in the explicit ``save``/``checkpoint`` helpe
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import os
@@ -550,8 +549,3 @@ def finetune_style(
     """One call: load the models and fine-tune a style (``.save(path)`` the result)."""
     pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
     return pipe.finetune(references, config, inversion=inversion, **kwargs)
-
-
-def clone_generator(generator: torch.nn.Module) -> torch.nn.Module:
-    """A detached deep copy (for callers that want to keep a base generator untouched)."""
-    return copy.deepcopy(generator)

@@ -220,27 +220,3 @@ def check_alpha(alpha: AlphaSpec, num_styles: int | None = None) -> float | tupl
     if bad or not values:
         raise ValueError(f"per-layer alpha values must be numbers in [0, 1], got {bad[:3] or 'none'}")
     return tuple(float(v) for v in values)
-
-
-@dataclass(frozen=True)
-class StylizeConfig:
-    """Settings of stylizing with a fine-tuned generator.
-
-    Attributes:
-        alpha: feature interpolation between the original (0) and the fine-tuned (1) generator, one
-            number or one per style layer.
-        truncation: truncation of random samples towards the mean latent (1 = none).
-        seed: seeds random samples.
-    """
-
-    alpha: AlphaSpec = 1.0
-    truncation: float = 0.7
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "alpha", check_alpha(self.alpha))
-        if isinstance(self.truncation, bool) or not isinstance(self.truncation, (int, float)):
-            raise ValueError(f"truncation must be a number, got {self.truncation!r}")
-        if not 0.0 <= self.truncation <= 1.0:
-            raise ValueError(f"truncation must be in [0, 1], got {self.truncation!r}")
-        _check_count(self.seed, "seed", 0)

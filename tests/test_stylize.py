@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from jojogan.config import StylizeConfig
 from jojogan.imaging import from_pil, to_pil
 from jojogan.mixing import mean_latent_code
 from jojogan.stylize import alpha_coefficients, sample_styled, stylize_latents
@@ -142,14 +141,6 @@ def test_samples_default_to_the_mean_latent():
     torch.testing.assert_close(ours[0], expected, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="truncation"):
         sample_styled(original, finetuned, 2, truncation=1.5)
-
-
-def test_stylize_config_validation():
-    assert StylizeConfig(alpha=[0, 1]).alpha == (0.0, 1.0)
-    with pytest.raises(ValueError, match="alpha"):
-        StylizeConfig(alpha=2)
-    with pytest.raises(ValueError, match="truncation"):
-        StylizeConfig(truncation=-0.5)
 
 
 def test_pil_round_trip():
