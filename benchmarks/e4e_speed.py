@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import best_time, count_gflop, pick_device, report, sync
+from common import best_time, count_gflop, report, sync
 
+from jojogan.api import pick_device
 from jojogan.inversion.e4e import E4EInverter, Encoder4Editing
 
 

@@ -23,8 +23,9 @@ from unittest import mock
 
 import torch
 import torch.nn.functional as F
-from common import count_gflop, pick_device, report, sync
+from common import count_gflop, report, sync
 
+from jojogan.api import pick_device
 from jojogan.config import FinetuneConfig
 from jojogan.finetune import finetune
 from jojogan.stylegan2 import Discriminator, Generator

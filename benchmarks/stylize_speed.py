@@ -13,8 +13,9 @@ import argparse
 import copy
 
 import torch
-from common import best_time, count_gflop, pick_device, report, sync
+from common import best_time, count_gflop, report, sync
 
+from jojogan.api import pick_device
 from jojogan.stylegan2 import Generator
 from jojogan.stylize import stylize_latents
 

@@ -70,7 +70,7 @@ class Face:
     """One input face, aligned and inverted.
 
     Attributes:
-        name: the input's name (file name, or ``"image"`` for in-memory inputs).
+        name: the input's file name (without folders), or a description of an in-memory image.
         aligned: the alignment (crop, quad, transforms for paste-back).
         w_plus: its code ``[1, n_latent, style_dim]``.
         inversion: how the code was found ("e4e" or "optimize").
@@ -113,7 +113,7 @@ class FinetuneOutput:
     generator: torch.nn.Module
     losses: list[float]
     metadata: dict
-    references: list[Face | AlignedFace] = field(default_factory=list)
+    references: list[AlignedFace] = field(default_factory=list)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the style file (safetensors + JSON metadata) atomically."""
@@ -239,9 +239,8 @@ class JoJoGAN:
             if self.e4e_path is None:
                 raise JojoganError(
                     "e4e inversion needs the e4e_ffhq_encode.pt weights: pass e4e=PATH (--e4e PATH) or "
-                    "put the file in the weights cache; or use optimisation inversion (--inversion "
-                    "optimize), "
-                    "which needs only the StyleGAN2 checkpoint."
+                    "put the file in the weights cache; or use optimisation inversion "
+                    "(--inversion optimize), which needs only the StyleGAN2 checkpoint."
                 )
             from jojogan.inversion.e4e import load_e4e
 
@@ -382,6 +381,8 @@ class JoJoGAN:
         config = FinetuneConfig() if config is None else config
         if config.checkpoint_every and checkpoint_path is None:
             raise ValueError("config.checkpoint_every needs checkpoint_path (where the state is kept)")
+        if self.base.discriminator is None:
+            raise JojoganError("fine-tuning needs the base checkpoint's discriminator ('d'), which it lacks")
         single = isinstance(references, (str, os.PathLike, Image.Image, np.ndarray))
         sources = [references] if single else list(references)
         if not sources:
@@ -392,8 +393,6 @@ class JoJoGAN:
             latents = None
         else:
             latents = self.invert(crops, inversion, steps=inversion_steps, seed=config.seed)
-        if self.base.discriminator is None:
-            raise JojoganError("fine-tuning needs the base checkpoint's discriminator ('d'), which it lacks")
         images = torch.cat([from_pil(c.image, self.size) for c in crops]).to(self.device)
 
         resume_state = None
@@ -477,16 +476,12 @@ class JoJoGAN:
             face: which face: "largest" or an index from the left.
             paste: also warp the result back into the photo.
         """
+        if paste and aligned:
+            raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
         self.load_style(style)
         prepared = self.prepare(image, inversion, aligned=aligned, face=face, steps=inversion_steps)
         styled = self.render(prepared, style, alpha)
-        pasted = None
-        if paste:
-            if aligned:
-                raise ValueError(
-                    "paste needs the original photo's alignment; it is not available with aligned=True"
-                )
-            pasted = prepared.aligned.paste_back(styled, image)
+        pasted = prepared.aligned.paste_back(styled, image) if paste else None
         return StylizeResult(image=styled, face=prepared, alpha=alpha, pasted=pasted)
 
     def slider(

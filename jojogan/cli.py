@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from jojogan import __version__
+from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 from jojogan.stylegan2.errors import JojoganError
 
 log = logging.getLogger("jojogan")
@@ -110,6 +111,15 @@ def _base_options(command):
     return command
 
 
+_max_pixels_option = click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Refuse larger images (decompression-bomb guard).",
+)
+
+
 def _inversion_options(choices: tuple[str, ...]):
     def decorate(command):
         command = click.option(
@@ -128,14 +138,7 @@ def _inversion_options(choices: tuple[str, ...]):
         command = click.option(
             "--aligned", is_flag=True, help="Inputs are already FFHQ-aligned face crops: skip detection."
         )(command)
-        command = click.option(
-            "--max-pixels",
-            default=64_000_000,
-            show_default=True,
-            type=click.IntRange(min=1),
-            help="Refuse larger images (decompression-bomb guard).",
-        )(command)
-        return command
+        return _max_pixels_option(command)
 
     return decorate
 
@@ -179,7 +182,7 @@ def _face_choice(text: str) -> str | int:
 @click.option("--size", default=1024, show_default=True, type=click.IntRange(min=16), help="Crop size in px.")
 @click.option("--face", default="largest", show_default=True, help="largest, all, or an index from the left.")
 @click.option("--supersample", is_flag=True, help="Higher-quality FFHQ transform (slower).")
-@click.option("--max-pixels", default=64_000_000, show_default=True, help="Refuse larger images.")
+@_max_pixels_option
 @_user_errors
 def align(inputs, output, size, face, supersample, max_pixels):
     """FFHQ-align faces (dlib 68 landmarks), as StyleGAN2 and JoJoGAN expect.
@@ -368,7 +371,6 @@ def finetune(
     state_path = output.with_name(output.name + ".resume.pt")
     if resume and not state_path.is_file():
         raise click.UsageError(f"--resume: no saved state at {state_path}")
-    output.parent.mkdir(parents=True, exist_ok=True)
     previews = output.with_name(output.name + ".previews")
 
     def on_step(step, loss, preview):
