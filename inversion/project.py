@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from jojogan.op.memory import cpu_memory_reuse
 from jojogan.stylegan2.errors import JojoganError
 from jojogan.stylegan2.model import Discriminator, Generator
 
@@ -381,7 +382,7 @@ def project(
         models.append(lpips)
     saved_flags = _frozen(models)
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), cpu_memory_reuse(device):
             return _optimise(
                 generator,
                 target,

@@ -35,6 +35,7 @@ from jojogan.inversion.align import AlignedFace, align_face
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name
 from jojogan.inversion.project import DEFAULT_STEPS, DEFAULT_W_PLUS_STEPS, project
 from jojogan.mixing import MeanLatentCache
+from jojogan.op.memory import cpu_memory_reuse
 from jojogan.style_file import StyleFile, file_sha256, load_style, save_style, style_metadata
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint
 from jojogan.stylegan2.errors import JojoganError
@@ -479,9 +480,10 @@ class JoJoGAN:
         if paste and aligned:
             raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
         self.load_style(style)
-        prepared = self.prepare(image, inversion, aligned=aligned, face=face, steps=inversion_steps)
-        styled = self.render(prepared, style, alpha)
-        pasted = prepared.aligned.paste_back(styled, image) if paste else None
+        with cpu_memory_reuse(self.device):
+            prepared = self.prepare(image, inversion, aligned=aligned, face=face, steps=inversion_steps)
+            styled = self.render(prepared, style, alpha)
+            pasted = prepared.aligned.paste_back(styled, image) if paste else None
         return StylizeResult(image=styled, face=prepared, alpha=alpha, pasted=pasted)
 
     def slider(
@@ -491,7 +493,8 @@ class JoJoGAN:
         if steps < 2:
             raise ValueError(f"steps must be at least 2 (α = 0 and 1), got {steps}")
         alphas = [i / (steps - 1) for i in range(steps)]
-        return [(a, self.render(face, style, a)) for a in alphas]
+        with cpu_memory_reuse(self.device):
+            return [(a, self.render(face, style, a)) for a in alphas]
 
     def sample(
         self,

@@ -46,7 +46,7 @@ def environment_report() -> dict[str, str]:
     import numpy
     import torch
 
-    from jojogan.op import ops_report
+    from jojogan.op import memory_report, ops_report
 
     report = {
         "jojogan": __version__,
@@ -70,6 +70,7 @@ def environment_report() -> dict[str, str]:
         except ImportError:
             report[name] = "not installed"
     report.update(ops_report())
+    report["cpu memory"] = memory_report()
     return report
 
 
@@ -145,9 +146,12 @@ def _inversion_options(choices: tuple[str, ...]):
 
 def _pipeline(base, e4e, device, max_pixels):
     from jojogan.api import JoJoGAN
+    from jojogan.op.memory import cpu_memory_reuse
 
     pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
     pipe.max_pixels = max_pixels
+    # a command is one job: freed CPU memory stays mapped across all of its inputs (jojogan.op.memory)
+    click.get_current_context().with_resource(cpu_memory_reuse(pipe.device))
     return pipe
 
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from jojogan.config import FinetuneConfig
 from jojogan.mixing import layer_styles, mean_latent_code, mix_styles, reference_layer_latents, resolve_mask
 from jojogan.mixing import swapped_layers as list_swapped_layers
+from jojogan.op.memory import cpu_memory_reuse
 from jojogan.stylegan2.errors import JojoganError
 from jojogan.stylegan2.model import Discriminator, Generator
 
@@ -434,7 +435,12 @@ def finetune(
         disable=not show_progress,
     )
     frozen_identity = identity_net if original is not None else None
-    with _frozen(discriminator), _frozen(frozen_identity), contextlib.closing(progress_bar) as progress:
+    with (
+        cpu_memory_reuse(device),
+        _frozen(discriminator),
+        _frozen(frozen_identity),
+        contextlib.closing(progress_bar) as progress,
+    ):
         ref_features = reference_features(discriminator, references, config.d_blocks, config.micro_batch)
         for step in progress:
             # Draw order (z, then noise in noises.noise_i order) is part of reproducibility and of resume.

@@ -14,6 +14,7 @@ import torch
 
 from jojogan.config import AlphaSpec, check_alpha
 from jojogan.mixing import mean_latent_code
+from jojogan.op.memory import cpu_memory_reuse
 from jojogan.stylegan2.model import Generator, synthesize_blend
 
 __all__ = ["alpha_coefficients", "sample_styled", "stylize_latents", "stylize_styles"]
@@ -65,9 +66,10 @@ def stylize_styles(
     """
     _check_pair(original, finetuned)
     coefficients = alpha_coefficients(alpha, original.num_styles)
-    return synthesize_blend(
-        [original, finetuned], [list(styles_original), list(styles_finetuned)], coefficients, noise
-    )
+    with cpu_memory_reuse(original.input.input.device):
+        return synthesize_blend(
+            [original, finetuned], [list(styles_original), list(styles_finetuned)], coefficients, noise
+        )
 
 
 def stylize_latents(
@@ -142,13 +144,14 @@ def sample_styled(
         raise ValueError(f"latent_avg must have {original.style_dim} entries, got {tuple(latent_avg.shape)}")
     z = torch.randn(n, original.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     originals, styled = [], []
-    for start in range(0, n, batch):
-        z_part = z[start : start + batch]
-        w_original = center + truncation * (original.get_latent(z_part) - center)
-        w_finetuned = center + truncation * (finetuned.get_latent(z_part) - center)
-        styles_original = original.styles(w_original)
-        originals.append(original.synthesis_from_styles(styles_original))
-        styled.append(
-            stylize_styles(original, finetuned, styles_original, finetuned.styles(w_finetuned), alpha)
-        )
+    with cpu_memory_reuse(device):
+        for start in range(0, n, batch):
+            z_part = z[start : start + batch]
+            w_original = center + truncation * (original.get_latent(z_part) - center)
+            w_finetuned = center + truncation * (finetuned.get_latent(z_part) - center)
+            styles_original = original.styles(w_original)
+            originals.append(original.synthesis_from_styles(styles_original))
+            styled.append(
+                stylize_styles(original, finetuned, styles_original, finetuned.styles(w_finetuned), alpha)
+            )
     return torch.cat(originals), torch.cat(styled)

@@ -335,3 +335,13 @@ def test_bad_inputs_are_refused():
         finetune(gen, disc, references, w_plus, FinetuneConfig(iterations=1, identity_weight=1.0))
     with pytest.raises(ValueError, match="d_blocks"):
         finetune(gen, disc, references, w_plus, FinetuneConfig(iterations=1, d_blocks=(1, 6)))
+
+
+def test_training_keeps_freed_cpu_memory_for_reuse_and_releases_it_after():
+    from jojogan.op import memory
+
+    depths = []
+    _run(FinetuneConfig(iterations=2), callback=lambda step, loss, preview: depths.append(memory._depth))
+    expected = 1 if memory._glibc() is not None else 0
+    assert depths == [expected, expected]
+    assert memory._depth == 0

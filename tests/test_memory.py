@@ -1,0 +1,176 @@
+"""Tests for ``jojogan.op.memory``: freed CPU memory is kept for reuse inside the context and handed back
+after it, measured through glibc's own accounting (``mallinfo2``) and the process's resident size."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+from jojogan.op import memory
+
+BLOCK = 256 << 20  # far over glibc's largest mmap threshold (32 MB), so normally an mmap of its own
+
+
+def _glibc_or_skip():
+    libc = memory._glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        pytest.skip("needs Linux with glibc >= 2.33 (mallinfo2)")
+
+
+# Run in a fresh interpreter: the heap then holds no free chunks left by earlier tests, so a new block
+# either extends the heap or gets its own mapping, and resident sizes are not blurred by old pages.
+_PROBE = """
+import ctypes, json, os, sys
+import torch
+from jojogan.op import memory
+
+MB = 1 << 20
+BLOCK = 256 * MB
+fields = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in fields]
+
+libc = memory._glibc()
+libc.mallinfo2.restype = MallInfo2
+
+def mmapped():
+    return libc.mallinfo2().hblkhd
+
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def block(nbytes=BLOCK):
+    b = torch.empty(nbytes // 4)
+    b.fill_(1.0)  # touch every page
+    return b
+
+out = {}
+start = mmapped()
+b = block()
+out["mmap_outside"] = mmapped() - start
+del b
+with memory.cpu_memory_reuse("cpu") as active:
+    out["active"] = active
+    base_mmap, base_rss = mmapped(), rss()
+    b = block()
+    out["mmap_inside"] = mmapped() - base_mmap
+    out["rss_grew"] = rss() - base_rss
+    del b
+    out["rss_after_free"] = rss() - base_rss
+    with memory.cpu_memory_reuse("cpu"):
+        pass
+    for _ in range(8):  # a training loop's pattern: the same sizes again and again
+        b = block()
+        del b
+    out["rss_after_8_more"] = rss() - base_rss
+    out["mmap_after_inner_exit"] = mmapped() - base_mmap
+out["rss_after_exit"] = rss() - base_rss
+start = mmapped()
+nbytes = libc.mallinfo2().fordblks + BLOCK  # more than any free chunk could serve
+b = block(nbytes)
+out["mmap_after_exit"] = mmapped() - start - nbytes
+print(json.dumps(out))
+"""
+
+
+def _probe(env: dict[str, str] | None = None) -> dict:
+    _glibc_or_skip()
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(autouse=True)
+def _reuse_mode(monkeypatch):
+    monkeypatch.delenv("JOJOGAN_CPU_MEMORY", raising=False)
+    assert memory._depth == 0
+
+
+def test_inside_freed_memory_stays_for_reuse_and_is_handed_back_after():
+    found = _probe()
+    assert found["active"]
+    assert found["mmap_outside"] >= BLOCK  # glibc's default: a block this large gets its own mapping
+    assert found["mmap_inside"] < BLOCK  # inside: it comes from the heap...
+    assert found["rss_grew"] >= 0.9 * BLOCK
+    assert found["rss_after_free"] >= 0.9 * BLOCK  # ...stays mapped when freed...
+    assert found["rss_after_8_more"] < 2.5 * BLOCK  # ...and later blocks reuse it (not 9 blocks' worth)
+    assert found["mmap_after_inner_exit"] < BLOCK  # a nested context's exit changed nothing
+    assert found["rss_after_exit"] < 0.1 * BLOCK  # leaving handed it back (malloc_trim)
+    assert found["mmap_after_exit"] >= 0  # and glibc's defaults are back: a large block is mapped
+
+
+def test_system_mode_keeps_glibcs_defaults():
+    found = _probe({"JOJOGAN_CPU_MEMORY": "system"})
+    assert not found["active"]
+    assert found["mmap_inside"] >= BLOCK
+    assert found["rss_after_free"] < 0.1 * BLOCK
+
+
+def test_nested_contexts_restore_only_at_the_outermost():
+    _glibc_or_skip()
+    with memory.cpu_memory_reuse("cpu"):
+        with memory.cpu_memory_reuse("cpu") as inner:
+            assert inner
+        assert memory._depth == 1
+    assert memory._depth == 0
+
+
+def test_concurrent_threads_share_one_setting():
+    _glibc_or_skip()
+    inside, release = threading.Barrier(3), threading.Event()
+
+    def job():
+        with memory.cpu_memory_reuse("cpu"):
+            inside.wait()
+            release.wait()
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    inside.wait()
+    assert memory._depth == 2
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert memory._depth == 0
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps", torch.device("meta")])
+def test_other_devices_leave_the_allocator_alone(device):
+    with memory.cpu_memory_reuse(device) as active:
+        assert not active
+        assert memory._depth == 0
+
+
+def test_system_mode_is_reported(monkeypatch):
+    monkeypatch.setenv("JOJOGAN_CPU_MEMORY", "system")
+    with memory.cpu_memory_reuse("cpu") as active:
+        assert not active
+    assert "system" in memory.memory_report()
+
+
+def test_unknown_mode_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("JOJOGAN_CPU_MEMORY", "jemalloc")
+    with pytest.raises(ValueError, match="JOJOGAN_CPU_MEMORY must be one of"):
+        with memory.cpu_memory_reuse("cpu"):
+            pass
+    assert "JOJOGAN_CPU_MEMORY must be one of" in memory.memory_report()
+
+
+def test_the_environment_report_names_the_policy():
+    from jojogan.cli import environment_report
+
+    assert "cpu memory" in environment_report()
