@@ -19,6 +19,7 @@ def fused_leaky_relu(
     negative_slope: float = 0.2,
     scale: float = 2**0.5,
     impl: str | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Add a per-channel bias, apply leaky ReLU and multiply by ``scale``.
 
@@ -28,6 +29,8 @@ def fused_leaky_relu(
         negative_slope: slope for negative inputs.
         scale: output gain (``sqrt(2)`` keeps the variance of a unit Gaussian).
         impl: ``None`` (follow ``JOJOGAN_OPS``), ``"ref"`` or ``"cuda"``.
+        inplace: allow the reference to overwrite ``x`` and return it, when no gradient flows through
+            ``x`` (a permission, not a promise: the CUDA kernel always writes a new tensor). Same values.
     """
     if bias is not None:
         if x.ndim < 2 or bias.ndim != 1 or bias.shape[0] != x.shape[1]:
@@ -40,6 +43,8 @@ def fused_leaky_relu(
         from jojogan.op._cuda_autograd import fused_leaky_relu_cuda
 
         return fused_leaky_relu_cuda(ext, x, bias, negative_slope, scale)
+    if inplace and not (torch.is_grad_enabled() and x.requires_grad):
+        return fused_leaky_relu_ref_(x, bias, negative_slope, scale)
     return fused_leaky_relu_ref(x, bias, negative_slope, scale)
 
 
@@ -52,6 +57,15 @@ def fused_leaky_relu_ref(
     return F.leaky_relu(x, negative_slope) * scale
 
 
+def fused_leaky_relu_ref_(
+    x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float, scale: float
+) -> torch.Tensor:
+    """In-place form of :func:`fused_leaky_relu_ref`: the same operations in the same order, in ``x``."""
+    if bias is not None:
+        x.add_(bias.view(1, -1, *([1] * (x.ndim - 2))).to(x.dtype))
+    return F.leaky_relu_(x, negative_slope).mul_(scale)
+
+
 class FusedLeakyReLU(nn.Module):
     """Learned per-channel bias followed by scaled leaky ReLU (parameter name ``bias``)."""
 
@@ -61,8 +75,8 @@ class FusedLeakyReLU(nn.Module):
         self.negative_slope = negative_slope
         self.scale = scale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale)
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale, inplace=inplace)
 
     def extra_repr(self) -> str:
         channels = self.bias.shape[0] if self.bias is not None else "no bias"

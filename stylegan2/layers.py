@@ -196,9 +196,14 @@ class NoiseInjection(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, inplace: bool = False
+    ) -> torch.Tensor:
+        """``inplace``: add into ``x`` (only for a tensor no gradient flows through)."""
         if noise is None:
             noise = x.new_empty(x.shape[0], 1, x.shape[2], x.shape[3]).normal_()
+        if inplace:
+            return x.add_(self.weight * noise)
         return x + self.weight * noise
 
 
@@ -235,7 +240,12 @@ class StyledConv(nn.Module):
     def forward(
         self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        out = self.conv(x, style)
+        if out.requires_grad:
+            return self.activate(self.noise(out, noise))
+        # No gradient: ``out`` is this layer's own new tensor, so noise, bias and activation overwrite it
+        # instead of allocating three more maps of its size (128 MB each per image at 1024 px).
+        return self.activate(self.noise(out, noise, inplace=True), inplace=True)
 
 
 class ToRGB(nn.Module):
@@ -251,10 +261,12 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x, style) + self.bias
-        if skip is not None:
-            out = out + self.upsample(skip)
-        return out
+        out = self.conv(x, style)
+        if out.requires_grad:
+            out = out + self.bias
+            return out if skip is None else out + self.upsample(skip)
+        out.add_(self.bias)  # no gradient: the same sums, in the layer's own new tensor
+        return out if skip is None else out.add_(self.upsample(skip))
 
 
 class ConvLayer(nn.Sequential):

@@ -299,8 +299,13 @@ def synthesize_blend(
             if weight == 0:
                 continue
             term = module(x_in, gen_styles[k], extra)
-            term = term if weight == 1 else term * weight
-            out = term if out is None else out + term
+            if term.requires_grad:
+                term = term if weight == 1 else term * weight
+                out = term if out is None else out + term
+                continue
+            # no gradient: each term is its module's own new tensor, so scale and sum in place
+            term = term if weight == 1 else term.mul_(weight)
+            out = term if out is None else out.add_(term)
         if out is None:
             raise ValueError(f"blend coefficients of layer {k} are all zero")
         return out

@@ -224,6 +224,22 @@ def test_fused_leaky_relu_module_and_validation():
         fused_leaky_relu(x, torch.zeros(3))
 
 
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fused_leaky_relu_inplace_only_when_no_gradient_flows(with_bias):
+    bias = torch.randn(4) if with_bias else None
+    x = torch.randn(2, 4, 5, 5)
+    expected = fused_leaky_relu(x, bias)
+    overwritten = x.clone()
+    out = fused_leaky_relu(overwritten, bias, inplace=True)
+    assert out.data_ptr() == overwritten.data_ptr()  # no new tensor
+    assert torch.equal(out, expected)  # the same operations, the same bits
+    needs_grad = x.clone().requires_grad_(True)
+    out = fused_leaky_relu(needs_grad, bias, inplace=True)
+    assert out.data_ptr() != needs_grad.data_ptr() and torch.equal(needs_grad.detach(), x)
+    out.sum().backward()
+    assert needs_grad.grad is not None
+
+
 # --------------------------------------------------------------------------------------------------
 # Dispatch policy
 # --------------------------------------------------------------------------------------------------

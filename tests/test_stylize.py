@@ -153,3 +153,28 @@ def test_pil_round_trip():
     assert from_pil(image, size=4).shape == (1, 3, 4, 4)
     with pytest.raises(ValueError, match="one image"):
         to_pil(torch.zeros(2, 3, 4, 4))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_inference_runs_in_place_with_the_same_values_as_training(batch):
+    """Without gradients the layers overwrite their own outputs; the arithmetic must not change."""
+    from jojogan.stylegan2.model import synthesize_blend
+
+    original, finetuned = _pair()
+    w_plus = _w_plus(original, batch)
+    noise = original.make_noise(batch)
+    noise_before = [n.clone() for n in noise]
+    original.requires_grad_(True)
+    finetuned.requires_grad_(True)
+    styles = [gen.styles(w_plus) for gen in (original, finetuned)]
+    coefficients = [[0.3, 0.7]] * original.num_styles
+    trained = synthesize_blend([original, finetuned], styles, coefficients, noise)
+    assert trained.requires_grad  # the out-of-place path
+    with torch.no_grad():
+        inferred = synthesize_blend(
+            [original, finetuned], [[s.detach() for s in g] for g in styles], coefficients, noise
+        )
+        plain = original.synthesis(w_plus, noise)
+    assert torch.equal(inferred, trained.detach())
+    assert torch.equal(plain, original.synthesis(w_plus, noise).detach())
+    assert all(torch.equal(n, m) for n, m in zip(noise, noise_before, strict=True))  # inputs untouched
