@@ -10,8 +10,10 @@ FLOPs are counted as (two iterations) − (one iteration), so one-time setup is 
 
 ``--baseline`` times the original notebook's loop on the same models, with its known waste put back:
 discriminator features of the fixed references recomputed every step, parameter gradients computed for the
-frozen discriminator, the literal zero-stuffing upfirdn2d, and the per-sample grouped modulated
-convolution. It is the "before" of the comparison.
+frozen discriminator, the original's pure-PyTorch upfirdn2d (zero-stuffing, every channel convolved as
+a separate 1-channel image at full resolution, then sub-sampled), the per-sample grouped modulated
+convolution, and glibc's default allocator (the CPU memory reuse of ``jojogan.op.memory`` is off). It is
+the "before" of the comparison. ``JOJOGAN_CPU_MEMORY=system`` times the product without that reuse.
 """
 
 from __future__ import annotations
@@ -72,13 +74,36 @@ def grouped_modulated_conv(self, x, style):
     return out.reshape(batch, self.out_channels, height, width)
 
 
+def channel_as_batch_upfirdn2d(x, kernel, up, down, pad):
+    """The original's pure-PyTorch up-FIR-down: every channel as its own 1-channel image.
+
+    Zero-stuffs by padding an inserted axis, pads, convolves all ``batch * channels`` planes with one
+    single-channel kernel at full resolution, then keeps every ``down``-th sample.
+    """
+    batch, channels, height, width = x.shape
+    up_x, up_y = up
+    down_x, down_y = down
+    x0, x1, y0, y1 = pad
+    kh, kw = kernel.shape
+    planes = x.reshape(batch * channels, height, 1, width, 1)
+    planes = F.pad(planes, [0, up_x - 1, 0, 0, 0, up_y - 1])
+    planes = planes.reshape(batch * channels, 1, height * up_y, width * up_x)
+    planes = F.pad(planes, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    planes = planes[
+        :, :, max(-y0, 0) : planes.shape[2] - max(-y1, 0), max(-x0, 0) : planes.shape[3] - max(-x1, 0)
+    ]
+    out = F.conv2d(planes, kernel.to(x).flip([0, 1]).view(1, 1, kh, kw))
+    out = out[:, :, ::down_y, ::down_x]
+    return out.reshape(batch, channels, out.shape[2], out.shape[3])
+
+
 def run_baseline(gen, disc, refs, latents, iterations: int, step_times: list[float], device) -> None:
     """The original notebook loop, waste included (see the module docstring)."""
     import copy
 
     upfirdn2d_module = importlib.import_module("jojogan.op.upfirdn2d")
     patches = [
-        mock.patch.object(upfirdn2d_module, "upfirdn2d_ref", upfirdn2d_module.upfirdn2d_naive),
+        mock.patch.object(upfirdn2d_module, "upfirdn2d_ref", channel_as_batch_upfirdn2d),
         mock.patch.object(ModulatedConv2d, "forward", grouped_modulated_conv),
     ]
     gen = copy.deepcopy(gen).train()
