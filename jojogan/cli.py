@@ -318,7 +318,8 @@ def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base
     "--micro-batch",
     default=None,
     type=click.IntRange(min=1),
-    help="References per forward pass (gradients accumulate; same result, less memory). Default: all.",
+    help="References per forward pass (gradients accumulate: same result, less memory). "
+    "Default: 1 on the CPU; on a GPU all, halved whenever a step runs out of memory.",
 )
 @_base_options
 @_user_errors

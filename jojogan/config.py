@@ -122,8 +122,9 @@ class FinetuneConfig:
         d_blocks: discriminator blocks whose features the loss compares.
         identity_weight: weight of the identity term (needs a face-recognition network); 0 disables it.
         seed: seeds the random codes and noise of every step.
-        micro_batch: references per forward/backward pass; ``None`` runs all references together. The
-            loss and gradients do not depend on it (gradients are accumulated).
+        micro_batch: references per forward/backward pass; ``None`` chooses (one on the CPU; all on a
+            GPU, halved whenever a step runs out of memory). The loss and gradients do not depend on it
+            (gradients are accumulated).
         checkpoint_every: hand a resumable state to ``on_checkpoint`` every N steps; 0 never.
         preview_every: pass a preview image to the callback every N steps; 0 never.
         reference_code: "invert" trains towards the inverted reference codes, "mean" towards the mean

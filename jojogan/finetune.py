@@ -31,10 +31,12 @@ from jojogan.stylegan2.model import Discriminator, Generator
 
 __all__ = [
     "FinetuneDivergedError",
+    "FinetuneOutOfMemoryError",
     "FinetuneResult",
     "FinetuneState",
     "IdentityNet",
     "accumulate_gradients",
+    "default_micro_batch",
     "finetune",
     "identity_loss",
     "reference_features",
@@ -47,6 +49,33 @@ IdentityNet = Callable[[torch.Tensor], torch.Tensor]
 
 ProgressCallback = Callable[[int, float, "torch.Tensor | None"], None]
 """``callback(step, loss, preview)``: after every step; ``preview`` is ``[refs, 3, H, W]`` or ``None``."""
+
+
+class FinetuneOutOfMemoryError(JojoganError):
+    """A step did not fit in the device's memory even at the smallest micro-batch allowed."""
+
+    def __init__(self, step: int, micro_batch: int, refs: int, size: int, device: torch.device):
+        advice = (
+            "pass a smaller micro_batch (--micro-batch), fewer references, a smaller model or another device"
+            if micro_batch > 1
+            else "one reference at a time is the least this needs: use a smaller model or another device"
+        )
+        super().__init__(
+            f"out of {device.type} memory at step {step} with {micro_batch} of {refs} references per pass at "
+            f"{size} px; {advice}. Checkpoints written so far are intact (resume with --resume)."
+        )
+        self.step = step
+        self.micro_batch = micro_batch
+
+
+def default_micro_batch(refs: int, device: torch.device) -> int:
+    """References per pass when the config leaves it open (``micro_batch=None``).
+
+    One on the CPU: a single reference folds its styles into the weights, which is no slower per
+    reference there and needs the least memory. All of them elsewhere (a GPU's throughput grows with the
+    batch); :func:`finetune` halves it whenever a step runs out of memory.
+    """
+    return 1 if device.type == "cpu" else refs
 
 
 class FinetuneDivergedError(JojoganError):
@@ -355,6 +384,8 @@ def finetune(
     Raises:
         ValueError: inconsistent inputs or settings.
         FinetuneDivergedError: the loss or gradients became NaN or infinite.
+        FinetuneOutOfMemoryError: a step did not fit at the given ``micro_batch`` (or at one reference
+            when it was left to choose).
     """
     config = FinetuneConfig() if config is None else config
     if not isinstance(config, FinetuneConfig):
@@ -435,33 +466,51 @@ def finetune(
         disable=not show_progress,
     )
     frozen_identity = identity_net if original is not None else None
+    micro_batch = config.micro_batch or default_micro_batch(refs, device)
     with (
         cpu_memory_reuse(device),
         _frozen(discriminator),
         _frozen(frozen_identity),
         contextlib.closing(progress_bar) as progress,
     ):
-        ref_features = reference_features(discriminator, references, config.d_blocks, config.micro_batch)
+        ref_features = reference_features(discriminator, references, config.d_blocks, micro_batch)
         for step in progress:
             # Draw order (z, then noise in noises.noise_i order) is part of reproducibility and of resume.
             z = torch.randn(refs, generator.style_dim, device=device, generator=rng)
             noise = trained.make_noise(refs, generator=rng)
-            optimizer.zero_grad(set_to_none=True)
-            loss = accumulate_gradients(
-                trained,
-                discriminator,
-                latents,
-                keep,
-                config.mix_strength,
-                z,
-                noise,
-                ref_features,
-                config.d_blocks,
-                micro_batch=config.micro_batch,
-                identity_net=identity_net,
-                identity_weight=config.identity_weight,
-                original=original,
-            )
+            loss = None
+            while loss is None:
+                optimizer.zero_grad(set_to_none=True)
+                try:
+                    loss = accumulate_gradients(
+                        trained,
+                        discriminator,
+                        latents,
+                        keep,
+                        config.mix_strength,
+                        z,
+                        noise,
+                        ref_features,
+                        config.d_blocks,
+                        micro_batch=micro_batch,
+                        identity_net=identity_net,
+                        identity_weight=config.identity_weight,
+                        original=original,
+                    )
+                except torch.OutOfMemoryError as error:
+                    if config.micro_batch is not None or micro_batch == 1:
+                        raise FinetuneOutOfMemoryError(step, micro_batch, refs, size, device) from error
+                if loss is None:
+                    # outside the except block, so the failed pass's tensors are already released
+                    optimizer.zero_grad(set_to_none=True)
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    logger.warning(
+                        "out of memory with %d references per pass; retrying the step with %d",
+                        micro_batch,
+                        (micro_batch + 1) // 2,
+                    )
+                    micro_batch = (micro_batch + 1) // 2
             value = float(loss)
             if not math.isfinite(value) or not _grads_finite(params):
                 raise FinetuneDivergedError(
@@ -476,7 +525,7 @@ def finetune(
             if callback is not None:
                 preview = None
                 if config.preview_every and step % config.preview_every == 0:
-                    preview = _preview(trained, latents, config.micro_batch)
+                    preview = _preview(trained, latents, micro_batch)
                 callback(step, value, preview)
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 assert on_checkpoint is not None

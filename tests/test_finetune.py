@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 import torch
@@ -178,13 +179,13 @@ def test_nan_loss_stops_with_the_last_good_weights():
         return output * float("nan") if len(calls) == 3 else output
 
     disc.convs[1].register_forward_hook(poison)
-    config = FinetuneConfig(iterations=5)
+    config = FinetuneConfig(iterations=5, micro_batch=2)
     with pytest.raises(FinetuneDivergedError, match="step 2") as info:
         finetune(gen, disc, references, w_plus, config, show_progress=False)
     error = info.value
     assert isinstance(error, JojoganError)
     assert error.step == 2 and len(error.losses) == 1
-    one_step = _run(FinetuneConfig(iterations=1))
+    one_step = _run(FinetuneConfig(iterations=1, micro_batch=2))
     for name, value in one_step.generator.state_dict().items():
         assert torch.equal(error.last_good_state[name], value), name
 
@@ -193,7 +194,7 @@ def test_reference_features_are_computed_once():
     gen, disc, references, w_plus = _setup()
     batches = []
     disc.convs[0].register_forward_hook(lambda module, inputs, output: batches.append(inputs[0].shape[0]))
-    finetune(gen, disc, references, w_plus, FinetuneConfig(iterations=3), show_progress=False)
+    finetune(gen, disc, references, w_plus, FinetuneConfig(iterations=3, micro_batch=2), show_progress=False)
     assert batches == [2, 2, 2, 2]  # the references once, then one batch of fakes per step
 
 
@@ -345,3 +346,48 @@ def test_training_keeps_freed_cpu_memory_for_reuse_and_releases_it_after():
     expected = 1 if memory._glibc() is not None else 0
     assert depths == [expected, expected]
     assert memory._depth == 0
+
+
+def _spy_micro_batches(monkeypatch, fail_above: int | None = None) -> list[int]:
+    """Record the micro-batch of every accumulate_gradients call; optionally fake running out of memory."""
+    module = sys.modules["jojogan.finetune"]  # the package attribute of that name is the one-call API
+
+    seen: list[int] = []
+    real = module.accumulate_gradients
+
+    def spy(*args, micro_batch=None, **kwargs):
+        seen.append(micro_batch)
+        if fail_above is not None and micro_batch > fail_above:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, micro_batch=micro_batch, **kwargs)
+
+    monkeypatch.setattr(module, "accumulate_gradients", spy)
+    return seen
+
+
+def test_cpu_default_is_one_reference_per_pass(monkeypatch):
+    seen = _spy_micro_batches(monkeypatch)
+    _run(FinetuneConfig(iterations=2), refs=3)
+    assert seen == [1, 1]
+
+
+def test_out_of_memory_halves_the_automatic_micro_batch_with_the_same_result(monkeypatch, caplog):
+    module = sys.modules["jojogan.finetune"]
+    expected = _run(FinetuneConfig(iterations=3, micro_batch=1), refs=4)
+    monkeypatch.setattr(module, "default_micro_batch", lambda refs, device: refs)  # as on a GPU
+    seen = _spy_micro_batches(monkeypatch, fail_above=1)
+    with caplog.at_level("WARNING", logger="jojogan.finetune"):
+        result = _run(FinetuneConfig(iterations=3), refs=4)
+    assert seen == [4, 2, 1, 1, 1]  # halved within the first step, then kept
+    assert "retrying the step with 2" in caplog.text
+    torch.testing.assert_close(torch.tensor(result.losses), torch.tensor(expected.losses), rtol=1e-6, atol=0)
+    _assert_same_weights(result.generator, expected.generator, atol=1e-5)
+
+
+def test_out_of_memory_at_a_chosen_micro_batch_is_a_clear_error(monkeypatch):
+    from jojogan.finetune import FinetuneOutOfMemoryError
+
+    _spy_micro_batches(monkeypatch, fail_above=1)
+    message = r"step 1 with 2 of 4 references per pass.*--micro-batch"
+    with pytest.raises(FinetuneOutOfMemoryError, match=message):
+        _run(FinetuneConfig(iterations=2, micro_batch=2), refs=4)
