@@ -19,6 +19,7 @@ the "before" of the comparison. ``JOJOGAN_CPU_MEMORY=system`` times the product 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import time
 from unittest import mock
@@ -44,7 +45,9 @@ def build(size: int, references: int, device: torch.device):
     return gen, disc, refs, latents
 
 
-def run_product(gen, disc, refs, latents, iterations: int, step_times: list[float], device) -> None:
+def run_product(
+    gen, disc, refs, latents, iterations: int, step_times: list[float], device, micro_batch=None
+) -> None:
     last = [time.perf_counter()]
 
     def on_step(step, loss, preview):
@@ -53,7 +56,7 @@ def run_product(gen, disc, refs, latents, iterations: int, step_times: list[floa
         step_times.append(now - last[0])
         last[0] = now
 
-    config = FinetuneConfig(iterations=iterations, seed=0)
+    config = FinetuneConfig(iterations=iterations, seed=0, micro_batch=micro_batch)
     finetune(gen, disc, refs, latents, config, callback=on_step, show_progress=False, device=device)
 
 
@@ -134,6 +137,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations (after one warm-up)")
     parser.add_argument("--references", type=int, default=1)
+    parser.add_argument("--micro-batch", type=int, default=None, help="references per pass (jojogan)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--baseline", action="store_true", help="time the original loop instead")
@@ -144,7 +148,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     gen, disc, refs, latents = build(args.size, args.references, device)
-    runner = run_baseline if args.baseline else run_product
+    runner = run_baseline if args.baseline else functools.partial(run_product, micro_batch=args.micro_batch)
 
     # per-iteration work: two iterations minus one, so one-time setup (reference features) is excluded
     gflop = count_gflop(lambda: runner(gen, disc, refs, latents, 2, [], device)) - count_gflop(
@@ -159,6 +163,7 @@ def main() -> None:
         "benchmark": "finetune_baseline" if args.baseline else "finetune",
         "size": args.size,
         "references": args.references,
+        "micro_batch": None if args.baseline else args.micro_batch,
         "iterations_timed": len(timed),
         "s_per_iter_min": round(min(timed), 3),
     }
