@@ -24,12 +24,21 @@ _build_error: str | None = None
 _warned = False
 
 
+def env_choice(variable: str, choices: tuple[str, ...]) -> str:
+    """The value of an environment switch (case-insensitive; unset or empty: ``choices[0]``).
+
+    Raises:
+        ValueError: a value not in ``choices``.
+    """
+    value = os.environ.get(variable, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ValueError(f"{variable} must be one of {choices}, got {value!r}")
+    return value
+
+
 def ops_mode() -> str:
     """The policy named by ``JOJOGAN_OPS``; raises ``ValueError`` for an unknown value."""
-    mode = os.environ.get("JOJOGAN_OPS", "auto").strip().lower() or "auto"
-    if mode not in MODES:
-        raise ValueError(f"JOJOGAN_OPS must be one of {MODES}, got {mode!r}")
-    return mode
+    return env_choice("JOJOGAN_OPS", MODES)
 
 
 def _load_cuda():

@@ -18,16 +18,17 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
-import os
 import platform
 import threading
 from collections.abc import Iterator
 
 import torch
 
+from jojogan.op._dispatch import env_choice
+
 logger = logging.getLogger(__name__)
 
-MODES = ("reuse", "system")
+MODES = ("reuse", "system")  # the first is the default
 
 # mallopt parameter numbers and glibc's defaults (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -44,10 +45,7 @@ _libc_checked = False
 
 def memory_mode() -> str:
     """The policy named by ``JOJOGAN_CPU_MEMORY`` (default ``reuse``); raises ``ValueError`` if unknown."""
-    mode = os.environ.get("JOJOGAN_CPU_MEMORY", "reuse").strip().lower() or "reuse"
-    if mode not in MODES:
-        raise ValueError(f"JOJOGAN_CPU_MEMORY must be one of {MODES}, got {mode!r}")
-    return mode
+    return env_choice("JOJOGAN_CPU_MEMORY", MODES)
 
 
 def _glibc() -> ctypes.CDLL | None:
