@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import resource
@@ -10,6 +11,14 @@ import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The scripts' shared options: ``--device`` (auto/cpu/cuda/mps) and ``--json``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    return parser
 
 
 def sync(device: torch.device) -> None:

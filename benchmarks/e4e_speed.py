@@ -9,22 +9,17 @@ printed is JSON with ``s_per_image``, ``images_per_s``, ``gflop_per_image``, ``a
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from common import best_time, count_gflop, report, sync
+from common import arg_parser, best_time, count_gflop, report, sync
 
 from jojogan.api import pick_device
 from jojogan.inversion.e4e import E4EInverter, Encoder4Editing
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser = arg_parser(__doc__)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
     device = pick_device(args.device)

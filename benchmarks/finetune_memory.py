@@ -20,10 +20,8 @@ On a GPU the script also runs one real step of ``--references`` at ``--micro-bat
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from common import emit, machine, peak_rss_mb, sync
+from common import arg_parser, emit, machine, peak_rss_mb, sync
 
 from jojogan.api import pick_device
 from jojogan.config import FinetuneConfig
@@ -62,13 +60,10 @@ def saved_activation_mb(gen, disc, latents, keep, blocks, refs: int, device) -> 
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser = arg_parser(__doc__)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--references", type=int, default=16)
     parser.add_argument("--micro-batch", type=int, default=2)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
     device = pick_device(args.device)

@@ -18,7 +18,6 @@ the "before" of the comparison. ``JOJOGAN_CPU_MEMORY=system`` times the product 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib
 import time
@@ -26,7 +25,7 @@ from unittest import mock
 
 import torch
 import torch.nn.functional as F
-from common import count_gflop, report, sync
+from common import arg_parser, count_gflop, report, sync
 
 from jojogan.api import pick_device
 from jojogan.config import FinetuneConfig
@@ -132,16 +131,13 @@ def run_baseline(gen, disc, refs, latents, iterations: int, step_times: list[flo
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser = arg_parser(__doc__)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations (after one warm-up)")
     parser.add_argument("--references", type=int, default=1)
     parser.add_argument("--micro-batch", type=int, default=None, help="references per pass (jojogan)")
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--baseline", action="store_true", help="time the original loop instead")
-    parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
     if args.threads:

@@ -14,12 +14,11 @@ that memory across calls instead, as one ``jojogan stylize`` command over severa
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 
 import torch
-from common import best_time, count_gflop, report, sync
+from common import arg_parser, best_time, count_gflop, report, sync
 
 from jojogan.api import pick_device
 from jojogan.op.memory import cpu_memory_reuse
@@ -28,15 +27,12 @@ from jojogan.stylize import stylize_latents
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser = arg_parser(__doc__)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--in-job", action="store_true", help="keep freed CPU memory across calls")
-    parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
     device = pick_device(args.device)
