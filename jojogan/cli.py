@@ -121,6 +121,13 @@ _max_pixels_option = click.option(
 )
 
 
+def _output_file_option(description: str | None = None):
+    """The required ``-o/--output`` of the commands that write one file."""
+    return click.option(
+        "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help=description
+    )
+
+
 def _inversion_options(choices: tuple[str, ...]):
     def decorate(command):
         command = click.option(
@@ -221,13 +228,7 @@ def align(inputs, output, size, face, supersample, max_pixels):
 # ---------------------------------------------------------------------------------------------- invert
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="codes.safetensors or codes.pt (W+ [n, n_latent, style_dim]).",
-)
+@_output_file_option("codes.safetensors or codes.pt (W+ [n, n_latent, style_dim]).")
 @_inversion_options(("e4e", "optimize"))
 @_base_options
 @_user_errors
@@ -267,13 +268,7 @@ def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base
 # ---------------------------------------------------------------------------------------------- finetune
 @cli.command()
 @click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Style file to write (.safetensors).",
-)
+@_output_file_option("Style file to write (.safetensors).")
 @_inversion_options(("e4e", "optimize", "mean"))
 @click.option("--iterations", default=300, show_default=True, type=click.IntRange(min=1))
 @click.option(
@@ -504,13 +499,7 @@ def stylize(
 @click.argument("input_image", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--style", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--steps", default=5, show_default=True, type=click.IntRange(min=2), help="Number of α values.")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Labelled strip (PNG).",
-)
+@_output_file_option("Labelled strip (PNG).")
 @click.option(
     "--gif", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also an animated GIF."
 )
@@ -562,7 +551,7 @@ def slider(
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--alpha", default="1.0", show_default=True, help="Style strength (see stylize).")
 @click.option("--tile", default=256, show_default=True, type=click.IntRange(min=32))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@_output_file_option()
 @_base_options
 @_user_errors
 def sample(style, count, truncation, seed, alpha, tile, output, base, e4e, device):
