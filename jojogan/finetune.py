@@ -26,6 +26,7 @@ from jojogan.config import FinetuneConfig
 from jojogan.mixing import layer_styles, mean_latent_code, mix_styles, reference_layer_latents, resolve_mask
 from jojogan.mixing import swapped_layers as list_swapped_layers
 from jojogan.op.memory import cpu_memory_reuse
+from jojogan.op.precision import autocast, precision_scope
 from jojogan.stylegan2.errors import JojoganError
 from jojogan.stylegan2.model import Discriminator, Generator
 
@@ -253,6 +254,7 @@ def accumulate_gradients(
     identity_net: IdentityNet | None = None,
     identity_weight: float = 0.0,
     original: Generator | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """One step's loss, with its gradients added to the generator's ``.grad``.
 
@@ -274,9 +276,11 @@ def accumulate_gradients(
         identity_net: face-recognition network for the identity term.
         identity_weight: its weight (0 disables it).
         original: the untouched generator the identity term compares with.
+        precision: a resolved precision (:func:`jojogan.op.precision.resolve_precision`); "bf16" autocasts
+            synthesis and discriminator, the style codes and the loss stay float32.
 
     Returns:
-        The detached loss (a 0-d tensor).
+        The detached loss (a 0-d float32 tensor).
     """
     refs = latents.shape[0]
     total = torch.zeros((), device=latents.device)
@@ -286,25 +290,34 @@ def accumulate_gradients(
     for chunk in _chunks(refs, micro_batch):
         chunk_noise = [n[chunk] for n in noise]
         styles = mix_styles(generator, latents[chunk], keep, mix_strength, z[chunk])
-        fake = generator.synthesis_from_styles(styles, chunk_noise)
-        feats = discriminator.features(fake, blocks)
-        loss = sum(F.l1_loss(f, r[chunk]) for f, r in zip(feats, ref_features, strict=True)) / len(blocks)
+        with autocast(precision, latents.device):
+            fake = generator.synthesis_from_styles(styles, chunk_noise)
+            feats = discriminator.features(fake, blocks)
+        loss = sum(F.l1_loss(f.float(), r[chunk]) for f, r in zip(feats, ref_features, strict=True))
+        loss = loss / len(blocks)
         if use_identity:
             # The original generator gets the same latents, z and noise; it maps them through its own
             # (untrained) mapping and affine layers, as it does when stylizing.
             with torch.no_grad():
                 styles_orig = mix_styles(original, latents[chunk], keep, mix_strength, z[chunk])
                 image_orig = original.synthesis_from_styles(styles_orig, chunk_noise)
-            loss = loss + identity_weight * identity_loss(identity_net, image_orig, fake)
+            loss = loss + identity_weight * identity_loss(identity_net, image_orig, fake.float())
         share = (chunk.stop - chunk.start) / refs
         (loss * share).backward()
         total += loss.detach() * share
     return total
 
 
-def _grads_finite(params: Sequence[torch.Tensor]) -> bool:
-    norms = [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]
-    return bool(torch.isfinite(torch.stack(norms)).all()) if norms else True
+def _loss_and_health(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> tuple[float, bool]:
+    """The loss as a float and whether every gradient is finite, read with one device synchronisation.
+
+    On a GPU each read of a device value stalls the host until the queue drains; reading the loss and the
+    finiteness flag together keeps it to one stall per step.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    finite = torch.isfinite(torch.stack(torch._foreach_norm(grads))).all() if grads else loss.new_ones(())
+    value, grads_finite = torch.stack([loss.float(), finite.float()]).tolist()
+    return value, grads_finite == 1.0
 
 
 def _settings(config: FinetuneConfig, keep: torch.Tensor, latents: torch.Tensor) -> dict:
@@ -432,7 +445,8 @@ def finetune(
         on_device = generator.input.input.device == device
         original = generator if on_device else copy.deepcopy(generator).to(device)
     params = list(trained.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas)
+    # The fused CUDA Adam updates every parameter in a few launches instead of several per tensor.
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, fused=device.type == "cuda")
     rng = torch.Generator(device=device).manual_seed(config.seed)
     settings = _settings(config, keep, latents)
     losses: list[float] = []
@@ -469,11 +483,14 @@ def finetune(
     micro_batch = config.micro_batch or default_micro_batch(refs, device)
     with (
         cpu_memory_reuse(device),
+        precision_scope(config.precision, device) as precision,
         _frozen(discriminator),
         _frozen(frozen_identity),
         contextlib.closing(progress_bar) as progress,
     ):
-        ref_features = reference_features(discriminator, references, config.d_blocks, micro_batch)
+        with autocast(precision, device):
+            ref_features = reference_features(discriminator, references, config.d_blocks, micro_batch)
+        ref_features = [feature.float() for feature in ref_features]
         for step in progress:
             # Draw order (z, then noise in noises.noise_i order) is part of reproducibility and of resume.
             z = torch.randn(refs, generator.style_dim, device=device, generator=rng)
@@ -496,6 +513,7 @@ def finetune(
                         identity_net=identity_net,
                         identity_weight=config.identity_weight,
                         original=original,
+                        precision=precision,
                     )
                 except torch.OutOfMemoryError as error:
                     if config.micro_batch is not None or micro_batch == 1:
@@ -511,8 +529,8 @@ def finetune(
                         (micro_batch + 1) // 2,
                     )
                     micro_batch = (micro_batch + 1) // 2
-            value = float(loss)
-            if not math.isfinite(value) or not _grads_finite(params):
+            value, grads_finite = _loss_and_health(loss, params)
+            if not math.isfinite(value) or not grads_finite:
                 raise FinetuneDivergedError(
                     step,
                     _cpu_copy(trained.state_dict()),

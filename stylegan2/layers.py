@@ -178,7 +178,9 @@ class ModulatedConv2d(nn.Module):
         if self.demodulate:
             # d[b, o] = 1 / sqrt(sum_i s[b, i]^2 * sum_k w[o, i, k]^2 + eps)
             weight_sq = weight.pow(2).sum(dim=(2, 3))
-            demod = torch.rsqrt(style.pow(2) @ weight_sq.t() + 1e-8)
+            # Demodulation stays float32 under bf16 autocast: it normalises every output channel.
+            with torch.autocast(x.device.type, enabled=False):
+                demod = torch.rsqrt(style.to(weight_sq.dtype).pow(2) @ weight_sq.t() + 1e-8)
             out = out * demod.view(batch, -1, 1, 1)
         return out
 

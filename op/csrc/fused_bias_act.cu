@@ -27,16 +27,18 @@ int64_t grid_size(int64_t total) {
   return std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t{1} << 20);
 }
 
-template <typename scalar_t>
+// index_t is int when every index fits in 32 bits: the channel of each element costs a division and a
+// modulo, which are several times cheaper in 32-bit arithmetic.
+template <typename scalar_t, typename index_t>
 __global__ void fused_bias_leaky_relu_kernel(scalar_t* __restrict__ out, bool* __restrict__ mask,
                                              const scalar_t* __restrict__ x,
-                                             const scalar_t* __restrict__ bias, int64_t total,
-                                             int64_t channels, int64_t inner,
+                                             const scalar_t* __restrict__ bias, index_t total,
+                                             index_t channels, index_t inner,
                                              at::acc_type<scalar_t, true> slope,
                                              at::acc_type<scalar_t, true> scale) {
   using acc_t = at::acc_type<scalar_t, true>;
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t index = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; index < total;
+  const index_t stride = static_cast<index_t>(blockDim.x) * gridDim.x;
+  for (index_t index = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; index < total;
        index += stride) {
     acc_t value = static_cast<acc_t>(x[index]);
     if (bias != nullptr) {
@@ -106,12 +108,22 @@ std::tuple<at::Tensor, at::Tensor> fused_bias_leaky_relu_forward(const at::Tenso
     return std::make_tuple(out, mask);
   }
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND_HALF(input.scalar_type(), "fused_bias_leaky_relu_forward", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fused_bias_leaky_relu_forward", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
-    fused_bias_leaky_relu_kernel<scalar_t><<<static_cast<unsigned int>(grid_size(total)), kThreads, 0, stream>>>(
-        out.data_ptr<scalar_t>(), return_mask ? mask.data_ptr<bool>() : nullptr, input.data_ptr<scalar_t>(),
-        has_bias ? bias_c.data_ptr<scalar_t>() : nullptr, total, channels, inner,
-        static_cast<acc_t>(negative_slope), static_cast<acc_t>(scale));
+    const auto blocks = static_cast<unsigned int>(grid_size(total));
+    // The grid-stride loop may step one stride past total before it stops: keep that in range too.
+    const int64_t reach = total + static_cast<int64_t>(blocks) * kThreads;
+    if (reach < (int64_t{1} << 31)) {
+      fused_bias_leaky_relu_kernel<scalar_t, int><<<blocks, kThreads, 0, stream>>>(
+          out.data_ptr<scalar_t>(), return_mask ? mask.data_ptr<bool>() : nullptr, input.data_ptr<scalar_t>(),
+          has_bias ? bias_c.data_ptr<scalar_t>() : nullptr, static_cast<int>(total), static_cast<int>(channels),
+          static_cast<int>(inner), static_cast<acc_t>(negative_slope), static_cast<acc_t>(scale));
+    } else {
+      fused_bias_leaky_relu_kernel<scalar_t, int64_t><<<blocks, kThreads, 0, stream>>>(
+          out.data_ptr<scalar_t>(), return_mask ? mask.data_ptr<bool>() : nullptr, input.data_ptr<scalar_t>(),
+          has_bias ? bias_c.data_ptr<scalar_t>() : nullptr, total, channels, inner,
+          static_cast<acc_t>(negative_slope), static_cast<acc_t>(scale));
+    }
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return std::make_tuple(out, mask);
@@ -136,7 +148,7 @@ at::Tensor leaky_relu_grad(const at::Tensor& grad_out, const at::Tensor& mask, d
     return grad_in;
   }
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND_HALF(grad.scalar_type(), "leaky_relu_grad", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "leaky_relu_grad", [&] {
     using acc_t = at::acc_type<scalar_t, true>;
     leaky_relu_grad_kernel<scalar_t><<<static_cast<unsigned int>(grid_size(total)), kThreads, 0, stream>>>(
         grad_in.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), mask_c.data_ptr<bool>(), total,
