@@ -87,18 +87,19 @@ def report(
     Args:
         fields: what identifies the run (benchmark name, sizes, ...).
         seconds: seconds per ``unit`` ("image" or "iter").
-        gflop: GFLOP per ``unit``.
+        gflop: GFLOP per ``unit`` (NaN or ``None``: not counted).
     """
     peak = matmul_peak_gflops(device)
+    counted = gflop is not None and gflop == gflop  # NaN: not counted
     result = {
         **fields,
         "device": str(device),
-        f"s_per_{unit}": round(seconds, 3),
+        f"s_per_{unit}": round(seconds, 5),
         f"{unit}s_per_s": round(1 / seconds, 3),
-        f"gflop_per_{unit}": round(gflop, 1),
-        "achieved_gflops": round(gflop / seconds, 1),
+        f"gflop_per_{unit}": round(gflop, 1) if counted else None,
+        "achieved_gflops": round(gflop / seconds, 1) if counted else None,
         "matmul_peak_gflops": round(peak, 1),
-        "utilization": round(gflop / seconds / peak, 3),
+        "utilization": round(gflop / seconds / peak, 3) if counted else None,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         **machine(),
     }

@@ -14,10 +14,17 @@ frozen discriminator, the original's pure-PyTorch upfirdn2d (zero-stuffing, ever
 a separate 1-channel image at full resolution, then sub-sampled), the per-sample grouped modulated
 convolution, and glibc's default allocator (the CPU memory reuse of ``jojogan.op.memory`` is off). It is
 the "before" of the comparison. ``JOJOGAN_CPU_MEMORY=system`` times the product without that reuse.
+
+``--without LEVER,...`` switches GPU levers of the product off again, for an ablation (one row per lever
+added): ``small-upfirdn2d`` (the specialised 4-tap kernel; the generic one serves instead), ``fused-adam``
+(the foreach Adam instead), ``one-sync`` (two host reads per step: the loss, then the gradient check),
+``cudnn-benchmark`` (cuDNN's heuristics instead of its autotuner). ``--precision`` sets the fine-tune
+precision (fp32, tf32, bf16; default auto).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import time
@@ -45,7 +52,15 @@ def build(size: int, references: int, device: torch.device):
 
 
 def run_product(
-    gen, disc, refs, latents, iterations: int, step_times: list[float], device, micro_batch=None
+    gen,
+    disc,
+    refs,
+    latents,
+    iterations: int,
+    step_times: list[float],
+    device,
+    micro_batch=None,
+    precision="auto",
 ) -> None:
     last = [time.perf_counter()]
 
@@ -55,7 +70,7 @@ def run_product(
         step_times.append(now - last[0])
         last[0] = now
 
-    config = FinetuneConfig(iterations=iterations, seed=0, micro_batch=micro_batch)
+    config = FinetuneConfig(iterations=iterations, seed=0, micro_batch=micro_batch, precision=precision)
     finetune(gen, disc, refs, latents, config, callback=on_step, show_progress=False, device=device)
 
 
@@ -130,6 +145,50 @@ def run_baseline(gen, disc, refs, latents, iterations: int, step_times: list[flo
             step_times.append(time.perf_counter() - start)
 
 
+LEVERS = ("small-upfirdn2d", "fused-adam", "one-sync", "cudnn-benchmark")
+
+
+def _two_sync_health(loss, params):
+    """The step check before one-sync: the loss read, then a second read for the gradients."""
+    value = float(loss)
+    norms = [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]
+    return value, bool(torch.isfinite(torch.stack(norms)).all())
+
+
+_ADAM = torch.optim.Adam
+
+
+def _unfused_adam(*args, **kwargs):
+    """torch's Adam with its default (foreach) implementation, whatever the caller asked."""
+    return _ADAM(*args, **{**kwargs, "fused": False})
+
+
+def levers_off(names: list[str], device: torch.device) -> contextlib.ExitStack:
+    """Patches that switch the named product levers off (see the module docstring)."""
+    finetune_module = importlib.import_module("jojogan.finetune")
+    stack = contextlib.ExitStack()
+    for name in names:
+        if name == "small-upfirdn2d" and device.type == "cuda":
+            from jojogan.op import _build
+
+            ext = _build.load_extension()
+            stack.enter_context(
+                mock.patch.object(ext, "upfirdn2d", functools.partial(ext.upfirdn2d, allow_small=False))
+            )
+        elif name == "fused-adam":
+            stack.enter_context(mock.patch.object(finetune_module.torch.optim, "Adam", _unfused_adam))
+        elif name == "one-sync":
+            stack.enter_context(mock.patch.object(finetune_module, "_loss_and_health", _two_sync_health))
+        elif name == "cudnn-benchmark":
+            scope = finetune_module.precision_scope
+            stack.enter_context(
+                mock.patch.object(
+                    finetune_module, "precision_scope", functools.partial(scope, benchmark=False)
+                )
+            )
+    return stack
+
+
 def main() -> None:
     parser = arg_parser(__doc__)
     parser.add_argument("--size", type=int, default=1024)
@@ -138,30 +197,47 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=None, help="references per pass (jojogan)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--baseline", action="store_true", help="time the original loop instead")
+    parser.add_argument("--precision", default="auto", help="fine-tune precision: auto, fp32, tf32, bf16")
+    parser.add_argument("--without", default="", help=f"levers to switch off: {', '.join(LEVERS)}")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (faster)")
     args = parser.parse_args()
+    without = [name for name in args.without.split(",") if name]
+    unknown = sorted(set(without) - set(LEVERS))
+    if unknown:
+        parser.error(f"unknown levers {unknown}; choose from {', '.join(LEVERS)}")
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     gen, disc, refs, latents = build(args.size, args.references, device)
-    runner = run_baseline if args.baseline else functools.partial(run_product, micro_batch=args.micro_batch)
-
-    # per-iteration work: two iterations minus one, so one-time setup (reference features) is excluded
-    gflop = count_gflop(lambda: runner(gen, disc, refs, latents, 2, [], device)) - count_gflop(
-        lambda: runner(gen, disc, refs, latents, 1, [], device)
+    runner = (
+        run_baseline
+        if args.baseline
+        else functools.partial(run_product, micro_batch=args.micro_batch, precision=args.precision)
     )
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    step_times: list[float] = []
-    runner(gen, disc, refs, latents, args.iterations + 1, step_times, device)
-    timed = step_times[1:]  # the first step pays for allocation and kernel selection
+
+    with levers_off(without, device):
+        # per-iteration work: two iterations minus one, so one-time setup (reference features) is excluded
+        gflop = float("nan")
+        if not args.no_flops:
+            gflop = count_gflop(lambda: runner(gen, disc, refs, latents, 2, [], device)) - count_gflop(
+                lambda: runner(gen, disc, refs, latents, 1, [], device)
+            )
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        step_times: list[float] = []
+        runner(gen, disc, refs, latents, args.iterations + 2, step_times, device)
+    timed = step_times[2:]  # the first steps pay for allocation and kernel selection (and autotuning)
     fields = {
         "benchmark": "finetune_baseline" if args.baseline else "finetune",
         "size": args.size,
         "references": args.references,
         "micro_batch": None if args.baseline else args.micro_batch,
         "iterations_timed": len(timed),
-        "s_per_iter_min": round(min(timed), 3),
+        "s_per_iter_min": round(min(timed), 4),
+        "s_per_iter_median": round(sorted(timed)[len(timed) // 2], 4),
+        "precision": None if args.baseline else args.precision,
+        "without": without,
     }
     report(fields, sum(timed) / len(timed), gflop, device, "iter", args.json)
 

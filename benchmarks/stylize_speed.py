@@ -22,6 +22,7 @@ from common import arg_parser, best_time, count_gflop, report, sync
 
 from jojogan.api import pick_device
 from jojogan.op.memory import cpu_memory_reuse
+from jojogan.op.precision import autocast, precision_scope
 from jojogan.stylegan2 import Generator
 from jojogan.stylize import stylize_latents
 
@@ -33,6 +34,9 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--in-job", action="store_true", help="keep freed CPU memory across calls")
+    parser.add_argument(
+        "--precision", default="auto", help="auto, fp32, tf32 or bf16 (autocast around the generators)"
+    )
     args = parser.parse_args()
 
     device = pick_device(args.device)
@@ -44,17 +48,19 @@ def main() -> None:
             param.add_(0.01 * torch.randn_like(param))
     w_plus = original.mean_latent(256).unsqueeze(1).repeat(args.batch, original.n_latent, 1)
 
-    def run():
-        with torch.inference_mode():
-            out = stylize_latents(original, finetuned, w_plus, args.alpha)
-        sync(device)
-        return out
+    with precision_scope(args.precision, device) as precision:
 
-    gflop = count_gflop(run) / args.batch
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    with cpu_memory_reuse(device) if args.in_job else contextlib.nullcontext():
-        seconds = best_time(run, args.repeats) / args.batch
+        def run():
+            with torch.inference_mode(), autocast(precision, device):
+                out = stylize_latents(original, finetuned, w_plus, args.alpha)
+            sync(device)
+            return out
+
+        gflop = count_gflop(run) / args.batch
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        with cpu_memory_reuse(device) if args.in_job else contextlib.nullcontext():
+            seconds = best_time(run, args.repeats) / args.batch
     report(
         {
             "benchmark": "stylize",
@@ -62,6 +68,7 @@ def main() -> None:
             "batch": args.batch,
             "alpha": args.alpha,
             "in_job": args.in_job,
+            "precision": precision,
         },
         seconds,
         gflop,
