@@ -24,7 +24,7 @@ from common import arg_parser, machine
 from jojogan.api import pick_device
 from jojogan.config import FinetuneConfig
 from jojogan.finetune import accumulate_gradients, finetune, reference_features
-from jojogan.mixing import resolve_mask
+from jojogan.mixing import reference_layer_latents, resolve_mask
 from jojogan.op.precision import autocast, precision_scope
 from jojogan.stylegan2 import Discriminator, Generator
 
@@ -43,8 +43,9 @@ def first_step_gradient(gen, disc, refs, latents, precision: str, device) -> tor
         with autocast(resolved, device), torch.no_grad():
             feats = reference_features(disc, refs, config.d_blocks)
         feats = [f.float() for f in feats]
+        layer_latents = reference_layer_latents(gen.size, latents)
         accumulate_gradients(
-            gen, disc, latents, keep, 1.0, z, noise, feats, config.d_blocks, precision=resolved
+            gen, disc, layer_latents, keep, 1.0, z, noise, feats, config.d_blocks, precision=resolved
         )
     grad = torch.cat([p.grad.flatten() for p in gen.parameters() if p.grad is not None])
     gen.zero_grad(set_to_none=True)
@@ -90,7 +91,7 @@ def main() -> None:
         losses = curve(gen, disc, refs, latents, precision, 0, args.steps, device)
         curves[f"{precision}/seed0"] = losses
         result[precision] = {
-            "grad_cosine_to_fp32": torch.nn.functional.cosine_similarity(grad, grad_fp32, dim=0).item(),
+            "grad_cosine_to_fp32": torch.nn.functional.cosine_similarity(grad.double(), grad_fp32.double(), dim=0).item(),
             "grad_rel_norm_diff": ((grad - grad_fp32).norm() / grad_fp32.norm()).item(),
             "curve_distance_to_fp32": distance(losses, curves["fp32/seed0"]),
             "within_seed_spread": distance(losses, curves["fp32/seed0"]) <= spread,
