@@ -88,10 +88,11 @@ def main() -> None:
     }
     for precision in ("tf32", "bf16"):
         grad = first_step_gradient(gen, disc, refs, latents, precision, device)
+        cosine = torch.nn.functional.cosine_similarity(grad.double(), grad_fp32.double(), dim=0).item()
         losses = curve(gen, disc, refs, latents, precision, 0, args.steps, device)
         curves[f"{precision}/seed0"] = losses
         result[precision] = {
-            "grad_cosine_to_fp32": torch.nn.functional.cosine_similarity(grad.double(), grad_fp32.double(), dim=0).item(),
+            "grad_cosine_to_fp32": cosine,
             "grad_rel_norm_diff": ((grad - grad_fp32).norm() / grad_fp32.norm()).item(),
             "curve_distance_to_fp32": distance(losses, curves["fp32/seed0"]),
             "within_seed_spread": distance(losses, curves["fp32/seed0"]) <= spread,
