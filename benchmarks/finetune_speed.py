@@ -17,9 +17,9 @@ the "before" of the comparison. ``JOJOGAN_CPU_MEMORY=system`` times the product 
 
 ``--without LEVER,...`` switches GPU levers of the product off again, for an ablation (one row per lever
 added): ``small-upfirdn2d`` (the specialised 4-tap kernel; the generic one serves instead), ``fused-adam``
-(the foreach Adam instead), ``one-sync`` (two host reads per step: the loss, then the gradient check),
-``cudnn-benchmark`` (cuDNN's heuristics instead of its autotuner). ``--precision`` sets the fine-tune
-precision (fp32, tf32, bf16; default auto).
+(the foreach Adam instead), ``one-sync`` (two host reads per step: the loss, then the gradient check).
+``--cudnn-autotune`` turns ``torch.backends.cudnn.benchmark`` on for the run (the product leaves it off).
+``--precision`` sets the fine-tune precision (fp32, tf32, bf16; default auto).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def run_baseline(gen, disc, refs, latents, iterations: int, step_times: list[flo
             step_times.append(time.perf_counter() - start)
 
 
-LEVERS = ("small-upfirdn2d", "fused-adam", "one-sync", "cudnn-benchmark")
+LEVERS = ("small-upfirdn2d", "fused-adam", "one-sync")
 
 
 def _two_sync_health(loss, params):
@@ -179,13 +179,6 @@ def levers_off(names: list[str], device: torch.device) -> contextlib.ExitStack:
             stack.enter_context(mock.patch.object(finetune_module.torch.optim, "Adam", _unfused_adam))
         elif name == "one-sync":
             stack.enter_context(mock.patch.object(finetune_module, "_loss_and_health", _two_sync_health))
-        elif name == "cudnn-benchmark":
-            scope = finetune_module.precision_scope
-            stack.enter_context(
-                mock.patch.object(
-                    finetune_module, "precision_scope", functools.partial(scope, benchmark=False)
-                )
-            )
     return stack
 
 
@@ -200,6 +193,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="fine-tune precision: auto, fp32, tf32, bf16")
     parser.add_argument("--without", default="", help=f"levers to switch off: {', '.join(LEVERS)}")
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count (faster)")
+    parser.add_argument("--cudnn-autotune", action="store_true", help="torch.backends.cudnn.benchmark = True")
     args = parser.parse_args()
     without = [name for name in args.without.split(",") if name]
     unknown = sorted(set(without) - set(LEVERS))
@@ -209,6 +203,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_autotune
     gen, disc, refs, latents = build(args.size, args.references, device)
     runner = (
         run_baseline
@@ -238,6 +233,7 @@ def main() -> None:
         "s_per_iter_median": round(sorted(timed)[len(timed) // 2], 4),
         "precision": None if args.baseline else args.precision,
         "without": without,
+        "cudnn_autotune": args.cudnn_autotune,
     }
     report(fields, sum(timed) / len(timed), gflop, device, "iter", args.json)
 

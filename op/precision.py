@@ -14,8 +14,9 @@
 On the CPU every setting computes in float32 except ``"bf16"``, which autocasts there as well (worth it
 only on processors with bfloat16 matrix units).
 
-The scope also turns on cuDNN's autotuner for the job on CUDA: a fine-tuning run repeats one set of
-shapes hundreds of times, so the one-time search pays.
+cuDNN's autotuner (``torch.backends.cudnn.benchmark``) is left as the caller set it (off by default): on an
+H200 it made a 1024 px fine-tuning step no faster and raised its peak memory from 2.7 to 34 GB
+(``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -47,13 +48,12 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 
 
 @contextlib.contextmanager
-def precision_scope(precision: str, device: torch.device | str, benchmark: bool = True) -> Iterator[str]:
+def precision_scope(precision: str, device: torch.device | str) -> Iterator[str]:
     """Apply ``precision``'s global switches for the duration of a job; yields the resolved name.
 
     Args:
         precision: one of :data:`PRECISIONS`.
         device: the job's device; only CUDA has switches to set.
-        benchmark: let cuDNN time its algorithms for each new shape (CUDA).
 
     Restores every switch it touched on exit, so a job leaves the process as it found it.
     """
@@ -66,8 +66,8 @@ def precision_scope(precision: str, device: torch.device | str, benchmark: bool 
     try:
         torch.backends.cuda.matmul.allow_tf32 = tf32
         with torch.backends.cudnn.flags(
-            enabled=True,
-            benchmark=benchmark,
+            enabled=torch.backends.cudnn.enabled,
+            benchmark=torch.backends.cudnn.benchmark,
             deterministic=torch.backends.cudnn.deterministic,
             allow_tf32=tf32,
         ):

@@ -159,7 +159,7 @@ def test_cuda_fused_leaky_relu_bf16(cuda_ext):
     assert out.dtype == torch.bfloat16
     ref = fused_leaky_relu_ref(x.bfloat16().float(), bias.bfloat16().float(), 0.2, 2**0.5)
     torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)
-    assert torch.equal(mask, x.bfloat16().float() + bias.bfloat16().float() > 0)
+    assert torch.equal(mask, x.bfloat16().float() + bias.bfloat16().float().view(1, -1, 1, 1) > 0)
 
 
 @needs_cuda
