@@ -1,0 +1,192 @@
+"""Options shared by the commands, derived from the configs so that defaults and choices cannot drift.
+
+A setting that a config owns (:class:`~jojogan.config.FinetuneConfig`) becomes an option through
+:func:`config_options`: its default is read from the dataclass field, its name is the field's name with
+dashes, and the command receives the values back as one config (:func:`config_from_options`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from jojogan.config import INVERSIONS
+from jojogan.errors import JojoganError
+from jojogan.inversion.images import DEFAULT_MAX_PIXELS
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn the product's own errors into clean CLI messages (exit code 1, no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except JojoganError as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper
+
+
+def stack(*decorators: Callable) -> Callable:
+    """Apply option decorators in the order they are listed (first listed = first in ``--help``)."""
+
+    def apply(command: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+def field_default(config: type, name: str) -> object:
+    """The default of a config dataclass field."""
+    for item in dataclasses.fields(config):
+        if item.name == name:
+            if item.default is not dataclasses.MISSING:
+                return item.default
+            return item.default_factory()  # type: ignore[misc]
+    raise KeyError(f"{config.__name__} has no field {name!r}")
+
+
+def config_options(
+    config: type, specs: dict[str, dict], defaults: dict[str, object] | None = None
+) -> Callable:
+    """Options for fields of a config dataclass, in the order of ``specs``.
+
+    Args:
+        config: the dataclass (e.g. ``FinetuneConfig``).
+        specs: field name → keyword arguments of ``click.option`` (``type``, ``help``, and ``flags`` to
+            name the option otherwise than ``--field-name``); the default comes from the field.
+        defaults: field name → a default that differs from the config's on the command line (e.g. the
+            CLI saves a resume state every 25 steps, where the library saves none unless asked).
+    """
+    defaults = defaults or {}
+    options = []
+    for name, spec in specs.items():
+        default = defaults.get(name, field_default(config, name))
+        spec = dict(spec)
+        flags = spec.pop("flags", (f"--{name.replace('_', '-')}",))
+        options.append(click.option(*flags, name, default=default, show_default=default is not None, **spec))
+    return stack(*options)
+
+
+def config_from_options(config: type, values: dict) -> object:
+    """Build ``config`` from the command's keyword arguments, taking (and removing) its fields."""
+    names = {item.name for item in dataclasses.fields(config)}
+    settings = {name: values.pop(name) for name in list(values) if name in names}
+    try:
+        return config(**settings)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+
+
+def model_options(command: Callable) -> Callable:
+    """--base/--e4e/--device, shared by every command that loads models."""
+    return stack(
+        click.option(
+            "--base",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="StyleGAN2 checkpoint, official layout (default: stylegan2-ffhq-config-f.pt in the cache).",
+        ),
+        click.option(
+            "--e4e",
+            "e4e",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="e4e_ffhq_encode.pt (default: the weights cache).",
+        ),
+        click.option(
+            "--device",
+            default="auto",
+            show_default=True,
+            help="cuda, cuda:1, mps, cpu, or auto (CUDA, then MPS, then CPU).",
+        ),
+    )(command)
+
+
+max_pixels_option = click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Refuse larger images (decompression-bomb guard).",
+)
+
+
+def output_file_option(description: str | None = None) -> Callable:
+    """The required ``-o/--output`` of the commands that write one file."""
+    return click.option(
+        "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help=description
+    )
+
+
+def inversion_options(command: Callable) -> Callable:
+    """--aligned, --inversion, --inversion-steps and --max-pixels: how inputs become W+ codes."""
+    return stack(
+        click.option(
+            "--aligned", is_flag=True, help="Inputs are already FFHQ-aligned face crops: skip detection."
+        ),
+        click.option(
+            "--inversion",
+            type=click.Choice(INVERSIONS),
+            default=INVERSIONS[0],
+            show_default=True,
+            help="How faces become W+ codes: e4e (needs its weights) or optimize (StyleGAN2 file only).",
+        ),
+        click.option(
+            "--inversion-steps",
+            type=click.IntRange(min=3),
+            default=None,
+            help="Optimisation steps for --inversion optimize (default 300: 200 in W, 100 in W+).",
+        ),
+        max_pixels_option,
+    )(command)
+
+
+def alpha_option(help_text: str) -> Callable:
+    return click.option("--alpha", default="1.0", show_default=True, callback=_parse_alpha, help=help_text)
+
+
+def _parse_alpha(ctx: click.Context, param: click.Parameter, text: str):
+    """``0.7`` or a comma-separated list with one value per style layer."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError as error:
+        raise click.BadParameter(
+            f"alpha must be a number or comma-separated numbers, got {text!r}"
+        ) from error
+    if any(not 0.0 <= v <= 1.0 for v in values):
+        raise click.BadParameter(f"alpha values must lie in [0, 1], got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def face_option(choices_text: str, allow_all: bool) -> Callable:
+    def parse(ctx: click.Context, param: click.Parameter, text: str) -> str | int:
+        if text == "largest" or (allow_all and text == "all"):
+            return text
+        try:
+            return int(text)
+        except ValueError as error:
+            raise click.BadParameter(f"--face takes {choices_text}, got {text!r}") from error
+
+    return click.option(
+        "--face", default="largest", show_default=True, callback=parse, help=f"{choices_text}."
+    )
+
+
+def pipeline(base, e4e, device, max_pixels):
+    """The API pipeline for one command; the command is one job of the CPU memory policy."""
+    from jojogan.api import JoJoGAN
+    from jojogan.op.memory import cpu_memory_reuse
+
+    pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
+    pipe.max_pixels = max_pixels
+    # a command is one job: freed CPU memory stays mapped across all of its inputs (jojogan.op.memory)
+    click.get_current_context().with_resource(cpu_memory_reuse(pipe.device))
+    return pipe
