@@ -1,4 +1,5 @@
-"""Stylizing speed: the blended synthesis of ``jojogan.stylize.stylize_latents`` on random full-size weights.
+"""Stylizing speed: the blended synthesis of ``jojogan.stylization.stylize_latents`` on random full-size
+weights.
 
     python benchmarks/stylize_speed.py --size 1024 --batch 1 --alpha 1.0 --json
 
@@ -23,7 +24,7 @@ from common import arg_parser, best_time, count_gflop, report, sync
 from jojogan.api import pick_device
 from jojogan.op.memory import cpu_memory_reuse
 from jojogan.stylegan2 import Generator
-from jojogan.stylize import stylize_latents
+from jojogan.stylization import stylize_latents
 
 
 def main() -> None:
@@ -45,7 +46,8 @@ def main() -> None:
     w_plus = original.mean_latent(256).unsqueeze(1).repeat(args.batch, original.n_latent, 1)
 
     def run():
-        with torch.inference_mode():
+        # one API call is one job of the CPU memory policy (JoJoGAN.stylize enters it the same way)
+        with torch.inference_mode(), cpu_memory_reuse(device):
             out = stylize_latents(original, finetuned, w_plus, args.alpha)
         sync(device)
         return out
