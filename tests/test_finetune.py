@@ -362,6 +362,7 @@ def test_cpu_default_is_one_reference_per_pass(monkeypatch):
 
 def test_out_of_memory_halves_the_automatic_micro_batch_with_the_same_result(monkeypatch, caplog):
     import jojogan.finetune as module
+
     expected = _run(FinetuneConfig(iterations=3, micro_batch=1), refs=4)
     monkeypatch.setattr(module, "default_micro_batch", lambda refs, device: refs)  # as on a GPU
     seen = _spy_micro_batches(monkeypatch, fail_above=1)

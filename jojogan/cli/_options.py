@@ -1,5 +1,9 @@
 """Options shared by the commands, derived from the configs so that defaults and choices cannot drift.
 
+Every option is validated by its type while the command line is parsed, before any model loads: finite
+floats (:class:`FiniteFloat`), 64-bit seeds (:data:`SEED`), devices that exist here (:class:`Device`),
+output suffixes we can write (:class:`OutputFile`).
+
 A setting that a config owns (:class:`~jojogan.config.FinetuneConfig`) becomes an option through
 :func:`config_options`: its default is read from the dataclass field, its name is the field's name with
 dashes, and the command receives the values back as one config (:func:`config_from_options`).
@@ -9,27 +13,99 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from jojogan.config import INVERSIONS
-from jojogan.errors import JojoganError
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 
 
-def user_errors(command: Callable) -> Callable:
-    """Turn the product's own errors into clean CLI messages (exit code 1, no traceback)."""
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses NaN and infinities (``FloatRange`` lets NaN through)."""
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+SEED = click.IntRange(0, 2**64 - 1)
+"""Seeds: what ``torch.Generator.manual_seed`` accepts (non-negative, 64 bits)."""
+
+
+class Device(click.ParamType):
+    """``auto`` or a device that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+
+    name = "device"
+
+    def convert(self, value, param, ctx):
+        import torch
+
+        if value == "auto":
+            return value
         try:
-            return command(*args, **kwargs)
-        except JojoganError as error:
-            raise click.ClickException(str(error)) from error
+            device = torch.device(value)
+        except (RuntimeError, ValueError):
+            self.fail(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps", param, ctx)
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                self.fail(
+                    f"{value!r}: this torch build or machine has no CUDA device; use cpu or auto", param, ctx
+                )
+            if device.index is not None and device.index >= count:
+                self.fail(
+                    f"{value!r}: there are {count} CUDA devices (cuda:0 to cuda:{count - 1})", param, ctx
+                )
+        elif device.type == "mps":
+            mps = getattr(torch.backends, "mps", None)
+            if mps is None or not mps.is_available():
+                self.fail(f"{value!r}: Apple MPS is not available here; use cpu or auto", param, ctx)
+        elif device.type != "cpu":
+            self.fail(f"{value!r}: jojogan runs on cpu, cuda or mps", param, ctx)
+        return value
 
-    return wrapper
+
+class OutputFile(click.Path):
+    """An output file whose suffix names a format we can write; a folder too when ``folder_ok``.
+
+    Args:
+        suffixes: the accepted suffixes, or ``None`` for every image format Pillow can write.
+        folder_ok: a path without suffix is a folder (for commands with several outputs).
+    """
+
+    def __init__(self, suffixes: tuple[str, ...] | None = None, folder_ok: bool = False):
+        super().__init__(dir_okay=folder_ok, path_type=Path)
+        self.suffixes = suffixes
+        self.folder_ok = folder_ok
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        suffix = path.suffix.lower()
+        if not suffix and self.folder_ok:
+            return path
+        allowed = self.suffixes or _image_suffixes()
+        if suffix not in allowed:
+            shown = (
+                ", ".join(allowed) if self.suffixes else "an image suffix Pillow can write (.png, .jpg, ...)"
+            )
+            what = "a file name ending in " + shown + (" (or a folder)" if self.folder_ok else "")
+            self.fail(f"{str(value)!r}: expected {what}", param, ctx)
+        return path
+
+
+@functools.cache
+def _image_suffixes() -> tuple[str, ...]:
+    from PIL import Image
+
+    Image.init()
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE))
 
 
 def stack(*decorators: Callable) -> Callable:
@@ -105,6 +181,7 @@ def model_options(command: Callable) -> Callable:
             "--device",
             default="auto",
             show_default=True,
+            type=Device(),
             help="cuda, cuda:1, mps, cpu, or auto (CUDA, then MPS, then CPU).",
         ),
     )(command)
@@ -119,10 +196,10 @@ max_pixels_option = click.option(
 )
 
 
-def output_file_option(description: str | None = None) -> Callable:
-    """The required ``-o/--output`` of the commands that write one file."""
+def output_file_option(description: str, suffixes: tuple[str, ...] | None = None, folder_ok: bool = False):
+    """The required ``-o/--output``; its suffix is checked at parse time (see :class:`OutputFile`)."""
     return click.option(
-        "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help=description
+        "-o", "--output", required=True, type=OutputFile(suffixes, folder_ok), help=description
     )
 
 

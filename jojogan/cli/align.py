@@ -14,7 +14,6 @@ from jojogan.cli._options import (
     model_options,
     output_file_option,
     pipeline,
-    user_errors,
 )
 from jojogan.errors import JojoganError
 
@@ -28,7 +27,6 @@ from jojogan.errors import JojoganError
 @face_option("largest, all, or an index from the left", allow_all=True)
 @click.option("--supersample", is_flag=True, help="Higher-quality FFHQ transform (slower).")
 @max_pixels_option
-@user_errors
 def align(inputs, output, size, face, supersample, max_pixels):
     """FFHQ-align faces (dlib 68 landmarks), as StyleGAN2 and JoJoGAN expect.
 
@@ -60,10 +58,9 @@ def align(inputs, output, size, face, supersample, max_pixels):
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@output_file_option("codes.safetensors or codes.pt (W+ [n, n_latent, style_dim]).")
+@output_file_option("codes.safetensors or codes.pt (W+ [n, n_latent, style_dim]).", (".safetensors", ".pt"))
 @inversion_options
 @model_options
-@user_errors
 def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base, e4e, device):
     """Invert faces to W+ codes; the aligned crops are saved beside the codes.
 
@@ -77,8 +74,6 @@ def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base
     from jojogan.fileio import atomic_output
     from jojogan.imaging import save_image
 
-    if output.suffix not in (".safetensors", ".pt"):
-        raise click.UsageError("--output must end in .safetensors or .pt")
     pipe = pipeline(base, e4e, device, max_pixels)
     faces = [
         pipe.prepare(path, inversion, aligned=aligned, steps=inversion_steps, show_progress=True)

@@ -8,13 +8,14 @@ from pathlib import Path
 import click
 
 from jojogan.cli._options import (
+    SEED,
+    FiniteFloat,
     config_from_options,
     config_options,
     inversion_options,
     model_options,
     output_file_option,
     pipeline,
-    user_errors,
 )
 from jojogan.config import MASK_GROUPS, MASK_PRESETS, REFERENCE_CODES, FinetuneConfig
 
@@ -27,7 +28,7 @@ FINETUNE_OPTIONS = {
         "help": "Which style layers are mixed with random codes: the original's two presets, or a group.",
     },
     "mix_strength": {
-        "type": click.FloatRange(0, 1),
+        "type": FiniteFloat(0, 1),
         "help": "How far mixed layers move to the random codes (1 = replace).",
     },
     "reference_code": {
@@ -36,11 +37,11 @@ FINETUNE_OPTIONS = {
         "references too far from photos), or a blend (colour layers from the mean).",
     },
     "identity_weight": {
-        "type": click.FloatRange(min=0),
+        "type": FiniteFloat(min=0),
         "help": "Identity-preservation loss weight (needs a face-recognition network).",
     },
-    "lr": {"type": click.FloatRange(min=0, min_open=True)},
-    "seed": {"type": click.IntRange(min=0)},
+    "lr": {"type": FiniteFloat(min=0, min_open=True)},
+    "seed": {"type": SEED},
     "save_state_every": {
         "type": click.IntRange(min=0),
         "help": "Save a resume state every N steps (0: never); --resume continues from it.",
@@ -60,12 +61,11 @@ CLI_DEFAULTS = {"save_state_every": 25}  # an interrupted command line run shoul
 
 @click.command()
 @click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path))
-@output_file_option("Style file to write (.safetensors).")
+@output_file_option("Style file to write.", (".safetensors",))
 @inversion_options
 @config_options(FinetuneConfig, FINETUNE_OPTIONS, CLI_DEFAULTS)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its resume state.")
 @model_options
-@user_errors
 def finetune(
     references, output, max_pixels, aligned, inversion, inversion_steps, resume, base, e4e, device, **settings
 ):
@@ -79,8 +79,6 @@ def finetune(
     from jojogan.finetune import FinetuneDivergedError
     from jojogan.imaging import save_image, to_pil
 
-    if output.suffix != ".safetensors":
-        raise click.UsageError("--output must end in .safetensors")
     if settings["identity_weight"] > 0:
         raise click.UsageError(
             "--identity-weight needs a face-recognition network; the Python API takes one "

@@ -7,13 +7,15 @@ from pathlib import Path
 import click
 
 from jojogan.cli._options import (
+    SEED,
+    FiniteFloat,
+    OutputFile,
     alpha_option,
     face_option,
     inversion_options,
     model_options,
     output_file_option,
     pipeline,
-    user_errors,
 )
 from jojogan.errors import JojoganError
 
@@ -28,19 +30,12 @@ style_option = click.option(
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @style_option
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Image file for one input; a folder for several.",
-)
+@output_file_option("Image file for one input; a folder for several.", folder_ok=True)
 @alpha_option("Style strength in [0, 1], or one comma-separated value per style layer.")
 @face_option("largest, or an index from the left", allow_all=False)
 @click.option("--paste", is_flag=True, help="Paste the stylized face back into the photo.")
 @inversion_options
 @model_options
-@user_errors
 def stylize(
     inputs, style, output, alpha, face, paste, max_pixels, aligned, inversion, inversion_steps, **models
 ):
@@ -89,13 +84,10 @@ def stylize(
 @style_option
 @click.option("--steps", default=5, show_default=True, type=click.IntRange(min=2), help="Number of α values.")
 @output_file_option("Labelled strip (PNG).")
-@click.option(
-    "--gif", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also an animated GIF."
-)
+@click.option("--gif", type=OutputFile((".gif",)), default=None, help="Also an animated GIF.")
 @click.option("--tile", default=256, show_default=True, type=click.IntRange(min=32), help="Tile size in px.")
 @inversion_options
 @model_options
-@user_errors
 def slider(
     input_image, style, steps, output, gif, tile, max_pixels, aligned, inversion, inversion_steps, **models
 ):
@@ -123,13 +115,12 @@ def slider(
 @click.option(
     "-n", "count", default=4, show_default=True, type=click.IntRange(min=1), help="Number of faces."
 )
-@click.option("--truncation", default=0.7, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--truncation", default=0.7, show_default=True, type=FiniteFloat(0, 1))
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @alpha_option("Style strength (see stylize).")
 @click.option("--tile", default=256, show_default=True, type=click.IntRange(min=32))
-@output_file_option()
+@output_file_option("Grid image.")
 @model_options
-@user_errors
 def sample(style, count, truncation, seed, alpha, tile, output, **models):
     """Random faces (top row) and the same faces in the style (bottom row).
 
