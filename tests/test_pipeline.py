@@ -33,7 +33,7 @@ def test_api_and_low_level_train_the_same_weights_for_a_seed(base, reference_cod
     """Both entry points take the mean latent from one owner, seeded by config.seed (not by 0)."""
     path, face = base
     MEAN_LATENTS.clear()
-    config = FinetuneConfig(iterations=2, seed=3, reference_code=reference_code, mean_code_samples=500)
+    config = FinetuneConfig(iterations=1, seed=3, reference_code=reference_code, mean_code_samples=500)
     pipe = JoJoGAN.from_pretrained(base=path, device="cpu")
     crops = [pipe.align(face, aligned=True)]
     latents = None if reference_code == "mean" else pipe.invert(crops, "optimize", steps=3, seed=config.seed)
