@@ -91,3 +91,21 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_needs_verbose(monkeyp
     assert verbose.exit_code == 1
     assert "Traceback" in verbose.output and "in broken" in verbose.output
     assert verbose.output.rstrip().endswith("Error: unexpected RuntimeError: something nobody foresaw")
+
+
+def test_finetune_options_follow_the_config():
+    """Every FinetuneConfig setting on the command line defaults to the config's own value (the CLI saves
+    a resume state every 25 steps on purpose), and a config built from the defaults is the default config."""
+    import dataclasses
+
+    from jojogan.cli._options import config_from_options
+    from jojogan.cli.finetune import CLI_DEFAULTS, FINETUNE_OPTIONS
+    from jojogan.cli.finetune import finetune as command
+    from jojogan.config import FinetuneConfig
+
+    params = {p.name: p for p in command.params}
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    for name in FINETUNE_OPTIONS:
+        assert params[name].default == CLI_DEFAULTS.get(name, defaults[name]), name
+    built = config_from_options(FinetuneConfig, {name: params[name].default for name in FINETUNE_OPTIONS})
+    assert built == dataclasses.replace(FinetuneConfig(), **CLI_DEFAULTS)
