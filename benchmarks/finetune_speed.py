@@ -37,6 +37,7 @@ from common import arg_parser, count_gflop, report, sync
 from jojogan.api import pick_device
 from jojogan.config import FinetuneConfig
 from jojogan.finetune import finetune
+from jojogan.op.memory import cpu_memory_reuse
 from jojogan.stylegan2 import Discriminator, Generator
 from jojogan.stylegan2.layers import ModulatedConv2d
 
@@ -71,7 +72,9 @@ def run_product(
         last[0] = now
 
     config = FinetuneConfig(iterations=iterations, seed=0, micro_batch=micro_batch, precision=precision)
-    finetune(gen, disc, refs, latents, config, callback=on_step, show_progress=False, device=device)
+    # as JoJoGAN.finetune does: the run is one job of the CPU memory policy
+    with cpu_memory_reuse(device):
+        finetune(gen, disc, refs, latents, config, callback=on_step, show_progress=False, device=device)
 
 
 def grouped_modulated_conv(self, x, style):

@@ -1,4 +1,5 @@
-"""Stylizing speed: the blended synthesis of ``jojogan.stylize.stylize_latents`` on random full-size weights.
+"""Stylizing speed: the blended synthesis of ``jojogan.stylization.stylize_latents`` on random full-size
+weights.
 
     python benchmarks/stylize_speed.py --size 1024 --batch 1 --alpha 1.0 --json
 
@@ -24,7 +25,7 @@ from jojogan.api import pick_device
 from jojogan.op.memory import cpu_memory_reuse
 from jojogan.op.precision import autocast, precision_scope
 from jojogan.stylegan2 import Generator
-from jojogan.stylize import stylize_latents
+from jojogan.stylization import stylize_latents
 
 
 def main() -> None:
@@ -51,7 +52,8 @@ def main() -> None:
     with precision_scope(args.precision, device) as precision:
 
         def run():
-            with torch.inference_mode(), autocast(precision, device):
+            # one API call is one job of the CPU memory policy (JoJoGAN.stylize enters it the same way)
+            with torch.inference_mode(), cpu_memory_reuse(device), autocast(precision, device):
                 out = stylize_latents(original, finetuned, w_plus, args.alpha)
             sync(device)
             return out

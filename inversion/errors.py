@@ -2,13 +2,13 @@
 
 Every error a user can cause with bad input derives from :class:`JojoganError`, so an application (or the
 CLI) can catch that one class and show its message, which is written as a single sentence for a person
-rather than a stack trace. The base class and :class:`CheckpointError` live in the lowest layer
-(``jojogan.stylegan2.errors``) so every layer can raise them; they are re-exported here.
+rather than a stack trace. The base class and :class:`CheckpointError` live in the dependency-free
+:mod:`jojogan.errors` so every layer can raise them; they are re-exported here.
 """
 
 from __future__ import annotations
 
-from jojogan.stylegan2.errors import CheckpointError, JojoganError
+from jojogan.errors import CheckpointError, JojoganError
 
 __all__ = [
     "CheckpointError",

@@ -33,23 +33,23 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from jojogan.op.memory import cpu_memory_reuse
-from jojogan.stylegan2.errors import JojoganError
-from jojogan.stylegan2.model import Discriminator, Generator
+from jojogan.errors import JojoganError
+from jojogan.stylegan2.layers import frozen
+from jojogan.stylegan2.model import D_FEATURE_BLOCKS, Discriminator, Generator
 
 __all__ = [
-    "DEFAULT_D_BLOCKS",
     "DEFAULT_STEPS",
     "DEFAULT_W_PLUS_STEPS",
     "LPIPS_MAX_SIZE",
     "PIXEL_LOSS_SIZE",
+    "ProjectionConfig",
     "ProjectionResult",
     "noise_regularization",
     "normalize_noise_",
@@ -68,13 +68,6 @@ CPU users should lower the step counts or use e4e; a 256 px step is roughly 16 t
 DEFAULT_W_PLUS_STEPS = 100
 """Steps of the W+ refinement after the W phase."""
 
-DEFAULT_D_BLOCKS = (1, 3, 4, 5)
-"""Discriminator blocks (``convs[i]``) whose features are compared: the blocks JoJoGAN's fine-tuning loss
-reads, so the reference is reconstructed in the very feature space the style is later learnt in. Block 1
-(half resolution) carries edges and texture, blocks 3-5 (1/8 to 1/32) parts and layout; the deeper, coarser
-blocks are skipped, which also ends the discriminator pass early.
-Blocks that a small discriminator does not have are dropped."""
-
 PIXEL_LOSS_SIZE = 64
 """Side to which both images are average-pooled for the pixel MSE term (colour and layout, not detail)."""
 
@@ -85,6 +78,65 @@ _W_SAMPLES = 4096  # z samples for the mean and spread of W
 _RANGE_TOLERANCE = 1e-3  # a target in [-1, 1] may overshoot by float rounding
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """Settings of :func:`project`.
+
+    Attributes:
+        steps: optimisation steps in W (one w per image, broadcast to every layer).
+        w_plus_steps: refinement steps in W+ afterwards (0 returns the W solution).
+        lr: peak Adam learning rate of each phase.
+        noise_regularize: weight of the noise-map autocorrelation penalty.
+        noise_ramp: fraction of the W phase over which the latent noise fades to zero.
+        noise_strength: initial latent noise, as a fraction of the spread of W.
+        lr_rampup: fraction of each phase spent warming the learning rate up.
+        lr_rampdown: fraction of each phase spent decaying it (half cosine) to zero.
+        pixel_weight: weight of the MSE between 64 px versions of the images (0 disables it).
+        d_blocks: discriminator blocks compared: by default those JoJoGAN's loss reads, so the reference
+            is reconstructed in the feature space the style is later learnt in (blocks a small
+            discriminator lacks are dropped).
+        seed: seeds the W statistics, the initial noise maps and the latent noise; equal seeds and inputs
+            give identical results on the same device.
+        optimize_noise: optimise the noise maps; when false the generator's stored noise buffers are used.
+    """
+
+    steps: int = DEFAULT_STEPS
+    w_plus_steps: int = DEFAULT_W_PLUS_STEPS
+    lr: float = 0.1
+    noise_regularize: float = 1e5
+    noise_ramp: float = 0.75
+    noise_strength: float = 0.05
+    lr_rampup: float = 0.05
+    lr_rampdown: float = 0.25
+    pixel_weight: float = 0.1
+    d_blocks: tuple[int, ...] = D_FEATURE_BLOCKS
+    seed: int = 0
+    optimize_noise: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "w_plus_steps", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        for name in ("noise_regularize", "noise_strength", "pixel_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("noise_ramp", "lr_rampup", "lr_rampdown"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        object.__setattr__(self, "d_blocks", tuple(self.d_blocks))
+
+    @classmethod
+    def from_total_steps(cls, total: int | None, **settings: object) -> ProjectionConfig:
+        """A config whose two phases share ``total`` steps as the defaults do (two thirds in W);
+        ``None`` keeps the default step counts."""
+        if total is not None:
+            settings = {"w_plus_steps": total // 3, "steps": total - total // 3, **settings}
+        return cls(**settings)
 
 
 @dataclass
@@ -177,22 +229,6 @@ def _check_target(target: torch.Tensor) -> None:
         )
 
 
-def _check_settings(
-    counts: dict[str, int], lr: float, non_negative: dict[str, float], fractions: dict[str, float]
-) -> None:
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    for name, value in non_negative.items():
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
-    for name, value in fractions.items():
-        if not 0 <= value <= 1:
-            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-
-
 def _pool_to(images: torch.Tensor, size: int) -> torch.Tensor:
     """Average-pool a power-of-two image batch ``[batch, 3, s, s]`` to at most ``size``."""
     factor = images.shape[-1] // size
@@ -213,17 +249,13 @@ def _check_latent_avg(latent_avg: torch.Tensor | None, style_dim: int) -> None:
         raise ValueError("latent_avg must be finite, got NaN or infinite values")
 
 
-@torch.no_grad()
 def _w_statistics(
-    generator: Generator, latent_avg: torch.Tensor | None, rng: torch.Generator
+    generator: Generator, latent_avg: torch.Tensor | None, seed: int
 ) -> tuple[torch.Tensor, float]:
     """Start point ``[1, style_dim]`` and the spread of W (root mean squared distance from it)."""
-    device = generator.input.input.device
-    z = torch.randn(_W_SAMPLES, generator.style_dim, device=device, generator=rng)
-    w = generator.get_latent(z)
-    mean = w.mean(0, keepdim=True) if latent_avg is None else latent_avg.reshape(1, -1).to(w)
-    std = (w - mean).square().sum(1).mean().sqrt().item()
-    return mean, std
+    mean, spread = generator.latent_statistics(_W_SAMPLES, seed=seed, center=latent_avg)
+    start = mean if latent_avg is None else latent_avg.reshape(1, -1).to(mean)
+    return start, spread
 
 
 class _Distance:
@@ -274,37 +306,17 @@ class _Distance:
         return distance
 
 
-def _frozen(modules: Sequence[nn.Module]) -> list[tuple[nn.Parameter, bool]]:
-    """Turn off ``requires_grad`` of every parameter; return the previous flags for restoring."""
-    saved = []
-    for module in modules:
-        for param in module.parameters():
-            saved.append((param, param.requires_grad))
-            param.requires_grad_(False)
-    return saved
-
-
 def project(
     generator: Generator,
     target: torch.Tensor,
+    config: ProjectionConfig | None = None,
     *,
     discriminator: Discriminator | None = None,
     lpips: Distance | None = None,
-    steps: int = DEFAULT_STEPS,
-    w_plus_steps: int = DEFAULT_W_PLUS_STEPS,
-    lr: float = 0.1,
-    noise_regularize: float = 1e5,
-    noise_ramp: float = 0.75,
-    noise_strength: float = 0.05,
-    lr_rampup: float = 0.05,
-    lr_rampdown: float = 0.25,
-    pixel_weight: float = 0.1,
-    d_blocks: Sequence[int] = DEFAULT_D_BLOCKS,
-    seed: int = 0,
     latent_avg: torch.Tensor | None = None,
     callback: Callable[[int, float], None] | None = None,
     show_progress: bool = False,
-    optimize_noise: bool = True,
+    **settings: object,
 ) -> ProjectionResult:
     """Invert aligned face images into the generator's W+ space by optimisation.
 
@@ -315,29 +327,18 @@ def project(
         generator: the StyleGAN2 generator to invert.
         target: aligned faces ``[batch, 3, h, h]`` in [-1, 1]; resized (antialiased bilinear) to the
             generator's size when ``h`` differs.
+        config: the settings (default :class:`ProjectionConfig`).
         discriminator: the checkpoint's discriminator, whose features give the distance when no
             ``lpips`` is given. Must have the generator's size.
         lpips: a callable ``(images, targets) -> [batch]`` perceptual distance (e.g. an LPIPS network);
             takes precedence over the discriminator. Its inputs are ``[batch, 3, s, s]`` in [-1, 1] with
             ``s = min(size, 256)``. If it is an ``nn.Module`` its parameters are frozen like the models'.
-        steps: optimisation steps in W (one w per image, broadcast to every layer).
-        w_plus_steps: refinement steps in W+ afterwards (0 returns the W solution).
-        lr: peak Adam learning rate of each phase.
-        noise_regularize: weight of the noise-map autocorrelation penalty.
-        noise_ramp: fraction of the W phase over which the latent noise fades to zero.
-        noise_strength: initial latent noise, as a fraction of the spread of W.
-        lr_rampup: fraction of each phase spent warming the learning rate up.
-        lr_rampdown: fraction of each phase spent decaying it (half cosine) to zero.
-        pixel_weight: weight of the MSE between 64 px versions of the images (0 disables it).
-        d_blocks: discriminator blocks compared (see :data:`DEFAULT_D_BLOCKS`).
-        seed: seeds the W statistics, the initial noise maps and the latent noise; equal seeds and inputs
-            give identical results on the same device.
         latent_avg: starting w ``[style_dim]`` (e.g. the checkpoint's ``latent_avg``); default: the mean
             of 4096 mapped samples.
         callback: called as ``callback(step, loss)`` after every step, ``step`` counting from 0 across
             both phases and ``loss`` the batch-mean total loss.
         show_progress: show a tqdm progress bar.
-        optimize_noise: optimise the noise maps; when false the generator's stored noise buffers are used.
+        settings: fields of :class:`ProjectionConfig` replacing those of ``config`` (``steps=50``).
 
     Returns:
         :class:`ProjectionResult` with ``w_plus [batch, n_latent, style_dim]``, the reconstruction
@@ -348,18 +349,8 @@ def project(
             (neither ``discriminator`` nor ``lpips``), or invalid settings.
         JojoganError: the loss became NaN or infinite.
     """
+    config = replace(config or ProjectionConfig(), **settings)
     _check_target(target)
-    _check_settings(
-        {"steps": steps, "w_plus_steps": w_plus_steps},
-        lr,
-        {
-            "noise_regularize": noise_regularize,
-            "noise_ramp": noise_ramp,
-            "noise_strength": noise_strength,
-            "pixel_weight": pixel_weight,
-        },
-        {"lr_rampup": lr_rampup, "lr_rampdown": lr_rampdown},
-    )
     _check_latent_avg(latent_avg, generator.style_dim)
     if lpips is None and discriminator is None:
         raise ValueError("project needs a distance: pass the checkpoint's discriminator or an lpips callable")
@@ -375,124 +366,117 @@ def project(
         target = F.interpolate(
             target, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         )
-    batch = target.shape[0]
+    models = [generator, discriminator, lpips if isinstance(lpips, nn.Module) else None]
+    with frozen(*models), torch.enable_grad():
+        distance = _Distance(
+            target, discriminator if lpips is None else None, lpips, config.d_blocks, config.pixel_weight
+        )
+        return _optimise(generator, distance, config, target.shape[0], latent_avg, callback, show_progress)
 
-    models = [generator] + ([discriminator] if discriminator is not None else [])
-    if isinstance(lpips, nn.Module):
-        models.append(lpips)
-    saved_flags = _frozen(models)
-    try:
-        with torch.enable_grad(), cpu_memory_reuse(device):
-            return _optimise(
-                generator,
-                target,
-                _Distance(target, discriminator if lpips is None else None, lpips, d_blocks, pixel_weight),
-                steps=steps,
-                w_plus_steps=w_plus_steps,
-                lr=lr,
-                noise_regularize=noise_regularize,
-                noise_ramp=noise_ramp,
-                noise_strength=noise_strength,
-                lr_rampup=lr_rampup,
-                lr_rampdown=lr_rampdown,
-                rng=torch.Generator(device=device).manual_seed(seed),
-                latent_avg=latent_avg,
-                callback=callback,
-                show_progress=show_progress,
-                optimize_noise=optimize_noise,
-                batch=batch,
-            )
-    finally:
-        for param, flag in saved_flags:
-            param.requires_grad_(flag)
+
+def _initial_noise(generator: Generator, config: ProjectionConfig, batch: int, rng: torch.Generator):
+    """Noise maps ``[batch, 1, res, res]`` to optimise (fresh, normalised) or the stored buffers (fixed)."""
+    if not config.optimize_noise:
+        return [buf.detach().expand(batch, -1, -1, -1).clone() for buf in generator.noise_buffers()]
+    noise = generator.make_noise(batch, generator=rng)
+    normalize_noise_(noise)
+    return [maps.requires_grad_(True) for maps in noise]
 
 
 def _optimise(
     generator: Generator,
-    target: torch.Tensor,
     distance: _Distance,
-    *,
-    steps: int,
-    w_plus_steps: int,
-    lr: float,
-    noise_regularize: float,
-    noise_ramp: float,
-    noise_strength: float,
-    lr_rampup: float,
-    lr_rampdown: float,
-    rng: torch.Generator,
+    config: ProjectionConfig,
+    batch: int,
     latent_avg: torch.Tensor | None,
     callback: Callable[[int, float], None] | None,
     show_progress: bool,
-    optimize_noise: bool,
-    batch: int,
 ) -> ProjectionResult:
-    w_mean, w_std = _w_statistics(generator, latent_avg, rng)
-    if optimize_noise:
-        noise = generator.make_noise(batch, generator=rng)
-        normalize_noise_(noise)
-        for maps in noise:
-            maps.requires_grad_(True)
-    else:
-        noise = [buf.detach().expand(batch, -1, -1, -1).clone() for buf in generator.noise_buffers()]
-
+    """The two phases (W, then W+) over one continuous noise optimisation."""
+    device = generator.input.input.device
+    rng = torch.Generator(device=device).manual_seed(config.seed)
+    w_mean, w_std = _w_statistics(generator, latent_avg, config.seed)
+    noise = _initial_noise(generator, config, batch, rng)
     w = w_mean.detach().repeat(batch, 1).requires_grad_(True)
-    total_steps = steps + w_plus_steps
+    total_steps = config.steps + config.w_plus_steps
     # The noise maps are one continuous optimisation across both phases: a fresh Adam at the phase change
     # would take full-size sign steps on them and undo the noise regularisation.
-    noise_optimizer = torch.optim.Adam(noise, lr=lr) if optimize_noise else None
+    noise_optimizer = torch.optim.Adam(noise, lr=config.lr) if config.optimize_noise else None
     losses: list[float] = []
     distances: list[float] = []
-    step = 0
     with tqdm(total=total_steps, desc="projecting", disable=not show_progress, leave=False) as bar:
-        for phase, phase_steps in (("W", steps), ("W+", w_plus_steps)):
+        for phase, phase_steps in (("W", config.steps), ("W+", config.w_plus_steps)):
             if phase == "W+":
                 # Every layer starts from the W solution and is then free to move on its own.
                 w = w.detach().unsqueeze(1).repeat(1, generator.n_latent, 1).requires_grad_(True)
-            optimizer = torch.optim.Adam([w], lr=lr)
+            optimizer = torch.optim.Adam([w], lr=config.lr)
             for i in range(phase_steps):
-                t = i / phase_steps
-                optimizer.param_groups[0]["lr"] = projection_lr(t, lr, lr_rampup, lr_rampdown)
+                step = len(losses)
                 if noise_optimizer is not None:
-                    noise_lr = projection_lr(step / total_steps, lr, lr_rampup, lr_rampdown)
+                    noise_lr = projection_lr(
+                        step / total_steps, config.lr, config.lr_rampup, config.lr_rampdown
+                    )
                     noise_optimizer.param_groups[0]["lr"] = noise_lr
                 latent = w
-                if phase == "W" and noise_ramp > 0:
-                    strength = w_std * noise_strength * max(0.0, 1.0 - t / noise_ramp) ** 2
+                if phase == "W" and config.noise_ramp > 0:
+                    fade = max(0.0, 1.0 - i / phase_steps / config.noise_ramp) ** 2
+                    strength = w_std * config.noise_strength * fade
                     if strength > 0:
                         latent = w + strength * torch.randn(w.shape, device=w.device, generator=rng)
-                w_plus = generator.to_w_plus(latent)
-                images = generator.synthesis(w_plus, noise)
-                per_image = distance(images)
-                distances.append(per_image.detach().mean().item())
-                if optimize_noise and noise_regularize:
-                    per_image = per_image + noise_regularize * noise_regularization(noise)
-                loss = per_image.sum()
-                value = loss.item() / batch
+                value, dist = _step(
+                    generator, distance, config, latent, noise, optimizer, noise_optimizer, i / phase_steps
+                )
                 if not math.isfinite(value):
                     raise JojoganError(
                         f"projection diverged: the loss became {value} at step {step} ({phase} phase); "
                         "try a lower learning rate"
                     )
-                optimizer.zero_grad(set_to_none=True)
-                if noise_optimizer is not None:
-                    noise_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if noise_optimizer is not None:
-                    noise_optimizer.step()
-                    normalize_noise_(noise)
                 losses.append(value)
+                distances.append(dist)
                 bar.update(1)
-                bar.set_postfix(phase=phase, loss=f"{value:.4g}", distance=f"{distances[-1]:.4g}")
+                bar.set_postfix(phase=phase, loss=f"{value:.4g}", distance=f"{dist:.4g}")
                 if callback is not None:
                     callback(step, value)
-                step += 1
 
     with torch.no_grad():
         w_plus = generator.to_w_plus(w.detach()).clone()
         noise = [maps.detach() for maps in noise]
         image = generator.synthesis(w_plus, noise)
     if distances:
-        logger.debug("projection: %d steps, distance %.4g -> %.4g", step, distances[0], distances[-1])
+        logger.debug("projection: %d steps, distance %.4g -> %.4g", len(losses), distances[0], distances[-1])
     return ProjectionResult(w_plus=w_plus, image=image, noise=noise, losses=losses, distances=distances)
+
+
+def _step(
+    generator: Generator,
+    distance: _Distance,
+    config: ProjectionConfig,
+    latent: torch.Tensor,
+    noise: list[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    noise_optimizer: torch.optim.Optimizer | None,
+    t: float,
+) -> tuple[float, float]:
+    """One update at fraction ``t`` of its phase; returns the batch-mean loss and distance.
+
+    A non-finite loss returns before any update, so the caller can stop with the last good code.
+    """
+    optimizer.param_groups[0]["lr"] = projection_lr(t, config.lr, config.lr_rampup, config.lr_rampdown)
+    images = generator.synthesis(generator.to_w_plus(latent), noise)
+    per_image = distance(images)
+    batch_distance = per_image.detach().mean().item()
+    if noise_optimizer is not None and config.noise_regularize:
+        per_image = per_image + config.noise_regularize * noise_regularization(noise)
+    loss = per_image.sum()
+    value = loss.item() / images.shape[0]
+    if not math.isfinite(value):
+        return value, batch_distance
+    optimizer.zero_grad(set_to_none=True)
+    if noise_optimizer is not None:
+        noise_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if noise_optimizer is not None:
+        noise_optimizer.step()
+        normalize_noise_(noise)
+    return value, batch_distance

@@ -1,34 +1,40 @@
 """jojogan: one-shot face stylization with JoJoGAN on StyleGAN2.
 
-The one-call API is ``jojogan.stylize(image, style, alpha=...)`` and ``jojogan.finetune(references, ...)``;
-for repeated work build a :class:`JoJoGAN` pipeline once. The stages live in the sub-modules
-``jojogan.mixing``, ``jojogan.finetune``, ``jojogan.stylize`` and ``jojogan.style_file`` (import their
-names with ``from jojogan.finetune import ...``: the package attributes ``jojogan.finetune`` and
-``jojogan.stylize`` are the one-call functions).
+The one-call API is ``jojogan.stylize(image, style, alpha=...)`` and ``jojogan.finetune_style(references,
+...)``; for repeated work build a :class:`JoJoGAN` pipeline once. The stages live in the sub-modules
+``jojogan.mixing``, ``jojogan.finetune``, ``jojogan.stylization`` and ``jojogan.style_file``; no module
+shares its name with a function of this package.
+
+The top level is lazy (PEP 562): ``import jojogan.op`` or ``import jojogan.errors`` loads only what they
+need, and the names below are imported on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from jojogan.api import (  # noqa: E402 - __version__ first: the API records it
-    Face,
-    FinetuneOutput,
-    JoJoGAN,
-    StylizeResult,
-    finetune_style,
-    pick_device,
-    stylize,
-)
-from jojogan.config import FinetuneConfig  # noqa: E402
-from jojogan.inversion.errors import (  # noqa: E402
-    CheckpointError,
-    FaceNotFoundError,
-    FaceTooSmallError,
-    ImageError,
-    JojoganError,
-)
-from jojogan.style_file import StyleFile, load_style, save_style  # noqa: E402
-
-finetune = finetune_style
+# public name -> the module that owns it
+_EXPORTS = {
+    "Face": "jojogan.api",
+    "FinetuneOutput": "jojogan.api",
+    "JoJoGAN": "jojogan.api",
+    "StylizeResult": "jojogan.api",
+    "finetune_style": "jojogan.api",
+    "pick_device": "jojogan.api",
+    "stylize": "jojogan.api",
+    "FinetuneConfig": "jojogan.config",
+    "CheckpointError": "jojogan.errors",
+    "JojoganError": "jojogan.errors",
+    "FaceNotFoundError": "jojogan.inversion.errors",
+    "FaceTooSmallError": "jojogan.inversion.errors",
+    "ImageError": "jojogan.inversion.errors",
+    "StyleFile": "jojogan.style_file",
+    "load_style": "jojogan.style_file",
+    "save_style": "jojogan.style_file",
+}
 
 __all__ = [
     "CheckpointError",
@@ -43,9 +49,30 @@ __all__ = [
     "StyleFile",
     "StylizeResult",
     "__version__",
-    "finetune",
+    "finetune_style",
     "load_style",
     "pick_device",
     "save_style",
     "stylize",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jojogan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # static analysers see the eager imports
+    from jojogan.api import Face, FinetuneOutput, JoJoGAN, StylizeResult, finetune_style, pick_device, stylize
+    from jojogan.config import FinetuneConfig
+    from jojogan.errors import CheckpointError, JojoganError
+    from jojogan.inversion.errors import FaceNotFoundError, FaceTooSmallError, ImageError
+    from jojogan.style_file import StyleFile, load_style, save_style

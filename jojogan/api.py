@@ -8,50 +8,46 @@
     result = pipe.stylize("photo.jpg", "mystyle.safetensors", alpha=0.7)
     result.image.save("out.png")
 
-Models are loaded once per pipeline (the e4e encoder lazily, on first use) and every method returns a
-small dataclass. The stages underneath (alignment, inversion, mixing, fine-tuning, stylizing) are pure
-functions; file writes happen only in the explicit ``save``/``checkpoint`` helpers here.
+Models are loaded once per pipeline (the e4e encoder lazily, on first use) into one registry of
+components, and every method returns a small dataclass. The stages underneath (alignment, inversion,
+mixing, fine-tuning, stylizing) are pure functions; file writes happen only in the explicit ``save`` and
+resume-state helpers here, and the process-wide CPU memory policy is entered here, once per call.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
-from jojogan import __version__
-from jojogan.config import AlphaSpec, FinetuneConfig, check_alpha
+from jojogan.config import INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
+from jojogan.errors import JojoganError
 from jojogan.fileio import atomic_output
-from jojogan.finetune import FinetuneState, IdentityNet, finetune
+from jojogan.finetune import IdentityNet, ResumeState, finetune, reference_mean_latent
 from jojogan.imaging import from_pil, to_pil
 from jojogan.inversion.align import AlignedFace, align_face
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name
-from jojogan.inversion.project import DEFAULT_STEPS, DEFAULT_W_PLUS_STEPS, project
-from jojogan.mixing import MeanLatentCache
+from jojogan.inversion.project import ProjectionConfig, project
 from jojogan.op.memory import cpu_memory_reuse
 from jojogan.style_file import StyleFile, file_sha256, load_style, save_style, style_metadata
-from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint
-from jojogan.stylegan2.errors import JojoganError
-from jojogan.stylize import sample_styled, stylize_latents
+from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint, read_weights_file
+from jojogan.stylization import sample_styled, stylize_latents
 from jojogan.weights import resolve_weights
 
 log = logging.getLogger("jojogan")
 
-INVERSIONS = ("e4e", "optimize")
-"""How a face becomes a W+ code: the e4e encoder, or optimisation against the generator."""
-
-FINETUNE_INVERSIONS = (*INVERSIONS, "mean")
-"""For fine-tuning, "mean" skips inversion and trains towards the mean style code (extreme references)."""
-
-MEAN_LATENTS = MeanLatentCache()
-"""Mean of 10,000 mapped z per base checkpoint (keyed by its sha256), shared by every pipeline."""
+DEFAULT_MAX_STYLES = 8
+"""Loaded styles a pipeline keeps (least recently used ones are dropped): each is a whole generator."""
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -142,34 +138,59 @@ def _image_sha256(source: ImageSource, aligned: AlignedFace) -> str:
     return hashlib.sha256(np.asarray(aligned.image).tobytes()).hexdigest()
 
 
-def save_checkpoint_state(state: FinetuneState, path: str | os.PathLike) -> Path:
-    """Write a resumable fine-tuning state atomically (temporary file + rename).
+def save_resume_state(state: ResumeState, path: str | os.PathLike) -> Path:
+    """Write a resume state atomically (temporary file + rename).
 
     Raises:
         JojoganError: it could not be written (full disk, permissions); the previous file is kept.
     """
     with atomic_output(path) as tmp:
         torch.save(state.to_dict(), tmp)
-    return path
+    return Path(path)
 
 
-def load_checkpoint_state(path: str | os.PathLike) -> FinetuneState:
-    """Read a state written by :func:`save_checkpoint_state` (weights only, never pickled code)."""
+def load_resume_state(path: str | os.PathLike) -> ResumeState:
+    """Read a state written by :func:`save_resume_state` (weights only, never pickled code)."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        return FinetuneState.from_dict(data)
-    except (OSError, ValueError, RuntimeError, EOFError) as error:
-        raise JojoganError(f"{path} is not a readable fine-tuning checkpoint ({error})") from error
+        return ResumeState.from_dict(read_weights_file(path))
+    except ValueError as error:
+        raise JojoganError(f"{path} is not a readable fine-tuning resume state ({error})") from error
+
+
+def _job(method: Callable) -> Callable:
+    """Run a pipeline method as one job of the CPU memory policy (:mod:`jojogan.op.memory`).
+
+    The policy is process-wide, so it is entered here, at the API's edge, and not inside the stages.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: JoJoGAN, *args, **kwargs):
+        with cpu_memory_reuse(self.device):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _as_sources(references: ImageSource | Sequence[ImageSource]) -> list[ImageSource]:
+    single = isinstance(references, (str, os.PathLike, Image.Image, np.ndarray))
+    sources = [references] if single else list(references)
+    if not sources:
+        raise ValueError("at least one reference image is needed")
+    return sources
 
 
 class JoJoGAN:
     """The JoJoGAN pipeline: base StyleGAN2 (+ optional e4e) loaded once, reused for every call.
+
+    The models live in one registry, :attr:`components` (``generator``, ``discriminator`` when the
+    checkpoint has one, ``e4e`` once loaded); :meth:`to` and later savers loop over it.
 
     Args:
         base: the loaded base checkpoint (generator, discriminator, mean latent).
         e4e_path: e4e weights, loaded on first use; ``None`` leaves only optimisation inversion.
         device: where the models run.
         base_path: the base checkpoint's file, recorded in style metadata.
+        max_styles: how many loaded styles to keep (least recently used ones are dropped).
     """
 
     def __init__(
@@ -178,16 +199,21 @@ class JoJoGAN:
         e4e_path: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         base_path: str | os.PathLike | None = None,
+        max_styles: int = DEFAULT_MAX_STYLES,
     ):
-        self.base = base
+        if max_styles < 1:
+            raise ValueError(f"max_styles must be >= 1, got {max_styles}")
+        self.components: dict[str, nn.Module] = {"generator": base.generator}
+        if base.discriminator is not None:
+            self.components["discriminator"] = base.discriminator
+        self.latent_avg = base.latent_avg
         self.e4e_path = Path(e4e_path) if e4e_path is not None else None
         self.base_path = Path(base_path) if base_path is not None else base.path
-        self.device = pick_device(device)
-        self._e4e = None
-        self._base_sha256: str | None = None
-        self._styles: dict[Path, StyleFile] = {}
+        self.max_styles = max_styles
         self.max_pixels = DEFAULT_MAX_PIXELS
-        self.to(self.device)
+        self._base_sha256: str | None = None
+        self._styles: OrderedDict[Path, StyleFile] = OrderedDict()
+        self.to(device)
 
     @classmethod
     def from_pretrained(
@@ -212,31 +238,38 @@ class JoJoGAN:
         checkpoint = load_checkpoint(base_path, device="cpu")
         return cls(checkpoint, e4e_path=e4e_path, device=device, base_path=base_path)
 
-    # ------------------------------------------------------------------ devices and models
+    # ------------------------------------------------------------------ components and devices
+    def modules(self) -> Iterator[nn.Module]:
+        """Every loaded model: the components, then the cached styles' generators."""
+        yield from self.components.values()
+        for style in self._styles.values():
+            yield style.generator
+
     def to(self, device: str | torch.device) -> JoJoGAN:
         """Move every loaded model to ``device``; returns ``self``."""
         self.device = pick_device(device)
-        self.base.generator.to(self.device)
-        if self.base.discriminator is not None:
-            self.base.discriminator.to(self.device)
-        if self.base.latent_avg is not None:
-            self.base.latent_avg = self.base.latent_avg.to(self.device)
-        if self._e4e is not None:
-            self._e4e.to(self.device)
-        for style in self._styles.values():
-            style.generator.to(self.device)
+        for module in self.modules():
+            module.to(self.device)
+        if self.latent_avg is not None:
+            self.latent_avg = self.latent_avg.to(self.device)
         return self
 
     @property
     def generator(self):
-        return self.base.generator
+        return self.components["generator"]
+
+    @property
+    def discriminator(self):
+        """The base discriminator, or ``None`` when the checkpoint has none."""
+        return self.components.get("discriminator")
 
     @property
     def size(self) -> int:
-        return self.base.generator.size
+        return self.generator.size
 
-    def _encoder(self):
-        if self._e4e is None:
+    def encoder(self):
+        """The e4e encoder, loaded on first use and kept in :attr:`components`."""
+        if "e4e" not in self.components:
             if self.e4e_path is None:
                 raise JojoganError(
                     "e4e inversion needs the e4e_ffhq_encode.pt weights: pass e4e=PATH (--e4e PATH) or "
@@ -245,17 +278,16 @@ class JoJoGAN:
                 )
             from jojogan.inversion.e4e import load_e4e
 
-            gen = self.base.generator
-            self._e4e = load_e4e(self.e4e_path, device=self.device)
-            n_latent, style_dim = self._e4e.latent_avg.shape[-2:]
-            if (n_latent, style_dim) != (gen.n_latent, gen.style_dim):
-                self._e4e = None
+            encoder = load_e4e(self.e4e_path, device=self.device)
+            n_latent, style_dim = encoder.latent_avg.shape[-2:]
+            if (n_latent, style_dim) != (self.generator.n_latent, self.generator.style_dim):
                 raise JojoganError(
                     f"the e4e encoder produces W+ codes [{n_latent}, {style_dim}] but the base generator "
-                    f"needs [{gen.n_latent}, {gen.style_dim}]; use the FFHQ 1024 px base or "
-                    "--inversion optimize"
+                    f"needs [{self.generator.n_latent}, {self.generator.style_dim}]; use the FFHQ 1024 px "
+                    "base or --inversion optimize"
                 )
-        return self._e4e
+            self.components["e4e"] = encoder
+        return self.components["e4e"]
 
     def base_sha256(self) -> str | None:
         if self._base_sha256 is None and self.base_path is not None and self.base_path.is_file():
@@ -263,20 +295,24 @@ class JoJoGAN:
         return self._base_sha256
 
     def load_style(self, style: str | os.PathLike | StyleFile) -> StyleFile:
-        """Load (once) a style file made from this pipeline's base."""
+        """Load a style file made from this pipeline's base (kept among the ``max_styles`` most recent)."""
         if isinstance(style, StyleFile):
             return style
         path = Path(style)
-        if path not in self._styles:
-            loaded = load_style(path, device=self.device)
-            gen = self.base.generator
-            if loaded.generator.size != gen.size or loaded.generator.channels != gen.channels:
-                raise JojoganError(
-                    f"style {path.name} was made for a {loaded.generator.size} px generator with another "
-                    f"architecture than the base checkpoint ({gen.size} px); use the base it was made from"
-                )
-            self._styles[path] = loaded
-        return self._styles[path]
+        if path in self._styles:
+            self._styles.move_to_end(path)
+            return self._styles[path]
+        loaded = load_style(path, device=self.device)
+        gen = self.generator
+        if loaded.generator.size != gen.size or loaded.generator.channels != gen.channels:
+            raise JojoganError(
+                f"style {path.name} was made for a {loaded.generator.size} px generator with another "
+                f"architecture than the base checkpoint ({gen.size} px); use the base it was made from"
+            )
+        self._styles[path] = loaded
+        while len(self._styles) > self.max_styles:
+            self._styles.popitem(last=False)
+        return loaded
 
     # ------------------------------------------------------------------ faces
     def align(self, image: ImageSource, aligned: bool = False, face: str | int = "largest") -> AlignedFace:
@@ -288,6 +324,7 @@ class JoJoGAN:
             image, output_size=self.size, face=face, aligned=aligned, max_pixels=self.max_pixels
         )
 
+    @_job
     def invert(
         self,
         faces: AlignedFace | Sequence[AlignedFace],
@@ -308,26 +345,19 @@ class JoJoGAN:
             raise ValueError(f"inversion must be one of {INVERSIONS}, got {inversion!r}")
         faces = [faces] if isinstance(faces, AlignedFace) else list(faces)
         if inversion == "e4e":
-            return _finite(self._encoder().invert([f.image for f in faces]).to(self.device), "e4e")
-        if self.base.discriminator is None:
+            return _finite(self.encoder().invert([f.image for f in faces]).to(self.device), "e4e")
+        if self.discriminator is None:
             raise JojoganError(
                 "optimisation inversion measures distance with the discriminator, but the base checkpoint "
                 "has none ('d'); use the official stylegan2-ffhq-config-f.pt or --inversion e4e"
             )
-        if steps is None:
-            w_steps, w_plus_steps = DEFAULT_STEPS, DEFAULT_W_PLUS_STEPS
-        else:
-            w_plus_steps = steps // 3
-            w_steps = steps - w_plus_steps
         target = torch.cat([from_pil(f.image, self.size) for f in faces]).to(self.device)
         result = project(
-            self.base.generator,
+            self.generator,
             target,
-            discriminator=self.base.discriminator,
-            steps=w_steps,
-            w_plus_steps=w_plus_steps,
-            seed=seed,
-            latent_avg=self.base.latent_avg,
+            ProjectionConfig.from_total_steps(steps, seed=seed),
+            discriminator=self.discriminator,
+            latent_avg=self.latent_avg,
             show_progress=show_progress,
         )
         return _finite(result.w_plus.detach(), "optimisation")
@@ -348,6 +378,7 @@ class JoJoGAN:
         return Face(name=_short_name(image), aligned=crop, w_plus=w_plus, inversion=inversion)
 
     # ------------------------------------------------------------------ fine-tuning
+    @_job
     def finetune(
         self,
         references: ImageSource | Sequence[ImageSource],
@@ -358,7 +389,7 @@ class JoJoGAN:
         aligned: bool = False,
         identity_net: IdentityNet | None = None,
         callback: Callable | None = None,
-        checkpoint_path: str | os.PathLike | None = None,
+        resume_state_path: str | os.PathLike | None = None,
         resume: bool = False,
         show_progress: bool = True,
     ) -> FinetuneOutput:
@@ -366,94 +397,89 @@ class JoJoGAN:
 
         Args:
             references: image paths, PIL images or arrays (one face each).
-            config: fine-tuning settings (default: the original recipe, 300 iterations).
-            inversion: "e4e", "optimize", or "mean" (no inversion: train towards the mean style code, for
-                references too far from photos to invert).
+            config: fine-tuning settings (default: the original recipe, 300 iterations);
+                ``reference_code="mean"`` skips inversion (for references too far from photos).
+            inversion: "e4e" or "optimize", for the reference codes that need an inversion.
             inversion_steps: optimisation steps for ``inversion="optimize"``.
             aligned: the references are already aligned face crops.
             identity_net: face-recognition network for ``config.identity_weight > 0``.
             callback: ``callback(step, loss, preview)`` after each step.
-            checkpoint_path: where to keep a resumable state every ``config.checkpoint_every`` steps.
-            resume: continue from ``checkpoint_path`` if it exists.
+            resume_state_path: where to keep a resume state every ``config.save_state_every`` steps.
+            resume: continue from ``resume_state_path`` if it exists.
             show_progress: tqdm progress bars.
         """
-        if inversion not in FINETUNE_INVERSIONS:
-            raise ValueError(f"inversion must be one of {FINETUNE_INVERSIONS}, got {inversion!r}")
+        # 1. check the inputs
         config = FinetuneConfig() if config is None else config
-        if config.checkpoint_every and checkpoint_path is None:
-            raise ValueError("config.checkpoint_every needs checkpoint_path (where the state is kept)")
-        if self.base.discriminator is None:
+        if config.save_state_every and resume_state_path is None:
+            raise ValueError("config.save_state_every needs resume_state_path (where the state is kept)")
+        if self.discriminator is None:
             raise JojoganError("fine-tuning needs the base checkpoint's discriminator ('d'), which it lacks")
-        single = isinstance(references, (str, os.PathLike, Image.Image, np.ndarray))
-        sources = [references] if single else list(references)
-        if not sources:
-            raise ValueError("at least one reference image is needed")
+        sources = _as_sources(references)
+        # 2. the references, aligned and (unless training towards the mean code) inverted
         crops = [self.align(src, aligned=aligned) for src in sources]
-        if inversion == "mean":
-            config = replace(config, reference_code="mean")
-            latents = None
-        else:
-            latents = self.invert(crops, inversion, steps=inversion_steps, seed=config.seed)
+        inverted = config.reference_code != "mean"
+        latents = self.invert(crops, inversion, steps=inversion_steps, seed=config.seed) if inverted else None
         images = torch.cat([from_pil(c.image, self.size) for c in crops]).to(self.device)
-
-        resume_state = None
-        if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
-            resume_state = load_checkpoint_state(checkpoint_path)
-            log.info("resuming from %s at step %d", checkpoint_path, resume_state.step)
-        on_checkpoint = None
-        if checkpoint_path is not None and config.checkpoint_every:
-
-            def on_checkpoint(state: FinetuneState) -> None:
-                save_checkpoint_state(state, checkpoint_path)
-
-        mean_latent = None
-        if config.reference_code != "invert":
-            key = self.base_sha256() or f"unsaved-{id(self.base.generator)}"
-            mean_latent = MEAN_LATENTS.get(key, self.base.generator, n=config.mean_code_samples)
+        # 3. train, continuing a saved resume state when asked
         result = finetune(
-            self.base.generator,
-            self.base.discriminator,
+            self.generator,
+            self.discriminator,
             images,
             latents,
             config,
-            mean_latent=mean_latent,
+            mean_latent=self._mean_latent(config),
             identity_net=identity_net,
             callback=callback,
-            on_checkpoint=on_checkpoint,
-            resume=resume_state,
+            on_resume_state=self._state_saver(config, resume_state_path),
+            resume=self._saved_state(resume_state_path) if resume else None,
             device=self.device,
             show_progress=show_progress,
         )
+        # 4. provenance: the run's own record plus where its inputs came from
         metadata = style_metadata(
             base_name=self.base_path.name if self.base_path else "unknown",
             base_sha256=self.base_sha256(),
             reference_sha256s=[_image_sha256(s, c) for s, c in zip(sources, crops, strict=True)],
-            swapped_layers=result.swapped_layers,
-            mix_strength=config.mix_strength,
-            iterations=config.iterations,
-            seed=config.seed,
             losses=result.losses,
-            lr=config.lr,
-            betas=list(config.betas),
-            inversion=inversion,
-            reference_code=config.reference_code,
-            identity_weight=config.identity_weight,
+            run=result.record,
+            inversion=inversion if inverted else None,
             reference_names=[_short_name(s) for s in sources],
-            package_version=__version__,
         )
         return FinetuneOutput(
             generator=result.generator, losses=result.losses, metadata=metadata, references=crops
         )
 
+    def _mean_latent(self, config: FinetuneConfig) -> torch.Tensor | None:
+        """The mean latent of "mean"/"blend" codes, cached per base file (same value as uncached)."""
+        if config.reference_code == "invert":
+            return None
+        return reference_mean_latent(self.generator, config, cache_key=self.base_sha256())
+
+    @staticmethod
+    def _state_saver(config: FinetuneConfig, path: str | os.PathLike | None):
+        if path is None or not config.save_state_every:
+            return None
+        return functools.partial(save_resume_state, path=path)
+
+    @staticmethod
+    def _saved_state(path: str | os.PathLike | None) -> ResumeState | None:
+        if path is None or not Path(path).is_file():
+            return None
+        state = load_resume_state(path)
+        log.info("resuming from %s at step %d", path, state.step)
+        return state
+
     # ------------------------------------------------------------------ stylizing
+    @_job
     def render(self, face: Face, style: str | os.PathLike | StyleFile, alpha: AlphaSpec = 1.0) -> Image.Image:
         """The stylized version of an already prepared face."""
         loaded = self.load_style(style)
-        alpha = check_alpha(alpha, self.base.generator.num_styles)
+        alpha = check_alpha(alpha, self.generator.num_styles)
         with torch.no_grad():
-            image = stylize_latents(self.base.generator, loaded.generator, face.w_plus.to(self.device), alpha)
+            image = stylize_latents(self.generator, loaded.generator, face.w_plus.to(self.device), alpha)
         return to_pil(image[0])
 
+    @_job
     def stylize(
         self,
         image: ImageSource,
@@ -480,12 +506,12 @@ class JoJoGAN:
         if paste and aligned:
             raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
         self.load_style(style)
-        with cpu_memory_reuse(self.device):
-            prepared = self.prepare(image, inversion, aligned=aligned, face=face, steps=inversion_steps)
-            styled = self.render(prepared, style, alpha)
-            pasted = prepared.aligned.paste_back(styled, image) if paste else None
+        prepared = self.prepare(image, inversion, aligned=aligned, face=face, steps=inversion_steps)
+        styled = self.render(prepared, style, alpha)
+        pasted = prepared.aligned.paste_back(styled, image) if paste else None
         return StylizeResult(image=styled, face=prepared, alpha=alpha, pasted=pasted)
 
+    @_job
     def slider(
         self, face: Face, style: str | os.PathLike | StyleFile, steps: int = 5
     ) -> list[tuple[float, Image.Image]]:
@@ -493,9 +519,9 @@ class JoJoGAN:
         if steps < 2:
             raise ValueError(f"steps must be at least 2 (α = 0 and 1), got {steps}")
         alphas = [i / (steps - 1) for i in range(steps)]
-        with cpu_memory_reuse(self.device):
-            return [(a, self.render(face, style, a)) for a in alphas]
+        return [(a, self.render(face, style, a)) for a in alphas]
 
+    @_job
     def sample(
         self,
         style: str | os.PathLike | StyleFile,
@@ -507,11 +533,11 @@ class JoJoGAN:
         """Random faces and the same faces in the style: ``(originals, styled)``."""
         loaded = self.load_style(style)
         originals, styled = sample_styled(
-            self.base.generator,
+            self.generator,
             loaded.generator,
             n,
             truncation=truncation,
-            latent_avg=self.base.latent_avg,
+            latent_avg=self.latent_avg,
             seed=seed,
             alpha=alpha,
         )

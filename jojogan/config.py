@@ -18,18 +18,30 @@ from dataclasses import dataclass
 import torch
 
 from jojogan.op.precision import check_precision
+from jojogan.stylegan2.model import D_FEATURE_BLOCKS, MEAN_LATENT_SAMPLES
+
+__all__ = [
+    "D_FEATURE_BLOCKS",
+    "DEFAULT_SWAP_W_PLUS",
+    "MASK_GROUPS",
+    "MASK_MAPPING_KEYS",
+    "MASK_PRESETS",
+    "MEAN_LATENT_SAMPLES",
+    "PRESERVE_COLOR_SWAP_W_PLUS",
+    "REFERENCE_CODES",
+    "AlphaSpec",
+    "FinetuneConfig",
+    "INVERSIONS",
+    "MaskSpec",
+    "check_alpha",
+    "check_mask_spec",
+]
 
 DEFAULT_SWAP_W_PLUS: tuple[int, ...] = tuple(range(7, 18))
 """W+ indices the original code replaced by random latents ("default" preset; clipped to ``n_latent``)."""
 
 PRESERVE_COLOR_SWAP_W_PLUS: tuple[int, ...] = (9, 11, 15, 16, 17)
 """W+ indices the original code replaced with ``preserve_color=True`` ("preserve-color" preset)."""
-
-D_FEATURE_BLOCKS: tuple[int, ...] = (1, 3, 4, 5)
-"""Discriminator ``convs`` blocks whose outputs JoJoGAN's loss compares."""
-
-MEAN_CODE_SAMPLES = 10_000
-"""How many mapped z the mean style code of ``reference_code="mean"`` averages (the paper's N)."""
 
 MASK_PRESETS: tuple[str, ...] = ("default", "preserve-color", "preserve-colour")
 """Preset names of the training mask; they reproduce the original code's swap lists."""
@@ -39,6 +51,9 @@ MASK_GROUPS: tuple[str, ...] = ("colour", "color", "structure", "all", "none")
 
 MASK_MAPPING_KEYS: tuple[str, ...] = ("layers", "resolutions", "w_plus")
 """Keys a mapping mask spec may hold: S-layer indices, resolutions in px, W+ indices (all to swap)."""
+
+INVERSIONS: tuple[str, ...] = ("e4e", "optimize")
+"""How a face becomes a W+ code: the e4e encoder, or optimisation against the generator."""
 
 REFERENCE_CODES: tuple[str, ...] = ("invert", "mean", "blend")
 """Where the reference's style code comes from: its inversion, the mean code, or a blend of the two."""
@@ -127,7 +142,7 @@ class FinetuneConfig:
         micro_batch: references per forward/backward pass; ``None`` chooses (one on the CPU; all on a
             GPU, halved whenever a step runs out of memory). The loss and gradients do not depend on it
             (gradients are accumulated).
-        checkpoint_every: hand a resumable state to ``on_checkpoint`` every N steps; 0 never.
+        save_state_every: hand a resume state to ``on_resume_state`` every N steps; 0 never.
         preview_every: pass a preview image to the callback every N steps; 0 never.
         reference_code: "invert" trains towards the inverted reference codes, "mean" towards the mean
             style code (for references too far from faces to invert), "blend" takes the layers selected
@@ -150,11 +165,11 @@ class FinetuneConfig:
     identity_weight: float = 0.0
     seed: int = 0
     micro_batch: int | None = None
-    checkpoint_every: int = 0
+    save_state_every: int = 0
     preview_every: int = 0
     reference_code: str = "invert"
     blend_mask: MaskSpec = "colour"
-    mean_code_samples: int = MEAN_CODE_SAMPLES
+    mean_code_samples: int = MEAN_LATENT_SAMPLES
     precision: str = "auto"
 
     def __post_init__(self) -> None:
@@ -186,7 +201,7 @@ class FinetuneConfig:
         _check_count(self.seed, "seed", 0)
         if self.micro_batch is not None:
             _check_count(self.micro_batch, "micro_batch", 1)
-        _check_count(self.checkpoint_every, "checkpoint_every", 0)
+        _check_count(self.save_state_every, "save_state_every", 0)
         _check_count(self.preview_every, "preview_every", 0)
         if self.reference_code not in REFERENCE_CODES:
             raise ValueError(

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from jojogan.stylegan2.errors import JojoganError
+from jojogan.errors import JojoganError
 
 
 def _umask() -> int:

@@ -12,35 +12,45 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import functools
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from jojogan.config import FinetuneConfig
-from jojogan.mixing import layer_styles, mean_latent_code, mix_styles, reference_layer_latents, resolve_mask
+from jojogan.errors import JojoganError
+from jojogan.mixing import (
+    MeanLatentCache,
+    layer_styles,
+    mix_styles,
+    reference_layer_latents,
+    resolve_mask,
+)
 from jojogan.mixing import swapped_layers as list_swapped_layers
-from jojogan.op.memory import cpu_memory_reuse
 from jojogan.op.precision import autocast, precision_scope
-from jojogan.stylegan2.errors import JojoganError
+from jojogan.stylegan2.layers import frozen
 from jojogan.stylegan2.model import Discriminator, Generator
 
 __all__ = [
+    "MEAN_LATENTS",
     "FinetuneDivergedError",
     "FinetuneOutOfMemoryError",
     "FinetuneResult",
-    "FinetuneState",
     "IdentityNet",
+    "ResumeState",
     "accumulate_gradients",
     "default_micro_batch",
     "finetune",
     "identity_loss",
     "reference_features",
+    "reference_mean_latent",
+    "run_record",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,7 +73,7 @@ class FinetuneOutOfMemoryError(JojoganError):
         )
         super().__init__(
             f"out of {device.type} memory at step {step} with {micro_batch} of {refs} references per pass at "
-            f"{size} px; {advice}. Checkpoints written so far are intact (resume with --resume)."
+            f"{size} px; {advice}. Resume states saved so far are intact (continue with --resume)."
         )
         self.step = step
         self.micro_batch = micro_batch
@@ -100,8 +110,8 @@ class FinetuneDivergedError(JojoganError):
 
 
 @dataclass
-class FinetuneState:
-    """Everything needed to continue a fine-tuning run exactly where it stopped.
+class ResumeState:
+    """Everything needed to continue a fine-tuning run exactly where it stopped (the "resume state").
 
     Attributes:
         step: steps completed.
@@ -109,7 +119,8 @@ class FinetuneState:
         optimizer_state: the Adam state dict (CPU copies).
         rng_state: state of the random generator drawing ``z`` and noise.
         losses: the loss of every completed step.
-        settings: the resolved settings the run used; a resume with other settings is refused.
+        settings: :func:`run_record` of the run without the keys that may change on resume; a resume
+            with other settings is refused.
     """
 
     step: int
@@ -132,7 +143,7 @@ class FinetuneState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> FinetuneState:
+    def from_dict(cls, data: dict) -> ResumeState:
         """Inverse of :meth:`to_dict`.
 
         Raises:
@@ -163,15 +174,20 @@ class FinetuneResult:
         generator: the fine-tuned generator (a copy; eval mode, parameters frozen).
         losses: the loss of every step, including steps done before a resume.
         config: the settings used.
-        steps_done: number of completed steps (``config.iterations``).
-        swapped_layers: the S layers the training mask swapped.
+        record: :func:`run_record` of the run (what style files record as its settings).
+        resumed_from: the step this call started after (0 unless it continued a resume state).
     """
 
     generator: Generator
     losses: list[float]
     config: FinetuneConfig
-    steps_done: int
-    swapped_layers: list[int] = field(default_factory=list)
+    record: dict
+    resumed_from: int = 0
+
+    @property
+    def swapped_layers(self) -> list[int]:
+        """The S layers the training mask swapped."""
+        return list(self.record["mask"])
 
 
 def _cpu_copy(value):
@@ -183,23 +199,6 @@ def _cpu_copy(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_cpu_copy(item) for item in value)
     return copy.deepcopy(value)
-
-
-@contextlib.contextmanager
-def _frozen(module: object) -> Iterator[None]:
-    """Evaluate ``module`` without parameter gradients and in eval mode; restore both afterwards."""
-    if not isinstance(module, nn.Module):
-        yield
-        return
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    was_training = module.training
-    module.requires_grad_(False).eval()
-    try:
-        yield
-    finally:
-        for param, flag in flags:
-            param.requires_grad_(flag)
-        module.train(was_training)
 
 
 def _chunks(total: int, size: int | None) -> list[slice]:
@@ -312,7 +311,8 @@ def _loss_and_health(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> tupl
     """The loss as a float and whether every gradient is finite, read with one device synchronisation.
 
     On a GPU each read of a device value stalls the host until the queue drains; reading the loss and the
-    finiteness flag together keeps it to one stall per step.
+    finiteness flag together keeps it to one stall per step (measured on an H200 together with the fused
+    Adam: 58 → 32 ms per 1024 px step, ``benchmarks/RESULTS.md``).
     """
     grads = [p.grad for p in params if p.grad is not None]
     finite = torch.isfinite(torch.stack(torch._foreach_norm(grads))).all() if grads else loss.new_ones(())
@@ -320,19 +320,59 @@ def _loss_and_health(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> tupl
     return value, grads_finite == 1.0
 
 
-def _settings(config: FinetuneConfig, keep: torch.Tensor, latents: torch.Tensor) -> dict:
-    """The settings that decide a run's results (``micro_batch`` does not; ``iterations`` may grow)."""
-    return {
-        "lr": config.lr,
-        "betas": list(config.betas),
-        "swapped_layers": list_swapped_layers(keep),
-        "mix_strength": config.mix_strength,
-        "d_blocks": list(config.d_blocks),
-        "identity_weight": config.identity_weight,
-        "seed": config.seed,
-        "reference_code": config.reference_code,
-        "references": int(latents.shape[0]),
-    }
+MEAN_LATENTS = MeanLatentCache()
+"""Mean latents of base models keyed by their weights' sha256, shared by every pipeline in the process."""
+
+# Settings a resumed run may change: they do not decide the results (micro-batching accumulates the same
+# gradients; iterations only extends the run; the intervals only decide what is handed out).
+_RESUMABLE_CHANGES = ("iterations", "micro_batch", "save_state_every", "preview_every")
+
+
+def reference_mean_latent(
+    generator: Generator, config: FinetuneConfig, cache_key: str | None = None
+) -> torch.Tensor:
+    """The mean latent ``[style_dim]`` that "mean" and "blend" reference codes train towards.
+
+    The one owner of that choice: ``config.mean_code_samples`` mapped z seeded by ``config.seed``, so
+    the API and :func:`finetune` always use the same code for the same config.
+
+    Args:
+        generator: the base generator.
+        config: the run's settings.
+        cache_key: names the generator's weights (e.g. the checkpoint's sha256) to reuse the mean from
+            :data:`MEAN_LATENTS`; ``None`` computes it.
+    """
+    if cache_key is None:
+        return generator.mean_latent(config.mean_code_samples, seed=config.seed)[0]
+    return MEAN_LATENTS.get(cache_key, generator, n=config.mean_code_samples, seed=config.seed)
+
+
+def _plain(value: object) -> object:
+    """JSON- and ``weights_only``-friendly copy: tuples become lists, tensors lists of numbers."""
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def run_record(config: FinetuneConfig, keep: torch.Tensor, references: int) -> dict:
+    """The settings of a run, derived from the config: what resume checks and style files record.
+
+    Every :class:`FinetuneConfig` field, plus what the run resolved: ``mask`` is the list of swapped
+    S layers (the spec it came from is ``mask_spec``) and ``references`` the number of references.
+    """
+    record = _plain(dataclasses.asdict(config))
+    record["mask_spec"] = record["mask"]
+    record["mask"] = list_swapped_layers(keep)
+    record["references"] = int(references)
+    return record
+
+
+def _resume_settings(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in _RESUMABLE_CHANGES}
 
 
 def _check_references(references: torch.Tensor, size: int) -> None:
@@ -359,8 +399,8 @@ def finetune(
     mean_latent: torch.Tensor | None = None,
     identity_net: IdentityNet | None = None,
     callback: ProgressCallback | None = None,
-    on_checkpoint: Callable[[FinetuneState], None] | None = None,
-    resume: FinetuneState | None = None,
+    on_resume_state: Callable[[ResumeState], None] | None = None,
+    resume: ResumeState | None = None,
     device: str | torch.device | None = None,
     show_progress: bool = True,
 ) -> FinetuneResult:
@@ -378,16 +418,16 @@ def finetune(
         reference_latents: their inversions, W+ ``[refs, n_latent, style_dim]`` (or w
             ``[refs, style_dim]``); may be ``None`` when ``config.reference_code == "mean"``.
         config: settings (default: the original recipe).
-        mean_latent: mean w ``[style_dim]`` for "mean"/"blend" codes (e.g. from a
-            :class:`~jojogan.mixing.MeanLatentCache`); computed from ``generator`` when ``None``.
+        mean_latent: mean w ``[style_dim]`` for "mean"/"blend" codes; default
+            :func:`reference_mean_latent` of ``generator`` and ``config``.
         identity_net: face-recognition network for ``config.identity_weight > 0``; images
             ``[batch, 3, size, size]`` in [-1, 1] → embeddings ``[batch, dim]``.
         callback: ``callback(step, loss, preview)`` after every step (1-based); ``preview`` is the
             current generator's rendering of the reference codes ``[refs, 3, size, size]`` (CPU, clamped
             to [-1, 1]) every ``config.preview_every`` steps, else ``None``.
-        on_checkpoint: receives a :class:`FinetuneState` every ``config.checkpoint_every`` steps.
-        resume: a state from ``on_checkpoint``; the run continues after its step, with identical results
-            to an uninterrupted run.
+        on_resume_state: receives a :class:`ResumeState` every ``config.save_state_every`` steps.
+        resume: a state from ``on_resume_state``; the run continues after its step, with identical
+            results to an uninterrupted run.
         device: where to train (default: the generator's device).
         show_progress: show a tqdm progress bar with the loss.
 
@@ -400,10 +440,83 @@ def finetune(
         FinetuneOutOfMemoryError: a step did not fit at the given ``micro_batch`` (or at one reference
             when it was left to choose).
     """
+    # 1. check the inputs and settings
     config = FinetuneConfig() if config is None else config
+    device = torch.device(device) if device is not None else generator.input.input.device
+    _check_inputs(generator, discriminator, references, reference_latents, config, identity_net)
+    if config.save_state_every and on_resume_state is None:
+        raise ValueError("save_state_every > 0 needs an on_resume_state callback to receive the states")
+    # 2. the codes every step trains towards
+    keep = resolve_mask(config.mask, generator.size).to(device)
+    latents = _prepare_latents(generator, reference_latents, config, mean_latent, len(references), device)
+    # 3. the models and the optimiser, restored from the resume state if there is one
+    run = _Run.start(generator, config, identity_net, device)
+    record = run_record(config, keep, len(references))
+    start = run.restore(resume, _resume_settings(record), config.iterations)
+    # 4. the loop
+    report = functools.partial(_report, callback=callback, on_resume_state=on_resume_state, record=record)
+    _loop(run, start, discriminator, references, latents, keep, identity_net, report, show_progress)
+    # 5. the result
+    if run.losses:
+        logger.info("fine-tuning done: %d steps, final loss %.4f", len(run.losses), run.losses[-1])
+    run.trained.requires_grad_(False).eval()
+    return FinetuneResult(
+        generator=run.trained, losses=run.losses, config=config, record=record, resumed_from=start
+    )
+
+
+def _loop(
+    run: _Run,
+    start: int,
+    discriminator: Discriminator,
+    references: torch.Tensor,
+    latents: torch.Tensor,
+    keep: torch.Tensor,
+    identity_net: IdentityNet | None,
+    report: Callable[..., None],
+    show_progress: bool,
+) -> None:
+    """Steps ``start + 1 … config.iterations`` with the discriminator (and identity network) frozen."""
+    config = run.config
+    discriminator.to(run.device)
+    logger.info(
+        "fine-tuning %d reference(s) at %d px for %d iterations (swapping %d of %d style layers)",
+        len(references), run.trained.size, config.iterations, int((~keep).sum()), keep.numel(),
+    )  # fmt: skip
+    progress = tqdm(
+        range(start + 1, config.iterations + 1),
+        total=config.iterations,
+        initial=start,
+        desc="fine-tuning",
+        disable=not show_progress,
+    )
+    frozen_identity = identity_net if run.original is not None else None
+    with (
+        precision_scope(config.precision, run.device) as run.precision,
+        frozen(discriminator, frozen_identity),
+        contextlib.closing(progress),
+    ):
+        with autocast(run.precision, run.device):
+            ref_features = reference_features(
+                discriminator, references.to(run.device), config.d_blocks, run.micro_batch(len(references))
+            )
+        ref_features = [feature.float() for feature in ref_features]
+        for step in progress:
+            value = run.step(step, discriminator, latents, keep, ref_features, identity_net)
+            progress.set_postfix(loss=f"{value:.4f}")
+            report(run, step, value, latents)
+
+
+def _check_inputs(
+    generator: Generator,
+    discriminator: Discriminator,
+    references: torch.Tensor,
+    reference_latents: torch.Tensor | None,
+    config: FinetuneConfig,
+    identity_net: IdentityNet | None,
+) -> None:
     if not isinstance(config, FinetuneConfig):
         raise ValueError(f"config must be a FinetuneConfig, got {type(config).__name__}")
-    device = torch.device(device) if device is not None else generator.input.input.device
     size = generator.size
     if discriminator.size != size:
         raise ValueError(f"discriminator size {discriminator.size} differs from generator size {size}")
@@ -412,23 +525,28 @@ def finetune(
             f"d_blocks {config.d_blocks} exceed the discriminator's {len(discriminator.convs)} blocks"
         )
     _check_references(references, size)
-    if config.checkpoint_every and on_checkpoint is None:
-        raise ValueError("checkpoint_every > 0 needs an on_checkpoint callback to receive the states")
+    if reference_latents is not None and reference_latents.shape[0] != references.shape[0]:
+        raise ValueError(
+            f"{references.shape[0]} references but {reference_latents.shape[0]} reference latents"
+        )
     if config.identity_weight > 0 and identity_net is None:
         raise ValueError("identity_weight > 0 needs identity_net (a face-recognition network)")
-    keep = resolve_mask(config.mask, size).to(device)
-    references = references.to(device)
-    refs = references.shape[0]
 
-    if reference_latents is not None:
-        reference_latents = reference_latents.detach().to(device)
-        if reference_latents.shape[0] != refs:
-            raise ValueError(f"{refs} references but {reference_latents.shape[0]} reference latents")
+
+def _prepare_latents(
+    generator: Generator,
+    reference_latents: torch.Tensor | None,
+    config: FinetuneConfig,
+    mean_latent: torch.Tensor | None,
+    refs: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Per-layer latents ``[refs, num_styles, style_dim]`` of the reference codes, on ``device``."""
     if config.reference_code != "invert" and mean_latent is None:
-        mean_latent = mean_latent_code(generator, n=config.mean_code_samples, seed=config.seed)
+        mean_latent = reference_mean_latent(generator, config)
     latents = reference_layer_latents(
-        size,
-        reference_latents,
+        generator.size,
+        None if reference_latents is None else reference_latents.detach().to(device),
         config.reference_code,
         mean_latent=None if mean_latent is None else mean_latent.detach().to(device),
         blend_mask=config.blend_mask,
@@ -438,135 +556,135 @@ def finetune(
         raise ValueError(
             f"reference latents have style_dim {latents.shape[2]}, the generator {generator.style_dim}"
         )
+    return latents
 
-    trained = copy.deepcopy(generator).to(device).requires_grad_(True).train()
-    original = None
-    if config.identity_weight > 0:
-        on_device = generator.input.input.device == device
-        original = generator if on_device else copy.deepcopy(generator).to(device)
-    params = list(trained.parameters())
-    # The fused CUDA Adam updates every parameter in a few launches instead of several per tensor.
-    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, fused=device.type == "cuda")
-    rng = torch.Generator(device=device).manual_seed(config.seed)
-    settings = _settings(config, keep, latents)
-    losses: list[float] = []
-    start = 0
-    if resume is not None:
+
+def _report(
+    run: _Run,
+    step: int,
+    value: float,
+    latents: torch.Tensor,
+    *,
+    callback: ProgressCallback | None,
+    on_resume_state: Callable[[ResumeState], None] | None,
+    record: dict,
+) -> None:
+    """Hand out the step's loss (with a preview when due) and, when due, a resume state."""
+    config = run.config
+    if callback is not None:
+        preview = None
+        if config.preview_every and step % config.preview_every == 0:
+            preview = _preview(run.trained, latents, run.micro_batch(len(latents)))
+        callback(step, value, preview)
+    if config.save_state_every and step % config.save_state_every == 0:
+        assert on_resume_state is not None
+        on_resume_state(run.resume_state(step, _resume_settings(record)))
+
+
+@dataclass
+class _Run:
+    """The mutable state of one fine-tuning run: the trained copy, its optimiser and random stream."""
+
+    config: FinetuneConfig
+    trained: Generator
+    original: Generator | None
+    optimizer: torch.optim.Optimizer
+    rng: torch.Generator
+    device: torch.device
+    losses: list[float] = field(default_factory=list)
+    chosen_micro_batch: int | None = None
+    precision: str = "fp32"  # resolved for the device when the loop starts
+
+    @classmethod
+    def start(
+        cls, generator: Generator, config: FinetuneConfig, identity_net: IdentityNet | None, device
+    ) -> _Run:
+        trained = copy.deepcopy(generator).to(device).requires_grad_(True).train()
+        original = None
+        if config.identity_weight > 0:
+            # the identity term compares with the untouched generator, on the training device
+            on_device = generator.input.input.device == device
+            original = generator if on_device else copy.deepcopy(generator).to(device)
+        # The fused CUDA Adam updates every parameter in a few launches instead of several per tensor.
+        fused = torch.device(device).type == "cuda"
+        optimizer = torch.optim.Adam(trained.parameters(), lr=config.lr, betas=config.betas, fused=fused)
+        rng = torch.Generator(device=device).manual_seed(config.seed)
+        return cls(config, trained, original, optimizer, rng, device, chosen_micro_batch=config.micro_batch)
+
+    def restore(self, resume: ResumeState | None, settings: dict, iterations: int) -> int:
+        """Continue from ``resume`` (refused if it was made with other settings); returns its step."""
+        if resume is None:
+            return 0
         if resume.settings and resume.settings != settings:
-            changed = [k for k in settings if resume.settings.get(k) != settings[k]]
-            raise ValueError(f"cannot resume: the checkpoint was made with different {', '.join(changed)}")
-        if not 0 <= resume.step <= config.iterations:
-            raise ValueError(f"cannot resume from step {resume.step} of a {config.iterations}-iteration run")
-        trained.load_state_dict(resume.generator_state, strict=True)
-        optimizer.load_state_dict(resume.optimizer_state)
-        rng.set_state(resume.rng_state.cpu())
-        losses = list(resume.losses)
-        start = resume.step
+            changed = sorted(
+                k for k in set(settings) | set(resume.settings) if resume.settings.get(k) != settings.get(k)
+            )
+            raise ValueError(f"cannot resume: the resume state was made with different {', '.join(changed)}")
+        if not 0 <= resume.step <= iterations:
+            raise ValueError(f"cannot resume from step {resume.step} of a {iterations}-iteration run")
+        self.trained.load_state_dict(resume.generator_state, strict=True)
+        self.optimizer.load_state_dict(resume.optimizer_state)
+        self.rng.set_state(resume.rng_state.cpu())
+        self.losses = list(resume.losses)
+        return resume.step
 
-    discriminator.to(device)
-    logger.info(
-        "fine-tuning %d reference(s) at %d px for %d iterations (swapping %d of %d style layers)",
-        refs,
-        size,
-        config.iterations,
-        int((~keep).sum()),
-        keep.numel(),
-    )
-    progress_bar = tqdm(
-        range(start + 1, config.iterations + 1),
-        total=config.iterations,
-        initial=start,
-        desc="fine-tuning",
-        disable=not show_progress,
-    )
-    frozen_identity = identity_net if original is not None else None
-    micro_batch = config.micro_batch or default_micro_batch(refs, device)
-    with (
-        cpu_memory_reuse(device),
-        precision_scope(config.precision, device) as precision,
-        _frozen(discriminator),
-        _frozen(frozen_identity),
-        contextlib.closing(progress_bar) as progress,
-    ):
-        with autocast(precision, device):
-            ref_features = reference_features(discriminator, references, config.d_blocks, micro_batch)
-        ref_features = [feature.float() for feature in ref_features]
-        for step in progress:
-            # Draw order (z, then noise in noises.noise_i order) is part of reproducibility and of resume.
-            z = torch.randn(refs, generator.style_dim, device=device, generator=rng)
-            noise = trained.make_noise(refs, generator=rng)
-            loss = None
-            while loss is None:
-                optimizer.zero_grad(set_to_none=True)
-                try:
-                    loss = accumulate_gradients(
-                        trained,
-                        discriminator,
-                        latents,
-                        keep,
-                        config.mix_strength,
-                        z,
-                        noise,
-                        ref_features,
-                        config.d_blocks,
-                        micro_batch=micro_batch,
-                        identity_net=identity_net,
-                        identity_weight=config.identity_weight,
-                        original=original,
-                        precision=precision,
-                    )
-                except torch.OutOfMemoryError as error:
-                    if config.micro_batch is not None or micro_batch == 1:
-                        raise FinetuneOutOfMemoryError(step, micro_batch, refs, size, device) from error
-                if loss is None:
-                    # outside the except block, so the failed pass's tensors are already released
-                    optimizer.zero_grad(set_to_none=True)
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    logger.warning(
-                        "out of memory with %d references per pass; retrying the step with %d",
-                        micro_batch,
-                        (micro_batch + 1) // 2,
-                    )
-                    micro_batch = (micro_batch + 1) // 2
-            value, grads_finite = _loss_and_health(loss, params)
-            if not math.isfinite(value) or not grads_finite:
-                raise FinetuneDivergedError(
-                    step,
-                    _cpu_copy(trained.state_dict()),
-                    list(losses),
-                    "loss" if not math.isfinite(value) else "gradient",
-                )
-            optimizer.step()
-            losses.append(value)
-            progress.set_postfix(loss=f"{value:.4f}")
-            if callback is not None:
-                preview = None
-                if config.preview_every and step % config.preview_every == 0:
-                    preview = _preview(trained, latents, micro_batch)
-                callback(step, value, preview)
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                assert on_checkpoint is not None
-                on_checkpoint(
-                    FinetuneState(
-                        step=step,
-                        generator_state=_cpu_copy(trained.state_dict()),
-                        optimizer_state=_cpu_copy(optimizer.state_dict()),
-                        rng_state=rng.get_state(),
-                        losses=list(losses),
-                        settings=copy.deepcopy(settings),
-                    )
-                )
-    if losses:
-        logger.info("fine-tuning done: %d steps, final loss %.4f", len(losses), losses[-1])
-    trained.requires_grad_(False).eval()
-    return FinetuneResult(
-        generator=trained,
-        losses=losses,
-        config=config,
-        steps_done=config.iterations,
-        swapped_layers=list_swapped_layers(keep),
-    )
+    def micro_batch(self, refs: int) -> int:
+        if self.chosen_micro_batch is None:
+            self.chosen_micro_batch = default_micro_batch(refs, self.device)
+        return self.chosen_micro_batch
+
+    def resume_state(self, step: int, settings: dict) -> ResumeState:
+        return ResumeState(
+            step=step,
+            generator_state=_cpu_copy(self.trained.state_dict()),
+            optimizer_state=_cpu_copy(self.optimizer.state_dict()),
+            rng_state=self.rng.get_state(),
+            losses=list(self.losses),
+            settings=copy.deepcopy(settings),
+        )
+
+    def step(self, step, discriminator, latents, keep, ref_features, identity_net) -> float:
+        """One optimisation step; returns its loss. Halves an automatic micro-batch on out-of-memory."""
+        refs = latents.shape[0]
+        # Draw order (z, then noise in noises.noise_i order) is part of reproducibility and of resume.
+        z = torch.randn(refs, self.trained.style_dim, device=self.device, generator=self.rng)
+        noise = self.trained.make_noise(refs, generator=self.rng)
+        loss = None
+        while loss is None:
+            micro_batch = self.micro_batch(refs)
+            self.optimizer.zero_grad(set_to_none=True)
+            try:
+                loss = accumulate_gradients(
+                    self.trained, discriminator, latents, keep, self.config.mix_strength, z, noise,
+                    ref_features, self.config.d_blocks, micro_batch=micro_batch,
+                    identity_net=identity_net, identity_weight=self.config.identity_weight,
+                    original=self.original, precision=self.precision,
+                )  # fmt: skip
+            except torch.OutOfMemoryError as error:
+                if self.config.micro_batch is not None or micro_batch == 1:
+                    raise FinetuneOutOfMemoryError(
+                        step, micro_batch, refs, self.trained.size, self.device
+                    ) from error
+            if loss is None:
+                self._shrink_micro_batch(micro_batch)
+        value, grads_finite = _loss_and_health(loss, list(self.trained.parameters()))
+        if not math.isfinite(value) or not grads_finite:
+            what = "loss" if not math.isfinite(value) else "gradient"
+            raise FinetuneDivergedError(step, _cpu_copy(self.trained.state_dict()), list(self.losses), what)
+        self.optimizer.step()
+        self.losses.append(value)
+        return value
+
+    def _shrink_micro_batch(self, micro_batch: int) -> None:
+        # called outside the except block, so the failed pass's tensors are already released
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        smaller = (micro_batch + 1) // 2
+        logger.warning(
+            "out of memory with %d references per pass; retrying the step with %d", micro_batch, smaller
+        )
+        self.chosen_micro_batch = smaller
 
 
 @torch.no_grad()

@@ -22,13 +22,13 @@ is the w that layer ``k`` reads. :func:`layer_latents` builds them from W+, and
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from jojogan.config import (
     DEFAULT_SWAP_W_PLUS,
-    MEAN_CODE_SAMPLES,
+    MEAN_LATENT_SAMPLES,
     PRESERVE_COLOR_SWAP_W_PLUS,
     REFERENCE_CODES,
     MaskSpec,
@@ -46,7 +46,6 @@ __all__ = [
     "MeanLatentCache",
     "layer_latents",
     "layer_styles",
-    "mean_latent_code",
     "mean_style_code",
     "mix_styles",
     "reference_layer_latents",
@@ -270,7 +269,7 @@ def reference_layer_latents(
             style code is the mean style code, the affine layers being linear); ``"blend"`` takes the
             layers selected by ``blend_mask`` from the mean and the rest from the inversion (the paper's
             virtual inverter for references too far from faces).
-        mean_latent: mean w ``[style_dim]`` (see :func:`mean_latent_code`), needed by "mean" and "blend".
+        mean_latent: mean w ``[style_dim]`` (see :meth:`Generator.mean_latent`), needed by "mean" and "blend".
         blend_mask: mask spec (as in :func:`resolve_mask`) of the layers "blend" takes from the mean.
         batch: number of references when ``w_plus`` is ``None``.
 
@@ -293,7 +292,7 @@ def reference_layer_latents(
             raise ValueError('reference_code="invert" needs the inverted W+ of the references')
         return inverted
     if mean_latent is None:
-        raise ValueError(f'reference_code="{reference_code}" needs mean_latent (see mean_latent_code)')
+        raise ValueError(f'reference_code="{reference_code}" needs mean_latent (see Generator.mean_latent)')
     mean_latent = mean_latent.reshape(-1)
     if batch is None:
         raise ValueError('reference_code="mean" without w_plus needs batch (the number of references)')
@@ -310,44 +309,24 @@ def reference_layer_latents(
 
 
 @torch.no_grad()
-def _mean_over_z(
-    generator: Generator, n: int, seed: int, batch: int, fn: Callable[[torch.Tensor], list[torch.Tensor]]
+def mean_style_code(
+    generator: Generator, n: int = MEAN_LATENT_SAMPLES, seed: int = 0, batch: int = 2048
 ) -> list[torch.Tensor]:
-    """Mean of ``fn(mapping(z))`` over ``n`` seeded z, accumulated in float64 chunk by chunk."""
-    if n < 1 or batch < 1:
-        raise ValueError(f"n and batch must be >= 1, got n={n}, batch={batch}")
-    device = generator.input.input.device
-    # z is drawn on the CPU so the mean does not depend on the device.
-    rng = torch.Generator().manual_seed(seed)
+    """Mean of ``S(mapping(z))`` over ``n`` seeded random z: ``num_styles`` tensors ``[1, channels_k]``.
+
+    Averaged in style space, over the same z as :meth:`Generator.mean_latent`; since every affine layer
+    is linear it equals ``generator.styles(generator.mean_latent(n, seed))`` up to rounding.
+    """
     totals: list[torch.Tensor] | None = None
-    for start in range(0, n, batch):
-        z = torch.randn(min(batch, n - start), generator.style_dim, generator=rng).to(device)
-        parts = [part.double().sum(0, keepdim=True) for part in fn(generator.get_latent(z))]
+    for w in generator.sample_latents(n, seed, batch):
+        parts = [s.double().sum(0, keepdim=True) for s in generator.styles(w)]
         totals = parts if totals is None else [t + p for t, p in zip(totals, parts, strict=True)]
     assert totals is not None
     return [(t / n).float() for t in totals]
 
 
-def mean_latent_code(
-    generator: Generator, n: int = MEAN_CODE_SAMPLES, seed: int = 0, batch: int = 2048
-) -> torch.Tensor:
-    """Mean w of ``n`` seeded random z, ``[style_dim]`` (no gradients, computed in chunks).
-
-    Its style code ``generator.styles(mean)`` is the mean style code of :func:`mean_style_code` (each
-    affine layer is linear), which is how "mean" reference codes are fed to training.
-    """
-    return _mean_over_z(generator, n, seed, batch, lambda w: [w])[0][0]
-
-
-def mean_style_code(
-    generator: Generator, n: int = MEAN_CODE_SAMPLES, seed: int = 0, batch: int = 2048
-) -> list[torch.Tensor]:
-    """Mean of ``S(mapping(z))`` over ``n`` seeded random z: ``num_styles`` tensors ``[1, channels_k]``."""
-    return _mean_over_z(generator, n, seed, batch, lambda w: generator.styles(w))
-
-
 class MeanLatentCache:
-    """Small in-memory cache of :func:`mean_latent_code`, keyed by a caller-chosen name of the model.
+    """Small in-memory cache of :meth:`Generator.mean_latent`, keyed by a caller-chosen name of the model.
 
     Computing the mean of 10,000 mapped z is cheap next to fine-tuning but not free; a pipeline that
     fine-tunes several styles from one base checkpoint keys this cache by the checkpoint's sha256.
@@ -363,7 +342,7 @@ class MeanLatentCache:
         self._entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
     def get(
-        self, key: str, generator: Generator, n: int = MEAN_CODE_SAMPLES, seed: int = 0, batch: int = 2048
+        self, key: str, generator: Generator, n: int = MEAN_LATENT_SAMPLES, seed: int = 0, batch: int = 2048
     ) -> torch.Tensor:
         """The mean latent ``[style_dim]`` of ``generator`` (computed on the first request for ``key``).
 
@@ -371,13 +350,13 @@ class MeanLatentCache:
             key: identifies the generator's weights (e.g. the checkpoint's sha256); the caller guarantees
                 that one key always names the same weights.
             generator: used only when the entry is missing.
-            n, seed, batch: as in :func:`mean_latent_code` (``n`` and ``seed`` are part of the key).
+            n, seed, batch: as in :meth:`Generator.mean_latent` (``n`` and ``seed`` are part of the key).
         """
         entry = (key, n, seed)
         if entry in self._entries:
             self._entries.move_to_end(entry)
         else:
-            self._entries[entry] = mean_latent_code(generator, n=n, seed=seed, batch=batch).cpu()
+            self._entries[entry] = generator.mean_latent(n=n, seed=seed, batch=batch)[0].cpu()
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         return self._entries[entry].to(generator.input.input.device)

@@ -7,9 +7,9 @@ metadata (a ``str → str`` map) holds one key, ``"jojogan"``, whose value is a 
 * ``format_version`` (1), ``package_version``, ``created`` (UTC, ISO 8601);
 * ``generator``: ``size``, ``style_dim``, ``n_mlp``, ``channels`` (``{resolution: channels}``, keys as
   strings), ``lr_mlp``;
-* whatever the caller adds, typically :func:`style_metadata`'s fields: the base checkpoint's name and
-  sha256, the references' sha256s, the swapped style layers, ``mix_strength``, ``iterations``, ``seed``
-  and the losses.
+* whatever the caller adds, typically :func:`style_metadata`'s fields: the run's settings (every
+  :class:`~jojogan.config.FinetuneConfig` field, ``mask`` as the swapped style layers), the base
+  checkpoint's name and sha256, the references' sha256s and the losses.
 
 :func:`load_style` also reads the official JoJoGAN style files, ``{"g": state_dict}`` saved with
 ``torch.save``, without executing pickled code.
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
+from jojogan.errors import CheckpointError
 from jojogan.fileio import atomic_output
 from jojogan.stylegan2.checkpoint import generator_from_state, read_weights_file
-from jojogan.stylegan2.errors import CheckpointError
 from jojogan.stylegan2.model import Generator
 
 __all__ = ["STYLE_FORMAT_VERSION", "StyleFile", "file_sha256", "load_style", "save_style", "style_metadata"]
@@ -87,11 +87,8 @@ def style_metadata(
     base_name: str,
     base_sha256: str | None,
     reference_sha256s: Sequence[str],
-    swapped_layers: Sequence[int],
-    mix_strength: float,
-    iterations: int,
-    seed: int,
     losses: Sequence[float],
+    run: Mapping[str, object],
     **extra: object,
 ) -> dict:
     """The provenance fields a style file records (JSON-ready).
@@ -100,17 +97,15 @@ def style_metadata(
         base_name: file name of the base checkpoint.
         base_sha256: its sha256 (``None`` when unknown).
         reference_sha256s: sha256 of each reference image file (or of its pixels).
-        swapped_layers: the S layers the training mask swapped.
-        mix_strength, iterations, seed, losses: from the fine-tuning run.
-        extra: further JSON-serialisable fields (e.g. ``lr``, ``reference_code``, ``identity_weight``).
+        losses: the loss of every step.
+        run: the run's settings, :func:`jojogan.finetune.run_record` (the config's fields, ``mask`` as
+            the swapped S layers).
+        extra: further JSON-serialisable fields (e.g. ``inversion``, ``reference_names``).
     """
     return {
+        **run,
         "base_checkpoint": {"name": base_name, "sha256": base_sha256},
         "reference_sha256s": list(reference_sha256s),
-        "mask": [int(k) for k in swapped_layers],
-        "mix_strength": float(mix_strength),
-        "iterations": int(iterations),
-        "seed": int(seed),
         "losses": [float(v) for v in losses],
         **extra,
     }

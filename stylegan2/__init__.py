@@ -1,8 +1,10 @@
 """StyleGAN2 (config-f) generator and discriminator with the official checkpoint layout."""
 
+from jojogan.errors import CheckpointError, JojoganError
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint, read_weights_file
-from jojogan.stylegan2.errors import CheckpointError, JojoganError
 from jojogan.stylegan2.model import (
+    D_FEATURE_BLOCKS,
+    MEAN_LATENT_SAMPLES,
     Discriminator,
     Generator,
     default_channels,
@@ -10,10 +12,11 @@ from jojogan.stylegan2.model import (
     style_layer_is_rgb,
     style_layer_latent_index,
     style_layer_resolution,
-    synthesize_blend,
 )
 
 __all__ = [
+    "D_FEATURE_BLOCKS",
+    "MEAN_LATENT_SAMPLES",
     "CheckpointError",
     "Discriminator",
     "Generator",
@@ -26,5 +29,4 @@ __all__ = [
     "style_layer_is_rgb",
     "style_layer_latent_index",
     "style_layer_resolution",
-    "synthesize_blend",
 ]

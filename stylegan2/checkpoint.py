@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from jojogan.stylegan2.errors import CheckpointError
+from jojogan.errors import CheckpointError
 from jojogan.stylegan2.model import Discriminator, Generator
 
 _STYLE_KEY = re.compile(r"^style\.(\d+)\.weight$")

@@ -1,9 +1,5 @@
-"""Exceptions shared by every layer of jojogan (defined at the bottom so all layers can raise them)."""
+"""The project's exceptions as the model layer sees them (they live in :mod:`jojogan.errors`)."""
 
+from jojogan.errors import CheckpointError, JojoganError
 
-class JojoganError(Exception):
-    """Base class of the errors jojogan reports to users (the CLI prints the message, no traceback)."""
-
-
-class CheckpointError(JojoganError):
-    """A weights file is missing, unreadable, unsafe to load, or not in the expected layout."""
+__all__ = ["CheckpointError", "JojoganError"]

@@ -6,16 +6,38 @@ time, exactly as in the official files, so those files load with ``strict=True``
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from jojogan.op import FusedLeakyReLU, fused_leaky_relu, make_kernel, upfirdn2d
+from jojogan.op.resample import conv2d_resample, conv_down_padding, conv_up_padding, upsample2d
 
 DEFAULT_BLUR_KERNEL = (1, 3, 3, 1)
+
+
+@contextlib.contextmanager
+def frozen(*modules: object) -> Iterator[None]:
+    """Use modules as fixed functions: no parameter gradients, eval mode; both restored afterwards.
+
+    Entries that are not ``nn.Module`` (``None``, plain callables) are ignored.
+    """
+    modules = tuple(m for m in modules if isinstance(m, nn.Module))
+    flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+    modes = [(m, m.training) for m in modules]
+    for module in modules:
+        module.requires_grad_(False).eval()
+    try:
+        yield
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
+        for module, mode in modes:
+            module.train(mode)
 
 
 class PixelNorm(nn.Module):
@@ -86,8 +108,12 @@ class EqualConv2d(nn.Module):
         self.stride = stride
         self.padding = padding
 
+    def scaled_weight(self) -> torch.Tensor:
+        """The weight as applied: the stored unit Gaussians times the equalized-lr scale."""
+        return self.weight * self.scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+        return F.conv2d(x, self.scaled_weight(), self.bias, stride=self.stride, padding=self.padding)
 
     def extra_repr(self) -> str:
         out_c, in_c, k, _ = self.weight.shape
@@ -95,7 +121,11 @@ class EqualConv2d(nn.Module):
 
 
 class Blur(nn.Module):
-    """FIR low-pass filter (buffer ``kernel``), scaled by ``upsample_factor**2`` after up-sampling."""
+    """FIR low-pass filter (buffer ``kernel``), scaled by ``upsample_factor**2`` after up-sampling.
+
+    ``pad`` comes from :mod:`jojogan.op.resample`, which also applies the filter inside the resampling
+    convolutions; calling the module filters without resampling.
+    """
 
     def __init__(self, kernel: Sequence[int], pad: tuple[int, int], upsample_factor: int = 1):
         super().__init__()
@@ -113,11 +143,9 @@ class Upsample(nn.Module):
         super().__init__()
         self.factor = factor
         self.register_buffer("kernel", make_kernel(kernel) * factor**2)
-        p = len(kernel) - factor
-        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+        return upsample2d(x, self.kernel, self.factor)
 
 
 class ModulatedConv2d(nn.Module):
@@ -147,11 +175,9 @@ class ModulatedConv2d(nn.Module):
         self.demodulate = demodulate
         self.upsample = upsample
         if upsample:
-            factor = 2
-            p = (len(blur_kernel) - factor) - (kernel_size - 1)
-            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+            pad = conv_up_padding(len(blur_kernel), kernel_size)
+            self.blur = Blur(blur_kernel, pad=pad, upsample_factor=2)
         self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
-        self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1)
 
@@ -166,15 +192,8 @@ class ModulatedConv2d(nn.Module):
             weight = weight * style.view(1, -1, 1, 1)
             if self.demodulate:
                 weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
-            if self.upsample:
-                return self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
-            return F.conv2d(x, weight, padding=self.padding)
-        x = x * style.view(batch, -1, 1, 1)
-        if self.upsample:
-            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-            out = self.blur(out)
-        else:
-            out = F.conv2d(x, weight, padding=self.padding)
+            return self._conv(x, weight)
+        out = self._conv(x * style.view(batch, -1, 1, 1), weight)
         if self.demodulate:
             # d[b, o] = 1 / sqrt(sum_i s[b, i]^2 * sum_k w[o, i, k]^2 + eps)
             weight_sq = weight.pow(2).sum(dim=(2, 3))
@@ -183,6 +202,11 @@ class ModulatedConv2d(nn.Module):
                 demod = torch.rsqrt(style.to(weight_sq.dtype).pow(2) @ weight_sq.t() + 1e-8)
             out = out * demod.view(batch, -1, 1, 1)
         return out
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            return conv2d_resample(x, weight, self.blur.kernel, up=2)
+        return conv2d_resample(x, weight)
 
     def extra_repr(self) -> str:
         return (
@@ -286,9 +310,7 @@ class ConvLayer(nn.Sequential):
     ):
         layers: list[nn.Module] = []
         if downsample:
-            factor = 2
-            p = (len(blur_kernel) - factor) + (kernel_size - 1)
-            layers.append(Blur(blur_kernel, pad=((p + 1) // 2, p // 2)))
+            layers.append(Blur(blur_kernel, pad=conv_down_padding(len(blur_kernel), kernel_size)))
             stride, padding = 2, 0
         else:
             stride, padding = 1, kernel_size // 2
@@ -305,16 +327,14 @@ class ConvLayer(nn.Sequential):
         if activate:
             layers.append(FusedLeakyReLU(out_channels, bias=bias))
         super().__init__(*layers)
-        # A 1×1 stride-2 conv reads only every other blurred sample: blur at stride 2 instead of blurring
-        # at full resolution and dropping three quarters (the residual skips, at up to 1024² × 32).
-        self.blur_strided = downsample and kernel_size == 1
+        self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.blur_strided:
+        if not self.downsample:
             return super().forward(x)
+        # blur + stride-2 conv as one resampling conv, which owns the pads and the 1×1 fast path
         blur, conv, *rest = self
-        x = upfirdn2d(x, blur.kernel, down=2, pad=blur.pad)
-        x = F.conv2d(x, conv.weight * conv.scale, conv.bias)
+        x = conv2d_resample(x, conv.scaled_weight(), blur.kernel, down=2, bias=conv.bias)
         for module in rest:
             x = module(x)
         return x

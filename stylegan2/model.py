@@ -8,7 +8,8 @@ conv, the second conv and its to_rgb. ``STYLE_LAYER_LATENT_INDEX`` says which W+
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,6 +24,32 @@ from jojogan.stylegan2.layers import (
     StyledConv,
     ToRGB,
 )
+
+D_FEATURE_BLOCKS: tuple[int, ...] = (1, 3, 4, 5)
+"""Discriminator ``convs`` blocks whose outputs JoJoGAN's loss compares (and optimisation inversion)."""
+
+MEAN_LATENT_SAMPLES = 10_000
+"""How many mapped z a mean latent averages by default (the JoJoGAN paper's N)."""
+
+
+@dataclass(frozen=True)
+class SynthesisLayer:
+    """One modulated layer of the synthesis network, in synthesis order.
+
+    Attributes:
+        module: a ``StyledConv`` (reads and replaces the feature map) or a ``ToRGB`` (reads the feature
+            map and updates the RGB skip image).
+        style: index of its style vector in :meth:`Generator.styles`.
+        noise: index of its noise input (``noises.noise_i``), ``None`` for to_rgb layers.
+    """
+
+    module: nn.Module
+    style: int
+    noise: int | None
+
+    @property
+    def is_rgb(self) -> bool:
+        return self.noise is None
 
 
 def default_channels(channel_multiplier: int = 2) -> dict[int, int]:
@@ -153,10 +180,7 @@ class Generator(nn.Module):
 
     def modulated_convs(self) -> list[nn.Module]:
         """The ``ModulatedConv2d`` of every modulated layer, in synthesis order."""
-        layers = [self.conv1.conv, self.to_rgb1.conv]
-        for j, to_rgb in enumerate(self.to_rgbs):
-            layers += [self.convs[2 * j].conv, self.convs[2 * j + 1].conv, to_rgb.conv]
-        return layers
+        return [layer.module.conv for layer in self.synthesis_layers()]
 
     def noise_buffers(self) -> list[torch.Tensor]:
         """The stored noise inputs ``noises.noise_i`` in order."""
@@ -178,10 +202,54 @@ class Generator(nn.Module):
         return self.style(z)
 
     @torch.no_grad()
-    def mean_latent(self, n: int = 4096, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Average w of ``n`` random z, ``[1, style_dim]`` (the truncation centre)."""
-        z = torch.randn(n, self.style_dim, device=self.input.input.device, generator=generator)
-        return self.style(z).mean(0, keepdim=True)
+    def sample_latents(self, n: int, seed: int = 0, batch: int = 2048) -> Iterator[torch.Tensor]:
+        """w = mapping(z) of ``n`` seeded z, in chunks ``[<= batch, style_dim]`` (no gradients).
+
+        z is drawn on the CPU, so the samples do not depend on the device.
+        """
+        if n < 1 or batch < 1:
+            raise ValueError(f"n and batch must be >= 1, got n={n}, batch={batch}")
+        rng = torch.Generator().manual_seed(seed)
+        for start in range(0, n, batch):
+            z = torch.randn(min(batch, n - start), self.style_dim, generator=rng)
+            yield self.style(z.to(self.input.input.device))
+
+    def latent_statistics(
+        self,
+        n: int = MEAN_LATENT_SAMPLES,
+        seed: int = 0,
+        batch: int = 2048,
+        center: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, float]:
+        """Mean w ``[1, style_dim]`` of ``n`` seeded mapped z, and their spread around ``center``.
+
+        The only place the mean latent is computed: sums are accumulated in float64 chunk by chunk, so
+        the result does not depend on ``batch``.
+
+        Args:
+            n: how many z.
+            seed: seeds z (drawn on the CPU).
+            batch: z per mapping pass.
+            center: ``[style_dim]`` point the spread is measured from; ``None``: the mean itself.
+
+        Returns:
+            ``(mean, spread)``: spread is the root mean squared distance of the samples from ``center``.
+        """
+        total = torch.zeros(self.style_dim, dtype=torch.float64, device=self.input.input.device)
+        total_sq = torch.zeros((), dtype=torch.float64, device=total.device)
+        for w in self.sample_latents(n, seed, batch):
+            w = w.double()
+            total += w.sum(0)
+            total_sq += w.square().sum()
+        mean = total / n
+        c = mean if center is None else center.reshape(-1).to(mean)
+        # E|w - c|^2 = E|w|^2 - 2 c.E[w] + |c|^2
+        spread = (total_sq / n - 2 * (c @ mean) + c @ c).clamp(min=0).sqrt().item()
+        return mean.float().unsqueeze(0), spread
+
+    def mean_latent(self, n: int = MEAN_LATENT_SAMPLES, seed: int = 0, batch: int = 2048) -> torch.Tensor:
+        """Mean w of ``n`` seeded mapped z, ``[1, style_dim]`` (truncation centre, "mean" reference code)."""
+        return self.latent_statistics(n, seed, batch)[0]
 
     def to_w_plus(self, w: torch.Tensor) -> torch.Tensor:
         """Broadcast w ``[batch, style_dim]`` to W+ ``[batch, n_latent, style_dim]`` (W+ passes through)."""
@@ -219,11 +287,47 @@ class Generator(nn.Module):
         """
         return self.synthesis_from_styles(self.styles(w_plus), noise)
 
+    def synthesis_layers(self) -> list[SynthesisLayer]:
+        """Every modulated layer in synthesis order with the style and noise inputs it reads."""
+        layers = [SynthesisLayer(self.conv1, 0, 0), SynthesisLayer(self.to_rgb1, 1, None)]
+        for j, to_rgb in enumerate(self.to_rgbs):
+            k = 2 + 3 * j
+            layers += [
+                SynthesisLayer(self.convs[2 * j], k, 1 + 2 * j),
+                SynthesisLayer(self.convs[2 * j + 1], k + 1, 2 + 2 * j),
+                SynthesisLayer(to_rgb, k + 2, None),
+            ]
+        return layers
+
+    def check_synthesis_inputs(
+        self, styles: Sequence[torch.Tensor], noise: Sequence[torch.Tensor] | None
+    ) -> list[torch.Tensor]:
+        """Check the style count; return the noise inputs (the stored buffers when ``noise`` is ``None``)."""
+        if len(styles) != self.num_styles:
+            raise ValueError(f"expected {self.num_styles} style vectors, got {len(styles)}")
+        if noise is None:
+            return self.noise_buffers()
+        noise = list(noise)
+        if len(noise) != self.num_layers:
+            raise ValueError(
+                f"expected {self.num_layers} noise tensors (noises.noise_i order), got {len(noise)}"
+            )
+        return noise
+
     def synthesis_from_styles(
         self, styles: Sequence[torch.Tensor], noise: Sequence[torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """Image ``[batch, 3, size, size]`` from the style vectors of :meth:`styles`."""
-        return synthesize_blend([self], [list(styles)], noise=noise)
+        """Image ``[batch, 3, size, size]`` from the ``num_styles`` style vectors ``[batch, channels_k]``
+        of :meth:`styles`; noise as in :meth:`synthesis`."""
+        noise = self.check_synthesis_inputs(styles, noise)
+        x = self.input(styles[0].shape[0])
+        skip = None
+        for layer in self.synthesis_layers():
+            if layer.is_rgb:
+                skip = layer.module(x, styles[layer.style], skip)
+            else:
+                x = layer.module(x, styles[layer.style], noise[layer.noise])
+        return skip
 
     def forward(
         self,
@@ -240,90 +344,6 @@ class Generator(nn.Module):
                 raise ValueError("truncation needs truncation_latent (e.g. the checkpoint's latent_avg)")
             w = truncation_latent + truncation * (w - truncation_latent)
         return self.synthesis(w, noise)
-
-
-def _check_styles(gen: Generator, styles: Sequence[torch.Tensor]) -> None:
-    if len(styles) != gen.num_styles:
-        raise ValueError(f"expected {gen.num_styles} style vectors, got {len(styles)}")
-
-
-def _check_noise(gen: Generator, noise: Sequence[torch.Tensor] | None) -> list[torch.Tensor | None]:
-    if noise is None:
-        return list(gen.noise_buffers())
-    noise = list(noise)
-    if len(noise) != gen.num_layers:
-        raise ValueError(f"expected {gen.num_layers} noise tensors (noises.noise_i order), got {len(noise)}")
-    return noise
-
-
-def synthesize_blend(
-    generators: Sequence[Generator],
-    styles: Sequence[Sequence[torch.Tensor]],
-    coefficients: Sequence[Sequence[float]] | None = None,
-    noise: Sequence[torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """Run generators of one architecture in lockstep, blending their features after every layer.
-
-    At every modulated layer ``k`` each generator applies its own layer to the shared (blended) input,
-    and the outputs are combined as ``sum_g coefficients[k][g] * f_g``; the RGB skip path is blended the
-    same way at each to_rgb. With one generator this is plain synthesis; with the original and the
-    fine-tuned generator and coefficients ``(1 - alpha, alpha)`` it is JoJoGAN's feature interpolation.
-    A generator whose coefficient at a layer is 0 is not evaluated there, so the endpoints are exact.
-
-    Args:
-        generators: generators with identical structure.
-        styles: for each generator, its ``num_styles`` style vectors ``[batch, channels]``.
-        coefficients: ``[num_styles][len(generators)]`` blend weights (default: all weight on the first).
-        noise: per-layer noise as in :meth:`Generator.synthesis`; ``None`` gives each generator its own
-            stored buffers.
-
-    Returns:
-        Images ``[batch, 3, size, size]``.
-    """
-    head = generators[0]
-    for gen, gen_styles in zip(generators, styles, strict=True):
-        if gen.size != head.size or gen.channels != head.channels:
-            raise ValueError("generators in a blend must share size and channel table")
-        _check_styles(gen, gen_styles)
-    if coefficients is None:
-        coefficients = [[1.0] + [0.0] * (len(generators) - 1)] * head.num_styles
-    noises = [_check_noise(gen, noise) for gen in generators]
-
-    n_gen = len(generators)
-
-    def blend(k: int, modules: list[nn.Module], inputs: list[torch.Tensor], extras: list) -> torch.Tensor:
-        out = None
-        for module, weight, x_in, extra, gen_styles in zip(
-            modules, coefficients[k], inputs, extras, styles, strict=True
-        ):
-            if weight == 0:
-                continue
-            term = module(x_in, gen_styles[k], extra)
-            if term.requires_grad:
-                term = term if weight == 1 else term * weight
-                out = term if out is None else out + term
-                continue
-            # no gradient: each term is its module's own new tensor, so scale and sum in place
-            term = term if weight == 1 else term.mul_(weight)
-            out = term if out is None else out.add_(term)
-        if out is None:
-            raise ValueError(f"blend coefficients of layer {k} are all zero")
-        return out
-
-    batch = styles[0][0].shape[0]
-    x = blend(
-        0, [gen.conv1 for gen in generators], [gen.input(batch) for gen in generators], [n[0] for n in noises]
-    )
-    skip = blend(1, [gen.to_rgb1 for gen in generators], [x] * n_gen, [None] * n_gen)
-    k = 2
-    for j in range(len(head.to_rgbs)):
-        x = blend(k, [gen.convs[2 * j] for gen in generators], [x] * n_gen, [n[1 + 2 * j] for n in noises])
-        x = blend(
-            k + 1, [gen.convs[2 * j + 1] for gen in generators], [x] * n_gen, [n[2 + 2 * j] for n in noises]
-        )
-        skip = blend(k + 2, [gen.to_rgbs[j] for gen in generators], [x] * n_gen, [skip] * n_gen)
-        k += 3
-    return skip
 
 
 class Discriminator(nn.Module):
@@ -369,7 +389,7 @@ class Discriminator(nn.Module):
         if x.ndim != 4 or x.shape[1:] != (3, self.size, self.size):
             raise ValueError(f"expected images [batch, 3, {self.size}, {self.size}], got {tuple(x.shape)}")
 
-    def features(self, x: torch.Tensor, blocks: Sequence[int] = (1, 3, 4, 5)) -> list[torch.Tensor]:
+    def features(self, x: torch.Tensor, blocks: Sequence[int] = D_FEATURE_BLOCKS) -> list[torch.Tensor]:
         """Outputs of ``convs[i]`` for each ``i`` in ``blocks`` (JoJoGAN's loss reads blocks 1, 3, 4, 5).
 
         Computation stops after the last block asked for.

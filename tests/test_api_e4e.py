@@ -44,12 +44,12 @@ def test_e4e_inversion_feeds_stylize(tmp_path):
     style_path = save_style(tmp_path / "style.safetensors", base, {})
 
     pipe = JoJoGAN.from_pretrained(base=base_path, e4e=e4e_path)
-    assert pipe._e4e is None  # loaded on first use only
+    assert pipe.components.get("e4e") is None  # loaded on first use only
     face = pipe.prepare(Image.new("RGB", (1024, 1024), (90, 120, 150)), "e4e", aligned=True)
     assert face.w_plus.shape == (1, 18, 512) and torch.isfinite(face.w_plus).all()
-    encoder_module = pipe._e4e
+    encoder_module = pipe.components.get("e4e")
     pipe.prepare(Image.new("RGB", (1024, 1024), (10, 20, 30)), "e4e", aligned=True)
-    assert pipe._e4e is encoder_module  # cached, not reloaded
+    assert pipe.components.get("e4e") is encoder_module  # cached, not reloaded
 
     styled = pipe.render(face, style_path, alpha=1.0)
     with torch.no_grad():

@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 import jojogan
 import jojogan.api
-from jojogan.cli import cli
+from jojogan.cli import main as cli
 from jojogan.imaging import to_pil
 from jojogan.style_file import file_sha256, load_style
 
@@ -169,7 +169,7 @@ def test_interrupted_finetune_resumes_to_the_same_result(workdir, monkeypatch):
         workdir / "base.pt",
         "--iterations",
         "4",
-        "--checkpoint-every",
+        "--save-state-every",
         "1",
     ]
     straight = workdir / "straight.safetensors"
@@ -291,8 +291,8 @@ def test_identity_weight_without_a_network_is_a_usage_error(workdir, tmp_path):
 
 def test_api_checkpoint_interval_needs_a_path(workdir):
     pipe = jojogan.api.JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
-    config = jojogan.FinetuneConfig(iterations=1, checkpoint_every=1)
-    with pytest.raises(ValueError, match="checkpoint_every needs checkpoint_path"):
+    config = jojogan.FinetuneConfig(iterations=1, save_state_every=1)
+    with pytest.raises(ValueError, match="save_state_every needs resume_state_path"):
         pipe.finetune([workdir / "face0.png"], config, inversion="optimize", aligned=True)
 
 

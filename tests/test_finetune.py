@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from jojogan.config import FinetuneConfig
 from jojogan.finetune import (
     FinetuneDivergedError,
-    FinetuneState,
+    ResumeState,
     accumulate_gradients,
     finetune,
     identity_loss,
@@ -91,7 +90,7 @@ def test_loss_decreases_on_a_tiny_model():
     after = _feature_loss(result.generator, disc, latents, references)
     assert after < 0.8 * before
     assert sum(result.losses[-3:]) < sum(result.losses[:3])
-    assert len(result.losses) == result.steps_done == 8
+    assert len(result.losses) == 8 and result.resumed_from == 0
     assert result.swapped_layers == list(range(10, 17))  # "default" at 128 px: W+ 7…11
 
 
@@ -151,20 +150,20 @@ def test_micro_batch_does_not_change_the_run():
 def test_resume_continues_exactly(tmp_path):
     straight = _run(FinetuneConfig(iterations=4))
     states = []
-    _run(FinetuneConfig(iterations=2, checkpoint_every=2), on_checkpoint=states.append)
+    _run(FinetuneConfig(iterations=2, save_state_every=2), on_resume_state=states.append)
     assert [s.step for s in states] == [2]
     # Through a file, as the API stores it: plain tensors and lists, loadable with weights_only.
     torch.save(states[0].to_dict(), tmp_path / "state.pt")
-    state = FinetuneState.from_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    state = ResumeState.from_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     resumed = _run(FinetuneConfig(iterations=4), resume=state)
     torch.testing.assert_close(torch.tensor(resumed.losses), torch.tensor(straight.losses), rtol=1e-6, atol=0)
     _assert_same_weights(resumed.generator, straight.generator, atol=1e-6)
-    assert resumed.steps_done == 4
+    assert len(resumed.losses) == 4 and resumed.resumed_from == 2
 
 
 def test_resume_with_other_settings_is_refused():
     states = []
-    _run(FinetuneConfig(iterations=1, checkpoint_every=1), on_checkpoint=states.append)
+    _run(FinetuneConfig(iterations=1, save_state_every=1), on_resume_state=states.append)
     with pytest.raises(ValueError, match="mix_strength"):
         _run(FinetuneConfig(iterations=2, mix_strength=0.5), resume=states[0])
 
@@ -289,7 +288,7 @@ def test_mean_and_blend_reference_codes_train():
     # Without a given mean latent, it is computed from the base generator.
     config = FinetuneConfig(iterations=1, reference_code="mean", mean_code_samples=100)
     computed = finetune(gen, disc, references, None, config, show_progress=False)
-    assert computed.steps_done == 1
+    assert len(computed.losses) == 1
 
 
 @pytest.mark.parametrize(
@@ -330,27 +329,17 @@ def test_bad_inputs_are_refused():
         finetune(gen, disc, references, w_plus[:1], FinetuneConfig(iterations=1))
     with pytest.raises(ValueError, match="mask layer indices"):
         finetune(gen, disc, references, w_plus, FinetuneConfig(iterations=1, mask=[40]))
-    with pytest.raises(ValueError, match="on_checkpoint"):
-        finetune(gen, disc, references, w_plus, FinetuneConfig(iterations=1, checkpoint_every=1))
+    with pytest.raises(ValueError, match="on_resume_state"):
+        finetune(gen, disc, references, w_plus, FinetuneConfig(iterations=1, save_state_every=1))
     with pytest.raises(ValueError, match="identity_net"):
         finetune(gen, disc, references, w_plus, FinetuneConfig(iterations=1, identity_weight=1.0))
     with pytest.raises(ValueError, match="d_blocks"):
         finetune(gen, disc, references, w_plus, FinetuneConfig(iterations=1, d_blocks=(1, 6)))
 
 
-def test_training_keeps_freed_cpu_memory_for_reuse_and_releases_it_after():
-    from jojogan.op import memory
-
-    depths = []
-    _run(FinetuneConfig(iterations=2), callback=lambda step, loss, preview: depths.append(memory._depth))
-    expected = 1 if memory._glibc() is not None else 0
-    assert depths == [expected, expected]
-    assert memory._depth == 0
-
-
 def _spy_micro_batches(monkeypatch, fail_above: int | None = None) -> list[int]:
     """Record the micro-batch of every accumulate_gradients call; optionally fake running out of memory."""
-    module = sys.modules["jojogan.finetune"]  # the package attribute of that name is the one-call API
+    import jojogan.finetune as module
 
     seen: list[int] = []
     real = module.accumulate_gradients
@@ -372,7 +361,8 @@ def test_cpu_default_is_one_reference_per_pass(monkeypatch):
 
 
 def test_out_of_memory_halves_the_automatic_micro_batch_with_the_same_result(monkeypatch, caplog):
-    module = sys.modules["jojogan.finetune"]
+    import jojogan.finetune as module
+
     expected = _run(FinetuneConfig(iterations=3, micro_batch=1), refs=4)
     monkeypatch.setattr(module, "default_micro_batch", lambda refs, device: refs)  # as on a GPU
     seen = _spy_micro_batches(monkeypatch, fail_above=1)

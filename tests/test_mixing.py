@@ -10,7 +10,6 @@ from jojogan.mixing import (
     MeanLatentCache,
     layer_latents,
     layer_styles,
-    mean_latent_code,
     mean_style_code,
     mix_styles,
     reference_layer_latents,
@@ -165,7 +164,7 @@ def test_mix_styles_validates_inputs():
 
 def test_mean_style_code_is_the_style_of_the_mean_latent():
     gen = tiny_generator(64)
-    mean_w = mean_latent_code(gen, n=10_000, seed=5, batch=3000)
+    mean_w = gen.mean_latent(n=10_000, seed=5, batch=3000)[0]
     assert mean_w.shape == (TINY_STYLE_DIM,)
     with torch.no_grad():
         expected = gen.styles(mean_w.unsqueeze(0))
@@ -173,24 +172,22 @@ def test_mean_style_code_is_the_style_of_the_mean_latent():
     for a, b in zip(mean_s, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     # Chunking does not change the mean; the seed does.
-    torch.testing.assert_close(
-        mean_latent_code(gen, n=10_000, seed=5, batch=10_000), mean_w, rtol=0, atol=1e-6
-    )
-    assert not torch.allclose(mean_latent_code(gen, n=10_000, seed=6), mean_w, rtol=0, atol=1e-6)
+    torch.testing.assert_close(gen.mean_latent(n=10_000, seed=5, batch=10_000)[0], mean_w, rtol=0, atol=1e-6)
+    assert not torch.allclose(gen.mean_latent(n=10_000, seed=6)[0], mean_w, rtol=0, atol=1e-6)
     assert not mean_w.requires_grad
 
 
 def test_mean_latent_cache_computes_once_per_key(monkeypatch):
-    import jojogan.mixing as mixing
+    from jojogan.stylegan2.model import Generator
 
     calls = []
-    real = mixing.mean_latent_code
+    real = Generator.mean_latent
 
     def counting(generator, n, seed, batch):
         calls.append((n, seed))
         return real(generator, n=n, seed=seed, batch=batch)
 
-    monkeypatch.setattr(mixing, "mean_latent_code", counting)
+    monkeypatch.setattr(Generator, "mean_latent", counting)
     cache = MeanLatentCache(max_entries=2)
     gen = tiny_generator(64)
     first = cache.get("abc", gen, n=500)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import jojogan
-from jojogan.cli import cli
+from jojogan.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[1]
 SUBPACKAGES = {"jojogan.op": "op", "jojogan.stylegan2": "stylegan2", "jojogan.inversion": "inversion"}
@@ -59,7 +59,7 @@ def test_wheel_puts_everything_under_jojogan(tmp_path):
         "jojogan/op/csrc/fused_bias_act.cu",
         "jojogan/op/csrc/ops.cpp",
     } <= set(names)
-    assert "jojogan/cli.py" in names
+    assert "jojogan/cli/__init__.py" in names and "jojogan/cli/_options.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "jojogan = jojogan.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -29,12 +29,14 @@ def _metadata() -> dict:
         base_name="stylegan2-ffhq-config-f.pt",
         base_sha256="ab" * 32,
         reference_sha256s=["cd" * 32, "ef" * 32],
-        swapped_layers=[10, 11, 12],
-        mix_strength=0.8,
-        iterations=300,
-        seed=3,
         losses=[0.5, 0.25],
-        reference_code="invert",
+        run={
+            "mask": [10, 11, 12],
+            "mix_strength": 0.8,
+            "iterations": 300,
+            "seed": 3,
+            "reference_code": "invert",
+        },
     )
 
 

@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from jojogan.imaging import from_pil, to_pil
-from jojogan.mixing import mean_latent_code
-from jojogan.stylize import alpha_coefficients, sample_styled, stylize_latents
+from jojogan.stylization import alpha_coefficients, sample_styled, stylize_latents
 
 from factories import TINY_STYLE_DIM, tiny_generator
 
@@ -135,7 +134,7 @@ def test_samples_default_to_the_mean_latent():
     original, finetuned = _pair()
     ours = sample_styled(original, finetuned, 2, truncation=0.0, seed=1)
     with torch.no_grad():
-        centre = mean_latent_code(original)
+        centre = original.mean_latent()
         expected = original.synthesis(original.to_w_plus(centre.expand(2, -1)))
     # Truncation 0 puts every sample on the truncation centre.
     torch.testing.assert_close(ours[0], expected, rtol=0, atol=1e-5)
@@ -158,7 +157,7 @@ def test_pil_round_trip():
 @pytest.mark.parametrize("batch", [1, 3])
 def test_inference_runs_in_place_with_the_same_values_as_training(batch):
     """Without gradients the layers overwrite their own outputs; the arithmetic must not change."""
-    from jojogan.stylegan2.model import synthesize_blend
+    from jojogan.stylization import synthesize_blend
 
     original, finetuned = _pair()
     w_plus = _w_plus(original, batch)

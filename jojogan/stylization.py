@@ -2,7 +2,7 @@
 
 The original and the fine-tuned generator run in lockstep on the same latent; after every modulated
 layer and on the RGB skip path their features are combined as ``(1 - alpha) * f_orig + alpha * f_ft``
-(:func:`jojogan.stylegan2.model.synthesize_blend`). ``alpha = 0`` is the original generator's image,
+(:func:`synthesize_blend`). ``alpha = 0`` is the original generator's image,
 ``alpha = 1`` the fine-tuned one's, exactly; ``alpha`` may also be given per style layer.
 """
 
@@ -13,11 +13,9 @@ from collections.abc import Sequence
 import torch
 
 from jojogan.config import AlphaSpec, check_alpha
-from jojogan.mixing import mean_latent_code
-from jojogan.op.memory import cpu_memory_reuse
-from jojogan.stylegan2.model import Generator, synthesize_blend
+from jojogan.stylegan2.model import Generator, SynthesisLayer
 
-__all__ = ["alpha_coefficients", "sample_styled", "stylize_latents", "stylize_styles"]
+__all__ = ["alpha_coefficients", "sample_styled", "stylize_latents", "stylize_styles", "synthesize_blend"]
 
 
 def alpha_coefficients(alpha: AlphaSpec, num_styles: int) -> list[list[float]]:
@@ -66,10 +64,9 @@ def stylize_styles(
     """
     _check_pair(original, finetuned)
     coefficients = alpha_coefficients(alpha, original.num_styles)
-    with cpu_memory_reuse(original.input.input.device):
-        return synthesize_blend(
-            [original, finetuned], [list(styles_original), list(styles_finetuned)], coefficients, noise
-        )
+    return synthesize_blend(
+        [original, finetuned], [list(styles_original), list(styles_finetuned)], coefficients, noise
+    )
 
 
 def stylize_latents(
@@ -119,8 +116,8 @@ def sample_styled(
         original, finetuned: base and fine-tuned generator.
         n: number of samples.
         truncation: in [0, 1]; 1 = no truncation.
-        latent_avg: truncation centre ``[style_dim]`` (the checkpoint's ``latent_avg``); ``None`` uses the
-            mean of 10,000 mapped z of ``original``.
+        latent_avg: truncation centre ``[style_dim]`` (the checkpoint's ``latent_avg``); ``None`` uses
+            ``original.mean_latent()``.
         seed: seeds ``z`` (drawn on the CPU, so results do not depend on the device).
         alpha: feature interpolation for the stylized images (see :func:`stylize_latents`).
         batch: samples per forward pass.
@@ -138,20 +135,90 @@ def sample_styled(
     check_alpha(alpha, original.num_styles)
     device = original.input.input.device
     if latent_avg is None:
-        latent_avg = mean_latent_code(original)
+        latent_avg = original.mean_latent()
     center = latent_avg.reshape(-1).to(device)
     if center.shape != (original.style_dim,):
         raise ValueError(f"latent_avg must have {original.style_dim} entries, got {tuple(latent_avg.shape)}")
     z = torch.randn(n, original.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     originals, styled = [], []
-    with cpu_memory_reuse(device):
-        for start in range(0, n, batch):
-            z_part = z[start : start + batch]
-            w_original = center + truncation * (original.get_latent(z_part) - center)
-            w_finetuned = center + truncation * (finetuned.get_latent(z_part) - center)
-            styles_original = original.styles(w_original)
-            originals.append(original.synthesis_from_styles(styles_original))
-            styled.append(
-                stylize_styles(original, finetuned, styles_original, finetuned.styles(w_finetuned), alpha)
-            )
+    for start in range(0, n, batch):
+        z_part = z[start : start + batch]
+        w_original = center + truncation * (original.get_latent(z_part) - center)
+        w_finetuned = center + truncation * (finetuned.get_latent(z_part) - center)
+        styles_original = original.styles(w_original)
+        originals.append(original.synthesis_from_styles(styles_original))
+        styled.append(
+            stylize_styles(original, finetuned, styles_original, finetuned.styles(w_finetuned), alpha)
+        )
     return torch.cat(originals), torch.cat(styled)
+
+
+def _blend_layer(
+    layers: Sequence[SynthesisLayer],
+    weights: Sequence[float],
+    inputs: Sequence[torch.Tensor],
+    styles: Sequence[Sequence[torch.Tensor]],
+    extra: Sequence[torch.Tensor | None],
+) -> torch.Tensor:
+    """``sum_g weights[g] * layers[g](inputs[g], style_g, extra[g])``, skipping generators of weight 0."""
+    out = None
+    for layer, weight, x_in, gen_styles, gen_extra in zip(
+        layers, weights, inputs, styles, extra, strict=True
+    ):
+        if weight == 0:
+            continue
+        term = layer.module(x_in, gen_styles[layer.style], gen_extra)
+        if term.requires_grad:
+            term = term if weight == 1 else term * weight
+            out = term if out is None else out + term
+            continue
+        # no gradient: each term is its module's own new tensor, so scale and sum in place
+        term = term if weight == 1 else term.mul_(weight)
+        out = term if out is None else out.add_(term)
+    if out is None:
+        raise ValueError(f"blend coefficients of layer {layers[0].style} are all zero")
+    return out
+
+
+def synthesize_blend(
+    generators: Sequence[Generator],
+    styles: Sequence[Sequence[torch.Tensor]],
+    coefficients: Sequence[Sequence[float]] | None = None,
+    noise: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Run generators of one architecture in lockstep, blending their features after every layer.
+
+    At every modulated layer ``k`` each generator applies its own layer to the shared (blended) input,
+    and the outputs are combined as ``sum_g coefficients[k][g] * f_g``; the RGB skip path is blended the
+    same way at each to_rgb. With the original and the fine-tuned generator and coefficients
+    ``(1 - alpha, alpha)`` this is JoJoGAN's feature interpolation. A generator whose coefficient at a
+    layer is 0 is not evaluated there, so the endpoints are exact.
+
+    Args:
+        generators: generators with identical structure.
+        styles: for each generator, its ``num_styles`` style vectors ``[batch, channels]``.
+        coefficients: ``[num_styles][len(generators)]`` blend weights (default: all weight on the first).
+        noise: per-layer noise as in :meth:`Generator.synthesis`; ``None`` gives each generator its own
+            stored buffers.
+
+    Returns:
+        Images ``[batch, 3, size, size]``.
+    """
+    head = generators[0]
+    for gen in generators:
+        if gen.size != head.size or gen.channels != head.channels:
+            raise ValueError("generators in a blend must share size and channel table")
+    noises = [gen.check_synthesis_inputs(s, noise) for gen, s in zip(generators, styles, strict=True)]
+    if coefficients is None:
+        coefficients = [[1.0] + [0.0] * (len(generators) - 1)] * head.num_styles
+    batch = styles[0][0].shape[0]
+    inputs = [gen.input(batch) for gen in generators]  # each generator's own constant input
+    skip = None
+    for layers in zip(*(gen.synthesis_layers() for gen in generators), strict=True):
+        k = layers[0].style
+        if layers[0].is_rgb:
+            skip = _blend_layer(layers, coefficients[k], inputs, styles, [skip] * len(layers))
+        else:
+            x = _blend_layer(layers, coefficients[k], inputs, styles, [n[layers[0].noise] for n in noises])
+            inputs = [x] * len(layers)
+    return skip

@@ -1,0 +1,64 @@
+"""Command-line interface: a thin click layer over the Python API, one module per command group.
+
+Adding a group is one line here, ``main.add_command(...)``; the shared options live in
+:mod:`jojogan.cli._options`.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import click
+
+from jojogan import __version__
+
+# the command modules; the package namespace holds modules only, so no module shares a command's name
+from jojogan.cli import align, env, finetune, stylize
+from jojogan.errors import JojoganError
+
+__all__ = ["main"]
+
+
+class _Main(click.Group):
+    """The command group with the CLI's last-resort error handler.
+
+    The product's own errors become one ``Error: ...`` line (exit 1). Anything unexpected does too, with
+    the exception's type and "rerun with -v for details"; the traceback is printed only with ``-v``.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except JojoganError as error:
+            raise click.ClickException(str(error)) from error
+        except Exception as error:
+            if (ctx.obj or {}).get("verbose"):
+                click.echo(traceback.format_exc(), err=True, nl=False)
+                hint = ""
+            else:
+                hint = " (rerun with -v for details)"
+            raise click.ClickException(f"unexpected {type(error).__name__}: {error}{hint}") from error
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jojogan")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """One-shot face stylization with JoJoGAN on StyleGAN2."""
+    ctx.ensure_object(dict)["verbose"] = verbose
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("jojogan").setLevel(level if verbose else logging.INFO)
+
+
+main.add_command(env.env)
+main.add_command(align.align)
+main.add_command(align.invert)
+main.add_command(finetune.finetune)
+main.add_command(stylize.stylize)
+main.add_command(stylize.slider)
+main.add_command(stylize.sample)

@@ -1,0 +1,131 @@
+"""``jojogan finetune``: train a style file from reference faces."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from jojogan.cli._options import (
+    SEED,
+    FiniteFloat,
+    config_from_options,
+    config_options,
+    inversion_options,
+    model_options,
+    output_file_option,
+    pipeline,
+)
+from jojogan.config import MASK_GROUPS, MASK_PRESETS, REFERENCE_CODES, FinetuneConfig
+
+# How each FinetuneConfig field appears on the command line; defaults come from the config itself.
+FINETUNE_OPTIONS = {
+    "iterations": {"type": click.IntRange(min=1)},
+    "mask": {
+        "flags": ("--preset", "--mask"),
+        "type": click.Choice(MASK_PRESETS + MASK_GROUPS),
+        "help": "Which style layers are mixed with random codes: the original's two presets, or a group.",
+    },
+    "mix_strength": {
+        "type": FiniteFloat(0, 1),
+        "help": "How far mixed layers move to the random codes (1 = replace).",
+    },
+    "reference_code": {
+        "type": click.Choice(REFERENCE_CODES),
+        "help": "Train towards the references' inversions, the mean style code (no inversion: for "
+        "references too far from photos), or a blend (colour layers from the mean).",
+    },
+    "identity_weight": {
+        "type": FiniteFloat(min=0),
+        "help": "Identity-preservation loss weight (needs a face-recognition network).",
+    },
+    "lr": {"type": FiniteFloat(min=0, min_open=True)},
+    "seed": {"type": SEED},
+    "save_state_every": {
+        "type": click.IntRange(min=0),
+        "help": "Save a resume state every N steps (0: never); --resume continues from it.",
+    },
+    "preview_every": {
+        "type": click.IntRange(min=0),
+        "help": "Write a preview image every N steps into OUTPUT's .previews folder.",
+    },
+    "micro_batch": {
+        "type": click.IntRange(min=1),
+        "help": "References per forward pass (gradients accumulate: same result, less memory). "
+        "Default: 1 on the CPU; on a GPU all, halved whenever a step runs out of memory.",
+    },
+}
+CLI_DEFAULTS = {"save_state_every": 25}  # an interrupted command line run should lose little
+
+
+@click.command()
+@click.argument("references", nargs=-1, required=True, type=click.Path(path_type=Path))
+@output_file_option("Style file to write.", (".safetensors",))
+@inversion_options
+@config_options(FinetuneConfig, FINETUNE_OPTIONS, CLI_DEFAULTS)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its resume state.")
+@model_options
+def finetune(
+    references, output, max_pixels, aligned, inversion, inversion_steps, resume, base, e4e, device, **settings
+):
+    """Fine-tune StyleGAN2 on one or more stylized reference faces (JoJoGAN).
+
+    \b
+    Examples:
+        jojogan finetune ref.png --base stylegan2-ffhq-config-f.pt -o mystyle.safetensors
+        jojogan finetune art1.png art2.png --inversion optimize --preset preserve-color -o art.safetensors
+    """
+    from jojogan.finetune import FinetuneDivergedError
+    from jojogan.imaging import save_image, to_pil
+
+    if settings["identity_weight"] > 0:
+        raise click.UsageError(
+            "--identity-weight needs a face-recognition network; the Python API takes one "
+            "(JoJoGAN.finetune(identity_net=...)), the command line will once ArcFace weights are supported"
+        )
+    config = config_from_options(FinetuneConfig, settings)
+    state_path = output.with_name(output.name + ".resume.pt")
+    if resume and not state_path.is_file():
+        raise click.UsageError(f"--resume: no resume state at {state_path}")
+    previews = output.with_name(output.name + ".previews")
+
+    def on_step(step, loss, preview):
+        if preview is not None:
+            save_image(to_pil(preview[0]), previews / f"step_{step:05d}.png")
+
+    pipe = pipeline(base, e4e, device, max_pixels)
+    try:
+        run = pipe.finetune(
+            references,
+            config,
+            inversion=inversion,
+            inversion_steps=inversion_steps,
+            aligned=aligned,
+            callback=on_step,
+            resume_state_path=state_path if config.save_state_every else None,
+            resume=resume,
+        )
+    except FinetuneDivergedError as error:
+        _save_last_good(error, output)
+    except KeyboardInterrupt:
+        hint = (
+            f"progress up to the last resume state is in {state_path}; rerun the same command with --resume"
+            if state_path.is_file()
+            else "no resume state was saved yet"
+        )
+        click.echo(f"\ninterrupted: {hint}", err=True)
+        sys.exit(130)
+    path = run.save(output)
+    state_path.unlink(missing_ok=True)
+    click.echo(f"style -> {path} (final loss {run.losses[-1]:.4f} after {len(run.losses)} steps)")
+
+
+def _save_last_good(error, output: Path) -> None:
+    """Keep the weights from before a divergence beside the output, then report it."""
+    from jojogan.style_file import save_style
+    from jojogan.stylegan2.checkpoint import generator_from_state
+
+    rescue = output.with_name(output.stem + ".last-good.safetensors")
+    save_style(rescue, generator_from_state(error.last_good_state), {"diverged_at_step": error.step})
+    raise click.ClickException(f"{error} The last good weights were saved to {rescue}.") from error
