@@ -1,0 +1,158 @@
+"""``jojogan weights``: list, download, verify and locate the registry's files (a thin layer over
+:mod:`jojogan.weights`).
+
+Registered on the main command group with ``main.add_command(weights)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from jojogan import weights as manager
+from jojogan.stylegan2.errors import JojoganError
+
+
+def _user_errors(command):
+    """The manager's errors become one ``Error: ...`` line and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except JojoganError as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper
+
+
+def _entries(names: tuple[str, ...]) -> list[manager.WeightsEntry]:
+    if not names or "all" in names:
+        return list(manager.REGISTRY.values())
+    return [manager.get_entry(name) for name in names]
+
+
+_CACHED = {"missing": "no", "verified": "yes", "unverified": "yes", "corrupt": "DAMAGED"}
+
+
+def _verification(status: manager.CacheStatus) -> str:
+    if status.state == "corrupt":
+        return "no: " + status.detail
+    if status.entry.sha256 is None:
+        return "unverified (no published sha256)"
+    return "yes (sha256)" if status.state == "verified" else "-"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def weights() -> None:
+    """Download, verify and locate the pretrained weights (cache: $JOJOGAN_HOME or ~/.cache/jojogan).
+
+    \b
+    Environment:
+      JOJOGAN_HOME            the cache folder
+      JOJOGAN_OFFLINE=1       never touch the network (HF_HUB_OFFLINE=1 too)
+      JOJOGAN_WEIGHTS_MIRROR  fetch every file from <base-url>/<file name> instead
+    """
+
+
+@weights.command("list")
+def list_command() -> None:
+    """Show every registry file: size, licence, whether it is cached and verified.
+
+    \b
+    Example:
+      jojogan weights list
+    """
+    click.echo(f"cache: {manager.cache_dir()}")
+    rows = [("name", "file", "size", "cached", "verified", "licence")]
+    for entry in manager.REGISTRY.values():
+        status = manager.check_cached(entry)
+        size = f"{entry.size:,}" if entry.size is not None else "~133 MB (unknown)"
+        rows.append(
+            (entry.name, entry.filename, size, _CACHED[status.state], _verification(status), entry.licence)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+
+
+@weights.command("download")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Download again even when a good copy is cached.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@_user_errors
+def download_command(names: tuple[str, ...], force: bool, progress: bool) -> None:
+    """Download NAMES (registry names or file names, or `all`) into the cache, verified.
+
+    \b
+    Examples:
+      jojogan weights download ffhq e4e
+      JOJOGAN_WEIGHTS_MIRROR=https://mirror.example/jojogan jojogan weights download all
+    """
+    failures = []
+    entries = _entries(names)
+    for entry in entries:
+        try:
+            if force:
+                path = manager.download(entry, progress=progress, force=True)
+            else:
+                path = manager.ensure(entry, download_missing=True, progress=progress)
+        except manager.WeightsError as error:
+            if len(entries) == 1:
+                raise
+            failures.append(entry.name)
+            click.echo(f"Error: {error}", err=True)
+            continue
+        click.echo(f"{entry.name}: {path}")
+    if failures:
+        raise click.ClickException(
+            f"{len(failures)} of {len(entries)} downloads failed: {', '.join(failures)}"
+        )
+
+
+@weights.command("verify")
+@click.argument("names", nargs=-1)
+@_user_errors
+def verify_command(names: tuple[str, ...]) -> None:
+    """Re-hash cached files (all of them without NAMES); exit 1 when one is damaged.
+
+    \b
+    Example:
+      jojogan weights verify ffhq
+    """
+    damaged = []
+    for entry in _entries(names):
+        status = manager.check_cached(entry, rehash=True)
+        if status.state == "missing":
+            if names:
+                click.echo(f"{entry.name}: not cached ({status.path})")
+            continue
+        if status.state == "corrupt":
+            damaged.append(entry.name)
+            click.echo(
+                f"{entry.name}: DAMAGED, {status.detail}; `jojogan weights download {entry.name}` replaces it"
+            )
+        else:
+            click.echo(f"{entry.name}: ok, {_verification(status)} {status.detail}".rstrip())
+    if damaged:
+        raise click.ClickException(f"damaged in the cache: {', '.join(damaged)}")
+
+
+@weights.command("path")
+@click.argument("name")
+@_user_errors
+def path_command(name: str) -> None:
+    """Print where NAME lives in the cache (where to put a file fetched by hand).
+
+    \b
+    Example:
+      jojogan weights path ffhq
+    """
+    entry = manager.get_entry(name)
+    status = manager.check_cached(entry)
+    click.echo(str(status.path))
+    if not status.usable:
+        click.echo(
+            f"({entry.filename} is {'damaged' if status.state == 'corrupt' else 'not cached yet'})", err=True
+        )
