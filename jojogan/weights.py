@@ -677,6 +677,6 @@ def generator_only_error(path: str | os.PathLike, purpose: str = "fine-tuning") 
     )
     return GeneratorOnlyError(
         f"{path.name}{looks_like} has no discriminator ('d'), which {purpose} needs. Use the full "
-        f"{_FFHQ.filename} ({_FFHQ.size:,} bytes, sha256 {_FFHQ.sha256[:12]}...) with g_ema, d and latent_avg: "
-        f"--base {_FFHQ.name} downloads it (`jojogan weights download {_FFHQ.name}`)."
+        f"{_FFHQ.filename} ({_FFHQ.size:,} bytes, sha256 {_FFHQ.sha256[:12]}...) with g_ema, d and "
+        f"latent_avg: --base {_FFHQ.name} downloads it (`jojogan weights download {_FFHQ.name}`)."
     )

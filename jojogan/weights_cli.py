@@ -74,7 +74,8 @@ def list_command() -> None:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+        # The licence goes last and unpadded: it is the long column.
+        click.echo("  ".join(row[i].ljust(widths[i]) for i in range(5)) + "  " + row[5])
 
 
 @weights.command("download")

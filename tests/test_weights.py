@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -31,9 +32,29 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _Server
 
+    def do_HEAD(self):  # noqa: N802 - http.server's naming
+        """What the Hugging Face client asks first: commit, etag (the LFS sha256) and size."""
+        name, path = self._target()
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", "0123456789abcdef" * 2 + "01234567")
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+
+    def _target(self) -> tuple[str, Path]:
+        # Hub URLs are <repo>/resolve/<revision>/<file>; the mirror's are /<file>.
+        name = self.path.lstrip("/").split("/resolve/main/")[-1]
+        return name, self.server.root / name
+
     def do_GET(self):  # noqa: N802 - http.server's naming
-        name = self.path.lstrip("/")
-        path = self.server.root / name
+        name, path = self._target()
+        if "/api/" in self.path:  # the hub client's side requests
+            self.send_error(404)
+            return
         self.server.requests.append((name, self.headers.get("Range")))
         if not path.is_file():
             self.send_error(404)
@@ -134,7 +155,7 @@ def _serve(server, monkeypatch, name="tiny", seed=0, *, sha256: str | None = "au
         sha256=hashlib.sha256(data).hexdigest() if sha256 == "auto" else sha256,
         **extra,
     )
-    registry = dict(manager.REGISTRY) if isinstance(manager.REGISTRY, dict) else {}
+    registry = dict(manager.REGISTRY)
     registry[name] = entry
     monkeypatch.setattr(manager, "REGISTRY", registry)
     return entry, data
@@ -148,15 +169,13 @@ def _leftovers(cache: Path) -> list[str]:
     """Files in the cache other than bookkeeping (locks, records)."""
     if not cache.exists():
         return []
-    skip = {".locks", ".meta"}
-    return sorted(
-        str(p.relative_to(cache))
-        for p in cache.rglob("*")
-        if p.is_file() and p.relative_to(cache).parts[0] not in skip
-    )
+    # Locks, our records and the hub client's own bookkeeping hold no weights.
+    skip = (".locks", ".meta", ".incomplete/hf/.cache")
+    names = (str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
+    return sorted(name for name in names if not name.startswith(skip))
 
 
-# ------------------------------------------------------------------------------------------------ downloads
+# ---------------------------------------------------------------------------------------- downloads
 def test_download_checks_sha256_and_lands_in_the_cache(env, server, monkeypatch):
     entry, data = _serve(server, monkeypatch)
     path = manager.resolve_weights("tiny", download=True, progress=False)
@@ -282,7 +301,7 @@ def test_two_concurrent_downloads_produce_one_file(env, server, monkeypatch):
     assert _leftovers(env) == ["tiny.bin"]
 
 
-# ------------------------------------------------------------------------------------------------ offline
+# ---------------------------------------------------------------------------------------- offline
 @pytest.mark.parametrize("switch", ["JOJOGAN_OFFLINE", "HF_HUB_OFFLINE"])
 def test_offline_never_touches_the_network(env, server, monkeypatch, switch):
     _serve(server, monkeypatch)
@@ -304,37 +323,38 @@ def test_a_probe_without_download_does_not_fetch(env, server, monkeypatch):
     assert server.requests == []
 
 
-# ------------------------------------------------------------------------------------------------ sources
-def test_hugging_face_rows_use_the_hub_client_and_are_verified(env, monkeypatch):
-    """Without a mirror a Hugging Face row goes through hf_hub_download, staged, then checked and moved."""
-    monkeypatch.delenv("JOJOGAN_WEIGHTS_MIRROR")
-    data = _payload(7)
-    calls = []
+# ---------------------------------------------------------------------------------------- sources
+def test_hugging_face_rows_go_through_the_hub_client_and_are_verified(env, server, monkeypatch):
+    """Without a mirror a Hugging Face row is fetched by the real hf_hub_download (pointed at the local
+    server), staged, checked against the registry's sha256 and only then moved into the cache."""
+    from huggingface_hub import constants
 
-    def fake_hf_hub_download(repo_id, filename, *, local_dir):
-        calls.append((repo_id, filename))
-        out = Path(local_dir) / filename
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(data if len(calls) > 1 else data[:-1] + b"x")  # first try: damaged bytes
-        return str(out)
-
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hf_hub_download)
-    entry = WeightsEntry(
-        "hub", "hub.bin", "test", "test", len(data), hashlib.sha256(data).hexdigest(), hf_repo="someone/repo"
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", base)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", base + "/{repo_id}/resolve/{revision}/{filename}"
     )
-    monkeypatch.setattr(manager, "REGISTRY", {"hub": entry})
+    monkeypatch.delenv("JOJOGAN_WEIGHTS_MIRROR")
+    monkeypatch.setenv("HF_HOME", str(env.parent / "hf-home"))
+    entry, data = _serve(server, monkeypatch, name="hub", hf_repo="someone/repo")
+    good = entry.sha256
+    # First the registry disagrees with what the hub serves: refused, nothing kept.
+    monkeypatch.setitem(manager.REGISTRY, "hub", replace(entry, sha256="f" * 64))
     with pytest.raises(manager.WeightsDownloadError) as caught:
-        manager.resolve_weights("hub", download=True)
-    assert "https://huggingface.co/someone/repo/resolve/main/hub.bin" in str(caught.value)
-    assert "registry expects " + entry.sha256 in str(caught.value)
+        manager.resolve_weights("hub", download=True, progress=False)
+    message = str(caught.value)
+    assert f"{base}/someone/repo/resolve/main/hub.bin" not in message  # the real hub URL is what users fetch
+    assert "https://huggingface.co/someone/repo/resolve/main/hub.bin" in message
+    assert f"SHA256 of the download is {good}, the registry expects {'f' * 64}" in message
     assert _leftovers(env) == []
-    assert manager.resolve_weights("hub", download=True).read_bytes() == data
-    assert calls == [("someone/repo", "hub.bin")] * 2
+    monkeypatch.setitem(manager.REGISTRY, "hub", entry)
+    assert manager.resolve_weights("hub", download=True, progress=False).read_bytes() == data
+    assert _leftovers(env) == ["hub.bin"]
+    assert server.gets("hub.bin") == [None, None]
 
 
-def test_sources_prefer_the_hub_and_never_drive():
+def test_sources_prefer_the_hub_never_drive_and_the_mirror_replaces_all(monkeypatch):
+    monkeypatch.delenv("JOJOGAN_WEIGHTS_MIRROR", raising=False)
     ffhq = manager.REGISTRY["ffhq"]
     assert [kind for kind, _ in manager._sources(ffhq)] == ["hf"]
     assert "drive.google.com" in manager._manual_hint(ffhq)
@@ -342,9 +362,13 @@ def test_sources_prefer_the_hub_and_never_drive():
     assert manager._sources(codeformer) == [
         ("url", "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth")
     ]
+    monkeypatch.setenv("JOJOGAN_WEIGHTS_MIRROR", "https://mirror.example/w/")
+    for row in manager.REGISTRY.values():
+        assert manager._sources(row) == [("url", f"https://mirror.example/w/{row.filename}")]
+    assert "drive.google.com" not in manager._manual_hint(ffhq)
 
 
-# ------------------------------------------------------------------------------------------------ registry + CLI
+# ---------------------------------------------------------------------------------------- registry + CLI
 ISSUE_TABLE = {  # name: (file, size, sha256) as issue 9 states them
     "ffhq": (
         "stylegan2-ffhq-config-f.pt",
