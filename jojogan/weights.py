@@ -157,10 +157,7 @@ _ROWS = (
         name="arcface-ir-se50",
         filename="model_ir_se50.pth",
         description="ArcFace IR-SE50 face recognition (the identity network of pSp/e4e), 112 px input",
-        licence=(
-            "MIT (facexlib; the network and weights come from TreB1eN/InsightFace_Pytorch, MIT); "
-            "trained on MS-Celeb-1M, a withdrawn research data set"
-        ),
+        licence="MIT (facexlib; the model comes from TreB1eN/InsightFace_Pytorch, MIT, as facexlib states)",
         size=175_367_323,
         sha256="a035c768259b98ab1ce0e646312f48b9e1e218197a0f80ac6765e88f8b6ddf28",
         url=f"{_GITHUB}/xinntao/facexlib/releases/download/v0.1.0/recognition_arcface_ir_se50.pth",
