@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 NVIDIA_NC = "Nvidia Source Code License-NC (non-commercial)"
 _STYLE_LICENCE = f"JoJoGAN code MIT; fine-tuned from NVIDIA's FFHQ StyleGAN2: {NVIDIA_NC}"
+_TORCHVISION_LICENCE = (
+    "torchvision BSD-3-Clause; ImageNet-trained: the data set's terms may apply (torchvision's own note)"
+)
 _HF = "https://huggingface.co"
 _GITHUB = "https://github.com"
 _CHUNK = 1 << 20
@@ -77,6 +80,8 @@ class WeightsEntry:
         size: exact size in bytes, or ``None`` when not known.
         sha256: hex digest, or ``None`` when not known (then the file is reported as unverified and the
             first download's hash is pinned locally).
+        sha256_prefix: the leading hex digits of the sha256 when only they are published (torchvision puts
+            them in its file names and checks them the same way).
         hf_repo: Hugging Face model repository holding ``filename`` at its root.
         url: a plain HTTPS URL of the same bytes (e.g. a GitHub release asset).
         drive_id: Google Drive id the original project used; never fetched automatically.
@@ -93,6 +98,7 @@ class WeightsEntry:
     url: str | None = None
     drive_id: str | None = None
     layout: str = ""
+    sha256_prefix: str | None = None
 
     @property
     def hf_url(self) -> str | None:
@@ -221,6 +227,25 @@ _ROWS = (
     _style("sketch_multi", drive_id="1GdaeHGBGjBAFsWipTL0y-ssUiAqk8AxD"),
     _style("supergirl", drive_id="1L0y9IYgzLNzB-33xTpXpecsKU-t9DpVC"),
     _style("supergirl_preserve_color", drive_id="1VmKGuvThWHym7YuayXxjv0fSn32lfDpE"),
+    # LPIPS backbones: torchvision's ImageNet checkpoints, at torchvision's own URLs.
+    WeightsEntry(
+        name="vgg16",
+        filename="vgg16-397923af.pth",
+        description="torchvision VGG16 ImageNet weights (the LPIPS 'vgg' backbone)",
+        licence=_TORCHVISION_LICENCE,
+        sha256_prefix="397923af",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        layout="torchvision VGG16 state dict (features.*, classifier.*)",
+    ),
+    WeightsEntry(
+        name="alexnet",
+        filename="alexnet-owt-7be5be79.pth",
+        description="torchvision AlexNet ImageNet weights (the LPIPS 'alex' backbone)",
+        licence=_TORCHVISION_LICENCE,
+        sha256_prefix="7be5be79",
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        layout="torchvision AlexNet state dict (features.*, classifier.*)",
+    ),
 )
 
 REGISTRY: dict[str, WeightsEntry] = {row.name: row for row in _ROWS}
@@ -315,8 +340,9 @@ class CacheStatus:
     Attributes:
         entry: the row.
         path: where the file is (or would be).
-        state: ``missing``; ``verified`` (sha256 matches the registry); ``unverified`` (registry has no
-            sha256; the file matches the hash pinned at its first download or first check); ``corrupt``
+        state: ``missing``; ``verified`` (sha256, or its published prefix, matches the registry);
+            ``unverified`` (registry has no sha256; the file matches the hash pinned at its first download
+            or first check); ``corrupt``
             (wrong size or sha256: it will be replaced, never loaded).
         detail: why it is corrupt, or the pinned sha256 of an unverified file.
     """
@@ -375,9 +401,13 @@ def check_cached(entry: WeightsEntry, *, rehash: bool = False) -> CacheStatus:
     if expected is not None and actual != expected:
         source = "the registry" if entry.sha256 else "its first download"
         return CacheStatus(entry, path, "corrupt", f"sha256 {actual}, expected {expected} ({source})")
+    if entry.sha256_prefix and not actual.startswith(entry.sha256_prefix):
+        return CacheStatus(
+            entry, path, "corrupt", f"sha256 {actual} does not start with {entry.sha256_prefix}"
+        )
     if not unchanged:
         _write_meta(entry, path, actual)
-    if entry.sha256:
+    if entry.sha256 or entry.sha256_prefix:
         return CacheStatus(entry, path, "verified")
     return CacheStatus(entry, path, "unverified", f"sha256 {actual} pinned locally")
 
@@ -524,6 +554,8 @@ def _check_staged(entry: WeightsEntry, staged: Path, hashed: bool) -> str:
     digest = file_sha256(staged)
     if entry.sha256 is not None and digest != entry.sha256:
         raise ValueError(f"SHA256 of the download is {digest}, the registry expects {entry.sha256}")
+    if entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
+        raise ValueError(f"SHA256 of the download is {digest}, the registry expects {entry.sha256_prefix}...")
     return digest
 
 

@@ -39,6 +39,8 @@ _CACHED = {"missing": "no", "verified": "yes", "unverified": "yes", "corrupt": "
 def _verification(status: manager.CacheStatus) -> str:
     if status.state == "corrupt":
         return "no: " + status.detail
+    if status.entry.sha256_prefix is not None:
+        return "yes (sha256 prefix)" if status.state == "verified" else "-"
     if status.entry.sha256 is None:
         return "unverified (no published sha256)"
     return "yes (sha256)" if status.state == "verified" else "-"
