@@ -458,3 +458,22 @@ def test_generator_only_base_names_the_full_file(tmp_path):
     message = str(error)
     assert "has no discriminator ('d'), which fine-tuning needs" in message
     assert "generator-only" in message and "381,462,551 bytes" in message and "--base ffhq" in message
+
+
+def test_quickstart_offline_is_one_line_naming_the_official_file(tmp_path, monkeypatch):
+    """What `jojogan finetune ref.png -o style.safetensors` meets offline on first use."""
+    monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("JOJOGAN_OFFLINE", "1")
+    monkeypatch.delenv("JOJOGAN_WEIGHTS_MIRROR", raising=False)
+    with pytest.raises(manager.WeightsError) as caught:
+        manager.resolve_weights(None, default="ffhq", download=True)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "stylegan2-ffhq-config-f.pt" in message and "downloads are off" in message
+    hub = "https://huggingface.co/akhaliq/jojogan-stylegan2-ffhq-config-f/resolve/main/stylegan2-ffhq-config-f.pt"
+    assert (
+        f"fetch {hub} (or https://drive.google.com/uc?id=1Yr7KuD959btpmcKGAUsbAk5rPjX2MytK) by hand"
+        in message
+    )
+    assert f"put it at {tmp_path / 'cache' / 'stylegan2-ffhq-config-f.pt'}" in message
+    assert not (tmp_path / "cache").exists()  # nothing written
