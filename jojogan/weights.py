@@ -616,7 +616,10 @@ def download(entry: WeightsEntry, *, progress: bool = True, force: bool = False)
             _write_meta(entry, target, digest)
             return target
     tried = "; ".join(failures) if failures else "no download source is known for it"
-    raise WeightsDownloadError(f"could not download {entry.filename} ({tried}); {_manual_hint(entry)}")
+    raise WeightsDownloadError(
+        f"{entry.filename} is not in the weights cache {cache_dir()} and could not be downloaded (tried "
+        f"{tried}); {_manual_hint(entry)}"
+    )
 
 
 def ensure(entry: WeightsEntry, *, download_missing: bool = True, progress: bool = True) -> Path:

@@ -237,7 +237,10 @@ def test_server_down_is_one_clear_line(env, server, monkeypatch):
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: could not download tiny.bin")
+    assert lines[0].startswith(
+        f"Error: tiny.bin is not in the weights cache {env} and could not be downloaded"
+    )
+    assert f"(tried http://127.0.0.1:{port}/tiny.bin: " in lines[0]
     assert f"fetch http://127.0.0.1:{port}/tiny.bin by hand and put it at {env / 'tiny.bin'}" in lines[0]
     assert _leftovers(env) == []
 
