@@ -641,8 +641,8 @@ def ensure(entry: WeightsEntry, *, download_missing: bool = True, progress: bool
     reason = " and downloads are off (JOJOGAN_OFFLINE/HF_HUB_OFFLINE)" if is_offline() else ""
     raise WeightsError(
         f"{entry.filename} ({entry.description}) is not in the weights cache {cache_dir()}{reason}. "
-        f"Run `jojogan weights download {entry.name}`, or {_manual_hint(entry)} (or set JOJOGAN_HOME, or "
-        f"pass its path; any file in the official layout works: {entry.layout})."
+        f"Run `jojogan weights download {entry.name}`, or {_manual_hint(entry)}, or pass the path of any "
+        "file in the same layout."
     )
 
 
