@@ -45,6 +45,9 @@ _STYLE_LICENCE = f"JoJoGAN code MIT; fine-tuned from NVIDIA's FFHQ StyleGAN2: {N
 _TORCHVISION_LICENCE = (
     "torchvision BSD-3-Clause; ImageNet-trained: the data set's terms may apply (torchvision's own note)"
 )
+# Every official style file is one 1024 px generator state dict; issue 9 measured about this many bytes.
+_STYLE_SIZE = 132_769_079
+_APPROX_TOLERANCE = 0.01
 _HF = "https://huggingface.co"
 _GITHUB = "https://github.com"
 _CHUNK = 1 << 20
@@ -82,6 +85,8 @@ class WeightsEntry:
             first download's hash is pinned locally).
         sha256_prefix: the leading hex digits of the sha256 when only they are published (torchvision puts
             them in its file names and checks them the same way).
+        approx_size: the size in bytes when it is known only roughly (the official styles); a file more than
+            1% off is refused, which catches an HTML error page or a truncated copy saved under the name.
         hf_repo: Hugging Face model repository holding ``filename`` at its root.
         url: a plain HTTPS URL of the same bytes (e.g. a GitHub release asset).
         drive_id: Google Drive id the original project used; never fetched automatically.
@@ -99,6 +104,7 @@ class WeightsEntry:
     drive_id: str | None = None
     layout: str = ""
     sha256_prefix: str | None = None
+    approx_size: int | None = None
 
     @property
     def hf_url(self) -> str | None:
@@ -120,6 +126,7 @@ def _style(
         description=f"official JoJoGAN {kind}style '{stem.removesuffix('_preserve_color')}' (about 133 MB)",
         licence=_STYLE_LICENCE,
         sha256=sha256,
+        approx_size=_STYLE_SIZE,
         hf_repo=hf_repo,
         drive_id=drive_id,
         layout="{'g': generator state dict} (1024 px FFHQ generator)",
@@ -375,6 +382,18 @@ def _write_meta(entry: WeightsEntry, path: Path, sha256: str) -> None:
     os.replace(tmp, meta)
 
 
+def _size_problem(entry: WeightsEntry, size: int) -> str | None:
+    """Why ``size`` cannot be ``entry``'s file, or ``None``."""
+    if entry.size is not None and size != entry.size:
+        return f"size {size:,} bytes, expected {entry.size:,}"
+    if (
+        entry.approx_size is not None
+        and abs(size - entry.approx_size) > _APPROX_TOLERANCE * entry.approx_size
+    ):
+        return f"size {size:,} bytes, expected about {entry.approx_size:,}"
+    return None
+
+
 def check_cached(entry: WeightsEntry, *, rehash: bool = False) -> CacheStatus:
     """Check the cached copy of ``entry`` without touching the network.
 
@@ -389,8 +408,9 @@ def check_cached(entry: WeightsEntry, *, rehash: bool = False) -> CacheStatus:
     if not path.is_file():
         return CacheStatus(entry, path, "missing")
     stat = path.stat()
-    if entry.size is not None and stat.st_size != entry.size:
-        return CacheStatus(entry, path, "corrupt", f"size {stat.st_size:,} bytes, expected {entry.size:,}")
+    problem = _size_problem(entry, stat.st_size)
+    if problem:
+        return CacheStatus(entry, path, "corrupt", problem)
     record = _read_meta(entry)
     unchanged = bool(record) and (record.get("size"), record.get("mtime_ns")) == (
         stat.st_size,
@@ -546,9 +566,9 @@ def _check_staged(entry: WeightsEntry, staged: Path, hashed: bool) -> str:
 
     ``hashed``: the downloader already compared the registry's sha256 (pooch does), so it is not read twice.
     """
-    size = staged.stat().st_size
-    if entry.size is not None and size != entry.size:
-        raise _WrongSize(f"{size:,} bytes arrived, the registry expects {entry.size:,}")
+    problem = _size_problem(entry, staged.stat().st_size)
+    if problem:
+        raise _WrongSize(f"the download has {problem}")
     if hashed and entry.sha256 is not None:
         return entry.sha256
     digest = file_sha256(staged)

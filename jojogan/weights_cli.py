@@ -58,19 +58,54 @@ def weights() -> None:
     """
 
 
+def _source(entry: manager.WeightsEntry) -> str:
+    """Where the file comes from, for the README table."""
+    if entry.hf_repo:
+        return f"Hugging Face [{entry.hf_repo}](https://huggingface.co/{entry.hf_repo})"
+    if entry.url:
+        return f"<{entry.url}>"
+    return f"by hand: [Google Drive]({entry.drive_url}) (the original notebook's link)"
+
+
+def _size(entry: manager.WeightsEntry) -> str:
+    if entry.size is not None:
+        return f"{entry.size:,}"
+    return f"~{entry.approx_size:,}" if entry.approx_size is not None else "unknown"
+
+
+def _markdown_table() -> str:
+    lines = ["| name | file | size (bytes) | sha256 | source | licence |", "|---|---|---|---|---|---|"]
+    for entry in manager.REGISTRY.values():
+        size = _size(entry)
+        if entry.sha256:
+            digest = f"`{entry.sha256}`"
+        elif entry.sha256_prefix:
+            digest = f"prefix `{entry.sha256_prefix}`"
+        else:
+            digest = "unknown (unverified)"
+        cells = (f"`{entry.name}`", f"`{entry.filename}`", size, digest, _source(entry), entry.licence)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 @weights.command("list")
-def list_command() -> None:
+@click.option("--markdown", is_flag=True, help="Print the registry as the README's Markdown table instead.")
+def list_command(markdown: bool) -> None:
     """Show every registry file: size, licence, whether it is cached and verified.
 
     \b
-    Example:
+    Examples:
       jojogan weights list
+      jojogan weights list --markdown
     """
+    if markdown:
+        click.echo(_markdown_table())
+        return
     click.echo(f"cache: {manager.cache_dir()}")
     rows = [("name", "file", "size", "cached", "verified", "licence")]
     for entry in manager.REGISTRY.values():
         status = manager.check_cached(entry)
-        size = f"{entry.size:,}" if entry.size is not None else "~133 MB (unknown)"
+        size = _size(entry)
         rows.append(
             (entry.name, entry.filename, size, _CACHED[status.state], _verification(status), entry.licence)
         )

@@ -280,6 +280,22 @@ def test_an_unknown_sha256_is_pinned_at_first_download(env, server, monkeypatch)
     assert manager.check_cached(entry).state == "corrupt"
 
 
+def test_an_approximate_size_refuses_an_error_page_saved_under_the_name(env, server, monkeypatch):
+    """Rows known only roughly (the styles) still refuse a file far off: here a 1 kB "virus scan" page."""
+    entry, _ = _serve(server, monkeypatch, sha256=None, size=None)
+    monkeypatch.setitem(manager.REGISTRY, "tiny", replace(entry, approx_size=SIZE + 1000))
+    entry = manager.REGISTRY["tiny"]
+    (server.root / "tiny.bin").write_bytes(b"<html>Google Drive can't scan this file for viruses</html>")
+    with pytest.raises(manager.WeightsDownloadError, match=f"expected about {SIZE + 1000:,}"):
+        manager.resolve_weights("tiny", download=True, progress=False)
+    assert _leftovers(env) == []
+    env.mkdir(exist_ok=True)
+    (env / "tiny.bin").write_bytes(_payload(0, SIZE - 2000))  # placed by hand, 0.7% short: accepted
+    assert manager.check_cached(entry).state == "unverified"
+    (env / "tiny.bin").write_bytes(_payload(0, SIZE // 2))
+    assert "expected about" in manager.check_cached(entry).detail
+
+
 def test_two_concurrent_downloads_produce_one_file(env, server, monkeypatch):
     _entry, data = _serve(server, monkeypatch)
     server.delay = 0.02  # ~0.1 s per download, so the second caller arrives while the first is running
@@ -423,6 +439,7 @@ def test_registry_matches_the_issue_table():
         assert (row.filename, row.size, row.sha256) == (filename, size, sha256)
     for stem in STYLES + ["supergirl"]:
         assert manager.REGISTRY[stem].filename == f"{stem}.pt"
+        assert manager.REGISTRY[stem].approx_size == 132_769_079
     unknown = [row.name for row in manager.REGISTRY.values() if row.sha256 is None]
     assert "jojo" in unknown and "ffhq" not in unknown
     for row in manager.REGISTRY.values():
@@ -442,6 +459,19 @@ def test_list_shows_every_row_with_licence_and_state(env, server, monkeypatch):
     assert "unverified" in lines["jojo"] and "unverified" not in lines["jojo_preserve_color"]
     assert re.search(r"tiny\.bin\s+300,000\s+yes\s+yes \(sha256\)", lines["tiny"])
     assert re.search(r"ffhq\s+stylegan2-ffhq-config-f\.pt\s+381,462,551\s+no\s", lines["ffhq"])
+
+
+def test_markdown_table_for_the_readme_has_every_row():
+    result = _run("list", "--markdown")
+    assert result.exit_code == 0
+    rows = result.output.strip().splitlines()
+    assert rows[0].startswith("| name | file |") and len(rows) == 2 + len(manager.REGISTRY)
+    ffhq = next(row for row in rows if row.startswith("| `ffhq` "))
+    assert "381,462,551" in ffhq and manager.REGISTRY["ffhq"].sha256 in ffhq and "Nvidia Source Code" in ffhq
+    jojo = next(row for row in rows if row.startswith("| `jojo` "))
+    assert "unknown (unverified)" in jojo and "drive.google.com" in jojo
+    vgg = next(row for row in rows if row.startswith("| `vgg16` "))
+    assert "prefix `397923af`" in vgg
 
 
 def test_path_and_unknown_names(env):
