@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from jojogan.stylegan2.errors import CheckpointError, JojoganError
+from jojogan.stylegan2.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ _CHUNK = 1 << 20
 _NET_CHUNK = 1 << 16
 
 
-class WeightsError(JojoganError):
-    """A weights file could not be found, downloaded or verified."""
+class WeightsError(CheckpointError):
+    """A weights file could not be found, downloaded or verified (a :class:`CheckpointError`, as a missing
+    file always was)."""
 
 
 class WeightsOfflineError(WeightsError):
@@ -579,6 +580,12 @@ def _check_staged(entry: WeightsEntry, staged: Path, hashed: bool) -> str:
     return digest
 
 
+def _announced_size(entry: WeightsEntry) -> str:
+    if entry.size is not None:
+        return format_size(entry.size)
+    return f"about {format_size(entry.approx_size)}" if entry.approx_size is not None else "size unknown"
+
+
 def _short(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 300 else text[:297] + "..."
@@ -619,7 +626,7 @@ def download(entry: WeightsEntry, *, progress: bool = True, force: bool = False)
                 log.warning("replacing the damaged cached %s (%s)", entry.filename, status.detail)
         for kind, url in _sources(entry):
             log.info(
-                "downloading %s (%s) from %s into %s", entry.filename, format_size(entry.size), url, target
+                "downloading %s (%s) from %s into %s", entry.filename, _announced_size(entry), url, target
             )
             staged = None
             try:
@@ -662,7 +669,7 @@ def ensure(entry: WeightsEntry, *, download_missing: bool = True, progress: bool
     raise WeightsError(
         f"{entry.filename} ({entry.description}) is not in the weights cache {cache_dir()}{reason}. "
         f"Run `jojogan weights download {entry.name}`, or {_manual_hint(entry)}, or pass the path of any "
-        "file in the same layout."
+        f"file in the same layout ({entry.layout})."
     )
 
 

@@ -188,6 +188,17 @@ def test_download_checks_sha256_and_lands_in_the_cache(env, server, monkeypatch)
     assert server.gets("tiny.bin") == [None]
 
 
+def test_first_use_is_announced_on_one_log_line_with_a_progress_bar(env, server, monkeypatch, caplog, capsys):
+    _serve(server, monkeypatch)
+    with caplog.at_level("INFO", logger="jojogan.weights"):
+        manager.resolve_weights("tiny", download=True, progress=True)
+    announced = [r.getMessage() for r in caplog.records if r.name == "jojogan.weights"]
+    mirror = manager.mirror_url()
+    assert announced == [f"downloading tiny.bin (300.0 kB) from {mirror}/tiny.bin into {env / 'tiny.bin'}"]
+    bar = capsys.readouterr().err
+    assert "tiny.bin" in bar and "B/s" in bar and "293k/293k" in bar  # bytes, rate (KiB units)
+
+
 def test_a_dropped_connection_resumes_with_range(env, server, monkeypatch):
     _entry, data = _serve(server, monkeypatch)
     server.drop_after["tiny.bin"] = 120_000
