@@ -1,57 +1,268 @@
-"""Where weights live: a small registry of the official files and the local cache directory.
+"""The weights manager: a registry of the official files, a verified cache, and first-use downloads.
 
-Nothing is downloaded implicitly. The registry says what each file is, its expected layout and where users
-get it; :func:`resolve_weights` finds a file given a path or a registry name, and explains what to do when
-it is missing.
+The registry (:data:`REGISTRY`) is data: one row per file with its size, sha256 (where known), licence and
+where it is hosted. :func:`resolve_weights` turns a registry name, a file name or a path into a file on disk,
+downloading it on first use when asked to.
+
+Design of a download (:func:`download`):
+
+* One process at a time per file: a :class:`filelock.FileLock` in ``<cache>/.locks``. A process that waited
+  finds the file already there and does not fetch it again.
+* Files hosted on Hugging Face go through :func:`huggingface_hub.hf_hub_download` (its resume, retries, Xet
+  transfer, token and ``HF_HUB_OFFLINE``), staged in ``<cache>/.incomplete/hf``.
+* Plain URLs (GitHub releases) and every file when ``JOJOGAN_WEIGHTS_MIRROR=<base-url>`` is set
+  (``<base-url>/<file name>``) go through :func:`pooch.retrieve`, which checks the sha256 and moves the file
+  into place only when it matches, with a downloader of ours that adds HTTP ``Range`` resume (pooch has
+  none): the bytes accumulate in ``<cache>/.incomplete/<file>.part``, so an interrupted download, in this
+  process (retried while the file grows) or a later one, continues where it stopped.
+* Only a file whose size and sha256 (where the registry knows it) match is moved, with :func:`os.replace`,
+  into ``<cache>/<file name>``; the cache itself never holds a half-written file. A sidecar record
+  (``<cache>/.meta/<file>.json``: size, modification time, sha256) lets later runs trust the file without
+  hashing it again, and exposes a file changed afterwards (truncated, overwritten) so it is replaced, never
+  loaded. For rows whose sha256 is unknown the first download's hash is pinned in that record.
+* Google Drive links, which the original project used and which break, are never fetched automatically;
+  they are printed as the last manual resort.
+* ``JOJOGAN_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: no network at all; a missing file is one clear error that
+  says where to put it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from jojogan.stylegan2.errors import CheckpointError
 
+log = logging.getLogger(__name__)
+
+NVIDIA_NC = "Nvidia Source Code License-NC (non-commercial)"
+_STYLE_LICENCE = f"JoJoGAN code MIT; fine-tuned from NVIDIA's FFHQ StyleGAN2: {NVIDIA_NC}"
+_TORCHVISION_LICENCE = (
+    "torchvision BSD-3-Clause; ImageNet-trained: the data set's terms may apply (torchvision's own note)"
+)
+# Every official style file is one 1024 px generator state dict; issue 9 measured about this many bytes.
+_STYLE_SIZE = 132_769_079
+_APPROX_TOLERANCE = 0.01
+_HF = "https://huggingface.co"
+_GITHUB = "https://github.com"
+_CHUNK = 1 << 20
+# Bytes read but not yet handed over are lost when a connection breaks, so network reads stay small.
+_NET_CHUNK = 1 << 16
+
+
+class WeightsError(CheckpointError):
+    """A weights file could not be found, downloaded or verified (a :class:`CheckpointError`, as a missing
+    file always was)."""
+
+
+class WeightsOfflineError(WeightsError):
+    """A file is needed, it is not cached, and downloads are switched off."""
+
+
+class WeightsDownloadError(WeightsError):
+    """Every source of a file failed (network error, wrong size, wrong sha256)."""
+
+
+class GeneratorOnlyError(CheckpointError):
+    """A base checkpoint holds only the generator where the discriminator (``d``) is needed."""
+
 
 @dataclass(frozen=True)
-class WeightsInfo:
-    """One entry of the registry.
+class WeightsEntry:
+    """One row of the registry.
 
     Attributes:
         name: registry name used on the command line (``--base ffhq``).
-        filename: file name in the cache directory.
+        filename: file name in the cache and on the mirror.
         description: what it is.
-        source: where users download it from.
-        layout: the tensor layout the loader expects.
+        licence: the licence as the file's authors state it.
+        size: exact size in bytes, or ``None`` when not known.
+        sha256: hex digest, or ``None`` when not known (then the file is reported as unverified and the
+            first download's hash is pinned locally).
+        sha256_prefix: the leading hex digits of the sha256 when only they are published (torchvision puts
+            them in its file names and checks them the same way).
+        approx_size: the size in bytes when it is known only roughly (the official styles); a file more than
+            1% off is refused, which catches an HTML error page or a truncated copy saved under the name.
+        hf_repo: Hugging Face model repository holding ``filename`` at its root.
+        url: a plain HTTPS URL of the same bytes (e.g. a GitHub release asset).
+        drive_id: Google Drive id the original project used; never fetched automatically.
+        layout: what the loader expects inside.
     """
 
     name: str
     filename: str
     description: str
-    source: str
-    layout: str
+    licence: str
+    size: int | None = None
+    sha256: str | None = None
+    hf_repo: str | None = None
+    url: str | None = None
+    drive_id: str | None = None
+    layout: str = ""
+    sha256_prefix: str | None = None
+    approx_size: int | None = None
+
+    @property
+    def hf_url(self) -> str | None:
+        """The browser/``curl`` URL of the Hugging Face copy."""
+        return f"{_HF}/{self.hf_repo}/resolve/main/{self.filename}" if self.hf_repo else None
+
+    @property
+    def drive_url(self) -> str | None:
+        return f"https://drive.google.com/uc?id={self.drive_id}" if self.drive_id else None
 
 
-REGISTRY: dict[str, WeightsInfo] = {
-    info.name: info
-    for info in (
-        WeightsInfo(
-            name="ffhq",
-            filename="stylegan2-ffhq-config-f.pt",
-            description="StyleGAN2 config-f, FFHQ, 1024 px (generator, discriminator, mean latent)",
-            source="the JoJoGAN repository's model links (rosinality conversion of NVIDIA's model)",
-            layout="{'g_ema': ..., 'd': ..., 'latent_avg': [512]} in the rosinality layout",
-        ),
-        WeightsInfo(
-            name="e4e",
-            filename="e4e_ffhq_encode.pt",
-            description="encoder4editing FFHQ encoder (IR-SE50 backbone) producing W+ [18, 512]",
-            source="the encoder4editing repository's pretrained models (e4e_ffhq_encode.pt)",
-            layout="{'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg': [18, 512], 'opts': ...}",
-        ),
+def _style(
+    stem: str, *, hf_repo: str | None = None, drive_id: str, sha256: str | None = None
+) -> WeightsEntry:
+    kind = "colour-preserving " if stem.endswith("_preserve_color") else ""
+    return WeightsEntry(
+        name=stem,
+        filename=f"{stem}.pt",
+        description=f"official JoJoGAN {kind}style '{stem.removesuffix('_preserve_color')}' (about 133 MB)",
+        licence=_STYLE_LICENCE,
+        sha256=sha256,
+        approx_size=_STYLE_SIZE,
+        hf_repo=hf_repo,
+        drive_id=drive_id,
+        layout="{'g': generator state dict} (1024 px FFHQ generator)",
     )
-}
+
+
+_ROWS = (
+    WeightsEntry(
+        name="ffhq",
+        filename="stylegan2-ffhq-config-f.pt",
+        description="StyleGAN2 config-f, FFHQ, 1024 px: generator, discriminator and mean latent",
+        licence=f"NVIDIA's FFHQ StyleGAN2 (rosinality's conversion): {NVIDIA_NC}",
+        size=381_462_551,
+        sha256="bae494ef77e32a9cd1792a81a3c167692a0e64f6bcd8b06592ff42917e2ed46e",
+        hf_repo="akhaliq/jojogan-stylegan2-ffhq-config-f",
+        drive_id="1Yr7KuD959btpmcKGAUsbAk5rPjX2MytK",
+        layout="{'g_ema': ..., 'd': ..., 'latent_avg': [512]} in the rosinality layout",
+    ),
+    WeightsEntry(
+        name="e4e",
+        filename="e4e_ffhq_encode.pt",
+        description="encoder4editing FFHQ encoder (IR-SE50 backbone) producing W+ [18, 512]",
+        licence=f"encoder4editing code MIT; its decoder is NVIDIA's FFHQ StyleGAN2: {NVIDIA_NC}",
+        size=1_201_649_680,
+        sha256="2ace1d9a8c05c10a399bcd500b8dda118f759ff1aac89dbdab7435f2136a0999",
+        hf_repo="akhaliq/JoJoGAN_e4e_ffhq_encode",
+        drive_id="1cUv_reLE6k3604or78EranS7XzuVMWeO",
+        layout="{'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg': [18, 512], 'opts': ...}",
+    ),
+    WeightsEntry(
+        name="codeformer",
+        filename="codeformer.pth",
+        description="CodeFormer face restoration network (cleans up stylized faces)",
+        licence="S-Lab License 1.0 (non-commercial)",
+        size=376_637_898,
+        sha256="1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7",
+        url=f"{_GITHUB}/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
+        layout="{'params_ema': CodeFormer state dict}",
+    ),
+    WeightsEntry(
+        name="arcface-ir-se50",
+        filename="model_ir_se50.pth",
+        description="ArcFace IR-SE50 face recognition (the identity network of pSp/e4e), 112 px input",
+        licence="MIT (facexlib; the model comes from TreB1eN/InsightFace_Pytorch, MIT, as facexlib states)",
+        size=175_367_323,
+        sha256="a035c768259b98ab1ce0e646312f48b9e1e218197a0f80ac6765e88f8b6ddf28",
+        url=f"{_GITHUB}/xinntao/facexlib/releases/download/v0.1.0/recognition_arcface_ir_se50.pth",
+        layout="IR-SE50 backbone state dict (input_layer.*, body.*, output_layer.*)",
+    ),
+    WeightsEntry(
+        name="arcface-w600k-r50",
+        filename="w600k_r50.onnx",
+        description="insightface ArcFace ResNet-50 trained on WebFace600K (buffalo_l), ONNX, 112 px input",
+        licence="insightface pretrained models: non-commercial research purposes only",
+        size=174_383_860,
+        sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
+        url=f"{_GITHUB}/yakhyo/uniface/releases/download/weights/w600k_r50.onnx",
+        layout="ONNX graph, input [N, 3, 112, 112], output [N, 512]",
+    ),
+    # The official styles: Hugging Face copies where the JoJoGAN Space uses them, otherwise only the Drive ids
+    # of the original notebook (printed for a manual download, or served by a mirror).
+    _style("arcane_caitlyn", drive_id="1gOsDTiTPcENiFOrhmkkxJcTURykW1dRc"),
+    _style(
+        "arcane_caitlyn_preserve_color",
+        hf_repo="akhaliq/jojogan-arcane",
+        drive_id="1cUTyjU-q98P75a8THCaO545RTwpVV-aH",
+    ),
+    _style("arcane_jinx", drive_id="1quQ8vPjYpUiXM4k1_KIwP4EccOefPpG_"),
+    _style(
+        "arcane_jinx_preserve_color",
+        hf_repo="akhaliq/jojo-gan-jinx",
+        drive_id="1jElwHxaYPod5Itdy18izJk49K1nl4ney",
+    ),
+    _style("arcane_multi", drive_id="15V9s09sgaw-zhKp116VHigf5FowAy43f"),
+    _style(
+        "arcane_multi_preserve_color",
+        hf_repo="akhaliq/jojogan-arcane",
+        drive_id="1enJgrC08NpWpx2XGBmLt1laimjpGCyfl",
+    ),
+    _style("disney", drive_id="1zbE2upakFUAx8ximYnLofFwfT8MilqJA"),
+    _style(
+        "disney_preserve_color",
+        hf_repo="akhaliq/jojogan-disney",
+        drive_id="1Bnh02DjfvN_Wm8c4JdOiNV4q9J7Z_tsi",
+    ),
+    _style("jojo", drive_id="13cR2xjIBj8Ga5jMO7gtxzIJj2PDsBYK4"),
+    _style(
+        "jojo_preserve_color",
+        hf_repo="akhaliq/JoJoGAN-jojo",
+        drive_id="1ZRwYLRytCEKi__eT2Zxv1IlV6BGVQ_K2",
+        sha256="405cead5eb4693c81ebadb572a7bc95a723456b3661fe49befcdc7d8a549cf04",
+    ),
+    _style("jojo_yasuho", drive_id="1grZT3Gz1DLzFoJchAmoj3LoM9ew9ROX_"),
+    _style(
+        "jojo_yasuho_preserve_color",
+        hf_repo="akhaliq/JoJoGAN-jojo",
+        drive_id="1SKBu1h0iRNyeKBnya_3BBmLr4pkPeg_L",
+    ),
+    _style(
+        "art",
+        hf_repo="akhaliq/jojo-gan-art",
+        drive_id="1a0QDEHwXQ6hE_FcYEyNMuv5r5UnRQLKT",
+        sha256="653a1d290f23c5d2c42532d09fa83d9c07500abd9ce469e7f560263a7d9c8641",
+    ),
+    _style("sketch_multi", drive_id="1GdaeHGBGjBAFsWipTL0y-ssUiAqk8AxD"),
+    _style("supergirl", drive_id="1L0y9IYgzLNzB-33xTpXpecsKU-t9DpVC"),
+    _style("supergirl_preserve_color", drive_id="1VmKGuvThWHym7YuayXxjv0fSn32lfDpE"),
+    # LPIPS backbones: torchvision's ImageNet checkpoints, at torchvision's own URLs.
+    WeightsEntry(
+        name="vgg16",
+        filename="vgg16-397923af.pth",
+        description="torchvision VGG16 ImageNet weights (the LPIPS 'vgg' backbone)",
+        licence=_TORCHVISION_LICENCE,
+        sha256_prefix="397923af",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        layout="torchvision VGG16 state dict (features.*, classifier.*)",
+    ),
+    WeightsEntry(
+        name="alexnet",
+        filename="alexnet-owt-7be5be79.pth",
+        description="torchvision AlexNet ImageNet weights (the LPIPS 'alex' backbone)",
+        licence=_TORCHVISION_LICENCE,
+        sha256_prefix="7be5be79",
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        layout="torchvision AlexNet state dict (features.*, classifier.*)",
+    ),
+)
+
+REGISTRY: dict[str, WeightsEntry] = {row.name: row for row in _ROWS}
+"""Every known file by registry name (the one table the README documents)."""
+
+
+# ---------------------------------------------------------------------------------------------- environment
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def cache_dir() -> Path:
@@ -60,31 +271,471 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "jojogan"
 
 
-def resolve_weights(spec: str | os.PathLike | None, default: str) -> Path:
-    """Find a weights file.
+def is_offline() -> bool:
+    """``JOJOGAN_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: never touch the network."""
+    return _env_flag("JOJOGAN_OFFLINE") or _env_flag("HF_HUB_OFFLINE")
+
+
+def mirror_url() -> str | None:
+    """``$JOJOGAN_WEIGHTS_MIRROR`` without a trailing slash, or ``None``."""
+    base = os.environ.get("JOJOGAN_WEIGHTS_MIRROR", "").strip()
+    return base.rstrip("/") or None
+
+
+# ---------------------------------------------------------------------------------------------- lookups
+def find_entry(spec: str | os.PathLike) -> WeightsEntry | None:
+    """The registry row named ``spec`` by registry name or by file name, else ``None``."""
+    key = str(spec)
+    if key in REGISTRY:
+        return REGISTRY[key]
+    return next((row for row in REGISTRY.values() if row.filename == key), None)
+
+
+def get_entry(spec: str) -> WeightsEntry:
+    """Like :func:`find_entry` but raises :class:`WeightsError` listing the known names."""
+    row = find_entry(spec)
+    if row is None:
+        raise WeightsError(f"unknown weights {spec!r}; known names: {', '.join(REGISTRY)}")
+    return row
+
+
+def cached_path(entry: WeightsEntry) -> Path:
+    """Where ``entry`` lives in the cache (whether or not it is there)."""
+    return cache_dir() / entry.filename
+
+
+def _meta_path(entry: WeightsEntry) -> Path:
+    return cache_dir() / ".meta" / f"{entry.filename}.json"
+
+
+def _lock_path(entry: WeightsEntry) -> Path:
+    return cache_dir() / ".locks" / f"{entry.filename}.lock"
+
+
+def _staging_dir() -> Path:
+    return cache_dir() / ".incomplete"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def format_size(size: int | None) -> str:
+    """``381462551`` → ``"381.5 MB"``; ``None`` → ``"?"``."""
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+# ---------------------------------------------------------------------------------------------- cache state
+CacheState = Literal["missing", "verified", "unverified", "corrupt"]
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """What the cache holds for one registry row.
+
+    Attributes:
+        entry: the row.
+        path: where the file is (or would be).
+        state: ``missing``; ``verified`` (sha256, or its published prefix, matches the registry);
+            ``unverified`` (registry has no sha256; the file matches the hash pinned at its first download
+            or first check); ``corrupt``
+            (wrong size or sha256: it will be replaced, never loaded).
+        detail: why it is corrupt, or the pinned sha256 of an unverified file.
+    """
+
+    entry: WeightsEntry
+    path: Path
+    state: CacheState
+    detail: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.state in ("verified", "unverified")
+
+
+def _read_meta(entry: WeightsEntry) -> dict | None:
+    try:
+        record = json.loads(_meta_path(entry).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _write_meta(entry: WeightsEntry, path: Path, sha256: str) -> None:
+    stat = path.stat()
+    record = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
+    meta = _meta_path(entry)
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, meta)
+
+
+def _size_problem(entry: WeightsEntry, size: int) -> str | None:
+    """Why ``size`` cannot be ``entry``'s file, or ``None``."""
+    if entry.size is not None and size != entry.size:
+        return f"size {size:,} bytes, expected {entry.size:,}"
+    if (
+        entry.approx_size is not None
+        and abs(size - entry.approx_size) > _APPROX_TOLERANCE * entry.approx_size
+    ):
+        return f"size {size:,} bytes, expected about {entry.approx_size:,}"
+    return None
+
+
+def check_cached(entry: WeightsEntry, *, rehash: bool = False) -> CacheStatus:
+    """Check the cached copy of ``entry`` without touching the network.
+
+    The size is always compared; the sha256 is computed when the file has no record yet, when it changed
+    since its record was written (size or modification time), or when ``rehash`` is set.
 
     Args:
-        spec: a path, a registry name (``"ffhq"``, ``"e4e"``), or ``None`` for ``default``.
-        default: registry name used when ``spec`` is ``None``.
+        entry: the registry row.
+        rehash: hash the file even when its record says it is unchanged (``jojogan weights verify``).
+    """
+    path = cached_path(entry)
+    if not path.is_file():
+        return CacheStatus(entry, path, "missing")
+    stat = path.stat()
+    problem = _size_problem(entry, stat.st_size)
+    if problem:
+        return CacheStatus(entry, path, "corrupt", problem)
+    record = _read_meta(entry)
+    unchanged = bool(record) and (record.get("size"), record.get("mtime_ns")) == (
+        stat.st_size,
+        stat.st_mtime_ns,
+    )
+    actual = record["sha256"] if unchanged and not rehash else file_sha256(path)
+    expected = entry.sha256 or (record or {}).get("sha256")
+    if expected is not None and actual != expected:
+        source = "the registry" if entry.sha256 else "its first download"
+        return CacheStatus(entry, path, "corrupt", f"sha256 {actual}, expected {expected} ({source})")
+    if entry.sha256_prefix and not actual.startswith(entry.sha256_prefix):
+        return CacheStatus(
+            entry, path, "corrupt", f"sha256 {actual} does not start with {entry.sha256_prefix}"
+        )
+    if not unchanged:
+        _write_meta(entry, path, actual)
+    if entry.sha256 or entry.sha256_prefix:
+        return CacheStatus(entry, path, "verified")
+    return CacheStatus(entry, path, "unverified", f"sha256 {actual} pinned locally")
 
-    Returns:
-        An existing file.
+
+# ---------------------------------------------------------------------------------------------- downloads
+def _sources(entry: WeightsEntry) -> list[tuple[str, str]]:
+    """``(kind, url)`` to try in order: the mirror alone when set, else Hugging Face then the plain URL."""
+    mirror = mirror_url()
+    if mirror is not None:
+        return [("url", f"{mirror}/{entry.filename}")]
+    found = []
+    if entry.hf_repo:
+        found.append(("hf", entry.hf_url))
+    if entry.url:
+        found.append(("url", entry.url))
+    return found
+
+
+def _manual_hint(entry: WeightsEntry) -> str:
+    """The sentence telling a user how to get the file by hand."""
+    urls = [url for _, url in _sources(entry)]
+    if mirror_url() is None and entry.drive_url:
+        urls.append(entry.drive_url)
+    where = cached_path(entry)
+    if not urls:
+        return f"put {entry.filename} at {where}"
+    also = f" (or {', '.join(urls[1:])})" if len(urls) > 1 else ""
+    return f"fetch {urls[0]}{also} by hand and put it at {where}"
+
+
+class _ShortRead(Exception):
+    """The server closed the connection before the announced length."""
+
+
+class _WrongSize(ValueError):
+    """A complete download whose size differs from the registry's."""
+
+
+class _RangeDownloader:
+    """A pooch downloader that resumes with HTTP ``Range`` from a partial file that outlives the process.
+
+    pooch hands it a temporary output file and, after it returns, checks the sha256 and moves the result;
+    the bytes themselves accumulate in ``partial`` so that a dropped connection or a killed process does not
+    start again from zero. Within one call it retries as long as each attempt made progress.
+    """
+
+    def __init__(self, partial: Path, expected_size: int | None, progress: bool, timeout: float = 30.0):
+        self.partial = partial
+        self.expected_size = expected_size
+        self.progress = progress
+        self.timeout = timeout
+
+    def __call__(self, url: str, output_file: str, pooch: object, check_only: bool = False) -> None:
+        import requests
+
+        if check_only:
+            return None
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        dropped = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+        while True:
+            before = self._have()
+            try:
+                self._fetch(url, before)
+                break
+            except (*dropped, _ShortRead) as error:
+                after = self._have()
+                if after <= before:
+                    raise
+                log.warning("the download of %s stopped at %s (%s); resuming", url, format_size(after), error)
+        size = self._have()
+        if self.expected_size is not None and size != self.expected_size:
+            self.partial.unlink()
+            raise _WrongSize(f"{size:,} bytes arrived, the registry expects {self.expected_size:,}")
+        os.replace(self.partial, output_file)
+        return None
+
+    def _have(self) -> int:
+        return self.partial.stat().st_size if self.partial.exists() else 0
+
+    def _fetch(self, url: str, offset: int) -> None:
+        import requests
+        from tqdm.auto import tqdm
+
+        if self.expected_size is not None and offset > self.expected_size:
+            self.partial.unlink()
+            offset = 0
+        if self.expected_size is not None and offset == self.expected_size:
+            return
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as response:
+            if response.status_code == 416 and offset:
+                # Nothing past our bytes: the partial file is the whole file (or junk the hash check rejects).
+                return
+            response.raise_for_status()
+            if offset and response.status_code != 206:
+                offset = 0  # the server ignored Range and sends the whole file
+            length = response.headers.get("Content-Length")
+            total = offset + int(length) if length is not None else self.expected_size
+            with (
+                open(self.partial, "ab" if offset else "wb") as handle,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=self.partial.name.removesuffix(".part"),
+                    disable=not self.progress,
+                ) as bar,
+            ):
+                for block in response.iter_content(chunk_size=_NET_CHUNK):
+                    handle.write(block)
+                    bar.update(len(block))
+        if total is not None and self._have() < total:
+            raise _ShortRead(f"the connection closed after {self._have():,} of {total:,} bytes")
+
+
+def _fetch_url(entry: WeightsEntry, url: str, staging: Path, progress: bool) -> Path:
+    import pooch
+
+    known = f"sha256:{entry.sha256}" if entry.sha256 else None
+    downloader = _RangeDownloader(staging / f"{entry.filename}.part", entry.size, progress)
+    # pooch's own INFO line repeats ours; keep it out of the user's terminal.
+    pooch.get_logger().setLevel(logging.WARNING)
+    return Path(pooch.retrieve(url, known, fname=entry.filename, path=staging, downloader=downloader))
+
+
+def _fetch_hf(entry: WeightsEntry, staging: Path) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(entry.hf_repo, entry.filename, local_dir=staging / "hf"))
+
+
+def _check_staged(entry: WeightsEntry, staged: Path, hashed: bool) -> str:
+    """Size and sha256 of a finished download; raises ``ValueError`` naming the mismatch.
+
+    ``hashed``: the downloader already compared the registry's sha256 (pooch does), so it is not read twice.
+    """
+    problem = _size_problem(entry, staged.stat().st_size)
+    if problem:
+        raise _WrongSize(f"the download has {problem}")
+    if hashed and entry.sha256 is not None:
+        return entry.sha256
+    digest = file_sha256(staged)
+    if entry.sha256 is not None and digest != entry.sha256:
+        raise ValueError(f"SHA256 of the download is {digest}, the registry expects {entry.sha256}")
+    if entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
+        raise ValueError(f"SHA256 of the download is {digest}, the registry expects {entry.sha256_prefix}...")
+    return digest
+
+
+def _announced_size(entry: WeightsEntry) -> str:
+    if entry.size is not None:
+        return format_size(entry.size)
+    return f"about {format_size(entry.approx_size)}" if entry.approx_size is not None else "size unknown"
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def download(entry: WeightsEntry, *, progress: bool = True, force: bool = False) -> Path:
+    """Fetch ``entry`` into the cache (see the module docstring for the design); return its path.
+
+    Args:
+        entry: the registry row.
+        progress: show a progress bar (bytes, rate, time left).
+        force: download even when a good copy is cached.
 
     Raises:
-        CheckpointError: the file does not exist; the message says where it was looked for, how to get it,
-            and that any file in the official layout works.
+        WeightsOfflineError: offline mode is on.
+        WeightsDownloadError: every source failed; the message names what was tried, the URL to fetch by
+            hand and where to put the file. Nothing is left in the cache but resumable partial bytes in
+            ``.incomplete``.
     """
-    if spec is not None and str(spec) not in REGISTRY:
-        path = Path(spec).expanduser()
-        if path.is_file():
-            return path
-        raise CheckpointError(f"weights file not found: {path}")
-    info = REGISTRY[str(spec) if spec is not None else default]
-    path = cache_dir() / info.filename
+    from filelock import FileLock
+
+    if is_offline():
+        raise WeightsOfflineError(
+            f"{entry.filename} is not in the weights cache {cache_dir()} and downloads are off "
+            f"(JOJOGAN_OFFLINE/HF_HUB_OFFLINE): {_manual_hint(entry)}"
+        )
+    target = cached_path(entry)
+    staging = _staging_dir()
+    staging.mkdir(parents=True, exist_ok=True)
+    _lock_path(entry).parent.mkdir(parents=True, exist_ok=True)
+    failures = []
+    with FileLock(str(_lock_path(entry))):
+        if not force:
+            status = check_cached(entry)
+            if status.usable:  # another process finished it while we waited for the lock
+                return target
+            if status.state == "corrupt":
+                log.warning("replacing the damaged cached %s (%s)", entry.filename, status.detail)
+        for kind, url in _sources(entry):
+            log.info(
+                "downloading %s (%s) from %s into %s", entry.filename, _announced_size(entry), url, target
+            )
+            staged = None
+            try:
+                staged = (
+                    _fetch_hf(entry, staging) if kind == "hf" else _fetch_url(entry, url, staging, progress)
+                )
+                digest = _check_staged(entry, staged, hashed=kind == "url")
+            except Exception as error:  # noqa: BLE001 - each source fails in its own way; try the next
+                if staged is not None:
+                    staged.unlink(missing_ok=True)
+                failures.append(f"{url}: {_short(error)}")
+                continue
+            os.replace(staged, target)
+            _write_meta(entry, target, digest)
+            return target
+    tried = "; ".join(failures) if failures else "no download source is known for it"
+    raise WeightsDownloadError(
+        f"{entry.filename} is not in the weights cache {cache_dir()} and could not be downloaded (tried "
+        f"{tried}); {_manual_hint(entry)}"
+    )
+
+
+def ensure(entry: WeightsEntry, *, download_missing: bool = True, progress: bool = True) -> Path:
+    """Return the cached path of ``entry``, downloading it (or replacing a damaged copy) when allowed.
+
+    Raises:
+        WeightsError: missing or damaged and not allowed (or not able) to download; says how to get it.
+    """
+    status = check_cached(entry)
+    if status.usable:
+        return status.path
+    if download_missing and not is_offline():
+        return download(entry, progress=progress, force=status.state == "corrupt")
+    if status.state == "corrupt":
+        raise WeightsError(
+            f"the cached {entry.filename} is damaged ({status.detail}) and is not loaded; run "
+            f"`jojogan weights download {entry.name}` to replace it, or {_manual_hint(entry)}"
+        )
+    reason = " and downloads are off (JOJOGAN_OFFLINE/HF_HUB_OFFLINE)" if is_offline() else ""
+    raise WeightsError(
+        f"{entry.filename} ({entry.description}) is not in the weights cache {cache_dir()}{reason}. "
+        f"Run `jojogan weights download {entry.name}`, or {_manual_hint(entry)}, or pass the path of any "
+        f"file in the same layout ({entry.layout})."
+    )
+
+
+def resolve_weights(
+    spec: str | os.PathLike | None,
+    default: str | None = None,
+    *,
+    download: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Find a weights file: the one entry point the API calls for ``--base``, ``--e4e`` and the rest.
+
+    Args:
+        spec: a path to an existing file, a registry name (``"ffhq"``), a registry file name
+            (``"stylegan2-ffhq-config-f.pt"``), or ``None`` for ``default``. An existing file wins over a
+            registry name.
+        default: registry name used when ``spec`` is ``None``.
+        download: fetch a missing or damaged registry file (first use). ``False`` only looks in the cache,
+            which is what an optional probe wants (e.g. "use e4e if it is there").
+        progress: progress bar while downloading.
+
+    Returns:
+        An existing file; a registry file's size and sha256 have been checked.
+
+    Raises:
+        WeightsError: the file is missing and may not be downloaded, or is damaged; the message says where
+            it was looked for and how to get it.
+        WeightsDownloadError: the download failed (one line: what was tried, what to do by hand).
+        CheckpointError: ``spec`` is neither an existing file nor a registry name.
+    """
+    if spec is None:
+        if default is None:
+            raise WeightsError("no weights named: pass a path or a registry name")
+        spec = default
+    path = Path(spec).expanduser()
     if path.is_file():
         return path
-    raise CheckpointError(
-        f"{info.filename} ({info.description}) is not in the weights cache {cache_dir()}. "
-        f"Download it from {info.source} and put it there (or set JOJOGAN_HOME), or pass its path; "
-        f"any file in the official layout works ({info.layout})."
+    entry = find_entry(spec)
+    if entry is None:
+        raise CheckpointError(
+            f"weights file not found: {path} (and {str(spec)!r} is no registry name; known: "
+            f"{', '.join(REGISTRY)})"
+        )
+    return ensure(entry, download_missing=download, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+_FFHQ = REGISTRY["ffhq"]
+
+
+def generator_only_error(path: str | os.PathLike, purpose: str = "fine-tuning") -> GeneratorOnlyError:
+    """The error for a base checkpoint without a discriminator where ``purpose`` needs one.
+
+    The usual cause is a 133 MB ``stylegan2-ffhq-config-f.pt`` that holds only ``g_ema``; the message names
+    the full file and how to get it.
+    """
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else None
+    # The generator-only copies circulate under the full file's name; say so when the size gives it away.
+    looks_like = (
+        f" ({format_size(size)}, a generator-only file)"
+        if size is not None and size < _FFHQ.size // 2
+        else ""
+    )
+    return GeneratorOnlyError(
+        f"{path.name}{looks_like} has no discriminator ('d'), which {purpose} needs. Use the full "
+        f"{_FFHQ.filename} ({_FFHQ.size:,} bytes, sha256 {_FFHQ.sha256[:12]}...) with g_ema, d and "
+        f"latent_avg: --base {_FFHQ.name} downloads it (`jojogan weights download {_FFHQ.name}`)."
     )
