@@ -42,7 +42,7 @@ from jojogan.op.memory import cpu_memory_reuse
 from jojogan.style_file import StyleFile, file_sha256, load_style, save_style, style_metadata
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint, read_weights_file
 from jojogan.stylization import sample_styled, stylize_latents
-from jojogan.weights import resolve_weights
+from jojogan.weights import generator_only_error, resolve_weights
 
 log = logging.getLogger("jojogan")
 
@@ -227,14 +227,10 @@ class JoJoGAN:
         ``e4e`` is a path or ``None``; when ``None`` the cached official encoder is used if present.
         ``device`` defaults to the CPU; ``"auto"`` picks CUDA, then MPS, then the CPU.
         """
-        base_path = resolve_weights(base, default="ffhq")
-        if e4e is not None:
-            e4e_path = resolve_weights(e4e, default="e4e")
-        else:
-            try:
-                e4e_path = resolve_weights(None, default="e4e")
-            except JojoganError:
-                e4e_path = None
+        # A missing official file is downloaded (and verified) on first use; the 1.2 GB encoder only when
+        # e4e inversion is actually used (see encoder()).
+        base_path = resolve_weights(base, default="ffhq", download=True)
+        e4e_path = resolve_weights(e4e, default="e4e", download=True) if e4e is not None else None
         checkpoint = load_checkpoint(base_path, device="cpu")
         return cls(checkpoint, e4e_path=e4e_path, device=device, base_path=base_path)
 
@@ -271,11 +267,13 @@ class JoJoGAN:
         """The e4e encoder, loaded on first use and kept in :attr:`components`."""
         if "e4e" not in self.components:
             if self.e4e_path is None:
-                raise JojoganError(
-                    "e4e inversion needs the e4e_ffhq_encode.pt weights: pass e4e=PATH (--e4e PATH) or "
-                    "put the file in the weights cache; or use optimisation inversion "
-                    "(--inversion optimize), which needs only the StyleGAN2 checkpoint."
-                )
+                try:
+                    self.e4e_path = resolve_weights(None, default="e4e", download=True)
+                except JojoganError as error:
+                    raise JojoganError(
+                        f"{error} Or use optimisation inversion (--inversion optimize), which needs only "
+                        "the StyleGAN2 checkpoint."
+                    ) from error
             from jojogan.inversion.e4e import load_e4e
 
             encoder = load_e4e(self.e4e_path, device=self.device)
@@ -413,7 +411,7 @@ class JoJoGAN:
         if config.save_state_every and resume_state_path is None:
             raise ValueError("config.save_state_every needs resume_state_path (where the state is kept)")
         if self.discriminator is None:
-            raise JojoganError("fine-tuning needs the base checkpoint's discriminator ('d'), which it lacks")
+            raise generator_only_error(self.base_path or "the base checkpoint", "fine-tuning")
         sources = _as_sources(references)
         # 2. the references, aligned and (unless training towards the mean code) inverted
         crops = [self.align(src, aligned=aligned) for src in sources]

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from jojogan.stylegan2.errors import CheckpointError
+from jojogan.errors import CheckpointError
+from jojogan.op._dispatch import home_dir
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +268,7 @@ def _env_flag(name: str) -> bool:
 
 def cache_dir() -> Path:
     """The weights cache: ``$JOJOGAN_HOME`` or ``~/.cache/jojogan``."""
-    root = os.environ.get("JOJOGAN_HOME")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "jojogan"
+    return home_dir()
 
 
 def is_offline() -> bool:

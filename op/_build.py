@@ -23,6 +23,8 @@ from types import ModuleType
 
 import torch
 
+from jojogan.op._dispatch import home_dir
+
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
@@ -76,9 +78,7 @@ def cache_root() -> Path:
 
     ``$JOJOGAN_HOME/ops`` (beside the downloaded weights), else ``~/.cache/jojogan/ops``.
     """
-    root = os.environ.get("JOJOGAN_HOME")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "jojogan"
-    return base / "ops"
+    return home_dir() / "ops"
 
 
 def build_dir() -> Path:

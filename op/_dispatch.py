@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -34,6 +35,15 @@ def env_choice(variable: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{variable} must be one of {choices}, got {value!r}")
     return value
+
+
+def home_dir() -> Path:
+    """The project's cache folder: ``$JOJOGAN_HOME``, else ``~/.cache/jojogan``.
+
+    The one owner of that choice: downloaded weights live in it, the compiled ops in its ``ops/``.
+    """
+    root = os.environ.get("JOJOGAN_HOME")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "jojogan"
 
 
 def ops_mode() -> str:

@@ -32,5 +32,12 @@ def shared():
 
 
 @pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No test reaches the internet: the weights manager stays offline unless a test serves the files on
+    127.0.0.1 itself (those tests switch this off)."""
+    monkeypatch.setenv("JOJOGAN_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
