@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from jojogan import weights
 from jojogan.identity.arcface_ir_se import load_arcface_ir_se
 from jojogan.identity.crops import RECOGNITION_SIZE
 from jojogan.identity.dlib_recognizer import load_dlib_recognizer
@@ -160,8 +161,6 @@ def _family_of(state: dict, path: Path) -> str:
 
 
 def _weights_path(info: RecognizerInfo) -> Path:
-    from jojogan import weights
-
     if info.weights is not None and info.weights in weights.REGISTRY:
         return weights.resolve_weights(info.weights, info.weights)
     raise IdentityError(

@@ -27,7 +27,11 @@ DLIB_INPUT_SIZE = 256
 """Side the FFHQ crop is resized to before dlib extracts its chip (dlib's chip is 150 px)."""
 
 FFHQ_FACE_BOX = (0.18, 0.283, 0.785, 0.889)
-"""Face box (left, top, right, bottom) as fractions of an FFHQ crop, for dlib's landmark predictor."""
+"""Face box (left, top, right, bottom) as fractions of an FFHQ crop, for dlib's landmark predictor.
+
+Measured: the mean of the HOG detector's boxes on the two FFHQ-aligned test photos (256 px crops; both gave
+left 0.18, right 0.785, tops 0.25/0.316, bottoms 0.855/0.922). The predictor only needs a box of about the
+detector's size and place; the landmarks then decide dlib's chip."""
 
 _RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 _FIVE_POINT_MODEL = "shape_predictor_5_face_landmarks.dat"
