@@ -109,7 +109,11 @@ def identity_curve(
         )
     with torch.no_grad():
         reference = recognizer.embed(face_tensor(face))
-        embeddings = torch.cat([recognizer.embed(face_tensor(image)) for image in stylized])
+        tensors = [face_tensor(image) for image in stylized]
+        if len({t.shape for t in tensors}) == 1:  # a slider's images share one size: one batch
+            embeddings = recognizer.embed(torch.cat(tensors))
+        else:
+            embeddings = torch.cat([recognizer.embed(t) for t in tensors])
     similarities = F.cosine_similarity(embeddings.double(), reference.double(), dim=1)
     return IdentityCurve(recognizer.name, tuple(float(a) for a in alphas), tuple(similarities.tolist()))
 
