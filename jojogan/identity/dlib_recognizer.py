@@ -12,7 +12,7 @@ of FFHQ-aligned photos (:data:`FFHQ_FACE_BOX`).
 
 from __future__ import annotations
 
-import threading
+import functools
 
 import numpy as np
 import torch
@@ -36,23 +36,17 @@ detector's size and place; the landmarks then decide dlib's chip."""
 _RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 _FIVE_POINT_MODEL = "shape_predictor_5_face_landmarks.dat"
 
-_lock = threading.Lock()
-_models: tuple | None = None
 
-
+@functools.cache
 def _dlib_models() -> tuple:
-    """(landmark predictor, recognition model), loaded once and shared."""
-    global _models
-    with _lock:
-        if _models is None:
-            import dlib
+    """(five-point landmark predictor, recognition model), loaded on first use and shared."""
+    import dlib
 
-            folder = landmark_model_path().parent
-            _models = (
-                dlib.shape_predictor(str(folder / _FIVE_POINT_MODEL)),
-                dlib.face_recognition_model_v1(str(folder / _RECOGNITION_MODEL)),
-            )
-        return _models
+    folder = landmark_model_path().parent
+    return (
+        dlib.shape_predictor(str(folder / _FIVE_POINT_MODEL)),
+        dlib.face_recognition_model_v1(str(folder / _RECOGNITION_MODEL)),
+    )
 
 
 class DlibRecognizer(FaceRecognizer):

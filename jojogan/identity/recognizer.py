@@ -8,6 +8,7 @@ official weights file strictly into a freshly built network.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def check_embeddings(embeddings: torch.Tensor, name: str) -> torch.Tensor:
     return embeddings
 
 
-class FaceRecognizer:
+class FaceRecognizer(abc.ABC):
     """A face-recognition network behind one interface.
 
     Attributes:
@@ -71,6 +72,7 @@ class FaceRecognizer:
     embedding_dim: int
     differentiable: bool
 
+    @abc.abstractmethod
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Identity embeddings of FFHQ-aligned faces.
 
@@ -81,7 +83,6 @@ class FaceRecognizer:
         Returns:
             ``[batch, embedding_dim]`` (not normalised; compare with the cosine).
         """
-        raise NotImplementedError
 
     def similarity(self, face_a: Image.Image, face_b: Image.Image) -> float:
         """Cosine similarity of two aligned face images (square PIL images, any size and mode).
