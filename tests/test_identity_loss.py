@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from jojogan.config import FinetuneConfig
 from jojogan.finetune import finetune, identity_loss
-from jojogan.identity import load_face_recognizer
+from jojogan.identity import IdentityError, load_face_recognizer, load_identity_loss_network
 from jojogan.imaging import from_pil
 from jojogan.inversion.align import align_face
 
@@ -60,3 +60,14 @@ def test_embed_plugs_into_the_finetune_loss_hook(shared):
     loss = identity_loss(recognizer.embed, images, moved)
     loss.backward()
     assert loss.item() > 1e-3 and moved.grad.abs().sum() > 0
+
+
+def test_the_loss_refuses_metric_only_networks(shared, tmp_path):
+    with pytest.raises(IdentityError, match=r"dlib recognizer has no gradients.*mobilefacenet"):
+        load_identity_loss_network("dlib")
+    onnx_file = tmp_path / "w600k_r50.onnx"
+    onnx_file.write_bytes(b"")
+    with pytest.raises(IdentityError, match=r"arcface-w600k-r50 recognizer has no gradients"):
+        load_identity_loss_network("arcface-w600k-r50", onnx_file)
+    recognizer = load_identity_loss_network(str(shared("weights", "mobilefacenet.pt")))
+    assert recognizer.name == "mobilefacenet" and recognizer.differentiable

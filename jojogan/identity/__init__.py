@@ -51,6 +51,7 @@ __all__ = [
     "identity_metadata",
     "identity_similarity",
     "load_face_recognizer",
+    "load_identity_loss_network",
     "plot_identity_curve",
 ]
 
@@ -207,3 +208,29 @@ def load_face_recognizer(
     if name == "arcface-w600k-r50":
         return load_onnx_recognizer(file, device, name)
     return _LOADERS[name](file, device)
+
+
+def load_identity_loss_network(
+    name: str = DEFAULT_LOSS_NETWORK, path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> TorchRecognizer:
+    """A recognizer for the fine-tuning identity loss (``--identity-weight``): it must pass gradients.
+
+    Pass its ``.embed`` as ``finetune(..., identity_net=...)``.
+
+    Raises:
+        IdentityError: the network is metric-only (dlib, ONNX); the message names the ones that work.
+        CheckpointError, MissingExtraError: as :func:`load_face_recognizer`.
+    """
+    if name in RECOGNIZERS and not RECOGNIZERS[name].differentiable:
+        usable = ", ".join(n for n, info in RECOGNIZERS.items() if info.differentiable)
+        raise IdentityError(
+            f"the {name} recognizer has no gradients, so it can measure identity but not train it; "
+            f"the identity loss needs one of {usable}"
+        )
+    recognizer = load_face_recognizer(name, path, device)
+    if not recognizer.differentiable:  # a path whose file turned out to be metric-only (.onnx)
+        raise IdentityError(
+            f"{name} holds the {recognizer.name} recognizer, which has no gradients; the identity loss needs "
+            "a PyTorch network (mobilefacenet, arcface-ir-se50, arcface-iresnet)"
+        )
+    return recognizer
