@@ -13,6 +13,7 @@ PACKAGE_DIR = {
     "jojogan.inversion": "inversion",
     "jojogan.op": "op",
     "jojogan.cli": "jojogan/cli",
+    "jojogan.identity": "jojogan/identity",
 }
 
 setup(

@@ -34,6 +34,7 @@ from PIL import Image
 from torch import nn
 
 from jojogan.inversion.errors import CheckpointError
+from jojogan.inversion.ir_se import IRSEBottleneck, SqueezeExcitation, ir_se_body, ir_se_input_layer
 from jojogan.stylegan2.checkpoint import layout_problems
 from jojogan.stylegan2.layers import EqualLinear
 from jojogan.stylegan2.model import Generator
@@ -123,69 +124,6 @@ class E4EConfig:
         return ends[1], ends[2], ends[3]
 
 
-class SqueezeExcitation(nn.Module):
-    """Channel gate: global average → 1×1 conv → ReLU → 1×1 conv → sigmoid, times the input.
-
-    Parameters ``fc1.weight`` ``[channels // reduction, channels, 1, 1]`` and ``fc2.weight``
-    ``[channels, channels // reduction, 1, 1]``, both without bias.
-    """
-
-    def __init__(self, channels: int, reduction: int):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, channels // reduction, kernel_size=1, bias=False)
-        self.fc2 = nn.Conv2d(channels // reduction, channels, kernel_size=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[batch, channels, h, w]`` → same shape."""
-        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
-        return x * gate
-
-
-class IRSEBottleneck(nn.Module):
-    """Improved-residual unit with a squeeze-and-excitation gate (``bottleneck_IR_SE`` in the original).
-
-    ``res_layer`` is BN → conv3×3 → PReLU → conv3×3 (carrying the stride) → BN → SE. The shortcut is a
-    1×1 conv + BN when the width changes (``shortcut_layer.0``, ``shortcut_layer.1``) and otherwise a plain
-    subsampling by ``stride`` (parameter-free; the original's ``MaxPool2d(1, stride)``).
-
-    Args:
-        in_channels: input channels.
-        depth: output channels.
-        stride: 1, or 2 to halve the resolution.
-        se_reduction: channel reduction of the SE gate.
-    """
-
-    def __init__(self, in_channels: int, depth: int, stride: int, se_reduction: int = 16):
-        super().__init__()
-        self.in_channels = in_channels
-        self.depth = depth
-        self.stride = stride
-        # Defined before res_layer: state-dict order must follow the official file.
-        if in_channels == depth:
-            # A 1×1 max pool with stride s is a strided subsample; with stride 1 it would only copy.
-            self.shortcut_layer = nn.MaxPool2d(1, stride) if stride > 1 else nn.Identity()
-        else:
-            self.shortcut_layer = nn.Sequential(
-                nn.Conv2d(in_channels, depth, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(depth),
-            )
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_channels),
-            nn.Conv2d(in_channels, depth, kernel_size=3, stride=1, padding=1, bias=False),
-            nn.PReLU(depth),
-            nn.Conv2d(depth, depth, kernel_size=3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(depth),
-            SqueezeExcitation(depth, se_reduction),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[batch, in_channels, h, w]`` → ``[batch, depth, h / stride, w / stride]``."""
-        return self.res_layer(x) + self.shortcut_layer(x)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.depth}, stride={self.stride}"
-
-
 class GradualStyleBlock(nn.Module):
     """Style head: stride-2 3×3 convs with leaky ReLU (slope 0.01) down to 1×1, then an equalized linear.
 
@@ -243,18 +181,10 @@ class Encoder4Editing(nn.Module):
     def __init__(self, config: E4EConfig | None = None):
         super().__init__()
         self.config = config = config or E4EConfig()
-        self.input_layer = nn.Sequential(
-            nn.Conv2d(3, config.stem_channels, kernel_size=3, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(config.stem_channels),
-            nn.PReLU(config.stem_channels),
+        self.input_layer = ir_se_input_layer(config.stem_channels)
+        self.body = ir_se_body(
+            config.stem_channels, config.stage_channels, config.stage_units, config.se_reduction
         )
-        units: list[nn.Module] = []
-        in_channels = config.stem_channels
-        for depth, n_units in zip(config.stage_channels, config.stage_units, strict=True):
-            for unit in range(n_units):
-                units.append(IRSEBottleneck(in_channels, depth, 2 if unit == 0 else 1, config.se_reduction))
-                in_channels = depth
-        self.body = nn.Sequential(*units)
 
         top = config.stage_channels[3]
         size = config.input_size

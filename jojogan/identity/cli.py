@@ -1,0 +1,65 @@
+"""``jojogan identity A B``: how alike two faces are, as a click command the main CLI registers.
+
+A thin layer over :func:`jojogan.identity.compare_faces`; the shared options ``--identity-net`` and
+``--identity-weights`` are exposed as :func:`identity_net_options` so that ``finetune``, ``stylize`` and
+``slider`` can take the same ones.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from jojogan.identity import DEFAULT_METRIC_NETWORK, RECOGNIZERS, compare_faces, load_face_recognizer
+from jojogan.stylegan2.errors import JojoganError
+
+__all__ = ["identity", "identity_net_options"]
+
+
+def identity_net_options(default: str = DEFAULT_METRIC_NETWORK):
+    """``--identity-net NAME|PATH`` and ``--identity-weights PATH`` for any command."""
+
+    def decorate(command):
+        command = click.option(
+            "--identity-weights",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="Weights file of the identity network (else the weights cache is used).",
+        )(command)
+        return click.option(
+            "--identity-net",
+            default=default,
+            show_default=True,
+            help=f"Face-recognition network: one of {', '.join(RECOGNIZERS)}, or a weights file.",
+        )(command)
+
+    return decorate
+
+
+@click.command()
+@click.argument("image_a", type=click.Path(exists=True, dir_okay=False))
+@click.argument("image_b", type=click.Path(exists=True, dir_okay=False))
+@identity_net_options()
+@click.option("--aligned", is_flag=True, help="Both images are already aligned face crops: skip detection.")
+@click.option("--device", default="cpu", show_default=True, help="Where the network runs (cpu, cuda, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def identity(image_a, image_b, identity_net, identity_weights, aligned, device, as_json):
+    """Say how alike the faces in IMAGE_A and IMAGE_B are (cosine similarity of identity embeddings).
+
+    Each photo is FFHQ-aligned first (the largest face), unless --aligned.
+
+    \b
+    Examples:
+      jojogan identity photo.jpg stylized.png
+      jojogan identity a.png b.png --aligned --identity-net mobilefacenet --identity-weights mobilefacenet.pt
+    """
+    try:
+        recognizer = load_face_recognizer(identity_net, identity_weights, device)
+        similarity = compare_faces(image_a, image_b, recognizer, aligned=aligned)
+    except JojoganError as error:
+        raise click.ClickException(str(error)) from error
+    if as_json:
+        click.echo(json.dumps({"similarity": similarity, "network": recognizer.name}))
+    else:
+        click.echo(f"identity similarity ({recognizer.name}): {similarity:.4f}")
