@@ -18,6 +18,9 @@ from jojogan.cli._options import (
     pipeline,
 )
 from jojogan.config import MASK_GROUPS, MASK_PRESETS, REFERENCE_CODES, FinetuneConfig
+from jojogan.identity import DEFAULT_LOSS_NETWORK
+from jojogan.identity.cli import identity_net_options
+from jojogan.op.precision import PRECISIONS
 
 # How each FinetuneConfig field appears on the command line; defaults come from the config itself.
 FINETUNE_OPTIONS = {
@@ -38,7 +41,13 @@ FINETUNE_OPTIONS = {
     },
     "identity_weight": {
         "type": FiniteFloat(min=0),
-        "help": "Identity-preservation loss weight (needs a face-recognition network).",
+        "help": "Weight of the identity loss (ArcFace-style similarity of original and fine-tuned faces); "
+        "0 turns it off. The network is --identity-net.",
+    },
+    "precision": {
+        "type": click.Choice(PRECISIONS),
+        "help": "Arithmetic of convolutions and matrix products: auto (TF32 on a GPU, fp32 on the CPU), "
+        "fp32, tf32 or bf16.",
     },
     "lr": {"type": FiniteFloat(min=0, min_open=True)},
     "seed": {"type": SEED},
@@ -64,10 +73,23 @@ CLI_DEFAULTS = {"save_state_every": 25}  # an interrupted command line run shoul
 @output_file_option("Style file to write.", (".safetensors",))
 @inversion_options
 @config_options(FinetuneConfig, FINETUNE_OPTIONS, CLI_DEFAULTS)
+@identity_net_options(DEFAULT_LOSS_NETWORK)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its resume state.")
 @model_options
 def finetune(
-    references, output, max_pixels, aligned, inversion, inversion_steps, resume, base, e4e, device, **settings
+    references,
+    output,
+    max_pixels,
+    aligned,
+    inversion,
+    inversion_steps,
+    identity_net,
+    identity_weights,
+    resume,
+    base,
+    e4e,
+    device,
+    **settings,
 ):
     """Fine-tune StyleGAN2 on one or more stylized reference faces (JoJoGAN).
 
@@ -75,15 +97,12 @@ def finetune(
     Examples:
         jojogan finetune ref.png --base stylegan2-ffhq-config-f.pt -o mystyle.safetensors
         jojogan finetune art1.png art2.png --inversion optimize --preset preserve-color -o art.safetensors
+        jojogan finetune ref.png --identity-weight 1 --identity-net mobilefacenet \\
+            --identity-weights mobilefacenet.pt -o kept.safetensors
     """
     from jojogan.finetune import FinetuneDivergedError
     from jojogan.imaging import save_image, to_pil
 
-    if settings["identity_weight"] > 0:
-        raise click.UsageError(
-            "--identity-weight needs a face-recognition network; the Python API takes one "
-            "(JoJoGAN.finetune(identity_net=...)), the command line will once ArcFace weights are supported"
-        )
     config = config_from_options(FinetuneConfig, settings)
     state_path = output.with_name(output.name + ".resume.pt")
     if resume and not state_path.is_file():
@@ -95,6 +114,11 @@ def finetune(
             save_image(to_pil(preview[0]), previews / f"step_{step:05d}.png")
 
     pipe = pipeline(base, e4e, device, max_pixels)
+    loss_net = None
+    if config.identity_weight > 0:
+        from jojogan.identity import load_identity_loss_network
+
+        loss_net = load_identity_loss_network(identity_net, identity_weights, pipe.device).embed
     try:
         run = pipe.finetune(
             references,
@@ -105,6 +129,7 @@ def finetune(
             callback=on_step,
             resume_state_path=state_path if config.save_state_every else None,
             resume=resume,
+            identity_net=loss_net,
         )
     except FinetuneDivergedError as error:
         _save_last_good(error, output)

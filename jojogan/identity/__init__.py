@@ -163,7 +163,7 @@ def _family_of(state: dict, path: Path) -> str:
 
 def _weights_path(info: RecognizerInfo) -> Path:
     if info.weights is not None and info.weights in weights.REGISTRY:
-        return weights.resolve_weights(info.weights, info.weights)
+        return weights.resolve_weights(info.weights, download=True)
     raise IdentityError(
         f"the {info.name} recognizer needs its weights file: pass its path (path=... in Python, "
         f"--identity-net PATH on the command line); it comes from {info.source}"
