@@ -274,8 +274,9 @@ def test_user_errors_are_one_clean_message(workdir, style, tmp_path):
 
 def test_identity_weight_trains_with_the_chosen_network(workdir, shared, tmp_path):
     net = shared("weights", "mobilefacenet.pt")
-    args = ["finetune", workdir / "face0.png", "--aligned", "--base", workdir / "base.pt", "--iterations", "1"]
-    args += ["--inversion", "optimize", "--inversion-steps", "3", "--identity-weight", "0.5"]
+    args = ["finetune", workdir / "face0.png", "--aligned", "--base", workdir / "base.pt"]
+    args += ["--iterations", "1", "--inversion", "optimize", "--inversion-steps", "3"]
+    args += ["--identity-weight", "0.5"]
     # The default loss network's weights are not cached and the tests are offline: one line, nothing written.
     missing = run([*args, "-o", tmp_path / "a.safetensors"], home=tmp_path / "home")
     assert missing.exit_code == 1 and "model_ir_se50.pth" in missing.output, missing.output
