@@ -28,12 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
 from jojogan.config import INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
 from jojogan.errors import JojoganError
 from jojogan.fileio import atomic_output
 from jojogan.finetune import IdentityNet, ResumeState, finetune, reference_mean_latent
+from jojogan.identity import FaceRecognizer, load_face_recognizer
+from jojogan.identity.metric import IdentityCurve, identity_curve, identity_metadata, identity_similarity
 from jojogan.imaging import from_pil, to_pil
 from jojogan.inversion.align import AlignedFace, align_face
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name
@@ -88,12 +91,27 @@ class StylizeResult:
         face: the aligned, inverted input.
         alpha: the feature interpolation used.
         pasted: the photo with the stylized face warped back in (when asked for), else ``None``.
+        identity: cosine similarity of the input face and the stylized face under ``identity_net``
+            (how much of the person survived), or ``None`` when not measured.
+        identity_net: the face-recognition network that measured it.
     """
 
     image: Image.Image
     face: Face
     alpha: AlphaSpec
     pasted: Image.Image | None = None
+    identity: float | None = None
+    identity_net: str | None = None
+
+    def png_metadata(self) -> PngInfo:
+        """PNG text chunks recording the result (alpha, and the identity score when measured)."""
+        info = PngInfo()
+        alpha = self.alpha if isinstance(self.alpha, float) else ",".join(f"{a:g}" for a in self.alpha)
+        info.add_text("jojogan:alpha", str(alpha))
+        if self.identity is not None:
+            for key, value in identity_metadata(self.identity, self.identity_net or "unknown").items():
+                info.add_text(key, value)
+        return info
 
 
 @dataclass
@@ -213,6 +231,7 @@ class JoJoGAN:
         self.max_pixels = DEFAULT_MAX_PIXELS
         self._base_sha256: str | None = None
         self._styles: OrderedDict[Path, StyleFile] = OrderedDict()
+        self._recognizers: dict[tuple[str, str | None], FaceRecognizer] = {}
         self.to(device)
 
     @classmethod
@@ -244,6 +263,7 @@ class JoJoGAN:
     def to(self, device: str | torch.device) -> JoJoGAN:
         """Move every loaded model to ``device``; returns ``self``."""
         self.device = pick_device(device)
+        self._recognizers.clear()  # identity networks load again, on the new device, when next used
         for module in self.modules():
             module.to(self.device)
         if self.latent_avg is not None:
@@ -489,6 +509,7 @@ class JoJoGAN:
         aligned: bool = False,
         face: str | int = "largest",
         paste: bool = False,
+        identity: str | FaceRecognizer | None = None,
     ) -> StylizeResult:
         """Stylize one face of a photo.
 
@@ -500,14 +521,43 @@ class JoJoGAN:
             aligned: the input is already an aligned face crop.
             face: which face: "largest" or an index from the left.
             paste: also warp the result back into the photo.
+            identity: measure how much of the person survived with this face-recognition network (a
+                name from :data:`jojogan.identity.RECOGNIZERS`, e.g. ``"dlib"``, or a loaded recognizer);
+                ``None`` does not measure.
         """
         if paste and aligned:
             raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
         self.load_style(style)
+        recognizer = self.recognizer(identity) if identity is not None else None
         prepared = self.prepare(image, inversion, aligned=aligned, face=face, steps=inversion_steps)
         styled = self.render(prepared, style, alpha)
         pasted = prepared.aligned.paste_back(styled, image) if paste else None
-        return StylizeResult(image=styled, face=prepared, alpha=alpha, pasted=pasted)
+        result = StylizeResult(image=styled, face=prepared, alpha=alpha, pasted=pasted)
+        if recognizer is not None:
+            result.identity = identity_similarity(prepared.aligned.image, styled, recognizer)
+            result.identity_net = recognizer.name
+            log.info("identity kept (%s): %.3f", recognizer.name, result.identity)
+        return result
+
+    def recognizer(
+        self, network: str | FaceRecognizer, path: str | os.PathLike | None = None
+    ) -> FaceRecognizer:
+        """A face-recognition network for the identity metric, loaded once per pipeline and name."""
+        if not isinstance(network, str):
+            return network
+        key = (network, None if path is None else str(path))
+        if key not in self._recognizers:
+            self._recognizers[key] = load_face_recognizer(network, path, self.device)
+        return self._recognizers[key]
+
+    def identity_curve(
+        self, face: Face, frames: Sequence[tuple[float, Image.Image]], network: str | FaceRecognizer
+    ) -> IdentityCurve:
+        """identity(α) of a :meth:`slider`'s frames against the input face."""
+        recognizer = self.recognizer(network)
+        return identity_curve(
+            face.aligned.image, [img for _, img in frames], [a for a, _ in frames], recognizer
+        )
 
     @_job
     def slider(

@@ -18,6 +18,11 @@ from jojogan.cli._options import (
     pipeline,
 )
 from jojogan.errors import JojoganError
+from jojogan.identity.cli import identity_net_options
+
+no_identity_option = click.option(
+    "--no-identity", is_flag=True, help="Do not measure how much of the person survived the style."
+)
 
 style_option = click.option(
     "--style",
@@ -34,10 +39,25 @@ style_option = click.option(
 @alpha_option("Style strength in [0, 1], or one comma-separated value per style layer.")
 @face_option("largest, or an index from the left", allow_all=False)
 @click.option("--paste", is_flag=True, help="Paste the stylized face back into the photo.")
+@identity_net_options()
+@no_identity_option
 @inversion_options
 @model_options
 def stylize(
-    inputs, style, output, alpha, face, paste, max_pixels, aligned, inversion, inversion_steps, **models
+    inputs,
+    style,
+    output,
+    alpha,
+    face,
+    paste,
+    identity_net,
+    identity_weights,
+    no_identity,
+    max_pixels,
+    aligned,
+    inversion,
+    inversion_steps,
+    **models,
 ):
     """Stylize photos with a fine-tuned style.
 
@@ -53,6 +73,7 @@ def stylize(
         raise click.UsageError("with several inputs --output is a folder (no file suffix)")
     pipe = pipeline(max_pixels=max_pixels, **models)
     pipe.load_style(style)
+    recognizer = None if no_identity else pipe.recognizer(identity_net, identity_weights)
     failures = 0
     for path in inputs:
         try:
@@ -65,6 +86,7 @@ def stylize(
                 aligned=aligned,
                 face=face,
                 paste=paste,
+                identity=recognizer,
             )
         except JojoganError as error:
             if not several:
@@ -73,8 +95,9 @@ def stylize(
             failures += 1
             continue
         target = output / f"{Path(path).stem}_styled.png" if several else output
-        save_image(result.pasted if paste else result.image, target)
-        click.echo(f"{path} -> {target}")
+        save_image(result.pasted if paste else result.image, target, pnginfo=result.png_metadata())
+        kept = "" if result.identity is None else f" (identity {result.identity:.3f}, {result.identity_net})"
+        click.echo(f"{path} -> {target}{kept}")
     if failures:
         raise click.ClickException(f"{failures} of {len(inputs)} inputs failed")
 
@@ -86,25 +109,54 @@ def stylize(
 @output_file_option("Labelled strip (PNG).")
 @click.option("--gif", type=OutputFile((".gif",)), default=None, help="Also an animated GIF.")
 @click.option("--tile", default=256, show_default=True, type=click.IntRange(min=32), help="Tile size in px.")
+@identity_net_options()
+@no_identity_option
 @inversion_options
 @model_options
 def slider(
-    input_image, style, steps, output, gif, tile, max_pixels, aligned, inversion, inversion_steps, **models
+    input_image,
+    style,
+    steps,
+    output,
+    gif,
+    tile,
+    identity_net,
+    identity_weights,
+    no_identity,
+    max_pixels,
+    aligned,
+    inversion,
+    inversion_steps,
+    **models,
 ):
     """The alpha slider: one face from original (α = 0) to fully stylized (α = 1).
+
+    Beside the strip go the identity curve identity(α) as OUTPUT.identity.json and a plot of it,
+    OUTPUT.identity.png (unless --no-identity).
 
     \b
     Example:
         jojogan slider photo.jpg --style mystyle.safetensors --steps 6 -o strip.png --gif slider.gif
     """
+    from jojogan.fileio import atomic_output
+    from jojogan.identity.metric import plot_identity_curve
     from jojogan.imaging import labelled_strip, save_gif, save_image
 
     pipe = pipeline(max_pixels=max_pixels, **models)
     pipe.load_style(style)
+    recognizer = None if no_identity else pipe.recognizer(identity_net, identity_weights)
     face = pipe.prepare(input_image, inversion, aligned=aligned, steps=inversion_steps)
     frames = pipe.slider(face, style, steps)
     strip = labelled_strip([img for _, img in frames], [f"alpha {a:.2f}" for a, _ in frames], tile=tile)
     click.echo(f"strip -> {save_image(strip, output)}")
+    if recognizer is not None:
+        curve = pipe.identity_curve(face, frames, recognizer)
+        curve_json = output.with_name(output.name + ".identity.json")
+        with atomic_output(curve_json) as tmp:
+            Path(tmp).write_text(curve.to_json() + "\n")
+        plot = save_image(plot_identity_curve(curve), output.with_name(output.name + ".identity.png"))
+        values = ", ".join(f"{a:.2f}: {v:.3f}" for a, v in zip(curve.alphas, curve.similarities, strict=True))
+        click.echo(f"identity ({curve.network}) {values} -> {curve_json}, {plot}")
     if gif is not None:
         resized = [img.resize((tile, tile)) for _, img in frames]
         click.echo(f"gif -> {save_gif(resized, gif)}")
