@@ -12,6 +12,7 @@ PACKAGE_DIR = {
     "jojogan.stylegan2": "stylegan2",
     "jojogan.inversion": "inversion",
     "jojogan.op": "op",
+    "jojogan.cleanup": "jojogan/cleanup",
 }
 
 setup(
