@@ -24,6 +24,7 @@ class WeightsInfo:
         description: what it is.
         source: where users download it from.
         layout: the tensor layout the loader expects.
+        licence: the licence the weights are released under, where it restricts their use.
     """
 
     name: str
@@ -31,6 +32,7 @@ class WeightsInfo:
     description: str
     source: str
     layout: str
+    licence: str = ""
 
 
 REGISTRY: dict[str, WeightsInfo] = {
@@ -49,6 +51,14 @@ REGISTRY: dict[str, WeightsInfo] = {
             description="encoder4editing FFHQ encoder (IR-SE50 backbone) producing W+ [18, 512]",
             source="the encoder4editing repository's pretrained models (e4e_ffhq_encode.pt)",
             layout="{'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg': [18, 512], 'opts': ...}",
+        ),
+        WeightsInfo(
+            name="codeformer",
+            filename="codeformer.pth",
+            description="CodeFormer face restoration at 512 px (--cleanup codeformer, --restore-input)",
+            source="the CodeFormer repository's release assets (sczhou/CodeFormer, v0.1.0, codeformer.pth)",
+            layout="{'params_ema': state_dict} with 515 tensors (position_emb [256, 512], encoder.*, ...)",
+            licence="NTU S-Lab License 1.0: non-commercial use only (CodeFormer's code and weights)",
         ),
     )
 }

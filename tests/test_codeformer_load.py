@@ -145,3 +145,14 @@ def test_restore_image_keeps_the_size(tiny):
     assert (torch.from_numpy(np.array(out)).int() - expected.int()).abs().max() <= 1
     with pytest.raises(CodeFormerInputError, match="square"):
         restore_image(Image.new("RGB", (80, 60)), tiny)
+
+
+def test_registry_name_reads_the_weights_cache(tiny, tmp_path, monkeypatch):
+    from jojogan.weights import REGISTRY
+
+    monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"codeformer.pth .* is not in the weights cache"):
+        load_codeformer("codeformer")
+    torch.save({"params_ema": tiny.state_dict()}, tmp_path / "codeformer.pth")
+    assert _same_weights(load_codeformer(config=TINY), tiny)
+    assert "non-commercial" in REGISTRY["codeformer"].licence

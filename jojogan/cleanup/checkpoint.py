@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
 from jojogan.cleanup.network import CodeFormer, CodeFormerConfig
 from jojogan.stylegan2.checkpoint import read_weights_file
 from jojogan.stylegan2.errors import CheckpointError
+from jojogan.weights import resolve_weights
 
 __all__ = ["check_layout", "codeformer_state_dict", "load_codeformer"]
 
@@ -60,7 +60,7 @@ def check_layout(state: Mapping[str, torch.Tensor], model: CodeFormer, name: str
 
 
 def load_codeformer(
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     config: CodeFormerConfig | None = None,
 ) -> CodeFormer:
@@ -68,7 +68,8 @@ def load_codeformer(
 
     Args:
         path: the official ``codeformer.pth`` (``{"params_ema": state_dict, ...}``), or a ``.pt``/
-            ``.safetensors`` file holding that state dict.
+            ``.safetensors`` file holding that state dict; ``"codeformer"`` or ``None`` for the file in
+            the weights cache (``jojogan.weights``).
         device: where the network goes.
         config: the architecture; the released model's by default.
 
@@ -80,7 +81,7 @@ def load_codeformer(
             (refused by weights-only loading), or its names or shapes differ from the official layout
             (the message lists the first differing names).
     """
-    path = Path(path)
+    path = resolve_weights(path, default="codeformer")
     state = codeformer_state_dict(read_weights_file(path))
     with torch.device("meta"):  # only names and shapes: skip initialising 94 M parameters
         model = CodeFormer(config)
