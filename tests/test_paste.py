@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.ndimage
+import torch
 from PIL import Image
+from test_codeformer import TINY, seeded
 
+from jojogan.cleanup import CodeFormer, cleanup_face
+from jojogan.imaging import to_pil
 from jojogan.inversion.align import align_face, align_faces
 from jojogan.inversion.errors import JojoganError
 from jojogan.inversion.paste import PasteError, face_mask, paste_faces, photo_mask
+
+from factories import tiny_generator
 
 _cache: dict = {}
 
@@ -167,3 +173,29 @@ def test_bad_input_is_refused_with_a_message(photo):
     with pytest.raises(PasteError, match="feather"):
         face_mask(face, 64, feather=0.9)
     assert issubclass(PasteError, JojoganError)
+
+
+def test_generated_face_cleaned_up_and_pasted_into_the_photo(photo):
+    """The finishing stages composed as the pipeline calls them: generator face -> cleanup -> paste."""
+    image, face = photo
+    generator = tiny_generator(128, seed=1)
+    with torch.no_grad():
+        styled = generator.synthesis(generator.to_w_plus(generator.get_latent(torch.randn(1, 16))))
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        restorer = seeded(CodeFormer(TINY), 6).requires_grad_(False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: threads only spin
+    try:
+        cleaned = cleanup_face(styled, restorer, fidelity=0.7)
+    finally:
+        torch.set_num_threads(threads)
+    assert cleaned.shape == styled.shape == (1, 3, 128, 128)
+    assert not torch.equal(cleaned, styled.clamp(-1, 1))
+    # A 128 px face into a 256 px alignment: paste scales it to the crop.
+    pasted = np.asarray(paste_faces(image, [(to_pil(cleaned[0]), face)], match_colour=True))
+    original = np.asarray(image)
+    mask = photo_mask(face, 128)
+    assert pasted.shape == original.shape
+    assert np.array_equal(pasted[mask == 0], original[mask == 0])
+    assert (pasted[mask == 1] != original[mask == 1]).any(-1).mean() > 0.9
