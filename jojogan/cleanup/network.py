@@ -382,7 +382,7 @@ class CFTBlock(nn.Module):
 
     def forward(self, enc: torch.Tensor, dec: torch.Tensor, w: float) -> torch.Tensor:
         e = self.encode_enc(torch.cat([enc, dec], dim=1))
-        # addcmul's result is new, and neither it nor dec is read again by a backward: blend in place.
+        # addcmul's result is a new tensor that no backward reads: scale and blend it in place.
         return torch.addcmul(self.shift(e), dec, self.scale(e)).mul_(w).add_(dec)
 
 

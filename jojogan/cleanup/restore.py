@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,8 +18,6 @@ __all__ = [
     "cleanup_face",
     "restore_image",
 ]
-
-logger = logging.getLogger("jojogan")
 
 DEFAULT_FIDELITY = 0.7
 """Default CodeFormer fidelity weight ``w``: mostly the input, with the codebook's detail."""
