@@ -207,7 +207,14 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         padded = F.pad(x, (1, 1, 1, 1))
-        out = x.new_empty(b, self.conv.out_channels, 2 * h, 2 * w)
+        # Keep the input's memory format (channels-last runs faster on the CPU, see load_codeformer).
+        cl = x.is_contiguous(memory_format=torch.channels_last)
+        out = torch.empty(
+            (b, self.conv.out_channels, 2 * h, 2 * w),
+            dtype=x.dtype,
+            device=x.device,
+            memory_format=torch.channels_last if cl else torch.contiguous_format,
+        )
         for row, row_kernel in enumerate(_fold_taps(self.conv.weight, 2)):
             for col, kernel in enumerate(_fold_taps(row_kernel, 3)):
                 window = padded[:, :, row : row + h + 1, col : col + w + 1]

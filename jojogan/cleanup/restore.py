@@ -70,8 +70,11 @@ def cleanup_face(face: torch.Tensor, model: CodeFormer, fidelity: float = DEFAUL
         raise CleanupError("the face given to cleanup contains NaN or infinite values")
     param = next(model.parameters())
     size = model.config.image_size
+    first_conv = model.encoder.blocks[0].weight
+    layout = torch.channels_last if first_conv.is_contiguous(memory_format=torch.channels_last) else None
     with torch.inference_mode():
         x = _resize(face.to(param.device, param.dtype).clamp(-1.0, 1.0), size)
+        x = x.contiguous(memory_format=layout or torch.contiguous_format)  # the weights' format
         out = model(x, fidelity)
         if not torch.isfinite(out).all():
             raise CleanupError(
