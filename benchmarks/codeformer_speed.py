@@ -8,10 +8,6 @@ and the input in channels-last memory format (oneDNN's preferred layout for conv
 ``--in-job`` keeps freed CPU memory for reuse across calls (``jojogan.op.memory``), as a command over
 several photos does. The last line printed is JSON (see ``common.report``).
 
-``--plain-upsample`` runs the decoder's upsampling as written in the paper's architecture (nearest 2x,
-then a 3x3 convolution on the big image: 808 GFLOP in all, the reference implementation's count) instead
-of the four 2x2 phase convolutions, for a comparison within one session.
-
 ``--threads 1 --cpu-time`` adds figures measured in this process's CPU time (``time.process_time``)
 instead of wall time: on a machine shared with other jobs the wall clock counts their time too, while one
 thread's CPU time counts only this network's work (and the matmul peak is measured the same way).
@@ -27,7 +23,6 @@ from common import arg_parser, best_time, count_gflop, report, sync
 
 from jojogan.api import pick_device
 from jojogan.cleanup import CodeFormer
-from jojogan.cleanup.network import Upsample
 from jojogan.op.memory import cpu_memory_reuse
 
 
@@ -38,15 +33,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--in-job", action="store_true", help="keep freed CPU memory across calls")
-    parser.add_argument("--plain-upsample", action="store_true", help="nearest 2x then 3x3 conv (baseline)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--cpu-time", action="store_true", help="also report CPU-time figures (use 1 thread)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    if args.plain_upsample:
-        Upsample.forward = lambda self, x: self.conv(torch.nn.functional.interpolate(x, scale_factor=2.0))
     device = pick_device(args.device)
     torch.manual_seed(0)
     model = CodeFormer().to(device).eval().requires_grad_(False)
@@ -85,7 +77,6 @@ def main() -> None:
             "fidelity": args.fidelity,
             "channels_last": args.channels_last,
             "in_job": args.in_job,
-            "plain_upsample": args.plain_upsample,
         },
         seconds,
         gflop,

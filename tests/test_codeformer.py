@@ -341,7 +341,7 @@ def test_resampling_blocks():
     padded[..., :6, :6] = x  # one zero row at the bottom, one zero column at the right
     torch.testing.assert_close(down(x), F.conv2d(padded, down.conv.weight, down.conv.bias, stride=2))
     assert down(x).shape[-1] == 3
-    # Upsampling: the definition, nearest 2x then a 3x3 conv (the module never forms the big image).
+    # Upsampling: nearest 2x (each pixel repeated), then a 3x3 conv.
     x = torch.randn(2, 4, 5, 7, dtype=torch.float64, requires_grad=True)
     big = x[..., [i // 2 for i in range(10)], :][..., [j // 2 for j in range(14)]]
     expected = F.conv2d(big, up.conv.weight, up.conv.bias, padding=1)
