@@ -64,6 +64,7 @@ def test_other_layouts_name_the_first_differing_keys(tiny, tmp_path):
     state = dict(tiny.state_dict())
     state["position_embedding"] = state.pop("position_emb")
     state["feat_emb.weight"] = torch.zeros(3, 3)
+    state["feat_emb.bias"] = 7
     path = tmp_path / "other.pth"
     torch.save({"params_ema": state}, path)
     with pytest.raises(CheckpointError) as info:
@@ -72,7 +73,7 @@ def test_other_layouts_name_the_first_differing_keys(tiny, tmp_path):
     assert "other.pth is not a CodeFormer checkpoint in the official layout" in message
     assert "missing (1): position_emb" in message
     assert "unexpected (1): position_embedding" in message
-    assert "wrong shape (1): feat_emb.weight [3, 3] (expected [32, 16])" in message
+    assert "wrong shape (2): feat_emb.weight [3, 3] (expected [32, 16]), feat_emb.bias a int" in message
 
 
 def test_a_stylegan_file_is_not_taken_for_codeformer(tmp_path):

@@ -30,6 +30,10 @@ def codeformer_state_dict(data: Mapping) -> dict[str, torch.Tensor]:
     return dict(data)
 
 
+def _describe(value) -> str:
+    return str(list(value.shape)) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+
+
 def check_layout(state: Mapping[str, torch.Tensor], model: CodeFormer, name: str = "the file") -> None:
     """Raise :class:`CheckpointError` naming the first differences unless ``state`` fits ``model`` exactly.
 
@@ -42,7 +46,7 @@ def check_layout(state: Mapping[str, torch.Tensor], model: CodeFormer, name: str
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [
-        f"{k} {list(state[k].shape)} (expected {list(shape)})"
+        f"{k} {_describe(state[k])} (expected {list(shape)})"
         for k, shape in expected.items()
         if k in state and (not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != shape)
     ]
