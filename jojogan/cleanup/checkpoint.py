@@ -31,7 +31,11 @@ def codeformer_state_dict(data: Mapping) -> dict[str, torch.Tensor]:
 
 
 def _describe(value) -> str:
-    return str(list(value.shape)) if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+    return (
+        str(list(value.shape))
+        if isinstance(value, torch.Tensor)
+        else f"not a tensor ({type(value).__name__})"
+    )
 
 
 def check_layout(state: Mapping[str, torch.Tensor], model: CodeFormer, name: str = "the file") -> None:
