@@ -99,7 +99,7 @@ def face_mask(
         return inside.astype(np.float32)
     # Distance to the nearest pixel outside; a zero border makes the crop's edge count as outside too.
     distance = scipy.ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
-    # distance is 1 on the polygon's outermost inside pixels: start the ramp from there.
+    # The outermost inside pixels have distance 1: minus half a pixel puts the ramp's zero on the edge.
     return _smoothstep((distance - 0.5) / (feather * side)).astype(np.float32) * inside
 
 
