@@ -14,6 +14,7 @@ PACKAGE_DIR = {
     "jojogan.op": "op",
     "jojogan.cli": "jojogan/cli",
     "jojogan.identity": "jojogan/identity",
+    "jojogan.cleanup": "jojogan/cleanup",
 }
 
 setup(
