@@ -16,6 +16,7 @@ resume-state helpers here, and the process-wide CPU memory policy is entered her
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -31,7 +32,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
-from jojogan.config import INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
+from jojogan.cleanup import DEFAULT_FIDELITY, CodeFormer, cleanup_face, load_codeformer, restore_image
+from jojogan.config import CLEANUPS, INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
 from jojogan.errors import JojoganError
 from jojogan.fileio import atomic_output
 from jojogan.finetune import IdentityNet, ResumeState, finetune, reference_mean_latent
@@ -40,6 +42,7 @@ from jojogan.identity.metric import IdentityCurve, identity_curve, identity_meta
 from jojogan.imaging import from_pil, to_pil
 from jojogan.inversion.align import AlignedFace, align_face
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name
+from jojogan.inversion.paste import paste_faces
 from jojogan.inversion.project import ProjectionConfig, project
 from jojogan.op.memory import cpu_memory_reuse
 from jojogan.style_file import StyleFile, file_sha256, load_style, save_style, style_metadata
@@ -94,6 +97,9 @@ class StylizeResult:
         identity: cosine similarity of the input face and the stylized face under ``identity_net``
             (how much of the person survived), or ``None`` when not measured.
         identity_net: the face-recognition network that measured it.
+        cleanup: the cleanup applied to the stylized face (``"codeformer"``), or ``None``.
+        fidelity: CodeFormer's ``w`` when it ran (cleanup or input restoration).
+        restored_input: whether the input face was restored with CodeFormer before inversion.
     """
 
     image: Image.Image
@@ -102,12 +108,21 @@ class StylizeResult:
     pasted: Image.Image | None = None
     identity: float | None = None
     identity_net: str | None = None
+    cleanup: str | None = None
+    fidelity: float | None = None
+    restored_input: bool = False
 
     def png_metadata(self) -> PngInfo:
         """PNG text chunks recording the result (alpha, and the identity score when measured)."""
         info = PngInfo()
         alpha = self.alpha if isinstance(self.alpha, float) else ",".join(f"{a:g}" for a in self.alpha)
         info.add_text("jojogan:alpha", str(alpha))
+        if self.cleanup is not None:
+            info.add_text("jojogan:cleanup", self.cleanup)
+        if self.restored_input:
+            info.add_text("jojogan:restored_input", "codeformer")
+        if self.fidelity is not None:
+            info.add_text("jojogan:fidelity", f"{self.fidelity:g}")
         if self.identity is not None:
             for key, value in identity_metadata(self.identity, self.identity_net or "unknown").items():
                 info.add_text(key, value)
@@ -226,6 +241,7 @@ class JoJoGAN:
             self.components["discriminator"] = base.discriminator
         self.latent_avg = base.latent_avg
         self.e4e_path = Path(e4e_path) if e4e_path is not None else None
+        self.codeformer_path: str | os.PathLike | None = None  # None: the cached (downloaded) official file
         self.base_path = Path(base_path) if base_path is not None else base.path
         self.max_styles = max_styles
         self.max_pixels = DEFAULT_MAX_PIXELS
@@ -240,6 +256,7 @@ class JoJoGAN:
         base: str | os.PathLike | None = None,
         e4e: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
+        codeformer: str | os.PathLike | None = None,
     ) -> JoJoGAN:
         """Load the base checkpoint (a path, or ``None`` for the official FFHQ file in the weights cache).
 
@@ -251,7 +268,9 @@ class JoJoGAN:
         base_path = resolve_weights(base, default="ffhq", download=True)
         e4e_path = resolve_weights(e4e, default="e4e", download=True) if e4e is not None else None
         checkpoint = load_checkpoint(base_path, device="cpu")
-        return cls(checkpoint, e4e_path=e4e_path, device=device, base_path=base_path)
+        pipe = cls(checkpoint, e4e_path=e4e_path, device=device, base_path=base_path)
+        pipe.codeformer_path = codeformer  # loaded (and downloaded) only when cleanup is first asked for
+        return pipe
 
     # ------------------------------------------------------------------ components and devices
     def modules(self) -> Iterator[nn.Module]:
@@ -389,9 +408,15 @@ class JoJoGAN:
         steps: int | None = None,
         seed: int = 0,
         show_progress: bool = False,
+        restore_input: bool = False,
+        fidelity: float = DEFAULT_FIDELITY,
     ) -> Face:
-        """Align and invert one input."""
+        """Align and invert one input; ``restore_input`` cleans the aligned face up with CodeFormer first
+        (for blurry, small or compressed photos, which invert badly)."""
         crop = self.align(image, aligned=aligned, face=face)
+        if restore_input:
+            _check_cleanup("codeformer", fidelity)
+            crop = dataclasses.replace(crop, image=restore_image(crop.image, self.codeformer(), fidelity))
         w_plus = self.invert(crop, inversion, steps=steps, seed=seed, show_progress=show_progress)
         return Face(name=_short_name(image), aligned=crop, w_plus=w_plus, inversion=inversion)
 
@@ -488,13 +513,31 @@ class JoJoGAN:
         return state
 
     # ------------------------------------------------------------------ stylizing
+    def codeformer(self) -> CodeFormer:
+        """The CodeFormer network for cleanup, loaded on first use and kept in :attr:`components`."""
+        if "codeformer" not in self.components:
+            model = load_codeformer(self.codeformer_path, device=self.device)
+            log.info("cleanup: CodeFormer loaded from %s", self.codeformer_path or "the weights cache")
+            self.components["codeformer"] = model
+        return self.components["codeformer"]
+
     @_job
-    def render(self, face: Face, style: str | os.PathLike | StyleFile, alpha: AlphaSpec = 1.0) -> Image.Image:
-        """The stylized version of an already prepared face."""
+    def render(
+        self,
+        face: Face,
+        style: str | os.PathLike | StyleFile,
+        alpha: AlphaSpec = 1.0,
+        cleanup: str | None = None,
+        fidelity: float = DEFAULT_FIDELITY,
+    ) -> Image.Image:
+        """The stylized version of an already prepared face (cleaned up by CodeFormer when asked)."""
         loaded = self.load_style(style)
         alpha = check_alpha(alpha, self.generator.num_styles)
+        _check_cleanup(cleanup, fidelity)
         with torch.no_grad():
             image = stylize_latents(self.generator, loaded.generator, face.w_plus.to(self.device), alpha)
+            if cleanup == "codeformer":
+                image = cleanup_face(image, self.codeformer(), fidelity)
         return to_pil(image[0])
 
     @_job
@@ -510,6 +553,10 @@ class JoJoGAN:
         face: str | int = "largest",
         paste: bool = False,
         identity: str | FaceRecognizer | None = None,
+        cleanup: str | None = None,
+        fidelity: float = DEFAULT_FIDELITY,
+        restore_input: bool = False,
+        match_colour: bool = False,
     ) -> StylizeResult:
         """Stylize one face of a photo.
 
@@ -520,19 +567,32 @@ class JoJoGAN:
             inversion: "e4e" or "optimize".
             aligned: the input is already an aligned face crop.
             face: which face: "largest" or an index from the left.
-            paste: also warp the result back into the photo.
+            paste: also blend the result back into the photo (a feathered mask from the face's landmarks).
+            cleanup: ``"codeformer"`` cleans the stylized face up with CodeFormer; ``None`` does not.
+            fidelity: CodeFormer's ``w`` in [0, 1] (0: most restoration, 1: most faithful to its input).
+            restore_input: CodeFormer on the aligned input face before inversion.
+            match_colour: with ``paste``, give the face the photo's colour and lighting (low frequencies).
             identity: measure how much of the person survived with this face-recognition network (a
                 name from :data:`jojogan.identity.RECOGNIZERS`, e.g. ``"dlib"``, or a loaded recognizer);
                 ``None`` does not measure.
         """
         if paste and aligned:
             raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
+        _check_cleanup(cleanup, fidelity)
         self.load_style(style)
         recognizer = self.recognizer(identity) if identity is not None else None
-        prepared = self.prepare(image, inversion, aligned=aligned, face=face, steps=inversion_steps)
-        styled = self.render(prepared, style, alpha)
-        pasted = prepared.aligned.paste_back(styled, image) if paste else None
-        result = StylizeResult(image=styled, face=prepared, alpha=alpha, pasted=pasted)
+        prepared = self.prepare(
+            image, inversion, aligned=aligned, face=face, steps=inversion_steps,
+            restore_input=restore_input, fidelity=fidelity,
+        )  # fmt: skip
+        styled = self.render(prepared, style, alpha, cleanup=cleanup, fidelity=fidelity)
+        pasted = (
+            paste_faces(image, [(styled, prepared.aligned)], match_colour=match_colour) if paste else None
+        )
+        result = StylizeResult(
+            image=styled, face=prepared, alpha=alpha, pasted=pasted, cleanup=cleanup,
+            fidelity=fidelity if cleanup or restore_input else None, restored_input=restore_input,
+        )  # fmt: skip
         if recognizer is not None:
             result.identity = identity_similarity(prepared.aligned.image, styled, recognizer)
             result.identity_net = recognizer.name
@@ -592,6 +652,13 @@ class JoJoGAN:
         return [to_pil(x) for x in originals], [to_pil(x) for x in styled]
 
 
+def _check_cleanup(cleanup: str | None, fidelity: float) -> None:
+    if cleanup is not None and cleanup not in CLEANUPS:
+        raise ValueError(f"cleanup must be None or one of {', '.join(CLEANUPS)}, got {cleanup!r}")
+    if isinstance(fidelity, bool) or not isinstance(fidelity, (int, float)) or not 0.0 <= fidelity <= 1.0:
+        raise ValueError(f"fidelity must be a number in [0, 1], got {fidelity!r}")
+
+
 def stylize(
     image: ImageSource,
     style: str | os.PathLike,
@@ -601,10 +668,11 @@ def stylize(
     e4e: str | os.PathLike | None = None,
     inversion: str = "e4e",
     device: str = "cpu",
+    codeformer: str | os.PathLike | None = None,
     **kwargs,
 ) -> StylizeResult:
     """One call: load the models, stylize one photo. For many photos build a :class:`JoJoGAN` once."""
-    pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
+    pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device, codeformer=codeformer)
     return pipe.stylize(image, style, alpha, inversion=inversion, **kwargs)
 
 

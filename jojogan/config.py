@@ -30,6 +30,7 @@ __all__ = [
     "PRESERVE_COLOR_SWAP_W_PLUS",
     "REFERENCE_CODES",
     "AlphaSpec",
+    "CLEANUPS",
     "FinetuneConfig",
     "INVERSIONS",
     "MaskSpec",
@@ -212,6 +213,9 @@ class FinetuneConfig:
         _check_count(self.mean_code_samples, "mean_code_samples", 1)
         check_precision(self.precision)
 
+
+CLEANUPS: tuple[str, ...] = ("codeformer",)
+"""Cleanups of a stylized face (``None``/"none": no cleanup)."""
 
 AlphaSpec = float | Sequence[float]
 """Inference-time interpolation: one number, or one per style layer (``num_styles`` of them)."""

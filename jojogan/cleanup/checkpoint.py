@@ -90,7 +90,7 @@ def load_codeformer(
             (refused by weights-only loading), or its names or shapes differ from the official layout
             (the message lists the first differing names).
     """
-    path = resolve_weights(path, default="codeformer")
+    path = resolve_weights(path, default="codeformer", download=True)
     state = codeformer_state_dict(read_weights_file(path))
     with torch.device("meta"):  # only names and shapes: skip initialising 94 M parameters
         model = CodeFormer(config)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from jojogan.cleanup.restore import DEFAULT_FIDELITY
 from jojogan.cli._options import (
     SEED,
     FiniteFloat,
@@ -17,6 +18,7 @@ from jojogan.cli._options import (
     output_file_option,
     pipeline,
 )
+from jojogan.config import CLEANUPS
 from jojogan.errors import JojoganError
 from jojogan.identity.cli import identity_net_options
 
@@ -38,7 +40,31 @@ style_option = click.option(
 @output_file_option("Image file for one input; a folder for several.", folder_ok=True)
 @alpha_option("Style strength in [0, 1], or one comma-separated value per style layer.")
 @face_option("largest, or an index from the left", allow_all=False)
-@click.option("--paste", is_flag=True, help="Paste the stylized face back into the photo.")
+@click.option(
+    "--paste", is_flag=True, help="Blend the stylized face back into the photo (feathered landmark mask)."
+)
+@click.option("--match-colour", is_flag=True, help="With --paste: take the photo's colour and lighting.")
+@click.option(
+    "--cleanup",
+    type=click.Choice(["none", *CLEANUPS]),
+    default="none",
+    show_default=True,
+    help="Clean the stylized face up (CodeFormer).",
+)
+@click.option(
+    "--fidelity",
+    type=FiniteFloat(0, 1),
+    default=DEFAULT_FIDELITY,
+    show_default=True,
+    help="CodeFormer's w: 0 restores most, 1 keeps most of its input.",
+)
+@click.option("--restore-input", is_flag=True, help="CodeFormer on the input face before inversion.")
+@click.option(
+    "--codeformer",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="codeformer.pth (default: the weights cache, downloaded on first use).",
+)
 @identity_net_options()
 @no_identity_option
 @inversion_options
@@ -50,6 +76,11 @@ def stylize(
     alpha,
     face,
     paste,
+    match_colour,
+    cleanup,
+    fidelity,
+    restore_input,
+    codeformer,
     identity_net,
     identity_weights,
     no_identity,
@@ -65,6 +96,7 @@ def stylize(
     Examples:
         jojogan stylize photo.jpg --style mystyle.safetensors --alpha 0.7 -o out.png
         jojogan stylize *.jpg --style arcane_caitlyn.pt --paste -o styled/
+        jojogan stylize blurry.jpg --style s.safetensors --restore-input --cleanup codeformer --paste -o out.png
     """
     from jojogan.imaging import save_image
 
@@ -72,7 +104,13 @@ def stylize(
     if several and output.suffix:
         raise click.UsageError("with several inputs --output is a folder (no file suffix)")
     pipe = pipeline(max_pixels=max_pixels, **models)
+    pipe.codeformer_path = codeformer
     pipe.load_style(style)
+    cleanup = None if cleanup == "none" else cleanup
+    if cleanup or restore_input:
+        pipe.codeformer()  # load (or download) before any photo is processed: a missing file fails fast
+        stages = (["restoring the input"] if restore_input else []) + (["cleaning up"] if cleanup else [])
+        click.echo(f"CodeFormer: {' and '.join(stages)} (fidelity {fidelity:g})", err=True)
     recognizer = None if no_identity else pipe.recognizer(identity_net, identity_weights)
     failures = 0
     for path in inputs:
@@ -87,6 +125,10 @@ def stylize(
                 face=face,
                 paste=paste,
                 identity=recognizer,
+                cleanup=cleanup,
+                fidelity=fidelity,
+                restore_input=restore_input,
+                match_colour=match_colour,
             )
         except JojoganError as error:
             if not several:
