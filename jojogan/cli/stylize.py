@@ -96,7 +96,7 @@ def stylize(
     Examples:
         jojogan stylize photo.jpg --style mystyle.safetensors --alpha 0.7 -o out.png
         jojogan stylize *.jpg --style arcane_caitlyn.pt --paste -o styled/
-        jojogan stylize blurry.jpg --style s.safetensors --restore-input --cleanup codeformer --paste -o out.png
+        jojogan stylize blurry.jpg --style s.safetensors --restore-input --cleanup codeformer -o out.png
     """
     from jojogan.imaging import save_image
 
