@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -312,3 +313,42 @@ def test_align_and_paste_back_on_a_real_photo(workdir, style, shared, tmp_path):
     # the face region changed, the corners of the photo did not
     assert difference.mean() > 1
     assert difference[:20, :20].max() == 0 and difference[-20:, -20:].max() == 0
+
+
+def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, tmp_path, monkeypatch):
+    """stylize --cleanup codeformer --paste end to end: a real photo, the tiny base, a CodeFormer file."""
+    pytest.importorskip("dlib")
+    from test_codeformer import TINY, seeded
+
+    from jojogan.cleanup import CodeFormer, load_codeformer
+
+    photo = shared("images", "jojogan", "test_input", "iu.jpeg")
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        restorer = seeded(CodeFormer(TINY), 6)
+    torch.save({"params_ema": restorer.state_dict()}, tmp_path / "codeformer.pth")
+    # The released architecture is 94 M parameters; the tests' file has the same structure at a tiny width.
+    monkeypatch.setattr(jojogan.api, "load_codeformer", functools.partial(load_codeformer, config=TINY))
+    common = ["stylize", photo, "--style", style, "--base", workdir / "base.pt", *FAST, "--paste"]
+    plain, cleaned = tmp_path / "plain.png", tmp_path / "cleaned.png"
+    assert run([*common, "-o", plain]).exit_code == 0
+    args = [
+        *common,
+        "--cleanup",
+        "codeformer",
+        "--fidelity",
+        "0.5",
+        "--codeformer",
+        tmp_path / "codeformer.pth",
+    ]
+    result = run([*args, "-o", cleaned])
+    assert result.exit_code == 0, result.output
+    assert "CodeFormer: cleaning up (fidelity 0.5)" in result.output and "identity" in result.output
+    with Image.open(photo) as original, Image.open(plain) as a, Image.open(cleaned) as b:
+        assert b.size == original.size
+        assert b.text["jojogan:cleanup"] == "codeformer" and b.text["jojogan:fidelity"] == "0.5"
+        assert -1 <= float(b.text["jojogan:identity"]) <= 1 and b.text["jojogan:identity_net"] == "dlib"
+        assert "jojogan:cleanup" not in a.text
+        photo_px, plain_px, cleaned_px = (np.asarray(i.convert("RGB"), dtype=int) for i in (original, a, b))
+    assert np.abs(cleaned_px - plain_px).mean() > 0.1  # the cleanup changed the face
+    assert (cleaned_px[:20, :20] == photo_px[:20, :20]).all()  # far from the face the photo is untouched
