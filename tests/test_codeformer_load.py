@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -156,11 +158,17 @@ def test_restore_image_keeps_the_size(tiny):
 
 
 def test_registry_name_reads_the_weights_cache(tiny, tmp_path, monkeypatch):
-    from jojogan.weights import REGISTRY
+    from jojogan.weights import REGISTRY, file_sha256
 
     monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path))
     with pytest.raises(CheckpointError, match=r"codeformer.pth .* is not in the weights cache"):
         load_codeformer("codeformer")
-    torch.save({"params_ema": tiny.state_dict()}, tmp_path / "codeformer.pth")
+    path = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": tiny.state_dict()}, path)
+    # The cache serves only files whose size and sha256 are the registry's: the real entry refuses this one.
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_codeformer(config=TINY)
+    entry = dataclasses.replace(REGISTRY["codeformer"], size=path.stat().st_size, sha256=file_sha256(path))
+    monkeypatch.setitem(REGISTRY, "codeformer", entry)
     assert _same_weights(load_codeformer(config=TINY), tiny)
     assert "non-commercial" in REGISTRY["codeformer"].licence
