@@ -559,7 +559,16 @@ def _fetch_url(entry: WeightsEntry, url: str, staging: Path, progress: bool) -> 
 def _fetch_hf(entry: WeightsEntry, staging: Path) -> Path:
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(entry.hf_repo, entry.filename, local_dir=staging / "hf"))
+    # The hub client logs each of its retries as a warning; a failure ends in our one line that says what
+    # was tried, so its chatter shows only when our own logger is at debug level (-vv).
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        hub_logger.setLevel(logging.ERROR)
+    try:
+        return Path(hf_hub_download(entry.hf_repo, entry.filename, local_dir=staging / "hf"))
+    finally:
+        hub_logger.setLevel(level)
 
 
 def _check_staged(entry: WeightsEntry, staged: Path, hashed: bool) -> str:
