@@ -36,7 +36,15 @@ from jojogan.cleanup import DEFAULT_FIDELITY, CodeFormer, cleanup_face, load_cod
 from jojogan.config import CLEANUPS, INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
 from jojogan.errors import JojoganError
 from jojogan.fileio import atomic_output
-from jojogan.finetune import IdentityNet, ResumeState, finetune, reference_mean_latent
+from jojogan.finetune import (
+    IdentityNet,
+    ResumeState,
+    check_resume,
+    finetune,
+    reference_mean_latent,
+    resume_settings,
+    run_record,
+)
 from jojogan.identity import FaceRecognizer, load_face_recognizer
 from jojogan.identity.metric import IdentityCurve, identity_curve, identity_metadata, identity_similarity
 from jojogan.imaging import from_pil, to_pil
@@ -44,6 +52,7 @@ from jojogan.inversion.align import AlignedFace, align_face
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name
 from jojogan.inversion.paste import paste_faces
 from jojogan.inversion.project import ProjectionConfig, project
+from jojogan.mixing import resolve_mask
 from jojogan.op.memory import cpu_memory_reuse
 from jojogan.style_file import StyleFile, file_sha256, load_style, save_style, style_metadata
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint, read_weights_file
@@ -346,10 +355,30 @@ class JoJoGAN:
                 f"style {path.name} was made for a {loaded.generator.size} px generator with another "
                 f"architecture than the base checkpoint ({gen.size} px); use the base it was made from"
             )
+        self._warn_other_base(loaded)
         self._styles[path] = loaded
         while len(self._styles) > self.max_styles:
             self._styles.popitem(last=False)
         return loaded
+
+    def _warn_other_base(self, style: StyleFile) -> None:
+        """Warn when the style's metadata names another base than this pipeline's (by sha256): its
+        images then mix two unrelated generators."""
+        recorded = style.metadata.get("base_checkpoint")
+        made_from = recorded.get("sha256") if isinstance(recorded, dict) else None
+        if not made_from or self.base_path is None:
+            return
+        ours = self.base_sha256()
+        if ours is not None and ours != made_from:
+            log.warning(
+                "style %s was fine-tuned from another base (%s, sha256 %s...) than %s (sha256 %s...); "
+                "results will mix two generators: pass the base it was made from with --base",
+                style.path.name if style.path else "style",
+                recorded.get("name", "unknown"),
+                made_from[:12],
+                self.base_path.name,
+                ours[:12],
+            )
 
     # ------------------------------------------------------------------ faces
     def align(self, image: ImageSource, aligned: bool = False, face: str | int = "largest") -> AlignedFace:
@@ -433,7 +462,7 @@ class JoJoGAN:
         identity_net: IdentityNet | None = None,
         callback: Callable | None = None,
         resume_state_path: str | os.PathLike | None = None,
-        resume: bool = False,
+        resume: bool | ResumeState = False,
         show_progress: bool = True,
     ) -> FinetuneOutput:
         """Fine-tune a style from one or more reference faces.
@@ -448,8 +477,13 @@ class JoJoGAN:
             identity_net: face-recognition network for ``config.identity_weight > 0``.
             callback: ``callback(step, loss, preview)`` after each step.
             resume_state_path: where to keep a resume state every ``config.save_state_every`` steps.
-            resume: continue from ``resume_state_path`` if it exists.
+            resume: continue from ``resume_state_path`` if it exists, or from this (already loaded)
+                state. The state must come from a run with the same settings, references (their
+                sha256), base (its sha256) and inversion; that is checked before any inversion.
             show_progress: tqdm progress bars.
+
+        Raises:
+            ResumeMismatchError: the resume state was made by another run; names what differs.
         """
         # 1. check the inputs
         config = FinetuneConfig() if config is None else config
@@ -461,6 +495,18 @@ class JoJoGAN:
         # 2. the references, aligned and (unless training towards the mean code) inverted
         crops = [self.align(src, aligned=aligned) for src in sources]
         inverted = config.reference_code != "mean"
+        reference_sha256s = [_image_sha256(s, c) for s, c in zip(sources, crops, strict=True)]
+        provenance = {
+            "base_sha256": self.base_sha256(),
+            "reference_sha256s": reference_sha256s,
+            "inversion": inversion if inverted else None,
+        }
+        state = resume if isinstance(resume, ResumeState) else None
+        if state is None and resume:
+            state = self._saved_state(resume_state_path)
+        if state is not None:  # a resume state from another run is refused before the inversion
+            keep = resolve_mask(config.mask, self.size)
+            check_resume(state, resume_settings(run_record(config, keep, len(sources)), provenance))
         latents = self.invert(crops, inversion, steps=inversion_steps, seed=config.seed) if inverted else None
         images = torch.cat([from_pil(c.image, self.size) for c in crops]).to(self.device)
         # 3. train, continuing a saved resume state when asked
@@ -474,7 +520,8 @@ class JoJoGAN:
             identity_net=identity_net,
             callback=callback,
             on_resume_state=self._state_saver(config, resume_state_path),
-            resume=self._saved_state(resume_state_path) if resume else None,
+            resume=state,
+            provenance=provenance,
             device=self.device,
             show_progress=show_progress,
         )
@@ -482,7 +529,7 @@ class JoJoGAN:
         metadata = style_metadata(
             base_name=self.base_path.name if self.base_path else "unknown",
             base_sha256=self.base_sha256(),
-            reference_sha256s=[_image_sha256(s, c) for s, c in zip(sources, crops, strict=True)],
+            reference_sha256s=reference_sha256s,
             losses=result.losses,
             run=result.record,
             inversion=inversion if inverted else None,
@@ -579,7 +626,7 @@ class JoJoGAN:
         if paste and aligned:
             raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
         _check_cleanup(cleanup, fidelity)
-        self.load_style(style)
+        check_alpha(alpha, self.load_style(style).generator.num_styles)  # before the (slow) inversion
         recognizer = self.recognizer(identity) if identity is not None else None
         prepared = self.prepare(
             image, inversion, aligned=aligned, face=face, steps=inversion_steps,
