@@ -397,7 +397,7 @@ class JoJoGAN:
         inversion: str = "e4e",
         steps: int | None = None,
         seed: int = 0,
-        show_progress: bool = False,
+        show_progress: bool | str = False,
     ) -> torch.Tensor:
         """W+ codes ``[n, n_latent, style_dim]`` of aligned faces.
 
@@ -406,6 +406,7 @@ class JoJoGAN:
             inversion: "e4e" (fast, needs the encoder) or "optimize" (needs only the StyleGAN2 file).
             steps: optimisation steps in total (W then W+); default 200 + 100.
             seed: seeds optimisation.
+            show_progress: a progress bar for optimisation; a string labels it (e.g. the image's name).
         """
         if inversion not in INVERSIONS:
             raise ValueError(f"inversion must be one of {INVERSIONS}, got {inversion!r}")
@@ -446,7 +447,9 @@ class JoJoGAN:
         if restore_input:
             _check_cleanup("codeformer", fidelity)
             crop = dataclasses.replace(crop, image=restore_image(crop.image, self.codeformer(), fidelity))
-        w_plus = self.invert(crop, inversion, steps=steps, seed=seed, show_progress=show_progress)
+        # the bar names the image: several inputs' bars are then told apart
+        label = f"projecting {_short_name(image)}" if show_progress else False
+        w_plus = self.invert(crop, inversion, steps=steps, seed=seed, show_progress=label)
         return Face(name=_short_name(image), aligned=crop, w_plus=w_plus, inversion=inversion)
 
     # ------------------------------------------------------------------ fine-tuning
@@ -507,7 +510,12 @@ class JoJoGAN:
         if state is not None:  # a resume state from another run is refused before the inversion
             keep = resolve_mask(config.mask, self.size)
             check_resume(state, resume_settings(run_record(config, keep, len(sources)), provenance))
-        latents = self.invert(crops, inversion, steps=inversion_steps, seed=config.seed) if inverted else None
+        label = f"projecting {len(crops)} reference(s)" if show_progress else False
+        latents = (
+            self.invert(crops, inversion, steps=inversion_steps, seed=config.seed, show_progress=label)
+            if inverted
+            else None
+        )
         images = torch.cat([from_pil(c.image, self.size) for c in crops]).to(self.device)
         # 3. train, continuing a saved resume state when asked
         result = finetune(
@@ -604,6 +612,7 @@ class JoJoGAN:
         fidelity: float = DEFAULT_FIDELITY,
         restore_input: bool = False,
         match_colour: bool = False,
+        show_progress: bool = False,
     ) -> StylizeResult:
         """Stylize one face of a photo.
 
@@ -622,6 +631,7 @@ class JoJoGAN:
             identity: measure how much of the person survived with this face-recognition network (a
                 name from :data:`jojogan.identity.RECOGNIZERS`, e.g. ``"dlib"``, or a loaded recognizer);
                 ``None`` does not measure.
+            show_progress: a progress bar (naming the image) for optimisation inversion.
         """
         if paste and aligned:
             raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
@@ -630,7 +640,7 @@ class JoJoGAN:
         recognizer = self.recognizer(identity) if identity is not None else None
         prepared = self.prepare(
             image, inversion, aligned=aligned, face=face, steps=inversion_steps,
-            restore_input=restore_input, fidelity=fidelity,
+            restore_input=restore_input, fidelity=fidelity, show_progress=show_progress,
         )  # fmt: skip
         styled = self.render(prepared, style, alpha, cleanup=cleanup, fidelity=fidelity)
         pasted = (

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import click
 
 from jojogan.config import INVERSIONS
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
+
+log = logging.getLogger(__name__)
 
 
 class FiniteFloat(click.FloatRange):
@@ -281,8 +285,19 @@ def pipeline(base, e4e=None, device="auto", max_pixels=None):
     """The API pipeline for one command; the command is one job of the CPU memory policy."""
     from jojogan.api import JoJoGAN
     from jojogan.op.memory import cpu_memory_reuse
+    from jojogan.style_file import is_style_file
 
+    if base is not None and is_style_file(base):
+        raise click.ClickException(
+            f"--base {base} is a jojogan style file (a fine-tuned generator); --base takes the StyleGAN2 "
+            "checkpoint a style is made from, and a style file goes to --style"
+        )
+    log.debug("loading the base %s (e4e: %s) on device %s", base or "from the cache", e4e or "cache", device)
+    started = time.perf_counter()
     pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
+    log.debug(
+        "loaded a %d px generator on %s in %.2f s", pipe.size, pipe.device, time.perf_counter() - started
+    )
     pipe.max_pixels = max_pixels
     # a command is one job: freed CPU memory stays mapped across all of its inputs (jojogan.op.memory)
     click.get_current_context().with_resource(cpu_memory_reuse(pipe.device))
@@ -335,6 +350,7 @@ def claim_outputs(inputs, outputs, force: bool) -> None:
             raise click.ClickException(f"the output {output} is a folder; expected a file name")
         if output.exists() and not force:
             raise click.ClickException(f"{output} exists; pass --force to replace it")
+    log.debug("outputs: %s", ", ".join(map(str, seen)))
 
 
 def unique_stems(inputs) -> list[str]:

@@ -148,6 +148,7 @@ def stylize(
                 fidelity=fidelity,
                 restore_input=restore_input,
                 match_colour=match_colour,
+                show_progress=True,
             )
         except JojoganError as error:
             if len(inputs) == 1:
@@ -213,7 +214,7 @@ def slider(
     pipe = pipeline(max_pixels=max_pixels, **models)
     pipe.load_style(style)
     recognizer = None if no_identity else pipe.recognizer(identity_net, identity_weights)
-    face = pipe.prepare(input_image, inversion, aligned=aligned, steps=inversion_steps)
+    face = pipe.prepare(input_image, inversion, aligned=aligned, steps=inversion_steps, show_progress=True)
     frames = pipe.slider(face, style, steps)
     strip = labelled_strip([img for _, img in frames], [f"alpha {a:.2f}" for a, _ in frames], tile=tile)
     click.echo(f"strip -> {save_image(strip, output)}")
