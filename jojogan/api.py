@@ -34,7 +34,7 @@ from torch import nn
 
 from jojogan.cleanup import DEFAULT_FIDELITY, CodeFormer, cleanup_face, load_codeformer, restore_image
 from jojogan.config import CLEANUPS, INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
-from jojogan.errors import JojoganError
+from jojogan.errors import CheckpointError, JojoganError
 from jojogan.fileio import atomic_output
 from jojogan.finetune import (
     IdentityNet,
@@ -192,9 +192,19 @@ def save_resume_state(state: ResumeState, path: str | os.PathLike) -> Path:
 
 
 def load_resume_state(path: str | os.PathLike) -> ResumeState:
-    """Read a state written by :func:`save_resume_state` (weights only, never pickled code)."""
+    """Read a state written by :func:`save_resume_state` (weights only, never pickled code).
+
+    Raises:
+        JojoganError: the file is unreadable, holds Python objects (refused unexecuted) or is no state.
+    """
     try:
         return ResumeState.from_dict(read_weights_file(path))
+    except CheckpointError as error:
+        reason = "it holds Python objects, not only tensors" if "Python objects" in str(error) else error
+        raise JojoganError(
+            f"{path} is not a fine-tuning resume state jojogan can load safely ({reason}); delete it to "
+            "start over"
+        ) from error
     except ValueError as error:
         raise JojoganError(f"{path} is not a readable fine-tuning resume state ({error})") from error
 

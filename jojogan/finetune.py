@@ -395,9 +395,21 @@ def resume_settings(record: dict, provenance: dict | None = None) -> dict:
     return settings
 
 
+# How check_resume names the provenance keys the API records (other keys are FinetuneConfig fields).
+_RESUME_LABELS = {
+    "reference_sha256s": "references (content sha256)",
+    "base_sha256": "base checkpoint (sha256)",
+    "references": "number of references",
+}
+
+
 def _shown(value: object) -> str:
+    if isinstance(value, str) and len(value) == 64:  # a sha256: its first 12 digits tell them apart
+        return value[:12]
+    if isinstance(value, list) and value and all(isinstance(v, str) and len(v) == 64 for v in value):
+        return "[" + ", ".join(v[:12] for v in value) + "]"
     text = repr(value)
-    return text if len(text) <= 24 else text[:21] + "..."
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_resume(state: ResumeState, settings: dict) -> None:
@@ -413,7 +425,8 @@ def check_resume(state: ResumeState, settings: dict) -> None:
     saved = state.settings
     changed = sorted(k for k in set(settings) | set(saved) if saved.get(k) != settings.get(k))
     details = ", ".join(
-        f"{key} (state: {_shown(saved.get(key))}, now: {_shown(settings.get(key))})" for key in changed
+        f"{_RESUME_LABELS.get(key, key)} (state: {_shown(saved.get(key))}, now: {_shown(settings.get(key))})"
+        for key in changed
     )
     raise ResumeMismatchError(
         changed, f"cannot resume: the resume state was made by a run with a different {details}"

@@ -58,6 +58,8 @@ def align(inputs, output, size, face, supersample, max_pixels, force):
             else:
                 crops = [align_face(path, size, face=face, supersample=supersample, max_pixels=max_pixels)]
         except JojoganError as error:
+            if len(inputs) == 1:
+                raise
             click.echo(f"error: {error}", err=True)
             failures += 1
             continue
