@@ -11,7 +11,10 @@ stylized without anyone noticing.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +63,8 @@ def load_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             ``[height, width]``, ``[height, width, 1]``, ``[height, width, 3]`` (RGB) or
             ``[height, width, 4]`` (RGBA), of dtype ``uint8``, ``uint16`` or float with values in [0, 1].
         max_pixels: Largest accepted width × height, checked against a file's header before its pixels
-            are decoded (a guard against decompression bombs). ``None`` turns the check off; Pillow's own
-            hard limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``) still applies to files.
+            are decoded (a guard against decompression bombs); it replaces Pillow's own limit, so it is
+            the one knob. ``None`` turns this check off and leaves Pillow's limit in force for files.
 
     Returns:
         A new RGB image, independent of ``source``.
@@ -97,11 +100,12 @@ def _load_path(path: Path, name: str, max_pixels: int | None) -> Image.Image:
     if not path.is_file():
         raise ImageError(f"The image path {name} is not a file.")
     try:
-        opened = Image.open(path)
+        with _pillow_limit_replaced(max_pixels is not None):
+            opened = Image.open(path)
     except Image.DecompressionBombError as exc:
         raise ImageError(
-            f"{name} is too large to open safely ({exc}); if you trust the file, raise "
-            "PIL.Image.MAX_IMAGE_PIXELS as well as max_pixels."
+            f"{name} is too large to open safely ({exc}); if you trust the file, pass max_pixels "
+            "(--max-pixels on the command line) above its size."
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name} is not an image file that can be read (not a JPEG, PNG, ...).") from exc
@@ -111,6 +115,26 @@ def _load_path(path: Path, name: str, max_pixels: int | None) -> Image.Image:
         # Only the header has been read so far: reject oversized images before allocating their pixels.
         _check_size(image.size, name, max_pixels)
         return _to_rgb(_decode(image, name), name)
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limit_replaced(replaced: bool):
+    """While a file's header is read, let ``max_pixels`` (checked right after) be the only size limit:
+    Pillow's own limit would refuse, or warn about, sizes the caller has allowed. ``Image.open`` reads
+    only the header, so lifting Pillow's limit here allocates nothing."""
+    if not replaced:
+        yield
+        return
+    with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_size(size: tuple[int, int], name: str, max_pixels: int | None) -> None:

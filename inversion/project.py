@@ -315,7 +315,7 @@ def project(
     lpips: Distance | None = None,
     latent_avg: torch.Tensor | None = None,
     callback: Callable[[int, float], None] | None = None,
-    show_progress: bool = False,
+    show_progress: bool | str = False,
     **settings: object,
 ) -> ProjectionResult:
     """Invert aligned face images into the generator's W+ space by optimisation.
@@ -337,7 +337,7 @@ def project(
             of 4096 mapped samples.
         callback: called as ``callback(step, loss)`` after every step, ``step`` counting from 0 across
             both phases and ``loss`` the batch-mean total loss.
-        show_progress: show a tqdm progress bar.
+        show_progress: show a tqdm progress bar; a string also labels it (e.g. with the image's name).
         settings: fields of :class:`ProjectionConfig` replacing those of ``config`` (``steps=50``).
 
     Returns:
@@ -390,7 +390,7 @@ def _optimise(
     batch: int,
     latent_avg: torch.Tensor | None,
     callback: Callable[[int, float], None] | None,
-    show_progress: bool,
+    show_progress: bool | str,
 ) -> ProjectionResult:
     """The two phases (W, then W+) over one continuous noise optimisation."""
     device = generator.input.input.device
@@ -404,7 +404,8 @@ def _optimise(
     noise_optimizer = torch.optim.Adam(noise, lr=config.lr) if config.optimize_noise else None
     losses: list[float] = []
     distances: list[float] = []
-    with tqdm(total=total_steps, desc="projecting", disable=not show_progress, leave=False) as bar:
+    label = show_progress if isinstance(show_progress, str) else "projecting"
+    with tqdm(total=total_steps, desc=label, disable=not show_progress, leave=False) as bar:
         for phase, phase_steps in (("W", config.steps), ("W+", config.w_plus_steps)):
             if phase == "W+":
                 # Every layer starts from the W solution and is then free to move on its own.

@@ -34,9 +34,17 @@ from torch import nn
 
 from jojogan.cleanup import DEFAULT_FIDELITY, CodeFormer, cleanup_face, load_codeformer, restore_image
 from jojogan.config import CLEANUPS, INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
-from jojogan.errors import JojoganError
+from jojogan.errors import CheckpointError, JojoganError
 from jojogan.fileio import atomic_output
-from jojogan.finetune import IdentityNet, ResumeState, finetune, reference_mean_latent
+from jojogan.finetune import (
+    IdentityNet,
+    ResumeState,
+    check_resume,
+    finetune,
+    reference_mean_latent,
+    resume_settings,
+    run_record,
+)
 from jojogan.identity import FaceRecognizer, load_face_recognizer
 from jojogan.identity.metric import IdentityCurve, identity_curve, identity_metadata, identity_similarity
 from jojogan.imaging import from_pil, to_pil
@@ -44,6 +52,7 @@ from jojogan.inversion.align import AlignedFace, align_face
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name
 from jojogan.inversion.paste import paste_faces
 from jojogan.inversion.project import ProjectionConfig, project
+from jojogan.mixing import resolve_mask
 from jojogan.op.memory import cpu_memory_reuse
 from jojogan.style_file import StyleFile, file_sha256, load_style, save_style, style_metadata
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint, read_weights_file
@@ -183,9 +192,19 @@ def save_resume_state(state: ResumeState, path: str | os.PathLike) -> Path:
 
 
 def load_resume_state(path: str | os.PathLike) -> ResumeState:
-    """Read a state written by :func:`save_resume_state` (weights only, never pickled code)."""
+    """Read a state written by :func:`save_resume_state` (weights only, never pickled code).
+
+    Raises:
+        JojoganError: the file is unreadable, holds Python objects (refused unexecuted) or is no state.
+    """
     try:
         return ResumeState.from_dict(read_weights_file(path))
+    except CheckpointError as error:
+        reason = "it holds Python objects, not only tensors" if "Python objects" in str(error) else error
+        raise JojoganError(
+            f"{path} is not a fine-tuning resume state jojogan can load safely ({reason}); delete it to "
+            "start over"
+        ) from error
     except ValueError as error:
         raise JojoganError(f"{path} is not a readable fine-tuning resume state ({error})") from error
 
@@ -346,10 +365,30 @@ class JoJoGAN:
                 f"style {path.name} was made for a {loaded.generator.size} px generator with another "
                 f"architecture than the base checkpoint ({gen.size} px); use the base it was made from"
             )
+        self._warn_other_base(loaded)
         self._styles[path] = loaded
         while len(self._styles) > self.max_styles:
             self._styles.popitem(last=False)
         return loaded
+
+    def _warn_other_base(self, style: StyleFile) -> None:
+        """Warn when the style's metadata names another base than this pipeline's (by sha256): its
+        images then mix two unrelated generators."""
+        recorded = style.metadata.get("base_checkpoint")
+        made_from = recorded.get("sha256") if isinstance(recorded, dict) else None
+        if not made_from or self.base_path is None:
+            return
+        ours = self.base_sha256()
+        if ours is not None and ours != made_from:
+            log.warning(
+                "style %s was fine-tuned from another base (%s, sha256 %s...) than %s (sha256 %s...); "
+                "results will mix two generators: pass the base it was made from with --base",
+                style.path.name if style.path else "style",
+                recorded.get("name", "unknown"),
+                made_from[:12],
+                self.base_path.name,
+                ours[:12],
+            )
 
     # ------------------------------------------------------------------ faces
     def align(self, image: ImageSource, aligned: bool = False, face: str | int = "largest") -> AlignedFace:
@@ -368,7 +407,7 @@ class JoJoGAN:
         inversion: str = "e4e",
         steps: int | None = None,
         seed: int = 0,
-        show_progress: bool = False,
+        show_progress: bool | str = False,
     ) -> torch.Tensor:
         """W+ codes ``[n, n_latent, style_dim]`` of aligned faces.
 
@@ -377,6 +416,7 @@ class JoJoGAN:
             inversion: "e4e" (fast, needs the encoder) or "optimize" (needs only the StyleGAN2 file).
             steps: optimisation steps in total (W then W+); default 200 + 100.
             seed: seeds optimisation.
+            show_progress: a progress bar for optimisation; a string labels it (e.g. the image's name).
         """
         if inversion not in INVERSIONS:
             raise ValueError(f"inversion must be one of {INVERSIONS}, got {inversion!r}")
@@ -417,7 +457,9 @@ class JoJoGAN:
         if restore_input:
             _check_cleanup("codeformer", fidelity)
             crop = dataclasses.replace(crop, image=restore_image(crop.image, self.codeformer(), fidelity))
-        w_plus = self.invert(crop, inversion, steps=steps, seed=seed, show_progress=show_progress)
+        # the bar names the image: several inputs' bars are then told apart
+        label = f"projecting {_short_name(image)}" if show_progress else False
+        w_plus = self.invert(crop, inversion, steps=steps, seed=seed, show_progress=label)
         return Face(name=_short_name(image), aligned=crop, w_plus=w_plus, inversion=inversion)
 
     # ------------------------------------------------------------------ fine-tuning
@@ -433,7 +475,7 @@ class JoJoGAN:
         identity_net: IdentityNet | None = None,
         callback: Callable | None = None,
         resume_state_path: str | os.PathLike | None = None,
-        resume: bool = False,
+        resume: bool | ResumeState = False,
         show_progress: bool = True,
     ) -> FinetuneOutput:
         """Fine-tune a style from one or more reference faces.
@@ -448,8 +490,13 @@ class JoJoGAN:
             identity_net: face-recognition network for ``config.identity_weight > 0``.
             callback: ``callback(step, loss, preview)`` after each step.
             resume_state_path: where to keep a resume state every ``config.save_state_every`` steps.
-            resume: continue from ``resume_state_path`` if it exists.
+            resume: continue from ``resume_state_path`` if it exists, or from this (already loaded)
+                state. The state must come from a run with the same settings, references (their
+                sha256), base (its sha256) and inversion; that is checked before any inversion.
             show_progress: tqdm progress bars.
+
+        Raises:
+            ResumeMismatchError: the resume state was made by another run; names what differs.
         """
         # 1. check the inputs
         config = FinetuneConfig() if config is None else config
@@ -461,7 +508,24 @@ class JoJoGAN:
         # 2. the references, aligned and (unless training towards the mean code) inverted
         crops = [self.align(src, aligned=aligned) for src in sources]
         inverted = config.reference_code != "mean"
-        latents = self.invert(crops, inversion, steps=inversion_steps, seed=config.seed) if inverted else None
+        reference_sha256s = [_image_sha256(s, c) for s, c in zip(sources, crops, strict=True)]
+        provenance = {
+            "base_sha256": self.base_sha256(),
+            "reference_sha256s": reference_sha256s,
+            "inversion": inversion if inverted else None,
+        }
+        state = resume if isinstance(resume, ResumeState) else None
+        if state is None and resume:
+            state = self._saved_state(resume_state_path)
+        if state is not None:  # a resume state from another run is refused before the inversion
+            keep = resolve_mask(config.mask, self.size)
+            check_resume(state, resume_settings(run_record(config, keep, len(sources)), provenance))
+        label = f"projecting {len(crops)} reference(s)" if show_progress else False
+        latents = (
+            self.invert(crops, inversion, steps=inversion_steps, seed=config.seed, show_progress=label)
+            if inverted
+            else None
+        )
         images = torch.cat([from_pil(c.image, self.size) for c in crops]).to(self.device)
         # 3. train, continuing a saved resume state when asked
         result = finetune(
@@ -474,7 +538,8 @@ class JoJoGAN:
             identity_net=identity_net,
             callback=callback,
             on_resume_state=self._state_saver(config, resume_state_path),
-            resume=self._saved_state(resume_state_path) if resume else None,
+            resume=state,
+            provenance=provenance,
             device=self.device,
             show_progress=show_progress,
         )
@@ -482,7 +547,7 @@ class JoJoGAN:
         metadata = style_metadata(
             base_name=self.base_path.name if self.base_path else "unknown",
             base_sha256=self.base_sha256(),
-            reference_sha256s=[_image_sha256(s, c) for s, c in zip(sources, crops, strict=True)],
+            reference_sha256s=reference_sha256s,
             losses=result.losses,
             run=result.record,
             inversion=inversion if inverted else None,
@@ -557,6 +622,7 @@ class JoJoGAN:
         fidelity: float = DEFAULT_FIDELITY,
         restore_input: bool = False,
         match_colour: bool = False,
+        show_progress: bool = False,
     ) -> StylizeResult:
         """Stylize one face of a photo.
 
@@ -575,15 +641,16 @@ class JoJoGAN:
             identity: measure how much of the person survived with this face-recognition network (a
                 name from :data:`jojogan.identity.RECOGNIZERS`, e.g. ``"dlib"``, or a loaded recognizer);
                 ``None`` does not measure.
+            show_progress: a progress bar (naming the image) for optimisation inversion.
         """
         if paste and aligned:
             raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
         _check_cleanup(cleanup, fidelity)
-        self.load_style(style)
+        check_alpha(alpha, self.load_style(style).generator.num_styles)  # before the (slow) inversion
         recognizer = self.recognizer(identity) if identity is not None else None
         prepared = self.prepare(
             image, inversion, aligned=aligned, face=face, steps=inversion_steps,
-            restore_input=restore_input, fidelity=fidelity,
+            restore_input=restore_input, fidelity=fidelity, show_progress=show_progress,
         )  # fmt: skip
         styled = self.render(prepared, style, alpha, cleanup=cleanup, fidelity=fidelity)
         pasted = (

@@ -43,13 +43,16 @@ __all__ = [
     "FinetuneOutOfMemoryError",
     "FinetuneResult",
     "IdentityNet",
+    "ResumeMismatchError",
     "ResumeState",
     "accumulate_gradients",
+    "check_resume",
     "default_micro_batch",
     "finetune",
     "identity_loss",
     "reference_features",
     "reference_mean_latent",
+    "resume_settings",
     "run_record",
 ]
 
@@ -107,6 +110,18 @@ class FinetuneDivergedError(JojoganError):
         self.step = step
         self.last_good_state = last_good_state
         self.losses = losses
+
+
+class ResumeMismatchError(JojoganError, ValueError):
+    """A resume state was made by another run (other settings, references, base or inversion).
+
+    Attributes:
+        changed: the names of the settings that differ, sorted.
+    """
+
+    def __init__(self, changed: list[str], message: str):
+        super().__init__(message)
+        self.changed = changed
 
 
 @dataclass
@@ -371,8 +386,51 @@ def run_record(config: FinetuneConfig, keep: torch.Tensor, references: int) -> d
     return record
 
 
-def _resume_settings(record: dict) -> dict:
-    return {key: value for key, value in record.items() if key not in _RESUMABLE_CHANGES}
+def resume_settings(record: dict, provenance: dict | None = None) -> dict:
+    """What a resume state must match: the :func:`run_record` without the settings a resumed run may
+    change, plus ``provenance`` (what the run was made from: e.g. the references' and the base's sha256
+    and the inversion, which the caller knows and this stage does not)."""
+    settings = {key: value for key, value in record.items() if key not in _RESUMABLE_CHANGES}
+    settings.update(_plain(provenance or {}))
+    return settings
+
+
+# How check_resume names the provenance keys the API records (other keys are FinetuneConfig fields).
+_RESUME_LABELS = {
+    "reference_sha256s": "references (content sha256)",
+    "base_sha256": "base checkpoint (sha256)",
+    "references": "number of references",
+}
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, str) and len(value) == 64:  # a sha256: its first 12 digits tell them apart
+        return value[:12]
+    if isinstance(value, list) and value and all(isinstance(v, str) and len(v) == 64 for v in value):
+        return "[" + ", ".join(v[:12] for v in value) + "]"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_resume(state: ResumeState, settings: dict) -> None:
+    """Refuse ``state`` unless it was saved by a run with these :func:`resume_settings`.
+
+    A state saved without settings (by an older version) is accepted.
+
+    Raises:
+        ResumeMismatchError: names every setting that differs, with the state's value and this run's.
+    """
+    if not state.settings or state.settings == settings:
+        return
+    saved = state.settings
+    changed = sorted(k for k in set(settings) | set(saved) if saved.get(k) != settings.get(k))
+    details = ", ".join(
+        f"{_RESUME_LABELS.get(key, key)} (state: {_shown(saved.get(key))}, now: {_shown(settings.get(key))})"
+        for key in changed
+    )
+    raise ResumeMismatchError(
+        changed, f"cannot resume: the resume state was made by a run with a different {details}"
+    )
 
 
 def _check_references(references: torch.Tensor, size: int) -> None:
@@ -401,6 +459,7 @@ def finetune(
     callback: ProgressCallback | None = None,
     on_resume_state: Callable[[ResumeState], None] | None = None,
     resume: ResumeState | None = None,
+    provenance: dict | None = None,
     device: str | torch.device | None = None,
     show_progress: bool = True,
 ) -> FinetuneResult:
@@ -427,7 +486,10 @@ def finetune(
             to [-1, 1]) every ``config.preview_every`` steps, else ``None``.
         on_resume_state: receives a :class:`ResumeState` every ``config.save_state_every`` steps.
         resume: a state from ``on_resume_state``; the run continues after its step, with identical
-            results to an uninterrupted run.
+            results to an uninterrupted run; refused (:class:`ResumeMismatchError`) unless it was made
+            with the same :func:`resume_settings`.
+        provenance: what the references and base are (JSON-like: e.g. their sha256), recorded in the
+            resume states and compared on resume.
         device: where to train (default: the generator's device).
         show_progress: show a tqdm progress bar with the loss.
 
@@ -452,9 +514,10 @@ def finetune(
     # 3. the models and the optimiser, restored from the resume state if there is one
     run = _Run.start(generator, config, identity_net, device)
     record = run_record(config, keep, len(references))
-    start = run.restore(resume, _resume_settings(record), config.iterations)
+    settings = resume_settings(record, provenance)
+    start = run.restore(resume, settings, config.iterations)
     # 4. the loop
-    report = functools.partial(_report, callback=callback, on_resume_state=on_resume_state, record=record)
+    report = functools.partial(_report, callback=callback, on_resume_state=on_resume_state, settings=settings)
     _loop(run, start, discriminator, references, latents, keep, identity_net, report, show_progress)
     # 5. the result
     if run.losses:
@@ -567,7 +630,7 @@ def _report(
     *,
     callback: ProgressCallback | None,
     on_resume_state: Callable[[ResumeState], None] | None,
-    record: dict,
+    settings: dict,
 ) -> None:
     """Hand out the step's loss (with a preview when due) and, when due, a resume state."""
     config = run.config
@@ -578,7 +641,7 @@ def _report(
         callback(step, value, preview)
     if config.save_state_every and step % config.save_state_every == 0:
         assert on_resume_state is not None
-        on_resume_state(run.resume_state(step, _resume_settings(record)))
+        on_resume_state(run.resume_state(step, settings))
 
 
 @dataclass
@@ -615,11 +678,7 @@ class _Run:
         """Continue from ``resume`` (refused if it was made with other settings); returns its step."""
         if resume is None:
             return 0
-        if resume.settings and resume.settings != settings:
-            changed = sorted(
-                k for k in set(settings) | set(resume.settings) if resume.settings.get(k) != settings.get(k)
-            )
-            raise ValueError(f"cannot resume: the resume state was made with different {', '.join(changed)}")
+        check_resume(resume, settings)
         if not 0 <= resume.step <= iterations:
             raise ValueError(f"cannot resume from step {resume.step} of a {iterations}-iteration run")
         self.trained.load_state_dict(resume.generator_state, strict=True)

@@ -32,7 +32,15 @@ from jojogan.fileio import atomic_output
 from jojogan.stylegan2.checkpoint import generator_from_state, read_weights_file
 from jojogan.stylegan2.model import Generator
 
-__all__ = ["STYLE_FORMAT_VERSION", "StyleFile", "file_sha256", "load_style", "save_style", "style_metadata"]
+__all__ = [
+    "STYLE_FORMAT_VERSION",
+    "StyleFile",
+    "file_sha256",
+    "is_style_file",
+    "load_style",
+    "save_style",
+    "style_metadata",
+]
 
 STYLE_FORMAT_VERSION = 1
 """Version of the style-file metadata this code writes; newer files are refused, older ones read."""
@@ -182,6 +190,22 @@ def _parse_metadata(header: dict | None, name: str) -> dict | None:
             f"upgrade jojogan to load it"
         )
     return metadata
+
+
+def is_style_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a ``.safetensors`` file carrying jojogan style metadata (reads the header only;
+    an unreadable file is not one: its loader reports why)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata()
+    except (SafetensorError, OSError, ValueError):
+        return False
+    return bool(header) and _METADATA_KEY in header
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict | None]:

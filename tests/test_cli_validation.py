@@ -70,7 +70,9 @@ def test_a_device_that_is_not_here_is_refused_with_the_alternatives():
 def test_good_values_parse(tmp_path):
     """The same types accept what they should: the command goes on to look for the (missing) base."""
     base = tmp_path / MISSING_BASE
-    args = ["finetune", "r.png", "-o", tmp_path / "s.safetensors", "--lr", "1e-3", "--seed", str(2**64 - 1)]
+    reference = tmp_path / "r.png"
+    reference.write_bytes(b"")  # exists: the inputs are checked before the base
+    args = ["finetune", reference, "-o", tmp_path / "s.safetensors", "--lr", "1e-3", "--seed", str(2**64 - 1)]
     result = run([*args, "--mix-strength", "0.5", "--device", "cpu", "--base", base])
     assert result.exit_code == 1 and MISSING_BASE in result.output, result.output
 

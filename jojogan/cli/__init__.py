@@ -22,6 +22,16 @@ from jojogan.weights_cli import weights
 __all__ = ["main"]
 
 
+class _OneLineUsageError(click.ClickException):
+    """A usage mistake as one ``Error: ...`` line naming the command's --help (exit 2, as click's)."""
+
+    exit_code = 2
+
+    def __init__(self, error: click.UsageError):
+        where = error.ctx.command_path if error.ctx is not None else "jojogan"
+        super().__init__(f"{error.format_message()} (see '{where} --help')")
+
+
 class _Main(click.Group):
     """The command group with the CLI's last-resort error handler.
 
@@ -32,6 +42,8 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:
+            raise _OneLineUsageError(error) from error
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except JojoganError as error:
@@ -47,14 +59,22 @@ class _Main(click.Group):
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jojogan")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="-v: jojogan's debug log and tracebacks of unexpected errors; -vv: every library's debug log too.",
+)
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
     """One-shot face stylization with JoJoGAN on StyleGAN2."""
     ctx.ensure_object(dict)["verbose"] = verbose
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("jojogan").setLevel(level if verbose else logging.INFO)
+    # jojogan's own INFO lines always show; -v adds its DEBUG lines (and tracebacks), -vv every library's
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 2 else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("jojogan").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 main.add_command(env.env)

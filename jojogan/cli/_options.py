@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import click
 
 from jojogan.config import INVERSIONS
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
+
+log = logging.getLogger(__name__)
 
 
 class FiniteFloat(click.FloatRange):
@@ -161,15 +165,30 @@ def config_from_options(config: type, values: dict) -> object:
         raise click.UsageError(str(error)) from error
 
 
+_base_option = click.option(
+    "--base",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="StyleGAN2 checkpoint, official layout (default: stylegan2-ffhq-config-f.pt in the cache).",
+)
+_device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=Device(),
+    help="cuda, cuda:1, mps, cpu, or auto (CUDA, then MPS, then CPU).",
+)
+
+
+def base_options(command: Callable) -> Callable:
+    """--base/--device, for commands that never invert a face (no --e4e to offer)."""
+    return stack(_base_option, _device_option)(command)
+
+
 def model_options(command: Callable) -> Callable:
     """--base/--e4e/--device, shared by every command that loads models."""
     return stack(
-        click.option(
-            "--base",
-            type=click.Path(dir_okay=False, path_type=Path),
-            default=None,
-            help="StyleGAN2 checkpoint, official layout (default: stylegan2-ffhq-config-f.pt in the cache).",
-        ),
+        _base_option,
         click.option(
             "--e4e",
             "e4e",
@@ -177,13 +196,7 @@ def model_options(command: Callable) -> Callable:
             default=None,
             help="e4e_ffhq_encode.pt (default: the weights cache).",
         ),
-        click.option(
-            "--device",
-            default="auto",
-            show_default=True,
-            type=Device(),
-            help="cuda, cuda:1, mps, cpu, or auto (CUDA, then MPS, then CPU).",
-        ),
+        _device_option,
     )(command)
 
 
@@ -243,6 +256,17 @@ def _parse_alpha(ctx: click.Context, param: click.Parameter, text: str):
     return values[0] if len(values) == 1 else values
 
 
+def check_alpha_length(alpha, generator) -> None:
+    """A per-layer ``--alpha`` list needs one value per style layer of the generator; checked before any
+    face is inverted."""
+    if isinstance(alpha, list) and len(alpha) != generator.num_styles:
+        raise click.BadParameter(
+            f"a per-layer list needs {generator.num_styles} values (one per style layer of this "
+            f"{generator.size} px generator), got {len(alpha)}",
+            param_hint="'--alpha'",
+        )
+
+
 def face_option(choices_text: str, allow_all: bool) -> Callable:
     def parse(ctx: click.Context, param: click.Parameter, text: str) -> str | int:
         if text == "largest" or (allow_all and text == "all"):
@@ -257,13 +281,100 @@ def face_option(choices_text: str, allow_all: bool) -> Callable:
     )
 
 
-def pipeline(base, e4e, device, max_pixels):
+def pipeline(base, e4e=None, device="auto", max_pixels=None):
     """The API pipeline for one command; the command is one job of the CPU memory policy."""
     from jojogan.api import JoJoGAN
     from jojogan.op.memory import cpu_memory_reuse
+    from jojogan.style_file import is_style_file
 
+    if base is not None and is_style_file(base):
+        raise click.ClickException(
+            f"--base {base} is a jojogan style file (a fine-tuned generator); --base takes the StyleGAN2 "
+            "checkpoint a style is made from, and a style file goes to --style"
+        )
+    log.debug("loading the base %s (e4e: %s) on device %s", base or "from the cache", e4e or "cache", device)
+    started = time.perf_counter()
     pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
+    log.debug(
+        "loaded a %d px generator on %s in %.2f s", pipe.size, pipe.device, time.perf_counter() - started
+    )
     pipe.max_pixels = max_pixels
     # a command is one job: freed CPU memory stays mapped across all of its inputs (jojogan.op.memory)
     click.get_current_context().with_resource(cpu_memory_reuse(pipe.device))
     return pipe
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+OVERWRITE_RULE = "An output never replaces an input; an existing output file is replaced only with --force."
+"""The one overwrite rule of every command (said in --help and the README)."""
+
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace existing output files (never an input); finetune: also start over a resume state.",
+)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def claim_outputs(inputs, outputs, force: bool) -> None:
+    """Apply :data:`OVERWRITE_RULE` to the files a command is about to write, before any work starts.
+
+    Args:
+        inputs: every file the command reads (images, style, base, ...); ``None`` entries are skipped.
+        outputs: every file the command will write.
+        force: ``--force`` was given: existing outputs that are not inputs may be replaced.
+
+    Raises:
+        click.ClickException: an output is an input, two outputs are one file, an output is a folder, or
+            an output exists without ``force``; the message names the path.
+    """
+    inputs = [Path(p) for p in inputs if p is not None]
+    seen: list[Path] = []
+    for output in map(Path, outputs):
+        for source in inputs:
+            if _same_file(output, source):
+                raise click.ClickException(
+                    f"the output {output} is also an input; an output never replaces an input "
+                    "(choose another -o)"
+                )
+        if any(_same_file(output, other) for other in seen):
+            raise click.ClickException(f"two outputs would both be written to {output}")
+        seen.append(output)
+        if output.is_dir():
+            raise click.ClickException(f"the output {output} is a folder; expected a file name")
+        if output.exists() and not force:
+            raise click.ClickException(f"{output} exists; pass --force to replace it")
+    log.debug("outputs: %s", ", ".join(map(str, seen)))
+
+
+def unique_stems(inputs) -> list[str]:
+    """One output name stem per input: the file's stem, with ``_2``, ``_3``, ... added to a stem already
+    taken by an earlier input (``a/face.png`` and ``b/face.png`` become ``face`` and ``face_2``)."""
+    taken: set[str] = set()
+    stems = []
+    for path in map(Path, inputs):
+        stem, n = path.stem, 1
+        # case-folded: on case-insensitive file systems Face.png and face.png are one file
+        while stem.casefold() in taken:
+            n += 1
+            stem = f"{path.stem}_{n}"
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
+
+
+UNIQUE_NAMES_HELP = "Inputs with the same file name get _2, _3, ... in the order given."
+
+
+def check_inputs_exist(*paths) -> None:
+    """Refuse a missing input file in one line, before any model loads (``None`` entries are skipped)."""
+    for path in paths:
+        if path is not None and not Path(path).is_file():
+            what = "is a folder" if Path(path).is_dir() else "does not exist"
+            raise click.ClickException(f"{path} {what}; expected an existing file")

@@ -8,12 +8,16 @@ from pathlib import Path
 import click
 
 from jojogan.cli._options import (
+    check_inputs_exist,
+    claim_outputs,
     face_option,
+    force_option,
     inversion_options,
     max_pixels_option,
     model_options,
     output_file_option,
     pipeline,
+    unique_stems,
 )
 from jojogan.errors import JojoganError
 
@@ -27,8 +31,13 @@ from jojogan.errors import JojoganError
 @face_option("largest, all, or an index from the left", allow_all=True)
 @click.option("--supersample", is_flag=True, help="Higher-quality FFHQ transform (slower).")
 @max_pixels_option
-def align(inputs, output, size, face, supersample, max_pixels):
+@force_option
+def align(inputs, output, size, face, supersample, max_pixels, force):
     """FFHQ-align faces (dlib 68 landmarks), as StyleGAN2 and JoJoGAN expect.
+
+    Each crop is OUTPUT/NAME.png (NAME_I.png for face I with --face all); inputs with the same file
+    name get _2, _3, ... in the order given.
+    An output never replaces an input; an existing output is replaced only with --force.
 
     \b
     Example:
@@ -37,20 +46,29 @@ def align(inputs, output, size, face, supersample, max_pixels):
     from jojogan.imaging import save_image
     from jojogan.inversion.align import align_face, align_faces
 
+    check_inputs_exist(*inputs)
+    stems = unique_stems(inputs)
+    if face != "all":  # one crop per input: every name is known before any work
+        claim_outputs(inputs, [output / f"{stem}.png" for stem in stems], force)
     failures = 0
-    for path in inputs:
+    for path, stem in zip(inputs, stems, strict=True):
         try:
             if face == "all":
                 crops = align_faces(path, output_size=size, supersample=supersample, max_pixels=max_pixels)
             else:
                 crops = [align_face(path, size, face=face, supersample=supersample, max_pixels=max_pixels)]
         except JojoganError as error:
+            if len(inputs) == 1:
+                raise
             click.echo(f"error: {error}", err=True)
             failures += 1
             continue
-        for crop in crops:
-            suffix = f"_{crop.face_index}" if face == "all" or crop.num_faces > 1 else ""
-            target = save_image(crop.image, output / f"{Path(path).stem}{suffix}.png")
+        names = [f"{stem}_{c.face_index}.png" if face == "all" else f"{stem}.png" for c in crops]
+        targets = [output / name for name in names]
+        if face == "all":  # the number of faces is known only now
+            claim_outputs(inputs, targets, force)
+        for crop, target in zip(crops, targets, strict=True):
+            save_image(crop.image, target)
             click.echo(f"{path} -> {target} (face {crop.face_index + 1} of {crop.num_faces})")
     if failures:
         raise click.ClickException(f"{failures} of {len(inputs)} inputs failed")
@@ -61,8 +79,12 @@ def align(inputs, output, size, face, supersample, max_pixels):
 @output_file_option("codes.safetensors or codes.pt (W+ [n, n_latent, style_dim]).", (".safetensors", ".pt"))
 @inversion_options
 @model_options
-def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base, e4e, device):
-    """Invert faces to W+ codes; the aligned crops are saved beside the codes.
+@force_option
+def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base, e4e, device, force):
+    """Invert faces to W+ codes; the aligned crops are saved beside the codes, in OUTPUT_aligned/.
+
+    Inputs with the same file name get _2, _3, ... in the order given. An output never replaces an
+    input; an existing output is replaced only with --force.
 
     \b
     Example:
@@ -74,6 +96,10 @@ def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base
     from jojogan.fileio import atomic_output
     from jojogan.imaging import save_image
 
+    check_inputs_exist(*inputs, base, e4e)
+    crops = output.with_name(f"{output.stem}_aligned")
+    crop_files = [crops / f"{stem}.png" for stem in unique_stems(inputs)]
+    claim_outputs([*inputs, base, e4e], [output, *crop_files], force)
     pipe = pipeline(base, e4e, device, max_pixels)
     faces = [
         pipe.prepare(path, inversion, aligned=aligned, steps=inversion_steps, show_progress=True)
@@ -86,7 +112,6 @@ def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base
             save_file({"w_plus": w_plus.contiguous()}, str(tmp), metadata={"names": json.dumps(names)})
         else:
             torch.save({"w_plus": w_plus, "names": names}, tmp)
-    crops = output.with_name(f"{output.stem}_aligned")
-    for face in faces:
-        save_image(face.aligned.image, crops / f"{Path(face.name).stem}.png")
+    for face, target in zip(faces, crop_files, strict=True):
+        save_image(face.aligned.image, target)
     click.echo(f"W+ codes {tuple(w_plus.shape)} -> {output}; aligned crops in {crops}/")

@@ -41,7 +41,20 @@ def environment_report() -> dict[str, str]:
             report[name] = "not installed"
     report.update(ops_report())
     report["cpu memory"] = memory_report()
+    report.update(weights_report())
     return report
+
+
+def weights_report() -> dict[str, str]:
+    """The weights cache folder and what it holds (``jojogan weights list`` has the details)."""
+    from jojogan.weights import REGISTRY, cache_dir, cached_path, check_cached, format_size
+
+    held = []
+    for entry in REGISTRY.values():
+        if cached_path(entry).is_file():
+            status = check_cached(entry)
+            held.append(f"{entry.name} ({format_size(status.path.stat().st_size)}, {status.state})")
+    return {"weights cache": str(cache_dir()), "weights cached": ", ".join(held) or "none"}
 
 
 @click.command()

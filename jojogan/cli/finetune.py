@@ -10,8 +10,11 @@ import click
 from jojogan.cli._options import (
     SEED,
     FiniteFloat,
+    check_inputs_exist,
+    claim_outputs,
     config_from_options,
     config_options,
+    force_option,
     inversion_options,
     model_options,
     output_file_option,
@@ -74,8 +77,14 @@ CLI_DEFAULTS = {"save_state_every": 25}  # an interrupted command line run shoul
 @inversion_options
 @config_options(FinetuneConfig, FINETUNE_OPTIONS, CLI_DEFAULTS)
 @identity_net_options(DEFAULT_LOSS_NETWORK)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its resume state.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run from its resume state (OUTPUT.resume.pt); it must come from the same "
+    "references, base, inversion and settings.",
+)
 @model_options
+@force_option
 def finetune(
     references,
     output,
@@ -89,6 +98,7 @@ def finetune(
     base,
     e4e,
     device,
+    force,
     **settings,
 ):
     """Fine-tune StyleGAN2 on one or more stylized reference faces (JoJoGAN).
@@ -99,14 +109,30 @@ def finetune(
         jojogan finetune art1.png art2.png --inversion optimize --preset preserve-color -o art.safetensors
         jojogan finetune ref.png --identity-weight 1 --identity-net mobilefacenet \\
             --identity-weights mobilefacenet.pt -o kept.safetensors
+
+    An output never replaces an input; an existing output is replaced only with --force. While it runs,
+    the run keeps a resume state in OUTPUT.resume.pt: --resume continues it, --force starts over and
+    replaces it, and without either the command refuses to start. OUTPUT is locked while a run writes
+    it (OUTPUT.lock): a second run on the same output stops at once.
     """
+    from jojogan.api import load_resume_state
     from jojogan.finetune import FinetuneDivergedError
     from jojogan.imaging import save_image, to_pil
 
     config = config_from_options(FinetuneConfig, settings)
+    check_inputs_exist(*references, base, e4e, identity_weights)
+    claim_outputs([*references, base, e4e, identity_weights], [output], force)
     state_path = output.with_name(output.name + ".resume.pt")
+    click.get_current_context().with_resource(_output_lock(output))
     if resume and not state_path.is_file():
         raise click.UsageError(f"--resume: no resume state at {state_path}")
+    if not resume and state_path.is_file() and not force:
+        raise click.ClickException(
+            f"a resume state of an earlier run is at {state_path}: add --resume to continue it, or --force "
+            "to start over (the state is then replaced)"
+        )
+    # read before any model loads: an unreadable (or unsafe) state fails in one line, at once
+    state = load_resume_state(state_path) if resume else None
     previews = output.with_name(output.name + ".previews")
 
     def on_step(step, loss, preview):
@@ -128,7 +154,7 @@ def finetune(
             aligned=aligned,
             callback=on_step,
             resume_state_path=state_path if config.save_state_every else None,
-            resume=resume,
+            resume=state if state is not None else False,
             identity_net=loss_net,
         )
     except FinetuneDivergedError as error:
@@ -144,6 +170,35 @@ def finetune(
     path = run.save(output)
     state_path.unlink(missing_ok=True)
     click.echo(f"style -> {path} (final loss {run.losses[-1]:.4f} after {len(run.losses)} steps)")
+
+
+def _output_lock(output: Path):
+    """An exclusive lock on ``output`` for the whole run (a second run on it stops at once)."""
+    import contextlib
+
+    from filelock import FileLock, Timeout
+
+    lock_path = output.with_name(output.name + ".lock")
+
+    @contextlib.contextmanager
+    def held():
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(lock_path), timeout=0)
+            lock.acquire()
+        except Timeout as error:
+            raise click.ClickException(
+                f"another jojogan finetune is writing {output} (it holds {lock_path}); wait for it to "
+                "finish or choose another -o"
+            ) from error
+        except OSError as error:
+            raise click.ClickException(f"cannot lock {lock_path}: {error.strerror or error}") from error
+        try:
+            yield lock
+        finally:
+            lock.release()
+
+    return held()
 
 
 def _save_last_good(error, output: Path) -> None:

@@ -12,11 +12,17 @@ from jojogan.cli._options import (
     FiniteFloat,
     OutputFile,
     alpha_option,
+    base_options,
+    check_alpha_length,
+    check_inputs_exist,
+    claim_outputs,
     face_option,
+    force_option,
     inversion_options,
     model_options,
     output_file_option,
     pipeline,
+    unique_stems,
 )
 from jojogan.config import CLEANUPS
 from jojogan.errors import JojoganError
@@ -37,7 +43,7 @@ style_option = click.option(
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @style_option
-@output_file_option("Image file for one input; a folder for several.", folder_ok=True)
+@output_file_option("Image file for one input; a folder (no suffix) for one or several.", folder_ok=True)
 @alpha_option("Style strength in [0, 1], or one comma-separated value per style layer.")
 @face_option("largest, or an index from the left", allow_all=False)
 @click.option(
@@ -69,6 +75,7 @@ style_option = click.option(
 @no_identity_option
 @inversion_options
 @model_options
+@force_option
 def stylize(
     inputs,
     style,
@@ -88,9 +95,14 @@ def stylize(
     aligned,
     inversion,
     inversion_steps,
+    force,
     **models,
 ):
     """Stylize photos with a fine-tuned style.
+
+    When OUTPUT is a folder (no suffix; required with several inputs) each result is NAME_styled.png;
+    inputs with the same file name get _2, _3, ... in the order given.
+    An output never replaces an input; an existing output is replaced only with --force.
 
     \b
     Examples:
@@ -100,12 +112,19 @@ def stylize(
     """
     from jojogan.imaging import save_image
 
-    several = len(inputs) > 1
-    if several and output.suffix:
+    if len(inputs) > 1 and output.suffix:
         raise click.UsageError("with several inputs --output is a folder (no file suffix)")
+    several = not output.suffix  # a folder: one NAME_styled.png per input
+    if paste and aligned:
+        raise click.UsageError("--paste needs the photo's alignment; it cannot be used with --aligned")
+    if match_colour and not paste:
+        raise click.UsageError("--match-colour applies to --paste; add --paste")
+    check_inputs_exist(*inputs, style, models["base"], models["e4e"])
+    targets = [output / f"{stem}_styled.png" for stem in unique_stems(inputs)] if several else [output]
+    claim_outputs([*inputs, style, models["base"], models["e4e"], codeformer], targets, force)
     pipe = pipeline(max_pixels=max_pixels, **models)
     pipe.codeformer_path = codeformer
-    pipe.load_style(style)
+    check_alpha_length(alpha, pipe.load_style(style).generator)
     cleanup = None if cleanup == "none" else cleanup
     if cleanup or restore_input:
         pipe.codeformer()  # load (or download) before any photo is processed: a missing file fails fast
@@ -113,7 +132,7 @@ def stylize(
         click.echo(f"CodeFormer: {' and '.join(stages)} (fidelity {fidelity:g})", err=True)
     recognizer = None if no_identity else pipe.recognizer(identity_net, identity_weights)
     failures = 0
-    for path in inputs:
+    for path, target in zip(inputs, targets, strict=True):
         try:
             result = pipe.stylize(
                 path,
@@ -129,14 +148,14 @@ def stylize(
                 fidelity=fidelity,
                 restore_input=restore_input,
                 match_colour=match_colour,
+                show_progress=True,
             )
         except JojoganError as error:
-            if not several:
+            if len(inputs) == 1:
                 raise
             click.echo(f"error: {error}", err=True)
             failures += 1
             continue
-        target = output / f"{Path(path).stem}_styled.png" if several else output
         save_image(result.pasted if paste else result.image, target, pnginfo=result.png_metadata())
         kept = "" if result.identity is None else f" (identity {result.identity:.3f}, {result.identity_net})"
         click.echo(f"{path} -> {target}{kept}")
@@ -155,6 +174,7 @@ def stylize(
 @no_identity_option
 @inversion_options
 @model_options
+@force_option
 def slider(
     input_image,
     style,
@@ -169,12 +189,14 @@ def slider(
     aligned,
     inversion,
     inversion_steps,
+    force,
     **models,
 ):
     """The alpha slider: one face from original (α = 0) to fully stylized (α = 1).
 
     Beside the strip go the identity curve identity(α) as OUTPUT.identity.json and a plot of it,
-    OUTPUT.identity.png (unless --no-identity).
+    OUTPUT.identity.png (unless --no-identity). An output never replaces an input; an existing output
+    is replaced only with --force.
 
     \b
     Example:
@@ -184,19 +206,23 @@ def slider(
     from jojogan.identity.metric import plot_identity_curve
     from jojogan.imaging import labelled_strip, save_gif, save_image
 
+    check_inputs_exist(input_image, style, models["base"], models["e4e"])
+    curve_json = output.with_name(output.name + ".identity.json")
+    curve_png = output.with_name(output.name + ".identity.png")
+    extra = ([] if no_identity else [curve_json, curve_png]) + ([] if gif is None else [gif])
+    claim_outputs([input_image, style, models["base"], models["e4e"]], [output, *extra], force)
     pipe = pipeline(max_pixels=max_pixels, **models)
     pipe.load_style(style)
     recognizer = None if no_identity else pipe.recognizer(identity_net, identity_weights)
-    face = pipe.prepare(input_image, inversion, aligned=aligned, steps=inversion_steps)
+    face = pipe.prepare(input_image, inversion, aligned=aligned, steps=inversion_steps, show_progress=True)
     frames = pipe.slider(face, style, steps)
     strip = labelled_strip([img for _, img in frames], [f"alpha {a:.2f}" for a, _ in frames], tile=tile)
     click.echo(f"strip -> {save_image(strip, output)}")
     if recognizer is not None:
         curve = pipe.identity_curve(face, frames, recognizer)
-        curve_json = output.with_name(output.name + ".identity.json")
         with atomic_output(curve_json) as tmp:
             Path(tmp).write_text(curve.to_json() + "\n")
-        plot = save_image(plot_identity_curve(curve), output.with_name(output.name + ".identity.png"))
+        plot = save_image(plot_identity_curve(curve), curve_png)
         values = ", ".join(f"{a:.2f}: {v:.3f}" for a, v in zip(curve.alphas, curve.similarities, strict=True))
         click.echo(f"identity ({curve.network}) {values} -> {curve_json}, {plot}")
     if gif is not None:
@@ -214,9 +240,12 @@ def slider(
 @alpha_option("Style strength (see stylize).")
 @click.option("--tile", default=256, show_default=True, type=click.IntRange(min=32))
 @output_file_option("Grid image.")
-@model_options
-def sample(style, count, truncation, seed, alpha, tile, output, **models):
+@base_options
+@force_option
+def sample(style, count, truncation, seed, alpha, tile, output, force, **models):
     """Random faces (top row) and the same faces in the style (bottom row).
+
+    An output never replaces an input; an existing output is replaced only with --force.
 
     \b
     Example:
@@ -224,6 +253,9 @@ def sample(style, count, truncation, seed, alpha, tile, output, **models):
     """
     from jojogan.imaging import image_grid, save_image
 
-    pipe = pipeline(max_pixels=None, **models)
+    check_inputs_exist(style, models["base"])
+    claim_outputs([style, models["base"]], [output], force)
+    pipe = pipeline(**models)
+    check_alpha_length(alpha, pipe.load_style(style).generator)
     originals, styled = pipe.sample(style, count, truncation=truncation, seed=seed, alpha=alpha)
     click.echo(f"grid -> {save_image(image_grid([originals, styled], tile=tile), output)}")
