@@ -305,9 +305,6 @@ def pipeline(base, e4e=None, device="auto", max_pixels=None):
 
 
 # ---------------------------------------------------------------------------------------------- outputs
-OVERWRITE_RULE = "An output never replaces an input; an existing output file is replaced only with --force."
-"""The one overwrite rule of every command (said in --help and the README)."""
-
 force_option = click.option(
     "--force",
     is_flag=True,
@@ -323,7 +320,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def claim_outputs(inputs, outputs, force: bool) -> None:
-    """Apply :data:`OVERWRITE_RULE` to the files a command is about to write, before any work starts.
+    """The one overwrite rule of every command, applied to the files it will write before any work starts:
+    an output never replaces an input, and an existing output is replaced only with ``--force``.
 
     Args:
         inputs: every file the command reads (images, style, base, ...); ``None`` entries are skipped.
@@ -367,9 +365,6 @@ def unique_stems(inputs) -> list[str]:
         taken.add(stem.casefold())
         stems.append(stem)
     return stems
-
-
-UNIQUE_NAMES_HELP = "Inputs with the same file name get _2, _3, ... in the order given."
 
 
 def check_inputs_exist(*paths) -> None:
