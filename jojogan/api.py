@@ -33,7 +33,7 @@ from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
 from jojogan.cleanup import DEFAULT_FIDELITY, CodeFormer, cleanup_face, load_codeformer, restore_image
-from jojogan.config import CLEANUPS, INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
+from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
 from jojogan.errors import CheckpointError, JojoganError
 from jojogan.fileio import atomic_output
 from jojogan.finetune import (
@@ -264,6 +264,7 @@ class JoJoGAN:
         self.base_path = Path(base_path) if base_path is not None else base.path
         self.max_styles = max_styles
         self.max_pixels = DEFAULT_MAX_PIXELS
+        self.inversion_distance = INVERSION_DISTANCES[0]  # what optimisation inversion minimises
         self._base_sha256: str | None = None
         self._styles: OrderedDict[Path, StyleFile] = OrderedDict()
         self._recognizers: dict[tuple[str, str | None], FaceRecognizer] = {}
@@ -423,16 +424,18 @@ class JoJoGAN:
         faces = [faces] if isinstance(faces, AlignedFace) else list(faces)
         if inversion == "e4e":
             return _finite(self.encoder().invert([f.image for f in faces]).to(self.device), "e4e")
-        if self.discriminator is None:
+        if self.discriminator is None and self.inversion_distance != "lpips":
             raise JojoganError(
                 "optimisation inversion measures distance with the discriminator, but the base checkpoint "
-                "has none ('d'); use the official stylegan2-ffhq-config-f.pt or --inversion e4e"
+                "has none ('d'); use the official stylegan2-ffhq-config-f.pt, --distance lpips or "
+                "--inversion e4e"
             )
         target = torch.cat([from_pil(f.image, self.size) for f in faces]).to(self.device)
         result = project(
             self.generator,
             target,
             ProjectionConfig.from_total_steps(steps, seed=seed),
+            lpips=self.lpips() if self.inversion_distance == "lpips" else None,
             discriminator=self.discriminator,
             latent_avg=self.latent_avg,
             show_progress=show_progress,
@@ -578,6 +581,14 @@ class JoJoGAN:
         return state
 
     # ------------------------------------------------------------------ stylizing
+    def lpips(self) -> nn.Module:
+        """LPIPS (VGG) for ``inversion_distance="lpips"``, loaded on first use, kept in :attr:`components`."""
+        if "lpips" not in self.components:
+            from jojogan.perceptual import load_lpips
+
+            self.components["lpips"] = load_lpips("vgg").to(self.device)
+        return self.components["lpips"]
+
     def codeformer(self) -> CodeFormer:
         """The CodeFormer network for cleanup, loaded on first use and kept in :attr:`components`."""
         if "codeformer" not in self.components:

@@ -33,6 +33,7 @@ __all__ = [
     "CLEANUPS",
     "FinetuneConfig",
     "INVERSIONS",
+    "INVERSION_DISTANCES",
     "MaskSpec",
     "check_alpha",
     "check_mask_spec",
@@ -55,6 +56,9 @@ MASK_MAPPING_KEYS: tuple[str, ...] = ("layers", "resolutions", "w_plus")
 
 INVERSIONS: tuple[str, ...] = ("e4e", "optimize")
 """How a face becomes a W+ code: the e4e encoder, or optimisation against the generator."""
+
+INVERSION_DISTANCES: tuple[str, ...] = ("discriminator", "lpips")
+"""What optimisation inversion minimises: the base discriminator's features, or LPIPS (VGG)."""
 
 REFERENCE_CODES: tuple[str, ...] = ("invert", "mean", "blend")
 """Where the reference's style code comes from: its inversion, the mean code, or a blend of the two."""

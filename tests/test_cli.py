@@ -14,6 +14,7 @@ from safetensors import safe_open
 
 import jojogan
 import jojogan.api
+import jojogan.perceptual
 from jojogan.cli import main as cli
 from jojogan.imaging import to_pil
 from jojogan.style_file import file_sha256, load_style
@@ -352,3 +353,30 @@ def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, tmp_p
         photo_px, plain_px, cleaned_px = (np.asarray(i.convert("RGB"), dtype=int) for i in (original, a, b))
     assert np.abs(cleaned_px - plain_px).mean() > 0.1  # the cleanup changed the face
     assert (cleaned_px[:20, :20] == photo_px[:20, :20]).all()  # far from the face the photo is untouched
+
+
+class _CountingDistance(torch.nn.Module):
+    """A stand-in perceptual distance: mean squared error per image, counting its calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, images, targets):
+        self.calls += 1
+        return (images - targets).pow(2).flatten(1).mean(1)
+
+
+def test_distance_lpips_drives_optimisation_inversion(workdir, monkeypatch):
+    pipe = jojogan.api.JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
+    face = pipe.align(workdir / "face0.png", aligned=True)
+    pipe.inversion_distance = "lpips"
+    pipe.components["lpips"] = distance = _CountingDistance()
+    w_plus = pipe.invert(face, "optimize", steps=3)
+    assert distance.calls >= 3 and torch.isfinite(w_plus).all()
+    # On the command line it is refused in one line, before any model loads, when LPIPS cannot work here.
+    monkeypatch.setattr(jojogan.perceptual, "lpips_available", lambda net="vgg": False)
+    args = ["invert", workdir / "face0.png", "--aligned", "--inversion", "optimize", "--distance", "lpips"]
+    result = run([*args, "--base", workdir / "base.pt", "-o", workdir / "codes.pt"])
+    assert result.exit_code == 1 and "jojogan[lpips]" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from jojogan.config import INVERSIONS
+from jojogan.config import INVERSION_DISTANCES, INVERSIONS
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,12 @@ def output_file_option(description: str, suffixes: tuple[str, ...] | None = None
     )
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value):
+    """Keep an option the pipeline reads (not the command) in the context's meta, as ``jojogan.NAME``."""
+    ctx.meta[f"jojogan.{param.name}"] = value
+    return value
+
+
 def inversion_options(command: Callable) -> Callable:
     """--aligned, --inversion, --inversion-steps and --max-pixels: how inputs become W+ codes."""
     return stack(
@@ -228,6 +234,16 @@ def inversion_options(command: Callable) -> Callable:
             default=INVERSIONS[0],
             show_default=True,
             help="How faces become W+ codes: e4e (needs its weights) or optimize (StyleGAN2 file only).",
+        ),
+        click.option(
+            "--distance",
+            type=click.Choice(INVERSION_DISTANCES),
+            default=INVERSION_DISTANCES[0],
+            show_default=True,
+            expose_value=False,  # the pipeline reads it (see pipeline()), the commands need not
+            callback=_remember,
+            help="What --inversion optimize minimises: the base discriminator's features, or LPIPS (VGG; "
+            "needs the jojogan[lpips] extra, the backbone downloads on first use).",
         ),
         click.option(
             "--inversion-steps",
@@ -292,6 +308,16 @@ def pipeline(base, e4e=None, device="auto", max_pixels=None):
             f"--base {base} is a jojogan style file (a fine-tuned generator); --base takes the StyleGAN2 "
             "checkpoint a style is made from, and a style file goes to --style"
         )
+    distance = click.get_current_context().meta.get("jojogan.distance", INVERSION_DISTANCES[0])
+    if distance == "lpips":
+        from jojogan.perceptual import lpips_available
+
+        if not lpips_available("vgg"):
+            raise click.ClickException(
+                "--distance lpips needs the 'lpips' package (pip install 'jojogan[lpips]') and torchvision's "
+                "VGG16 weights in the weights cache or a network to fetch them "
+                "(`jojogan weights download vgg16`)"
+            )
     log.debug("loading the base %s (e4e: %s) on device %s", base or "from the cache", e4e or "cache", device)
     started = time.perf_counter()
     pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
@@ -299,6 +325,7 @@ def pipeline(base, e4e=None, device="auto", max_pixels=None):
         "loaded a %d px generator on %s in %.2f s", pipe.size, pipe.device, time.perf_counter() - started
     )
     pipe.max_pixels = max_pixels
+    pipe.inversion_distance = distance
     # a command is one job: freed CPU memory stays mapped across all of its inputs (jojogan.op.memory)
     click.get_current_context().with_resource(cpu_memory_reuse(pipe.device))
     return pipe
