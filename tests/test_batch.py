@@ -5,10 +5,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
-from jojogan.batch import BatchError, BatchSettings, EngineUnavailableError, list_inputs, stylize_many
-from jojogan.batch.manifest import read_manifest
-
 from batch_helpers import (
     BAD,
     GOOD,
@@ -19,6 +15,9 @@ from batch_helpers import (
     photo_folder,
 )
 from test_cli import FAST, run, style, workdir  # noqa: F401 - the tiny base and style fixtures
+
+from jojogan.batch import BatchError, BatchSettings, EngineUnavailableError, list_inputs, stylize_many
+from jojogan.batch.manifest import read_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -69,7 +68,9 @@ def test_changed_settings_or_content_rerun_only_what_changed(workdir, style, pho
     settings = fast_settings(workdir, style, identity_net=None)
     first = stylize_many(good, settings, out, progress=False)
     assert first.counts == {"ok": 2, "error": 0, "skipped": 0} and first.first_result_seconds > 0
-    other = stylize_many(good, fast_settings(workdir, style, identity_net=None, alpha=0.5), out, progress=False)
+    other = stylize_many(
+        good, fast_settings(workdir, style, identity_net=None, alpha=0.5), out, progress=False
+    )
     assert other.counts["ok"] == 2  # another alpha is another fingerprint
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -114,7 +115,9 @@ def test_inputs_from_folders_globs_and_lists(tmp_path):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "list.csv").write_text("path\nb.jpg\na/x.jpg\n")
     (tmp_path / "list.txt").write_text("# photos\nmissing.jpg\n")
-    items = list_inputs([tmp_path / "a", str(tmp_path / "*.jpg"), tmp_path / "list.csv", tmp_path / "list.txt"])
+    items = list_inputs(
+        [tmp_path / "a", str(tmp_path / "*.jpg"), tmp_path / "list.csv", tmp_path / "list.txt"]
+    )
     names = [(item.path.relative_to(tmp_path).as_posix(), item.stem) for item in items]
     # folders: images only, recursively, named by their path below the folder; duplicates dropped;
     # a listed file that does not exist stays (the batch reports it)
