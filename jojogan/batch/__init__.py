@@ -188,7 +188,12 @@ def stylize_many(
         for item, result in results:
             first = first if first is not None else time.perf_counter() - start
             row = rows[item.path]
-            row.update(faces=result.faces, identity=result.identity, seconds=round(result.seconds, 4))
+            row.update(
+                faces=result.faces,
+                identity=result.identity,
+                seconds=round(result.seconds, 4),
+                worker_peak_rss_mb=round(result.peak_rss_mb, 1),
+            )
             if result.error is None:
                 row.update(status="ok", outputs=_write_outputs(outdir, result), error=None)
             else:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,7 @@ class PhotoResult:
         identity: one score per face (empty when not measured).
         error: one readable line, or ``None``.
         seconds: the worker's time for the photo.
+        peak_rss_mb: the worker process's peak resident memory so far (what a worker needs).
     """
 
     outputs: list[tuple[str, bytes]]
@@ -111,6 +113,7 @@ class PhotoResult:
     identity: list[float] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    peak_rss_mb: float = 0.0
 
 
 def encode_png(image: Image.Image, pnginfo) -> bytes:
@@ -163,6 +166,7 @@ class Stylizer:
         except Exception as error:  # a bad photo is a manifest line, never the end of the batch
             result = PhotoResult(outputs=[], error=_one_line(error))
         result.seconds = time.perf_counter() - start
+        result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
         return result
 
     def _one(self, path: str | os.PathLike, stem: str) -> PhotoResult:

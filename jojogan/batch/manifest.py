@@ -4,10 +4,11 @@ During a run each finished input is appended as one line (flushed and fsynced), 
 what it finished; a line cut short by the kill is ignored when the manifest is read back. At the end of a
 run the manifest is rewritten atomically with exactly one line per input (the latest one).
 
-A line: ``input`` (absolute path), ``status`` (``"ok"`` or ``"error"``), ``outputs`` (paths written, relative
-to the output folder), ``faces``, ``error`` (one readable line, or ``None``), ``identity`` (one score per
-face when measured), ``input_sha256`` and ``settings_sha256`` (what resuming compares), ``seconds`` (the
-worker's time for the photo), ``skipped`` (reused from an earlier run) and ``engine``.
+A line: ``input`` (absolute path), ``status`` (``"ok"`` or ``"error"``), ``outputs`` (paths written,
+relative to the output folder), ``faces``, ``error`` (one readable line, or ``None``), ``identity`` (one
+score per face when measured), ``input_sha256`` and ``settings_sha256`` (what resuming compares),
+``seconds`` (the worker's time for the photo), ``worker_peak_rss_mb`` (the worker's peak memory so far),
+``skipped`` (reused from an earlier run) and ``engine``.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ class _RayStylizer:
                         "identity": result.identity,
                         "error": result.error,
                         "seconds": result.seconds,
+                        "peak_rss_mb": result.peak_rss_mb,
                     }
                 )
             )
@@ -115,7 +116,7 @@ def run_ray(
                 offset += size
             result = PhotoResult(
                 outputs=outputs, faces=meta["faces"], identity=meta["identity"], error=meta["error"],
-                seconds=meta["seconds"],
+                seconds=meta["seconds"], peak_rss_mb=meta["peak_rss_mb"],
             )  # fmt: skip
             yield items[meta["index"]], result
     finally:
