@@ -171,7 +171,7 @@ def stylize_many(
 
     bar = tqdm(total=len(todo), unit="photo", disable=not progress, dynamic_ncols=True)
     writer = ManifestWriter(manifest_path)
-    first = None
+    first = results = None
     try:
         for row in rows.values():
             if row["status"] == "error":
@@ -205,6 +205,8 @@ def stylize_many(
             if on_row is not None:
                 on_row(row)
     finally:
+        if results is not None:
+            results.close()  # an engine that started Ray stops it, also when the run is interrupted
         bar.close()
         writer.close()
         # one line per input: this run's inputs in order, then earlier inputs this run did not list

@@ -17,6 +17,10 @@ def run_local(items: Sequence[InputItem], settings: BatchSettings) -> Iterator[t
     """
     if not items:
         return
+    from jojogan.op.memory import cpu_memory_reuse
+
     stylizer = Stylizer(settings)
-    for item in items:
-        yield item, stylizer(item.path, item.stem)
+    # the batch is one job, as one `jojogan stylize` command is: freed CPU memory stays mapped across photos
+    with cpu_memory_reuse(stylizer.pipe.device):
+        for item in items:
+            yield item, stylizer(item.path, item.stem)

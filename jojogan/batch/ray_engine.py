@@ -8,6 +8,7 @@ manifest line as rows stream back. Ray is imported only here; it is the optional
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -37,7 +38,12 @@ class _RayStylizer:
     """One actor: a :class:`Stylizer` built once, applied to batches of rows ``{"index", "path", "stem"}``."""
 
     def __init__(self, settings: BatchSettings):
+        from jojogan.op.memory import cpu_memory_reuse
+
         self.stylizer = Stylizer(settings)
+        # an actor is one long job: its freed CPU memory stays mapped for the next photo, for its lifetime
+        self._job = contextlib.ExitStack()
+        self._job.enter_context(cpu_memory_reuse(self.stylizer.pipe.device))
 
     def __call__(self, batch: dict) -> dict:
         metas, blobs = [], []
