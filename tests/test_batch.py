@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 
 import pytest
@@ -13,6 +14,7 @@ from batch_helpers import (
     manifest_lines,
     no_temporary_files,
     photo_folder,
+    pixels,
 )
 from test_cli import FAST, run, style, workdir  # noqa: F401 - the tiny base and style fixtures
 
@@ -20,6 +22,10 @@ from jojogan.batch import BatchError, BatchSettings, EngineUnavailableError, lis
 from jojogan.batch.manifest import read_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def pixels_of(data: bytes):
+    return pixels(io.BytesIO(data))
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +158,19 @@ def test_ray_engine_without_ray_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(EngineUnavailableError, match=r"jojogan\[ray\]"):
         stylize_many([tmp_path], BatchSettings(style=tmp_path / "s"), tmp_path / "out", engine="ray")
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_face_all_on_a_one_face_photo_matches_the_largest_face(workdir, style, photos, single, tmp_path):  # noqa: F811
+    """--face all aligns every face and stylizes each crop through the same code path as one face."""
+    iu = photos / "more" / "iu.jpeg"
+    settings = fast_settings(workdir, style, face="all")
+    report = stylize_many([iu], settings, tmp_path / "all", progress=False)
+    (row,) = report.rows
+    assert row["status"] == "ok" and row["faces"] == 1 and row["outputs"] == ["iu_face0_styled.png"]
+    assert (pixels(tmp_path / "all" / "iu_face0_styled.png") == pixels_of(single["iu"])).all()
+
+    pasted = stylize_many(
+        [iu], fast_settings(workdir, style, face="all", paste=True), tmp_path / "p", progress=False
+    )
+    assert pasted.rows[0]["outputs"] == ["iu_styled.png"]
+    assert pixels(tmp_path / "p" / "iu_styled.png").shape == pixels(iu).shape
