@@ -15,6 +15,7 @@ PACKAGE_DIR = {
     "jojogan.cli": "jojogan/cli",
     "jojogan.identity": "jojogan/identity",
     "jojogan.cleanup": "jojogan/cleanup",
+    "jojogan.batch": "jojogan/batch",
 }
 
 setup(

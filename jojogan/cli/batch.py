@@ -1,0 +1,124 @@
+"""``jojogan batch``: stylize a whole photo library, resumably, locally or on Ray Data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from jojogan.cleanup.restore import DEFAULT_FIDELITY
+from jojogan.cli._options import FiniteFloat, alpha_option, face_option, inversion_options, model_options
+from jojogan.config import CLEANUPS
+from jojogan.identity.cli import identity_net_options
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--style",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Style file: ours (.safetensors) or an official JoJoGAN .pt.",
+)
+@click.option(
+    "-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+@alpha_option("Style strength in [0, 1], or one comma-separated value per style layer.")
+@face_option("largest, all, or an index from the left", allow_all=True)
+@click.option("--paste", is_flag=True, help="Blend the stylized faces back into the photo.")
+@click.option("--match-colour", is_flag=True, help="With --paste: take the photo's colour and lighting.")
+@click.option(
+    "--cleanup",
+    type=click.Choice(["none", *CLEANUPS]),
+    default="none",
+    show_default=True,
+    help="Clean the stylized face up (CodeFormer).",
+)
+@click.option("--fidelity", type=FiniteFloat(0, 1), default=DEFAULT_FIDELITY, show_default=True)
+@click.option("--restore-input", is_flag=True, help="CodeFormer on the input face before inversion.")
+@click.option(
+    "--codeformer",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="codeformer.pth (default: the weights cache).",
+)
+@identity_net_options()
+@click.option("--no-identity", is_flag=True, help="Do not measure how much of the person survived.")
+@click.option(
+    "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Where to run."
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Stylize actors (ray)."
+)
+@click.option("--address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else a local Ray).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--retry-errors", is_flag=True, help="Retry inputs that failed in an earlier run.")
+@inversion_options
+@model_options
+def batch(
+    inputs,
+    style,
+    output,
+    alpha,
+    face,
+    paste,
+    match_colour,
+    cleanup,
+    fidelity,
+    restore_input,
+    codeformer,
+    identity_net,
+    identity_weights,
+    no_identity,
+    engine,
+    workers,
+    address,
+    no_progress,
+    retry_errors,
+    max_pixels,
+    aligned,
+    inversion,
+    inversion_steps,
+    base,
+    e4e,
+    device,
+):
+    """Stylize many photos into OUTPUT, with OUTPUT/manifest.jsonl listing every input.
+
+    INPUTS are folders (searched recursively), globs, .txt/.csv files listing paths, or photos. A bad
+    photo is an error line in the manifest, not the end of the batch. Rerunning the same command skips
+    photos already done with the same content and settings. Outputs are those of `jojogan stylize`.
+
+    \b
+    Examples:
+        jojogan batch album/ --style mystyle.safetensors --alpha 0.7 -o styled/
+        jojogan batch 'shots/**/*.jpg' --style s.safetensors --paste --face all -o out/
+        jojogan batch list.csv --style s.safetensors --engine ray --workers 4 -o out/
+    """
+    from jojogan.batch import BatchSettings, stylize_many
+
+    if paste and aligned:
+        raise click.UsageError("--paste needs the photo's alignment, which --aligned inputs do not have")
+    settings = BatchSettings(
+        style=style, alpha=alpha, inversion=inversion, inversion_steps=inversion_steps, aligned=aligned,
+        face=face, paste=paste, match_colour=match_colour, cleanup=None if cleanup == "none" else cleanup,
+        fidelity=fidelity, restore_input=restore_input, identity_net=None if no_identity else identity_net,
+        identity_weights=None if identity_weights is None else Path(identity_weights), base=base, e4e=e4e,
+        codeformer=codeformer, device=device, max_pixels=max_pixels,
+    )  # fmt: skip
+    report = stylize_many(
+        inputs,
+        settings,
+        output,
+        engine=engine,
+        workers=workers,
+        address=address,
+        progress=not no_progress,
+        retry_errors=retry_errors,
+    )
+    for row in report.rows:
+        if row["status"] == "error" and not row.get("skipped"):
+            click.echo(f"error: {row['input']}: {row['error']}", err=True)
+    click.echo(f"{report.summary()}; manifest {Path(output) / 'manifest.jsonl'}")
+    if any(row["status"] == "error" for row in report.rows):
+        raise click.exceptions.Exit(1)

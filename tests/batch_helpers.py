@@ -1,0 +1,93 @@
+"""Shared pieces of the batch tests (local and Ray): a photo folder with bad files mixed in, and checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jojogan.batch import BatchSettings
+
+GOOD = ("chris_hemsworth", "iu")
+BAD = {
+    "notes.jpg": "not an image file",
+    "broken.jpeg": "truncated",
+    "huge.png": "too large",
+    "blank.png": "face",
+}
+"""Bad file → a word its manifest error line must contain."""
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def bomb_png(width: int = 60000, height: int = 60000) -> bytes:
+    """A PNG whose header claims width × height pixels (a decompression bomb), with almost no data."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def photo_folder(root: Path, shared) -> Path:
+    """root/photos: the two real test photos (one in a sub-folder) and one bad file of each kind."""
+    folder = root / "photos"
+    (folder / "more").mkdir(parents=True)
+    source = shared("images", "jojogan", "test_input")
+    shutil.copy(source / "chris_hemsworth.jpeg", folder / "chris_hemsworth.jpeg")
+    shutil.copy(source / "iu.jpeg", folder / "more" / "iu.jpeg")
+    (folder / "notes.jpg").write_text("this is not a photo\n")
+    data = (source / "iu.jpeg").read_bytes()
+    (folder / "broken.jpeg").write_bytes(data[: len(data) // 3])
+    (folder / "huge.png").write_bytes(bomb_png())
+    Image.new("RGB", (160, 160), (128, 128, 128)).save(folder / "blank.png")
+    return folder
+
+
+def fast_settings(workdir: Path, style: Path, **changes) -> BatchSettings:
+    return BatchSettings(
+        style=style,
+        base=workdir / "base.pt",
+        inversion="optimize",
+        inversion_steps=3,
+        device="cpu",
+        **changes,
+    )
+
+
+def manifest_lines(outdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (outdir / "manifest.jsonl").read_text().splitlines()]
+
+
+def check_manifest(outdir: Path, folder: Path) -> dict[str, dict]:
+    """One ok line per good photo, one error line with its reason per bad file; returns them by name."""
+    lines = manifest_lines(outdir)
+    by_name = {Path(row["input"]).name: row for row in lines}
+    assert len(lines) == len(GOOD) + len(BAD) == len(by_name)
+    for stem in GOOD:
+        row = by_name[f"{stem}.jpeg"]
+        assert row["status"] == "ok" and row["error"] is None and row["faces"] == 1, row
+        assert len(row["identity"]) == 1 and -1 <= row["identity"][0] <= 1
+        assert row["seconds"] > 0 and len(row["input_sha256"]) == 64
+        assert all((outdir / name).is_file() for name in row["outputs"])
+    assert by_name["iu.jpeg"]["outputs"] == ["more/iu_styled.png"]
+    assert by_name["chris_hemsworth.jpeg"]["outputs"] == ["chris_hemsworth_styled.png"]
+    for name, reason in BAD.items():
+        row = by_name[name]
+        assert row["status"] == "error" and row["outputs"] == [] and reason in row["error"].lower(), row
+        assert "\n" not in row["error"] and name in row["error"]
+    return by_name
+
+
+def no_temporary_files(outdir: Path) -> bool:
+    return not [p for p in outdir.rglob("*") if p.name.endswith(".tmp")]
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
