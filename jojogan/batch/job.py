@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from jojogan.cleanup.restore import DEFAULT_FIDELITY
-from jojogan.config import CLEANUPS, INVERSIONS
+from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS
 from jojogan.identity import DEFAULT_METRIC_NETWORK
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 from jojogan.style_file import file_sha256
@@ -44,6 +44,7 @@ class BatchSettings:
     alpha: float | tuple[float, ...] = 1.0
     inversion: str = INVERSIONS[0]
     inversion_steps: int | None = None
+    distance: str = INVERSION_DISTANCES[0]
     aligned: bool = False
     face: str | int = "largest"
     paste: bool = False
@@ -147,6 +148,7 @@ class Stylizer:
         self.settings = settings
         self.pipe = JoJoGAN.from_pretrained(base=settings.base, e4e=settings.e4e, device=settings.device)
         self.pipe.max_pixels = settings.max_pixels
+        self.pipe.inversion_distance = settings.distance
         self.pipe.codeformer_path = settings.codeformer
         self.pipe.load_style(settings.style)
         if settings.cleanup or settings.restore_input:

@@ -8,7 +8,7 @@ import click
 
 from jojogan.cleanup.restore import DEFAULT_FIDELITY
 from jojogan.cli._options import FiniteFloat, alpha_option, face_option, inversion_options, model_options
-from jojogan.config import CLEANUPS
+from jojogan.config import CLEANUPS, INVERSION_DISTANCES
 from jojogan.identity.cli import identity_net_options
 
 
@@ -105,6 +105,7 @@ def batch(
         fidelity=fidelity, restore_input=restore_input, identity_net=None if no_identity else identity_net,
         identity_weights=None if identity_weights is None else Path(identity_weights), base=base, e4e=e4e,
         codeformer=codeformer, device=device, max_pixels=max_pixels,
+        distance=click.get_current_context().meta.get("jojogan.distance", INVERSION_DISTANCES[0]),
     )  # fmt: skip
     report = stylize_many(
         inputs,
