@@ -17,7 +17,7 @@ GOOD = ("chris_hemsworth", "iu")
 BAD = {
     "notes.jpg": "not an image file",
     "broken.jpeg": "truncated",
-    "huge.png": "too large",
+    "huge.png": "megapixels, above the limit",
     "blank.png": "face",
 }
 """Bad file → a word its manifest error line must contain."""

@@ -367,7 +367,7 @@ class _CountingDistance(torch.nn.Module):
         return (images - targets).pow(2).flatten(1).mean(1)
 
 
-def test_distance_lpips_drives_optimisation_inversion(workdir, monkeypatch):
+def test_distance_lpips_drives_optimisation_inversion(workdir, monkeypatch, tmp_path):
     pipe = jojogan.api.JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
     face = pipe.align(workdir / "face0.png", aligned=True)
     pipe.inversion_distance = "lpips"
@@ -377,6 +377,6 @@ def test_distance_lpips_drives_optimisation_inversion(workdir, monkeypatch):
     # On the command line it is refused in one line, before any model loads, when LPIPS cannot work here.
     monkeypatch.setattr(jojogan.perceptual, "lpips_available", lambda net="vgg": False)
     args = ["invert", workdir / "face0.png", "--aligned", "--inversion", "optimize", "--distance", "lpips"]
-    result = run([*args, "--base", workdir / "base.pt", "-o", workdir / "codes.pt"])
+    result = run([*args, "--base", workdir / "base.pt", "-o", tmp_path / "codes.pt"])
     assert result.exit_code == 1 and "jojogan[lpips]" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
