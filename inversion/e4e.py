@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import pickle
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from torch import nn
 
 from jojogan.inversion.errors import CheckpointError
 from jojogan.inversion.ir_se import IRSEBottleneck, SqueezeExcitation, ir_se_body, ir_se_input_layer
-from jojogan.stylegan2.checkpoint import layout_problems
+from jojogan.stylegan2.checkpoint import layout_problems, read_weights_file
 from jojogan.stylegan2.layers import EqualLinear
 from jojogan.stylegan2.model import Generator
 
@@ -407,32 +405,7 @@ def load_e4e(
 
 
 def _read_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"e4e checkpoint {path} does not exist or is not a file")
-    try:
-        # argparse.Namespace (the official ``opts``) only stores attributes, so allowing it runs no code.
-        # It is allowed up front rather than on a retry, as that failure would only come after the
-        # ~1 GB of tensors before ``opts`` had been read.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        detail = f"it refers to {found.group(1)}" if found else str(err).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{path} holds objects a weights-only load does not construct ({detail}); an e4e checkpoint "
-            "holds only tensors, containers and its options"
-        ) from err
-    except Exception as err:
-        # A damaged or foreign file can make the unpickler fail in many ways (IndexError, KeyError,
-        # RuntimeError, BadZipFile, ...); all of them mean the same thing to the caller.
-        raise CheckpointError(
-            f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})"
-        ) from err
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(
-            f"{path} is not an e4e checkpoint: expected a dict, got {type(checkpoint).__name__}"
-        )
-    return checkpoint
+    return read_weights_file(path, safe_globals=(argparse.Namespace,))
 
 
 def _check_opts(opts: object, config: E4EConfig, path: Path) -> None:

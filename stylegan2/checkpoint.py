@@ -49,15 +49,19 @@ class StyleGAN2Checkpoint:
     path: Path | None = None
 
 
-def read_weights_file(path: str | Path, device: str | torch.device = "cpu") -> dict:
+def read_weights_file(path: str | Path, device: str | torch.device = "cpu", safe_globals: tuple = ()) -> dict:
     """Read a ``.pt``/``.pth`` (weights only) or ``.safetensors`` file into a dict of tensors.
+
+    The one reader of weights files. ``safe_globals`` names plain data classes a format stores besides
+    tensors (e4e keeps its options as an ``argparse.Namespace``, which only holds attributes): they are
+    allowed up front, so a refusal never comes after a gigabyte of tensors has been read.
 
     Raises:
         CheckpointError: the file is missing, truncated, not a checkpoint, or holds pickled code.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path} does not exist or is not a file")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -67,7 +71,8 @@ def read_weights_file(path: str | Path, device: str | torch.device = "cpu") -> d
         except (SafetensorError, OSError, ValueError) as error:
             raise CheckpointError(f"{path.name} is not a readable safetensors file ({error})") from error
     try:
-        data = torch.load(path, map_location=device, weights_only=True)
+        with torch.serialization.safe_globals(list(safe_globals)):
+            data = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
         if not zipfile.is_zipfile(path):
             raise CheckpointError(f"{path.name} is not a readable PyTorch checkpoint") from error

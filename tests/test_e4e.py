@@ -446,9 +446,9 @@ class _Opaque:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"this is a text file, not a checkpoint\n", "not a readable torch checkpoint"),
-        (b"", "not a readable torch checkpoint"),
-        (b"PK\x03\x04" + b"\x00" * 64, "not a readable torch checkpoint"),
+        (b"this is a text file, not a checkpoint\n", "not a readable PyTorch checkpoint"),
+        (b"", "not a readable PyTorch checkpoint"),
+        (b"PK\x03\x04" + b"\x00" * 64, "not a readable PyTorch checkpoint"),
     ],
 )
 def test_non_checkpoint_files_raise_checkpoint_error(tmp_path, content, message):
@@ -464,7 +464,7 @@ def test_unsafe_or_odd_checkpoints_raise_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="_Opaque"):
         load_e4e(path)
     torch.save(torch.zeros(3), path)
-    with pytest.raises(CheckpointError, match="expected a dict, got Tensor"):
+    with pytest.raises(CheckpointError, match="holds a Tensor, expected a dict"):
         load_e4e(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_e4e(tmp_path / "missing.pt")
