@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from jojogan.config import INVERSION_DISTANCES, INVERSIONS
+from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,49 @@ def output_file_option(description: str, suffixes: tuple[str, ...] | None = None
     return click.option(
         "-o", "--output", required=True, type=OutputFile(suffixes, folder_ok), help=description
     )
+
+
+def finishing_options(command: Callable) -> Callable:
+    """--paste, --match-colour, --cleanup, --fidelity, --restore-input and --codeformer: what happens to a
+    face around the generator (stylize and batch)."""
+    from jojogan.cleanup.restore import DEFAULT_FIDELITY
+
+    return stack(
+        click.option(
+            "--paste",
+            is_flag=True,
+            help="Blend the stylized face back into the photo (feathered landmark mask).",
+        ),
+        click.option(
+            "--match-colour", is_flag=True, help="With --paste: take the photo's colour and lighting."
+        ),
+        click.option(
+            "--cleanup",
+            type=click.Choice(["none", *CLEANUPS]),
+            default="none",
+            show_default=True,
+            help="Clean the stylized face up (CodeFormer).",
+        ),
+        click.option(
+            "--fidelity",
+            type=FiniteFloat(0, 1),
+            default=DEFAULT_FIDELITY,
+            show_default=True,
+            help="CodeFormer's w: 0 restores most, 1 keeps most of its input.",
+        ),
+        click.option("--restore-input", is_flag=True, help="CodeFormer on the input face before inversion."),
+        click.option(
+            "--codeformer",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="codeformer.pth (default: the weights cache, downloaded on first use).",
+        ),
+    )(command)
+
+
+no_identity_option = click.option(
+    "--no-identity", is_flag=True, help="Do not measure how much of the person survived the style."
+)
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value):

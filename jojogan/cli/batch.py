@@ -6,9 +6,15 @@ from pathlib import Path
 
 import click
 
-from jojogan.cleanup.restore import DEFAULT_FIDELITY
-from jojogan.cli._options import FiniteFloat, alpha_option, face_option, inversion_options, model_options
-from jojogan.config import CLEANUPS, INVERSION_DISTANCES
+from jojogan.cli._options import (
+    alpha_option,
+    face_option,
+    finishing_options,
+    inversion_options,
+    model_options,
+    no_identity_option,
+)
+from jojogan.config import INVERSION_DISTANCES
 from jojogan.identity.cli import identity_net_options
 
 
@@ -25,25 +31,9 @@ from jojogan.identity.cli import identity_net_options
 )
 @alpha_option("Style strength in [0, 1], or one comma-separated value per style layer.")
 @face_option("largest, all, or an index from the left", allow_all=True)
-@click.option("--paste", is_flag=True, help="Blend the stylized faces back into the photo.")
-@click.option("--match-colour", is_flag=True, help="With --paste: take the photo's colour and lighting.")
-@click.option(
-    "--cleanup",
-    type=click.Choice(["none", *CLEANUPS]),
-    default="none",
-    show_default=True,
-    help="Clean the stylized face up (CodeFormer).",
-)
-@click.option("--fidelity", type=FiniteFloat(0, 1), default=DEFAULT_FIDELITY, show_default=True)
-@click.option("--restore-input", is_flag=True, help="CodeFormer on the input face before inversion.")
-@click.option(
-    "--codeformer",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="codeformer.pth (default: the weights cache).",
-)
+@finishing_options
 @identity_net_options()
-@click.option("--no-identity", is_flag=True, help="Do not measure how much of the person survived.")
+@no_identity_option
 @click.option(
     "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Where to run."
 )

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from jojogan.cleanup.restore import DEFAULT_FIDELITY
 from jojogan.cli._options import (
     SEED,
     FiniteFloat,
@@ -17,20 +16,17 @@ from jojogan.cli._options import (
     check_inputs_exist,
     claim_outputs,
     face_option,
+    finishing_options,
     force_option,
     inversion_options,
     model_options,
+    no_identity_option,
     output_file_option,
     pipeline,
     unique_stems,
 )
-from jojogan.config import CLEANUPS
 from jojogan.errors import JojoganError
 from jojogan.identity.cli import identity_net_options
-
-no_identity_option = click.option(
-    "--no-identity", is_flag=True, help="Do not measure how much of the person survived the style."
-)
 
 style_option = click.option(
     "--style",
@@ -46,31 +42,7 @@ style_option = click.option(
 @output_file_option("Image file for one input; a folder (no suffix) for one or several.", folder_ok=True)
 @alpha_option("Style strength in [0, 1], or one comma-separated value per style layer.")
 @face_option("largest, or an index from the left", allow_all=False)
-@click.option(
-    "--paste", is_flag=True, help="Blend the stylized face back into the photo (feathered landmark mask)."
-)
-@click.option("--match-colour", is_flag=True, help="With --paste: take the photo's colour and lighting.")
-@click.option(
-    "--cleanup",
-    type=click.Choice(["none", *CLEANUPS]),
-    default="none",
-    show_default=True,
-    help="Clean the stylized face up (CodeFormer).",
-)
-@click.option(
-    "--fidelity",
-    type=FiniteFloat(0, 1),
-    default=DEFAULT_FIDELITY,
-    show_default=True,
-    help="CodeFormer's w: 0 restores most, 1 keeps most of its input.",
-)
-@click.option("--restore-input", is_flag=True, help="CodeFormer on the input face before inversion.")
-@click.option(
-    "--codeformer",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="codeformer.pth (default: the weights cache, downloaded on first use).",
-)
+@finishing_options
 @identity_net_options()
 @no_identity_option
 @inversion_options
