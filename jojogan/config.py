@@ -31,6 +31,7 @@ __all__ = [
     "REFERENCE_CODES",
     "AlphaSpec",
     "CLEANUPS",
+    "STYLED_SUFFIX",
     "FinetuneConfig",
     "INVERSIONS",
     "INVERSION_DISTANCES",
@@ -217,6 +218,9 @@ class FinetuneConfig:
         _check_count(self.mean_code_samples, "mean_code_samples", 1)
         check_precision(self.precision)
 
+
+STYLED_SUFFIX = "_styled.png"
+"""What a stylized photo's file name appends to the input's stem when results go into a folder."""
 
 CLEANUPS: tuple[str, ...] = ("codeformer",)
 """Cleanups of a stylized face (``None``/"none": no cleanup)."""

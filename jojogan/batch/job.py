@@ -20,15 +20,14 @@ from pathlib import Path
 from PIL import Image
 
 from jojogan.cleanup.restore import DEFAULT_FIDELITY
-from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS
+from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS, STYLED_SUFFIX
 from jojogan.identity import DEFAULT_METRIC_NETWORK
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 from jojogan.style_file import file_sha256
 
 __all__ = ["BatchSettings", "PhotoResult", "Stylizer", "encode_png"]
 
-OUTPUT_SUFFIX = "_styled.png"
-"""What ``jojogan stylize`` appends to an input's stem when it writes into a folder."""
+OUTPUT_SUFFIX = STYLED_SUFFIX  # as ``jojogan stylize`` names its results in a folder
 
 
 @dataclass(frozen=True)

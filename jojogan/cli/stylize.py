@@ -25,6 +25,7 @@ from jojogan.cli._options import (
     pipeline,
     unique_stems,
 )
+from jojogan.config import STYLED_SUFFIX
 from jojogan.errors import JojoganError
 from jojogan.identity.cli import identity_net_options
 
@@ -92,7 +93,7 @@ def stylize(
     if match_colour and not paste:
         raise click.UsageError("--match-colour applies to --paste; add --paste")
     check_inputs_exist(*inputs, style, models["base"], models["e4e"])
-    targets = [output / f"{stem}_styled.png" for stem in unique_stems(inputs)] if several else [output]
+    targets = [output / f"{stem}{STYLED_SUFFIX}" for stem in unique_stems(inputs)] if several else [output]
     claim_outputs([*inputs, style, models["base"], models["e4e"], codeformer], targets, force)
     pipe = pipeline(max_pixels=max_pixels, **models)
     pipe.codeformer_path = codeformer
