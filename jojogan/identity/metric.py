@@ -162,5 +162,8 @@ def plot_identity_curve(curve: IdentityCurve, width: int = 480, height: int = 30
         draw.line(points, fill=(200, 40, 40), width=2)
     for (x, y), value in zip(points, curve.similarities, strict=True):
         draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(200, 40, 40))
-        draw.text((x + 4, y - 14), f"{value:.2f}", fill=(120, 20, 20))
+        label = f"{value:.2f}"
+        # right of the point, or left of it where the label would leave the image
+        label_x = x + 4 if x + 4 + draw.textlength(label) <= width else x - 4 - draw.textlength(label)
+        draw.text((label_x, y - 14), label, fill=(120, 20, 20))
     return image
