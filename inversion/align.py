@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 from PIL import Image
 
 from jojogan.inversion.errors import FaceNotFoundError, FaceTooSmallError
@@ -323,6 +322,8 @@ def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """
     if sigma <= 0:
         return image.copy()
+    import scipy.signal  # here, not at the top: it takes seconds to import and only padding needs it
+
     radius = int(4.0 * sigma + 0.5)
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
