@@ -41,3 +41,29 @@ def _offline(monkeypatch):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One intra-op thread for the whole session (module fixtures included); ``slow`` tests get them back.
+
+    The tests' models are tiny: their kernels gain nothing from a second thread, and OpenMP's hand-offs and
+    spin-waiting on a shared 2-core machine make them several times slower. Results that depend on the
+    thread count in the last bits (batch outputs compared with single-photo runs) are compared at one
+    thread on both sides.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield threads
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _slow_threads(request, _one_thread):
+    """Full-size ``slow`` tests run with torch's default thread count."""
+    if not request.node.get_closest_marker("slow"):
+        yield
+        return
+    torch.set_num_threads(_one_thread)
+    yield
+    torch.set_num_threads(1)

@@ -45,19 +45,6 @@ TINY = CodeFormerConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(request):
-    # The tiny networks gain nothing from intra-op threads, and OpenMP spin-waiting on cores that other
-    # processes use makes them many times slower; the full-size test keeps the threads.
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def read_layout(name: str) -> list[tuple[str, tuple[int, ...]]]:
     rows = []
     for line in shared_path("reference", "checkpoint-layouts", name).read_text().splitlines():

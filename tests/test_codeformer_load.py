@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
-from test_codeformer import TINY, _one_thread, seeded  # noqa: F401 - the fixture applies here too
+from test_codeformer import TINY, seeded
 
 from jojogan.cleanup import (
     MIN_CLEANUP_SIZE,

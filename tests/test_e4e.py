@@ -43,16 +43,6 @@ TINY = E4EConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The tiny models run hundreds of very small kernels; on a shared 2-core machine, OpenMP's thread
-    # hand-offs then cost far more than the arithmetic (about 4x the wall time of one thread).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 OFFICIAL_OPTS = {"encoder_type": "Encoder4Editing", "stylegan_size": 1024, "start_from_latent_avg": True}
 
 

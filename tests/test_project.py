@@ -23,16 +23,6 @@ from jojogan.stylegan2.model import Discriminator, Generator
 TINY_CHANNELS = {4: 16, 8: 16, 16: 8, 32: 8}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are far too small to gain from intra-op threads, and OpenMP spin-waiting on cores that
-    # other processes are using makes them tens of times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def models() -> tuple[Generator, Discriminator]:
     torch.manual_seed(0)
