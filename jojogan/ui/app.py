@@ -135,7 +135,7 @@ def build_app(studio: Studio):
     def show_crops(files, aligned):
         crops = studio.reference_crops(_paths(files), aligned=aligned)
         gallery = [(c.image, c.name) for c in crops if c.ok]
-        notes = "\n\n".join(("✅ " if c.ok else "⚠️ ") + c.message for c in crops)
+        notes = "\n\n".join(c.message if c.ok else f"**Cannot use this file.** {c.message}" for c in crops)
         return gallery, notes
 
     # Gradio hands its progress tracker to the parameter whose default is gr.Progress()
@@ -244,7 +244,11 @@ def build_app(studio: Studio):
             with gr.Tab(TABS[0]):
                 with gr.Row():
                     with gr.Column(scale=2):
-                        references = gr.File(label="Reference faces (one face each)", file_count="multiple")
+                        references = gr.File(
+                            label="Reference faces (one face each)",
+                            file_count="multiple",
+                            elem_id="jj-references",
+                        )
                         aligned_refs = gr.Checkbox(label=ALIGNED_LABEL, value=False)
                         style_name = gr.Textbox(label="Style name", placeholder="e.g. my_sketch")
                         preset = gr.Radio(list(TRAIN_PRESETS), value=TRAIN_PRESETS[0], label="Preset")
@@ -257,7 +261,10 @@ def build_app(studio: Studio):
                             train_button = gr.Button("Train", variant="primary")
                             cancel_button = gr.Button("Cancel", variant="stop")
                     with gr.Column(scale=3):
-                        crops = gr.Gallery(label="Crops used for training", columns=4, height=220)
+                        crops = gr.Gallery(
+                            label="Crops used for training", columns=4, height=220, preview=False,
+                            object_fit="contain",
+                        )  # fmt: skip
                         crop_notes = gr.Markdown(elem_classes="jj-notes")
                         train_status = gr.Markdown("Add reference faces, name the style, then Train.")
                         previews = gr.Gallery(label="Previews while training", columns=4, height=260)
@@ -265,7 +272,11 @@ def build_app(studio: Studio):
                 with gr.Row():
                     with gr.Column(scale=2):
                         photo = gr.Image(
-                            label="Photo", type="filepath", sources=["upload", "webcam"], height=320
+                            label="Photo",
+                            type="filepath",
+                            sources=["upload", "webcam"],
+                            height=320,
+                            elem_id="jj-photo",
                         )
                         style = gr.Dropdown(label="Style", choices=studio.style_choices())
                         alpha = gr.Slider(0, 1, value=1, step=0.05, label="Strength α (0 = photo, 1 = style)")
@@ -275,7 +286,9 @@ def build_app(studio: Studio):
                             identity = gr.Checkbox(label="Measure identity", value=False)
                         photo_aligned = gr.Checkbox(label="Photo is an aligned face crop", value=False)
                     with gr.Column(scale=3):
-                        result = gr.Image(label="Result", type="pil", format="png", height=420)
+                        result = gr.Image(
+                            label="Result", type="pil", format="png", height=420, elem_classes="jj-result"
+                        )
                         result_info = gr.Markdown()
                         download = gr.DownloadButton("Download PNG", variant="primary")
             with gr.Tab(TABS[2]):
