@@ -215,11 +215,21 @@ def test_the_web_ui_in_a_real_browser(tmp_path):
         assert saved.format == "PNG" and saved.size == photo_size
         assert float(saved.text["jojogan:alpha"]) == 0.0
 
-        # 6. a file that is no image: a message in the page, and the server keeps serving
+        # 6. the α strip and random samples, from the Stylize tab's photo and style
+        page.get_by_role("tab", name="Slider & samples").click()
+        page.get_by_role("button", name="Make the α strip").click()
+        expect(page.locator(".jj-strip img")).to_be_visible()
+        strip = Image.open(io.BytesIO(_image_bytes(page, page.locator(".jj-strip img"))))
+        assert strip.size == (5 * 256 + 4 * 4, 256 + 24)  # five α tiles with their captions
+        page.get_by_role("button", name="Draw random samples").click()
+        expect(page.locator(".jj-samples img")).to_be_visible()
+        page.screenshot(path=shots / "7-slider-samples.png")
+
+        # 7. a file that is no image: a message in the page, and the server keeps serving
         page.get_by_role("tab", name="Train a style").click()
         page.locator("#jj-references input[type=file]").set_input_files(str(not_an_image))
         expect(page.get_by_text("notes.txt is not an image file that can be read")).to_be_visible()
-        page.screenshot(path=shots / "7-not-an-image.png")
+        page.screenshot(path=shots / "8-not-an-image.png")
         assert server.poll() is None and page.request.get(url).ok
         browser.close()
     elapsed = time.monotonic() - started

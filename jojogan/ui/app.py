@@ -233,6 +233,9 @@ def build_app(studio: Studio):
 
     # ------------------------------------------------------------------ layout
     default_iterations = FinetuneConfig().iterations
+    # no "share" buttons: they post to Hugging Face; a grid of fixed-size tiles, not one stretched image
+    viewer = {"buttons": ["download", "fullscreen"]}
+    gallery = {**viewer, "columns": 4, "fit_columns": False, "object_fit": "contain", "interactive": False}
     with gr.Blocks(title="jojogan studio", analytics_enabled=False) as app:
         gr.Markdown(
             "# jojogan studio\n"
@@ -261,13 +264,10 @@ def build_app(studio: Studio):
                             train_button = gr.Button("Train", variant="primary")
                             cancel_button = gr.Button("Cancel", variant="stop")
                     with gr.Column(scale=3):
-                        crops = gr.Gallery(
-                            label="Crops used for training", columns=4, height=220, preview=False,
-                            object_fit="contain",
-                        )  # fmt: skip
+                        crops = gr.Gallery(label="Crops used for training", height=220, **gallery)
                         crop_notes = gr.Markdown(elem_classes="jj-notes")
                         train_status = gr.Markdown("Add reference faces, name the style, then Train.")
-                        previews = gr.Gallery(label="Previews while training", columns=4, height=260)
+                        previews = gr.Gallery(label="Previews while training", height=260, **gallery)
             with gr.Tab(TABS[1]):
                 with gr.Row():
                     with gr.Column(scale=2):
@@ -287,7 +287,12 @@ def build_app(studio: Studio):
                         photo_aligned = gr.Checkbox(label="Photo is an aligned face crop", value=False)
                     with gr.Column(scale=3):
                         result = gr.Image(
-                            label="Result", type="pil", format="png", height=420, elem_classes="jj-result"
+                            label="Result",
+                            type="pil",
+                            format="png",
+                            height=420,
+                            elem_classes="jj-result",
+                            **viewer,
                         )
                         result_info = gr.Markdown()
                         download = gr.DownloadButton("Download PNG", variant="primary")
@@ -297,20 +302,23 @@ def build_app(studio: Studio):
                     with gr.Column():
                         steps = gr.Slider(2, 11, value=5, step=1, label="α steps")
                         strip_button = gr.Button("Make the α strip", variant="primary")
-                        strip_image = gr.Image(label="α strip", type="pil", format="png")
+                        strip_image = gr.Image(
+                            label="α strip", type="pil", format="png", elem_classes="jj-strip", **viewer
+                        )
                         strip_gif = gr.File(label="Animated GIF")
                     with gr.Column():
                         count = gr.Slider(1, 8, value=4, step=1, label="Faces")
                         seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                         samples_button = gr.Button("Draw random samples", variant="primary")
                         samples_image = gr.Image(
-                            label="Random faces (top) in the style (bottom)", type="pil", format="png"
-                        )
+                            label="Random faces (top) in the style (bottom)", type="pil", format="png",
+                            elem_classes="jj-samples", **viewer,
+                        )  # fmt: skip
             with gr.Tab(TABS[3]):
                 cards0, names0, chosen0, detail0, file0 = library_state()
                 with gr.Row():
                     with gr.Column(scale=3):
-                        library_gallery = gr.Gallery(value=cards0, label="Styles", columns=4, height=420)
+                        library_gallery = gr.Gallery(value=cards0, label="Styles", height=420, **gallery)
                     with gr.Column(scale=2):
                         library_choice = gr.Dropdown(label="Style", choices=names0, value=chosen0)
                         library_detail = gr.Markdown(detail0)

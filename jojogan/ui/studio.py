@@ -226,8 +226,8 @@ class Studio:
             except FaceNotFoundError as error:
                 crops.append(ReferenceCrop(name, None, _page_wording(error, name)))
                 continue
-            except JojoganError as error:
-                crops.append(ReferenceCrop(name, None, str(error)))
+            except JojoganError as error:  # the messages name the upload's temporary path: keep its name
+                crops.append(ReferenceCrop(name, None, str(error).replace(str(source), name)))
                 continue
             if aligned:
                 message = f"{name}: used as an aligned crop"
