@@ -71,6 +71,51 @@ def _time_cap(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
+# Loaded into the server process (through PYTHONPATH): every name lookup and connection it makes to anything
+# but this machine is appended to the file named by JOJOGAN_TEST_OUTSIDE, which the test expects empty.
+_WATCH_OUTSIDE = """
+import os, socket
+
+_LOCAL = {None, "", "127.0.0.1", "::1", "localhost", "0.0.0.0"}
+_log = os.environ["JOJOGAN_TEST_OUTSIDE"]
+with open(_log + ".on", "w") as handle:  # proof that the server runs watched
+    handle.write(str(os.getpid()))
+
+
+def _note(what):
+    with open(_log, "a") as handle:
+        handle.write(what + "\\n")
+
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def getaddrinfo(host, *args, **kwargs):
+    name = host.decode() if isinstance(host, bytes) else host
+    if name not in _LOCAL:
+        _note(f"lookup {name}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = getaddrinfo
+
+
+class _Socket(socket.socket):
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOCAL:
+            _note(f"connect {address[0]}")
+        return super().connect(address)
+
+    def connect_ex(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOCAL:
+            _note(f"connect {address[0]}")
+        return super().connect_ex(address)
+
+
+socket.socket = _Socket
+"""
+
+
 @contextlib.contextmanager
 def _server(tmp_path: Path):
     """`jojogan ui` on a free 127.0.0.1 port with a tiny base; yields its URL."""
@@ -80,7 +125,17 @@ def _server(tmp_path: Path):
         {"g_ema": gen.state_dict(), "d": disc.state_dict(), "latent_avg": gen.mean_latent(64)[0]}, base
     )
     port = _free_port()
-    env = {**os.environ, "JOJOGAN_HOME": str(tmp_path / "home"), "JOJOGAN_OFFLINE": "1"}
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    (watch / "sitecustomize.py").write_text(_WATCH_OUTSIDE)
+    (tmp_path / "outside.txt").write_text("")
+    env = {
+        **os.environ,
+        "JOJOGAN_HOME": str(tmp_path / "home"),
+        "JOJOGAN_OFFLINE": "1",
+        "JOJOGAN_TEST_OUTSIDE": str(tmp_path / "outside.txt"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(watch), os.environ.get("PYTHONPATH")])),
+    }
     command = [
         sys.executable, "-m", "jojogan", "ui", "--host", "127.0.0.1", "--port", str(port),
         "--base", str(base), "--device", "cpu", "--inversion", "optimize", "--inversion-steps", "3",
@@ -235,3 +290,6 @@ def test_the_web_ui_in_a_real_browser(tmp_path):
     elapsed = time.monotonic() - started
     print(f"browser test: {elapsed:.1f} s")
     assert outside == [], f"the page reached outside 127.0.0.1: {outside}"
+    assert (tmp_path / "outside.txt.on").is_file()  # the server ran with the watch loaded
+    server_outside = (tmp_path / "outside.txt").read_text().split()
+    assert server_outside == [], f"the server reached outside this machine: {server_outside}"
