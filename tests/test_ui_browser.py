@@ -231,6 +231,18 @@ def test_the_web_ui_in_a_real_browser(tmp_path):
         expect(page.get_by_text("to the library")).to_be_visible()
         page.screenshot(path=shots / "2-trained.png")
 
+        # a taken name is one readable error in the page; a long run can be cancelled while it trains
+        page.get_by_role("button", name="Train", exact=True).click()
+        expect(page.get_by_text("a style named 'sketch' already exists").first).to_be_visible()
+        page.get_by_label("Style name").fill("long")
+        _set_slider(page, "Iterations", 1000)
+        page.get_by_role("button", name="Train", exact=True).click()
+        expect(page.get_by_text(re.compile(r"step \d+/1000")).first).to_be_visible()
+        page.get_by_role("button", name="Cancel").click()
+        expect(page.get_by_text(re.compile(r"Cancelled after step \d+; nothing was saved"))).to_be_visible()
+        assert not list((tmp_path / "home" / "styles").glob("long*"))
+        page.screenshot(path=shots / "2b-cancelled.png")
+
         # 2. the style is in the library
         page.get_by_role("tab", name="Library").click()
         expect(page.get_by_text("sketch · default · 4 steps").first).to_be_visible()
