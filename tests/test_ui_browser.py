@@ -290,6 +290,9 @@ def test_the_web_ui_in_a_real_browser(tmp_path):
         assert strip.size == (5 * 256 + 4 * 4, 256 + 24)  # five α tiles with their captions
         page.get_by_role("button", name="Draw random samples").click()
         expect(page.locator(".jj-samples img")).to_be_visible()
+        grid = Image.open(io.BytesIO(_image_bytes(page, page.locator(".jj-samples img"))))
+        assert grid.size == (4 * 256 + 3 * 4, 2 * 256 + 4)  # four faces, and the same faces in the style
+        page.wait_for_timeout(500)  # Gradio fades a fresh output in; the screenshot waits for it
         page.screenshot(path=shots / "7-slider-samples.png")
 
         # 7. a file that is no image: a message in the page, and the server keeps serving
