@@ -151,17 +151,24 @@ def build_app(studio: Studio):
         except Exception as error:
             raise _page_error(gr, error) from error
         current["job"] = job
-        while not job.done:
-            snapshot = job.progress
-            if snapshot.stage == "training":
-                progress((snapshot.step, snapshot.total), desc=snapshot.describe(), unit="steps")
-            yield (
-                snapshot.describe(),
-                [(img, f"step {s}") for s, img in snapshot.previews],
-                *([gr.skip()] * 5),
-            )
-            time.sleep(POLL_S)
-        current["job"] = None
+        try:
+            while not job.done:
+                snapshot = job.progress
+                if snapshot.stage == "training":
+                    progress((snapshot.step, snapshot.total), desc=snapshot.describe(), unit="steps")
+                yield (
+                    snapshot.describe(),
+                    [(img, f"step {s}") for s, img in snapshot.previews],
+                    *([gr.skip()] * 5),
+                )
+                time.sleep(POLL_S)
+        finally:
+            # The page went away (Gradio closes the generator): stop the run and keep the model queue's slot
+            # until it has stopped, so that no second run can start beside it.
+            if not job.done:
+                job.cancel()
+                job.wait()
+            current["job"] = None
         snapshot = job.progress
         previews = [(img, f"step {s}") for s, img in snapshot.previews]
         if snapshot.stage == "cancelled":
@@ -187,6 +194,8 @@ def build_app(studio: Studio):
     def stylize(photo, style, alpha, paste, cleanup, identity, aligned):
         if not photo:
             return None, "Upload a photo (or take one with the webcam) to start.", None
+        if not style:
+            return None, "Choose a style: train one in the first tab, or pick an official one.", None
         try:
             result = studio.stylize(
                 photo, style, float(alpha), paste=paste, cleanup="codeformer" if cleanup else None,
