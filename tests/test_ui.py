@@ -157,6 +157,16 @@ def test_save_result_is_a_png_with_the_results_metadata(studio, trained, workdir
     assert np.array_equal(np.asarray(saved.convert("RGB")), np.asarray(result.image))
 
 
+def test_a_real_photo_pasted_back_with_its_identity_score(studio, trained, shared, tmp_path):
+    photo = shared("images", "jojogan", "test_input", "iu.jpeg")
+    result = studio.stylize(photo, "tiny", 0.5, paste=True, identity="dlib")
+    assert result.pasted.size == Image.open(photo).size and result.image.size == (SIZE, SIZE)
+    assert result.identity_net == "dlib" and -1 <= result.identity <= 1
+    saved = Image.open(studio.save_result(result, tmp_path, "iu"))
+    assert saved.size == result.pasted.size  # the download is the pasted photo, not the face alone
+    assert saved.text["jojogan:identity"] == f"{result.identity:.4f}" and saved.text["jojogan:alpha"] == "0.5"
+
+
 def test_slider_strip_gif_and_samples(studio, trained, workdir, tmp_path):
     strip, gif = studio.slider_strip(
         workdir / "face1.png", "tiny", 3, tile=32, aligned=True, gif_path=tmp_path / "s.gif"
