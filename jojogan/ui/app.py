@@ -12,7 +12,10 @@ system's fonts, so the page loads nothing from outside the machine.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +28,16 @@ from jojogan.ui.studio import ALIGNED_LABEL, Studio
 
 __all__ = ["build_app", "launch", "require_gradio"]
 
+log = logging.getLogger("jojogan")
+
 TABS = ("Train a style", "Stylize", "Slider & samples", "Library")
 """The page's tabs, in order."""
 
 POLL_S = 0.5
 """How often the page asks a training run for progress."""
+
+CACHE_S = 3600
+"""Gradio's copies of uploads and results older than this are deleted (checked as often)."""
 
 TRAIN_PRESETS = MASK_PRESETS[:2]
 """The presets offered in the page ("default", "preserve-color"; the British spelling is an alias)."""
@@ -70,7 +78,8 @@ def _page_error(gr, error: BaseException):
     """The exception as the page's one-line error."""
     if isinstance(error, (JojoganError, ValueError)):
         return gr.Error(str(error).splitlines()[0] if str(error) else type(error).__name__)
-    return gr.Error(f"unexpected {type(error).__name__}: {error}")
+    log.error("unexpected error in the web UI", exc_info=error)  # the traceback goes to the server's log
+    return gr.Error(f"unexpected {type(error).__name__}: {error} (details in the server's log)")
 
 
 def _paths(files) -> list[str]:
@@ -110,7 +119,8 @@ def build_app(studio: Studio):
     """
     gr = require_gradio()
     outputs_dir = Path(tempfile.mkdtemp(prefix="jojogan-ui-"))
-    current: dict = {"job": None}
+    atexit.register(shutil.rmtree, outputs_dir, ignore_errors=True)
+    current: dict = {"job": None, "download": None}
     model = {"concurrency_id": "model", "concurrency_limit": 1}
 
     def style_dropdown(value=None):
@@ -205,6 +215,9 @@ def build_app(studio: Studio):
             saved = studio.save_result(result, folder, Path(photo).stem)
         except Exception as error:
             raise _page_error(gr, error) from error
+        if current["download"] is not None:  # Gradio serves its own copy of the one it was handed
+            shutil.rmtree(current["download"], ignore_errors=True)
+        current["download"] = folder
         picture = result.pasted if result.pasted is not None else result.image
         text = f"α = {float(alpha):.2f}"
         if result.identity is not None:
@@ -245,7 +258,7 @@ def build_app(studio: Studio):
     # no "share" buttons: they post to Hugging Face; a grid of fixed-size tiles, not one stretched image
     viewer = {"buttons": ["download", "fullscreen"]}
     gallery = {**viewer, "columns": 4, "fit_columns": False, "object_fit": "contain", "interactive": False}
-    with gr.Blocks(title="jojogan studio", analytics_enabled=False) as app:
+    with gr.Blocks(title="jojogan studio", analytics_enabled=False, delete_cache=(CACHE_S, CACHE_S)) as app:
         gr.Markdown(
             "# jojogan studio\n"
             f"One-shot face stylization, on this machine ({studio.pipe.device}, {studio.pipe.size} px "
