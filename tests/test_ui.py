@@ -210,6 +210,14 @@ def test_official_styles_from_the_registry_offline_only_cached_ones(studio, tmp_
     assert not [v for _, v in studio.style_choices() if v.startswith(OFFICIAL_PREFIX)]
     with pytest.raises(JojoganError, match="not in the weights cache"):
         studio.style_path(OFFICIAL_PREFIX + "jojo")
+    monkeypatch.delenv("JOJOGAN_OFFLINE")  # online: the Hugging Face copies can be fetched on first use
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    offered = dict((v, label) for label, v in studio.style_choices())
+    assert (
+        offered[OFFICIAL_PREFIX + "jojo_preserve_color"]
+        == "jojo_preserve_color (official, 132.8 MB download)"
+    )
+    assert OFFICIAL_PREFIX + "jojo" not in offered  # only a Google Drive link: never fetched automatically
 
 
 def test_the_page_has_the_four_tabs_and_one_model_queue(studio):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from jojogan.cli._options import model_options, pipeline
+from jojogan.cli._options import max_pixels_option, model_options, pipeline
 from jojogan.config import INVERSIONS
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -31,7 +31,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
     "--inversion-steps",
     type=click.IntRange(min=3),
     default=None,
-    help="Optimisation steps for --inversion optimize (default 300: 200 in W, 100 in W+).",
+    help="Optimisation steps for --inversion optimize (default: those of jojogan stylize).",
 )
 @click.option(
     "--library",
@@ -39,8 +39,9 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
     default=None,
     help="Style library folder (default: $JOJOGAN_HOME/styles).",
 )
+@max_pixels_option
 @model_options
-def ui(host, port, inversion, inversion_steps, library, base, e4e, device):
+def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, device):
     """Start the web UI in this machine's browser: train styles, stylize photos, browse the library.
 
     Nothing leaves the machine: no share link, no analytics, no fonts or scripts from the internet. Stop it
@@ -58,6 +59,6 @@ def ui(host, port, inversion, inversion_steps, library, base, e4e, device):
     require_gradio()  # before the models load: a missing extra is one line at once
     if host not in _LOOPBACK:
         click.echo(f"warning: listening on {host}: other machines can reach this UI", err=True)
-    pipe = pipeline(base, e4e, device)
+    pipe = pipeline(base, e4e, device, max_pixels)  # uploads larger than --max-pixels are refused
     studio = Studio(pipe, StyleLibrary(library), inversion=inversion, inversion_steps=inversion_steps)
     launch(studio, host=host, port=port)

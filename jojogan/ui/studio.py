@@ -29,7 +29,7 @@ from jojogan.imaging import image_grid, labelled_strip, save_gif, save_image, to
 from jojogan.inversion.errors import FaceNotFoundError, FaceTooSmallError
 from jojogan.style_file import StyleFile, file_sha256
 from jojogan.ui.library import LibraryError, LibraryStyle, StyleLibrary, check_style_name
-from jojogan.weights import check_cached, is_offline, official_styles, resolve_weights
+from jojogan.weights import check_cached, format_size, is_offline, official_styles, resolve_weights
 
 __all__ = [
     "ALIGNED_LABEL",
@@ -348,7 +348,8 @@ class Studio:
             if check_cached(entry).usable:
                 choices.append((f"{entry.name} (official)", OFFICIAL_PREFIX + entry.name))
             elif entry.hf_repo and not is_offline():
-                choices.append((f"{entry.name} (official, 133 MB download)", OFFICIAL_PREFIX + entry.name))
+                size = format_size(entry.size or entry.approx_size)
+                choices.append((f"{entry.name} (official, {size} download)", OFFICIAL_PREFIX + entry.name))
         return choices
 
     def style_path(self, choice: str) -> Path:
