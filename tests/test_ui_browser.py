@@ -219,6 +219,7 @@ def test_the_web_ui_in_a_real_browser(tmp_path):
         expect(page.get_by_text("jojogan studio").first).to_be_visible()
         html = page.request.get(url).text()
         assert not re.findall(r"""(?:src|href)\s*=\s*["']https?://(?!127\.0\.0\.1)""", html)
+        expect(page.get_by_role("button", name="Train", exact=True)).to_be_visible()  # the page has loaded
         page.screenshot(path=shots / "1-start.png")
 
         # 1. train a style from a real aligned reference, a few iterations
