@@ -184,12 +184,10 @@ def _set_slider(page, label: str, value: float) -> None:
     box.press("Enter")
 
 
-def test_the_web_ui_in_a_real_browser(tmp_path):
+def test_the_web_ui_in_a_real_browser(tmp_path, shared):
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright (the test extra)")
-    from conftest import shared_path
-
-    reference = shared_path("images", "jojogan", "style_images_aligned", "sketch.png")
-    photo = shared_path("images", "jojogan", "test_input", "iu.jpeg")
+    reference = shared("images", "jojogan", "style_images_aligned", "sketch.png")
+    photo = shared("images", "jojogan", "test_input", "iu.jpeg")
     photo_size = Image.open(photo).size
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("not a picture")
