@@ -4,6 +4,7 @@ tests/test_ui_browser.py drives the real page)."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 
 import numpy as np
@@ -239,4 +240,16 @@ def test_ui_command_without_gradio_is_one_line(monkeypatch):
     assert result.exit_code == 1
     assert result.output.strip() == (
         'Error: the web UI needs Gradio: pip install "jojogan[ui]" (or -e ".[ui]" in a checkout)'
+    )
+
+
+def test_ui_command_refuses_a_taken_port_in_one_line(workdir):
+    pytest.importorskip("gradio", reason="the command needs the ui extra (gradio)")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["ui", "--port", str(port), "--base", str(workdir / "base.pt")])
+    assert result.exit_code == 1
+    assert (
+        result.output == f"Error: cannot listen on 127.0.0.1:{port}: it is in use (another jojogan ui?); "
+        "choose another --port\n"
     )

@@ -42,7 +42,8 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @max_pixels_option
 @model_options
 def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, device):
-    """Start the web UI in this machine's browser: train styles, stylize photos, browse the library.
+    """Serve the web UI on this machine (open the address it prints): train styles, stylize photos, browse
+    the library.
 
     Nothing leaves the machine: no share link, no analytics, no fonts or scripts from the internet. Stop it
     with Ctrl+C.
@@ -56,9 +57,25 @@ def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, d
     from jojogan.ui import Studio, StyleLibrary
     from jojogan.ui.app import launch, require_gradio
 
-    require_gradio()  # before the models load: a missing extra is one line at once
+    require_gradio()  # before the models load: a missing extra or a taken port is one line at once
+    _check_port(host, port)
     if host not in _LOOPBACK:
         click.echo(f"warning: listening on {host}: other machines can reach this UI", err=True)
     pipe = pipeline(base, e4e, device, max_pixels)  # uploads larger than --max-pixels are refused
     studio = Studio(pipe, StyleLibrary(library), inversion=inversion, inversion_steps=inversion_steps)
     launch(studio, host=host, port=port)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port that cannot be listened on before any model loads (Gradio's own message is long)."""
+    import errno
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        reason = "it is in use" if error.errno == errno.EADDRINUSE else str(error)
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {reason} (another jojogan ui?); choose another --port"
+        ) from error
