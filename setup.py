@@ -16,6 +16,7 @@ PACKAGE_DIR = {
     "jojogan.identity": "jojogan/identity",
     "jojogan.cleanup": "jojogan/cleanup",
     "jojogan.batch": "jojogan/batch",
+    "jojogan.ui": "jojogan/ui",
 }
 
 setup(

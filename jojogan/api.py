@@ -663,13 +663,51 @@ class JoJoGAN:
             image, inversion, aligned=aligned, face=face, steps=inversion_steps,
             restore_input=restore_input, fidelity=fidelity, show_progress=show_progress,
         )  # fmt: skip
+        return self.stylize_face(
+            prepared, style, alpha, paste_into=image if paste else None, identity=recognizer,
+            cleanup=cleanup, fidelity=fidelity, restored_input=restore_input, match_colour=match_colour,
+        )  # fmt: skip
+
+    @_job
+    def stylize_face(
+        self,
+        prepared: Face,
+        style: str | os.PathLike | StyleFile,
+        alpha: AlphaSpec = 1.0,
+        *,
+        paste_into: ImageSource | None = None,
+        identity: str | FaceRecognizer | None = None,
+        cleanup: str | None = None,
+        fidelity: float = DEFAULT_FIDELITY,
+        restored_input: bool = False,
+        match_colour: bool = False,
+    ) -> StylizeResult:
+        """The stylizing half of :meth:`stylize`, for a face already prepared (aligned and inverted).
+
+        An application that keeps :meth:`prepare`'s result (one inversion per photo) calls this for every
+        new ``alpha``: it costs one pass of the two generators (plus the finishing stages asked for).
+
+        Args:
+            prepared: the face from :meth:`prepare`.
+            style: as in :meth:`stylize`.
+            alpha: as in :meth:`stylize`.
+            paste_into: the photo ``prepared`` was aligned from: blend the result back into it.
+            identity: as in :meth:`stylize`.
+            cleanup: as in :meth:`stylize`.
+            fidelity: as in :meth:`stylize`.
+            restored_input: ``prepared`` was restored with CodeFormer (recorded in the result).
+            match_colour: with ``paste_into``, give the face the photo's colour and lighting.
+        """
+        recognizer = self.recognizer(identity) if identity is not None else None
         styled = self.render(prepared, style, alpha, cleanup=cleanup, fidelity=fidelity)
         pasted = (
-            paste_faces(image, [(styled, prepared.aligned)], match_colour=match_colour) if paste else None
+            paste_faces(paste_into, [(styled, prepared.aligned)], match_colour=match_colour)
+            if paste_into is not None
+            else None
         )
         result = StylizeResult(
             image=styled, face=prepared, alpha=alpha, pasted=pasted, cleanup=cleanup,
-            fidelity=fidelity if cleanup or restore_input else None, restored_input=restore_input,
+            fidelity=fidelity if cleanup or restored_input else None, restored_input=restored_input,
         )  # fmt: skip
         if recognizer is not None:
             result.identity = identity_similarity(prepared.aligned.image, styled, recognizer)

@@ -291,6 +291,12 @@ def find_entry(spec: str | os.PathLike) -> WeightsEntry | None:
     return next((row for row in REGISTRY.values() if row.filename == key), None)
 
 
+def official_styles() -> list[WeightsEntry]:
+    """The registry rows of the official JoJoGAN style files (``arcane_caitlyn``, ``jojo``, ...), in registry
+    order."""
+    return [row for row in REGISTRY.values() if row.licence == _STYLE_LICENCE]
+
+
 def get_entry(spec: str) -> WeightsEntry:
     """Like :func:`find_entry` but raises :class:`WeightsError` listing the known names."""
     row = find_entry(spec)

@@ -14,7 +14,7 @@ import click
 from jojogan import __version__
 
 # the command modules; the package namespace holds modules only, so no module shares a command's name
-from jojogan.cli import align, batch, env, finetune, stylize
+from jojogan.cli import align, batch, env, finetune, stylize, ui
 from jojogan.errors import JojoganError
 from jojogan.identity.cli import identity
 from jojogan.weights_cli import weights
@@ -87,3 +87,4 @@ main.add_command(stylize.sample)
 main.add_command(batch.batch)
 main.add_command(weights)
 main.add_command(identity)
+main.add_command(ui.ui)

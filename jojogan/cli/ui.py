@@ -1,0 +1,81 @@
+"""``jojogan ui``: the local web UI (train, stylize, slider and samples, style library)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from jojogan.cli._options import max_pixels_option, model_options, pipeline
+from jojogan.config import INVERSIONS
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 127.0.0.1 keeps the UI private to this machine.",
+)
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@click.option(
+    "--inversion",
+    type=click.Choice(INVERSIONS),
+    default=INVERSIONS[0],
+    show_default=True,
+    help="How photos and references become W+ codes: e4e (needs its weights) or optimize.",
+)
+@click.option(
+    "--inversion-steps",
+    type=click.IntRange(min=3),
+    default=None,
+    help="Optimisation steps for --inversion optimize (default: those of jojogan stylize).",
+)
+@click.option(
+    "--library",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Style library folder (default: $JOJOGAN_HOME/styles).",
+)
+@max_pixels_option
+@model_options
+def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, device):
+    """Serve the web UI on this machine (open the address it prints): train styles, stylize photos, browse
+    the library.
+
+    Nothing leaves the machine: no share link, no analytics, no fonts or scripts from the internet. Stop it
+    with Ctrl+C.
+
+    \b
+    Examples:
+        jojogan ui
+        jojogan ui --port 8000 --device cuda
+        jojogan ui --base stylegan2-ffhq-config-f.pt --inversion optimize
+    """
+    from jojogan.ui import Studio, StyleLibrary
+    from jojogan.ui.app import launch, require_gradio
+
+    require_gradio()  # before the models load: a missing extra or a taken port is one line at once
+    _check_port(host, port)
+    if host not in _LOOPBACK:
+        click.echo(f"warning: listening on {host}: other machines can reach this UI", err=True)
+    pipe = pipeline(base, e4e, device, max_pixels)  # uploads larger than --max-pixels are refused
+    studio = Studio(pipe, StyleLibrary(library), inversion=inversion, inversion_steps=inversion_steps)
+    launch(studio, host=host, port=port)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port that cannot be listened on before any model loads (Gradio's own message is long)."""
+    import errno
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        reason = "it is in use" if error.errno == errno.EADDRINUSE else str(error)
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {reason} (another jojogan ui?); choose another --port"
+        ) from error

@@ -1,0 +1,255 @@
+"""The web UI's façade (Studio), its style library and the page's structure, on a tiny checkpoint (no browser;
+tests/test_ui_browser.py drives the real page)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from jojogan.api import JoJoGAN
+from jojogan.cli import main as cli
+from jojogan.errors import JojoganError
+from jojogan.imaging import to_pil
+from jojogan.style_file import load_style
+from jojogan.ui import LibraryError, Studio, StyleLibrary, TrainingCancelled
+from jojogan.ui.library import THUMBNAIL_PX, check_style_name
+from jojogan.ui.studio import ALIGNED_LABEL, OFFICIAL_PREFIX
+from jojogan.weights import official_styles
+
+from factories import tiny_discriminator, tiny_generator
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A tiny official-layout checkpoint, two 'aligned' faces made by its generator, and a text file."""
+    root = tmp_path_factory.mktemp("ui")
+    gen, disc = tiny_generator(SIZE, seed=3), tiny_discriminator(SIZE, seed=4)
+    torch.save(
+        {"g_ema": gen.state_dict(), "d": disc.state_dict(), "latent_avg": gen.mean_latent(64).reshape(-1)},
+        root / "base.pt",
+    )
+    with torch.no_grad():
+        images = gen(torch.randn(2, gen.style_dim, generator=torch.Generator().manual_seed(5)))
+    for i, image in enumerate(images):
+        to_pil(image).save(root / f"face{i}.png")
+    (root / "notes.txt").write_text("not a picture")
+    return root
+
+
+@pytest.fixture(scope="module")
+def studio(workdir):
+    pipe = JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
+    return Studio(pipe, StyleLibrary(workdir / "library"), inversion="optimize", inversion_steps=3)
+
+
+@pytest.fixture(scope="module")
+def trained(studio, workdir):
+    """One style trained for 3 steps with a preview every step; returns (library style, progress reports)."""
+    reports = []
+    style = studio.train(
+        [workdir / "face0.png"],
+        "tiny",
+        iterations=3,
+        aligned=True,
+        preview_every=1,
+        on_progress=reports.append,
+    )
+    return style, reports
+
+
+def test_reference_crops_explain_each_file(studio, workdir):
+    gray = workdir / "gray.png"
+    Image.new("RGB", (160, 120), (128, 128, 128)).save(gray)
+    ok, text = studio.reference_crops([workdir / "face0.png", workdir / "notes.txt"], aligned=True)
+    assert ok.ok and ok.image.size == (SIZE, SIZE) and "aligned crop" in ok.message
+    assert not text.ok and text.image is None and "notes.txt is not an image file" in text.message
+    (no_face,) = studio.reference_crops([gray])
+    assert not no_face.ok and "No face was found in gray.png" in no_face.message
+    assert ALIGNED_LABEL in no_face.message  # the page's checkbox, not the command line's --aligned
+
+
+def test_several_faces_are_named_and_the_largest_is_used(studio, shared, tmp_path):
+    photo = Image.open(shared("images", "jojogan", "test_input", "iu.jpeg")).convert("RGB")
+    small = photo.resize((photo.width // 2, photo.height // 2))
+    pair = Image.new("RGB", (photo.width + small.width, photo.height), "white")
+    pair.paste(photo, (0, 0))
+    pair.paste(small, (photo.width, 0))
+    pair.save(tmp_path / "two.png")
+    (crop,) = studio.reference_crops([tmp_path / "two.png"])
+    assert crop.ok and "2 faces found; the largest one is used" in crop.message
+
+
+def test_training_reports_progress_and_fills_the_library(studio, trained):
+    style, reports = trained
+    stages = [r.stage for r in reports]
+    assert stages[0] == "preparing" and stages[-1] == "done" and "saving" in stages
+    steps = [r.step for r in reports if r.stage == "training"]
+    assert steps == [1, 2, 3]
+    at_end = [r for r in reports if r.stage == "training"][-1]
+    assert at_end.eta_s == 0 and at_end.loss > 0 and len(at_end.previews) == 3
+    assert [s for s, _ in at_end.previews] == [1, 2, 3]
+    assert at_end.previews[0][1].size == (SIZE, SIZE)
+    assert "step 3/3 · loss" in at_end.describe()
+    # the library holds the style file, its thumbnail and its record
+    assert style.name == "tiny" and studio.library.list()[0].name == "tiny"
+    assert Image.open(style.thumbnail).size == (THUMBNAIL_PX, THUMBNAIL_PX)
+    assert json.loads(style.path.with_suffix(".json").read_text())["iterations"] == 3
+    loaded = load_style(style.path)
+    assert loaded.metadata["iterations"] == 3 and len(loaded.metadata["losses"]) == 3
+    assert ("tiny", "tiny") in studio.style_choices()
+
+
+def test_a_taken_or_bad_name_is_refused_before_any_work(studio, trained, workdir, monkeypatch):
+    monkeypatch.setattr(studio.pipe, "finetune", lambda *a, **k: pytest.fail("trained anyway"))
+    with pytest.raises(LibraryError, match="already exists"):
+        studio.train([workdir / "face0.png"], "tiny", iterations=1, aligned=True)
+    with pytest.raises(LibraryError, match="not allowed"):
+        studio.train([workdir / "face0.png"], "../escape", iterations=1, aligned=True)
+
+
+def test_cancel_stops_training_and_saves_nothing(studio, workdir):
+    job = studio.start_training([workdir / "face1.png"], "cancelled", iterations=200, aligned=True)
+    while job.progress.step < 1 and not job.done:
+        job.wait(0.05)
+    job.cancel()
+    assert job.wait(60)
+    assert isinstance(job.error, TrainingCancelled) and job.progress.stage == "cancelled"
+    assert job.progress.step < 200 and job.result is None
+    assert "cancelled" not in studio.library
+    assert not list(studio.library.root.glob("cancelled*"))
+
+
+def test_stylize_caches_the_inversion_and_alpha_changes_the_face(studio, trained, workdir, monkeypatch):
+    calls = []
+    invert = studio.pipe.invert
+    monkeypatch.setattr(studio.pipe, "invert", lambda *a, **k: calls.append(1) or invert(*a, **k))
+    photo = workdir / "face1.png"
+    styled = studio.stylize(photo, "tiny", 1.0, aligned=True)
+    original = studio.stylize(photo, "tiny", 0.0, aligned=True)
+    half = studio.stylize(photo, "tiny", 0.5, aligned=True)
+    assert len(calls) == 1  # one inversion for the photo; moving α only runs the generators
+    a0, a1, ah = (np.asarray(r.image, dtype=int) for r in (original, styled, half))
+    assert np.abs(a0 - a1).mean() > 1 and not np.array_equal(ah, a0) and not np.array_equal(ah, a1)
+    with torch.no_grad():  # α = 0 is the base generator's picture of the cached code, bit for bit
+        expected = to_pil(studio.pipe.generator.synthesis(original.face.w_plus)[0])
+    assert np.array_equal(np.asarray(expected), a0)
+    with pytest.raises(JojoganError, match="paste-back needs a photo"):
+        studio.stylize(photo, "tiny", 1.0, aligned=True, paste=True)
+    with pytest.raises(JojoganError, match="choose a style"):
+        studio.stylize(photo, "", 1.0, aligned=True)
+
+
+def test_save_result_is_a_png_with_the_results_metadata(studio, trained, workdir, tmp_path):
+    result = studio.stylize(workdir / "face1.png", "tiny", 0.75, aligned=True)
+    path = studio.save_result(result, tmp_path, "face1")
+    assert path.name == "face1_styled.png"
+    saved = Image.open(path)
+    assert saved.format == "PNG" and saved.size == (SIZE, SIZE)
+    assert saved.text["jojogan:alpha"] == "0.75"
+    assert np.array_equal(np.asarray(saved.convert("RGB")), np.asarray(result.image))
+
+
+def test_a_real_photo_pasted_back_with_its_identity_score(studio, trained, shared, tmp_path):
+    photo = shared("images", "jojogan", "test_input", "iu.jpeg")
+    result = studio.stylize(photo, "tiny", 0.5, paste=True, identity="dlib")
+    assert result.pasted.size == Image.open(photo).size and result.image.size == (SIZE, SIZE)
+    assert result.identity_net == "dlib" and -1 <= result.identity <= 1
+    saved = Image.open(studio.save_result(result, tmp_path, "iu"))
+    assert saved.size == result.pasted.size  # the download is the pasted photo, not the face alone
+    assert saved.text["jojogan:identity"] == f"{result.identity:.4f}" and saved.text["jojogan:alpha"] == "0.5"
+
+
+def test_slider_strip_gif_and_samples(studio, trained, workdir, tmp_path):
+    strip, gif = studio.slider_strip(
+        workdir / "face1.png", "tiny", 3, tile=32, aligned=True, gif_path=tmp_path / "s.gif"
+    )
+    assert strip.size == (3 * 32 + 2 * 4, 32 + 24) and Image.open(gif).n_frames == 4  # 3 forward, 1 back
+    grid = studio.samples("tiny", 2, seed=1, tile=32)
+    assert grid.size == (2 * 32 + 4, 2 * 32 + 4)
+
+
+def test_library_round_trip(tmp_path):
+    library = StyleLibrary(tmp_path / "lib")
+    assert library.list() == []
+    written = []
+
+    def save(path):
+        written.append(path)
+        path.write_bytes(b"weights")
+
+    entry = library.add("sketch-1", save, Image.new("RGB", (64, 64), "red"), {"iterations": 7})
+    assert written == [tmp_path / "lib" / "sketch-1.safetensors"]
+    assert entry.info == {"iterations": 7, "name": "sketch-1"}
+    assert Image.open(entry.thumbnail).getpixel((0, 0)) == (255, 0, 0)
+    assert [s.name for s in library.list()] == ["sketch-1"] and "sketch-1" in library
+    with pytest.raises(LibraryError, match="already exists"):
+        library.add("sketch-1", save, Image.new("RGB", (8, 8)), {})
+    for bad in ("", " ", "a/b", ".hidden", "x" * 65, "has space", "a:b"):
+        with pytest.raises(LibraryError):
+            check_style_name(bad)
+    (tmp_path / "lib" / "stray.json").write_text("{}")  # no style file beside it: not listed
+    library.delete("sketch-1")
+    assert library.list() == [] and not list((tmp_path / "lib").glob("sketch-1*"))
+    with pytest.raises(LibraryError, match="no style named"):
+        library.get("sketch-1")
+
+
+def test_official_styles_from_the_registry_offline_only_cached_ones(studio, tmp_path, monkeypatch):
+    names = [entry.name for entry in official_styles()]
+    assert "jojo" in names and "arcane_caitlyn_preserve_color" in names and "ffhq" not in names
+    assert all(entry.filename.endswith(".pt") for entry in official_styles())
+    monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path))  # empty cache, and offline (conftest)
+    assert not [v for _, v in studio.style_choices() if v.startswith(OFFICIAL_PREFIX)]
+    with pytest.raises(JojoganError, match="not in the weights cache"):
+        studio.style_path(OFFICIAL_PREFIX + "jojo")
+    monkeypatch.delenv("JOJOGAN_OFFLINE")  # online: the Hugging Face copies can be fetched on first use
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    offered = dict((v, label) for label, v in studio.style_choices())
+    assert (
+        offered[OFFICIAL_PREFIX + "jojo_preserve_color"]
+        == "jojo_preserve_color (official, 132.8 MB download)"
+    )
+    assert OFFICIAL_PREFIX + "jojo" not in offered  # only a Google Drive link: never fetched automatically
+
+
+def test_the_page_has_the_four_tabs_and_one_model_queue(studio):
+    pytest.importorskip("gradio", reason="the page needs the ui extra (gradio)")
+    import gradio as gr
+
+    from jojogan.ui.app import TABS, build_app
+
+    app = build_app(studio)
+    tabs = [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
+    assert tabs == list(TABS) == ["Train a style", "Stylize", "Slider & samples", "Library"]
+    model_work = [dep for dep in app.fns.values() if dep.concurrency_id == "model"]
+    assert len(model_work) >= 8 and all(dep.concurrency_limit == 1 for dep in model_work)
+
+
+def test_ui_command_without_gradio_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now raises ImportError
+    result = CliRunner().invoke(cli, ["ui", "--port", "7999"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        'Error: the web UI needs Gradio: pip install "jojogan[ui]" (or -e ".[ui]" in a checkout)'
+    )
+
+
+def test_ui_command_refuses_a_taken_port_in_one_line(workdir):
+    pytest.importorskip("gradio", reason="the command needs the ui extra (gradio)")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["ui", "--port", str(port), "--base", str(workdir / "base.pt")])
+    assert result.exit_code == 1
+    assert (
+        result.output == f"Error: cannot listen on 127.0.0.1:{port}: it is in use (another jojogan ui?); "
+        "choose another --port\n"
+    )
