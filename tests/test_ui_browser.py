@@ -131,7 +131,10 @@ def _server(tmp_path: Path):
     (tmp_path / "outside.txt").write_text("")
     env = {
         **os.environ,
-        "JOJOGAN_HOME": str(tmp_path / "home"),
+        # the default library under a home folder of the test's own, so the page (and docs/ui.png) shows
+        # the path a user sees: ~/.cache/jojogan/styles
+        "HOME": str(tmp_path),
+        "JOJOGAN_HOME": str(tmp_path / ".cache" / "jojogan"),
         "JOJOGAN_OFFLINE": "1",
         "JOJOGAN_TEST_OUTSIDE": str(tmp_path / "outside.txt"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(watch), os.environ.get("PYTHONPATH")])),
@@ -218,6 +221,7 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
         html = page.request.get(url).text()
         assert not re.findall(r"""(?:src|href)\s*=\s*["']https?://(?!127\.0\.0\.1)""", html)
         expect(page.get_by_role("button", name="Train", exact=True)).to_be_visible()  # the page has loaded
+        expect(page.get_by_text("Loading...")).to_have_count(0)  # and its outputs have their first values
         page.screenshot(path=shots / "1-start.png")
 
         # 1. train a style from a real aligned reference, a few iterations
@@ -239,7 +243,7 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
         expect(page.get_by_text(re.compile(r"step \d+/1000")).first).to_be_visible()
         page.get_by_role("button", name="Cancel").click()
         expect(page.get_by_text(re.compile(r"Cancelled after step \d+; nothing was saved"))).to_be_visible()
-        assert not list((tmp_path / "home" / "styles").glob("long*"))
+        assert not list((tmp_path / ".cache" / "jojogan" / "styles").glob("long*"))
         page.screenshot(path=shots / "2b-cancelled.png")
 
         # 2. the style is in the library

@@ -111,6 +111,12 @@ def _describe_style(style: LibraryStyle) -> str:
     return "\n".join(lines)
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` as the page shows it: under the user's home folder as ``~/...``."""
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
 def build_app(studio: Studio):
     """The page: a ``gr.Blocks`` over ``studio`` (call :func:`launch` to serve it).
 
@@ -262,7 +268,8 @@ def build_app(studio: Studio):
         gr.Markdown(
             "# jojogan studio\n"
             f"One-shot face stylization, on this machine ({studio.pipe.device}, {studio.pipe.size} px "
-            f"generator, {studio.inversion} inversion). Styles are kept in `{studio.library.root}`.",
+            f"generator, {studio.inversion} inversion). "
+            f"Styles are kept in `{_shown_path(studio.library.root)}`.",
             elem_classes="jj-header",
         )
         with gr.Tabs():
