@@ -62,7 +62,8 @@ def reusable(
     ):
         return False
     if row.get("status") == "error":
-        return not retry_errors
+        # an error line without its reason is no result (older runs wrote one for photos never reached)
+        return not retry_errors and bool(row.get("error"))
     outputs = row.get("outputs") or []
     return row.get("status") == "ok" and bool(outputs) and all((outdir / n).is_file() for n in outputs)
 
