@@ -67,12 +67,14 @@ def build_style(folder: Path, base: Path, steps: int) -> Path:
     return out.save(folder / "style.safetensors")
 
 
-def measure(engine: str, workers: int, photos: Path, settings: BatchSettings, folder: Path) -> dict:
+def measure(
+    engine: str, workers: int, photos: Path, settings: BatchSettings, folder: Path, split: bool | None
+) -> dict:
     times: list[float] = []
     start = time.perf_counter()
     report = stylize_many(
-        [photos], settings, folder / f"out-{engine}-{workers}", engine=engine, workers=workers,
-        progress=False, on_row=lambda row: times.append(time.perf_counter() - start),
+        [photos], settings, folder / f"out-{engine}-{workers}-{split}", engine=engine, workers=workers,
+        progress=False, on_row=lambda row: times.append(time.perf_counter() - start), separate_align=split,
     )  # fmt: skip
     wall = time.perf_counter() - start
     done = len(times)
@@ -80,6 +82,9 @@ def measure(engine: str, workers: int, photos: Path, settings: BatchSettings, fo
     return {
         "engine": engine,
         "workers": workers,
+        "align": "local thread"
+        if engine == "local"
+        else ("separate actors" if split else "in stylize actors"),
         "photos": done,
         "ok": report.counts["ok"],
         "wall_s": round(wall, 2),
@@ -98,7 +103,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, choices=(64, 128, 256, 1024))
     parser.add_argument("--photos", type=int, default=8)
     parser.add_argument("--inversion-steps", type=int, default=3)
-    parser.add_argument("--engines", default="local,ray1,ray2", help="comma-separated: local, ray1, ray2")
+    parser.add_argument(
+        "--engines",
+        default="local,ray1,ray2",
+        help="comma-separated: local, rayN (N stylize actors aligning their own photos), rayN+align (N "
+        "stylize actors and a pool of alignment actors on the CPUs left)",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
@@ -121,21 +131,28 @@ def main() -> None:
         )
         results = []
         for name in args.engines.split(","):
-            engine, workers = ("local", 1) if name == "local" else ("ray", int(name[3:]))
+            split = name.endswith("+align")
+            engine, workers = (
+                ("local", 1) if name == "local" else ("ray", int(name[3:].removesuffix("+align")))
+            )
             if engine == "ray":
                 import ray
 
                 ray_start = time.perf_counter()
                 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
                 ray_start = time.perf_counter() - ray_start
-            result = measure(engine, workers, photos, settings, folder)
+            result = measure(engine, workers, photos, settings, folder, split if engine == "ray" else None)
             if engine == "ray":
                 ray.shutdown()
                 result["ray_start_s"] = round(ray_start, 2)
             results.append(result)
             if not args.json:
                 print(json.dumps(result))
-        rates = {(r["engine"], r["workers"]): r["steady_photos_per_min"] for r in results}
+        rates = {
+            (r["engine"], r["workers"]): r["steady_photos_per_min"]
+            for r in results
+            if r["align"] != "separate actors"
+        }
         one, two = rates.get(("ray", 1)), rates.get(("ray", 2))
         summary = {
             "benchmark": "batch_throughput",
