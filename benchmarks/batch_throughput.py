@@ -2,16 +2,19 @@
 
     python benchmarks/batch_throughput.py --photos 8 --json
     python benchmarks/batch_throughput.py --size 1024 --photos 4 --json   # full-size random weights
+    python benchmarks/batch_throughput.py --engines ray1,ray1+align --json  # aligner actors or not
 
 Builds a seeded StyleGAN2 (``--size 128``: the tests' tiny channel table; ``--size 1024``: the official
 config-f architecture with random weights) and a style fine-tuned from it for one step, copies the real
 test photos (``$JOJOGAN_SHARED/images/jojogan/test_input``) to ``--photos`` inputs, and stylizes them with
 optimisation inversion (``--inversion-steps``). Every engine runs one torch thread per worker (Ray gives
 each 1-CPU actor one OpenMP thread; the local engine is set to one). The last line printed is JSON with,
-per engine: wall seconds, ``photos_per_min`` (end to end, actor start-up included), ``steady_photos_per_min``
-(between the first and the last result), ``first_result_s``, ``worker_peak_rss_mb``; then
-``scaling_2_over_1`` (steady rate of 2 Ray workers over 1) and the load average before and after (the
-machine may be shared).
+per engine (``local``; ``rayN``: N stylize actors aligning their own photos, the CPU-only plan;
+``rayN+align``: N stylize actors fed by a pool of alignment actors on the CPUs left): ``align``
+(where alignment ran), wall seconds, ``photos_per_min`` (end to end, actor start-up included),
+``steady_photos_per_min`` (between the first and the last result), ``first_result_s``,
+``worker_peak_rss_mb``; then ``scaling_2_over_1`` (steady rate of 2 Ray workers over 1, both aligning
+in their stylize actors) and the load average before and after (the machine may be shared).
 """
 
 from __future__ import annotations

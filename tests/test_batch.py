@@ -256,11 +256,10 @@ def test_plan_resources_from_the_cluster():
 def test_batch_size_two_stacks_faces_and_equals_single_within_tolerance(
     workdir,  # noqa: F811
     style,  # noqa: F811
-    photos,
-    single,
     tmp_path,
     monkeypatch,
 ):
+    """Aligned crops (no dlib: fast): batch 1 is the single-photo path, batch 2 stacks both faces."""
     from jojogan.api import JoJoGAN
 
     stacked = []
@@ -271,16 +270,21 @@ def test_batch_size_two_stacks_faces_and_equals_single_within_tolerance(
         return render_many(self, faces, *args, **kwargs)
 
     monkeypatch.setattr(JoJoGAN, "render_many", spy)
-    good = [next(photos.rglob(f"{stem}.jpeg")) for stem in GOOD]
-    report = stylize_many(
-        [*good, photos / "notes.jpg"], fast_settings(workdir, style), tmp_path, batch_size=2, progress=False
-    )
-    assert report.counts == {"ok": 2, "error": 1, "skipped": 0}
-    assert stacked == [2]  # both faces went through the generators together
-    for stem, row in zip(GOOD, report.rows, strict=False):
-        batched, alone = pixels(tmp_path / row["outputs"][0]), pixels_of(single[stem])
+    faces = [workdir / "face0.png", workdir / "face1.png", workdir / "base.pt"]  # the last: not an image
+    settings = fast_settings(workdir, style, aligned=True, identity_net=None)
+    alone = stylize_many(faces, settings, tmp_path / "one", batch_size=1, progress=False)
+    assert stacked == [1, 1]
+    together = stylize_many(faces, settings, tmp_path / "two", batch_size=2, progress=False)
+    assert stacked == [1, 1, 2]  # both faces went through the generators together
+    assert together.counts == alone.counts == {"ok": 2, "error": 1, "skipped": 0}
+    assert together.rows[2]["error"] == alone.rows[2]["error"]  # the bad file is still its own line
+    for name in ("face0_styled.png", "face1_styled.png"):
+        one, two = pixels(tmp_path / "one" / name).astype(int), pixels(tmp_path / "two" / name).astype(int)
         # CPU convolutions over a batch of two may sum in another order than over one
-        assert np.abs(batched.astype(int) - alone.astype(int)).max() <= 1, stem
+        assert np.abs(one - two).max() <= 1, name
+    assert not np.array_equal(
+        pixels(tmp_path / "two" / "face0_styled.png"), pixels(tmp_path / "two" / "face1_styled.png")
+    )
 
 
 def test_file_uris_are_local_paths(photos):  # noqa: F811

@@ -4,8 +4,9 @@ Operators: read (the listed photos become a dataset, one row per photo) → alig
 each loading dlib's detector once, :class:`_RayAligner`) → invert + stylize (+ cleanup, paste) (a pool of
 :class:`_RayStylizer` actors that load the pipeline once in ``__init__``) → the driver writes each output
 atomically and appends the manifest line as rows stream back. How many actors of each kind, and what
-each takes, is planned from ``ray.cluster_resources()`` at run time by :func:`plan_resources`. Ray is
-imported only here; it is the optional extra ``jojogan[ray]``.
+each takes, is planned from ``ray.cluster_resources()`` at run time by :func:`plan_resources`; on a
+cluster without GPUs the plan lets each stylize actor align its own photos (measured faster there, see
+:func:`plan_resources`). Ray is imported only here; it is the optional extra ``jojogan[ray]``.
 """
 
 from __future__ import annotations
@@ -67,10 +68,13 @@ def plan_resources(resources: Mapping[str, float], workers: int) -> ResourcePlan
     """Plan the actor pools from a cluster's resources (``ray.cluster_resources()``).
 
     With GPUs: one stylize actor per GPU up to ``workers`` (one GPU and one CPU each) and the other CPUs
-    aligning. On CPUs only: ``workers`` stylize actors (at most one per CPU), each aligning its own
-    photos: every stage competes for the same cores there, alignment (dlib, about 3 s a photo on this
-    project's 2-core test machine) costs more than stylizing a small generator, and a separate aligner
-    pool would hold cores that stylize actors could use for both stages (``benchmarks/RESULTS.md``).
+    aligning (a GPU stylizes a face in milliseconds, alignment takes seconds on a CPU core). On CPUs only:
+    ``workers`` stylize actors (at most one per CPU), each aligning its own photos. There every stage
+    competes for the same cores and alignment (dlib, 3-4 s a photo on the 2-core test machine) outweighs
+    stylizing at 128 px (under a second), so a separate aligner pool is the bottleneck while it holds
+    cores the stylize actors could use for both stages: measured on 2 CPUs, 1 stylize actor + 1 aligner
+    gave 20.9 photos/min, 1 stylize actor aligning its own photos 28.1, 2 such actors 33.5
+    (``benchmarks/batch_throughput.py``, ``benchmarks/RESULTS.md``).
 
     Args:
         resources: the cluster's totals, e.g. ``{"CPU": 16.0, "GPU": 2.0, "memory": ...}``.
