@@ -96,6 +96,11 @@ def measure(
         "first_result_s": round(times[0], 2) if times else None,
         "worker_peak_rss_mb": max(row.get("worker_peak_rss_mb", 0) for row in report.rows),
         "s_per_photo_in_worker": round(sum(r["seconds"] for r in report.rows) / max(done, 1), 3),
+        # the two stages: which one limits the rate depends on how many workers each has
+        "align_s_per_photo": round(sum(r.get("align_seconds", 0) for r in report.rows) / max(done, 1), 3),
+        "stylize_s_per_photo": round(
+            sum(r["seconds"] - r.get("align_seconds", 0) for r in report.rows) / max(done, 1), 3
+        ),
     }
 
 

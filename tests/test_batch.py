@@ -287,6 +287,33 @@ def test_batch_size_two_stacks_faces_and_equals_single_within_tolerance(
     )
 
 
+def test_e4e_inverts_the_faces_of_a_batch_together_in_order(workdir, style, monkeypatch):  # noqa: F811
+    """JoJoGAN.stylize_many: one e4e call for the batch, each code back with its own face."""
+    import torch
+
+    from jojogan.api import JoJoGAN
+
+    pipe = JoJoGAN.from_pretrained(base=workdir / "base.pt")
+    calls = []
+
+    class PixelMeanEncoder:  # a code that depends on its own face only, like e4e's
+        def invert(self, images):
+            calls.append(len(images))
+            shape = (pipe.generator.n_latent, pipe.generator.style_dim)
+            return torch.stack([torch.full(shape, np.asarray(i).mean() / 255 - 0.5) for i in images])
+
+    monkeypatch.setattr(pipe, "encoder", lambda: PixelMeanEncoder())
+    faces = [workdir / "face0.png", workdir / "face1.png"]
+    together = pipe.stylize_many(faces, style, inversion="e4e", aligned=True)
+    alone = [pipe.stylize(face, style, inversion="e4e", aligned=True) for face in faces]
+    assert calls == [2, 1, 1]
+    assert not torch.equal(alone[0].face.w_plus, alone[1].face.w_plus)
+    for one, batched in zip(alone, together, strict=True):
+        assert torch.equal(one.face.w_plus, batched.face.w_plus) and one.face.name == batched.face.name
+        difference = np.abs(np.asarray(one.image, dtype=int) - np.asarray(batched.image, dtype=int))
+        assert difference.max() <= 1
+
+
 def test_file_uris_are_local_paths(photos):  # noqa: F811
     assert list_inputs([photos.as_uri()]) == list_inputs([photos])
     iu = photos / "more" / "iu.jpeg"

@@ -206,6 +206,7 @@ def stylize_many(
                 faces=result.faces,
                 identity=result.identity,
                 seconds=round(result.seconds, 4),
+                align_seconds=round(result.align_seconds, 4),
                 worker_peak_rss_mb=round(result.peak_rss_mb, 1),
             )
             if result.error is None:

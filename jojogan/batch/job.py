@@ -124,7 +124,8 @@ class PhotoResult:
         faces: faces stylized.
         identity: one score per face (empty when not measured).
         error: one readable line, or ``None``.
-        seconds: the worker's time for the photo.
+        seconds: the workers' time for the photo (alignment included).
+        align_seconds: the part of ``seconds`` spent aligning (the stage that may run elsewhere).
         peak_rss_mb: the worker process's peak resident memory so far (what a worker needs).
     """
 
@@ -133,6 +134,7 @@ class PhotoResult:
     identity: list[float] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    align_seconds: float = 0.0
     peak_rss_mb: float = 0.0
 
 
@@ -318,7 +320,8 @@ class Stylizer:
         share = (time.perf_counter() - start) / max(len(items), 1)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
         for i, result in results.items():
-            result.seconds, result.peak_rss_mb = aligned[i].seconds + share, rss
+            result.seconds, result.align_seconds = aligned[i].seconds + share, aligned[i].seconds
+            result.peak_rss_mb = rss
         return [results[i] for i in range(len(items))]
 
     def _stylize(self, images: list, crops: list, **options) -> list:

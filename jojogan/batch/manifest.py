@@ -7,7 +7,8 @@ run the manifest is rewritten atomically with exactly one line per input (the la
 A line: ``input`` (absolute path), ``status`` (``"ok"`` or ``"error"``), ``outputs`` (paths written,
 relative to the output folder), ``faces``, ``error`` (one readable line, or ``None``), ``identity`` (one
 score per face when measured), ``input_sha256`` and ``settings_sha256`` (what resuming compares),
-``seconds`` (the worker's time for the photo), ``worker_peak_rss_mb`` (the worker's peak memory so far),
+``seconds`` (the workers' time for the photo), ``align_seconds`` (the part of it spent aligning),
+``worker_peak_rss_mb`` (the worker's peak memory so far),
 ``skipped`` (reused from an earlier run) and ``engine``.
 """
 

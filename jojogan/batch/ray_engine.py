@@ -145,6 +145,7 @@ class _RayStylizer:
                         "identity": result.identity,
                         "error": result.error,
                         "seconds": result.seconds,
+                        "align_seconds": result.align_seconds,
                         "peak_rss_mb": result.peak_rss_mb,
                     }
                 )
@@ -228,7 +229,7 @@ def run_ray(
                 offset += size
             result = PhotoResult(
                 outputs=outputs, faces=meta["faces"], identity=meta["identity"], error=meta["error"],
-                seconds=meta["seconds"], peak_rss_mb=meta["peak_rss_mb"],
+                seconds=meta["seconds"], align_seconds=meta["align_seconds"], peak_rss_mb=meta["peak_rss_mb"],
             )  # fmt: skip
             yield items[meta["index"]], result
     finally:
