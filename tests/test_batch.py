@@ -242,12 +242,14 @@ def test_plan_resources_from_the_cluster():
         {"num_cpus": 1},
         0,
     )
-    assert cpu_only.note == ""
+    assert cpu_only.note == ""  # every CPU stylizes, so each stylize actor aligns its own photos
+    spare = plan_resources({"CPU": 2.0}, workers=1)
+    assert (spare.stylize_actors, spare.align_actors) == (1, 1)  # the CPU left over aligns
     gpus = plan_resources({"CPU": 16.0, "GPU": 2.0}, workers=4)
     assert gpus.stylize_actors == 2 and gpus.stylize_resources == {"num_gpus": 1, "num_cpus": 1}
     assert gpus.align_actors == 14 and "2 GPUs" in gpus.note  # the CPUs left over align
     one_gpu = plan_resources({"CPU": 1.0, "GPU": 1.0}, workers=1)
-    assert (one_gpu.stylize_actors, one_gpu.align_actors) == (1, 1)  # aligning is never left to nobody
+    assert (one_gpu.stylize_actors, one_gpu.align_actors) == (1, 1)  # a GPU actor never aligns itself
     few = plan_resources({"CPU": 3.0}, workers=8)
     assert few.stylize_actors == 3 and few.align_actors == 0 and "3 CPUs" in few.note
     assert plan_resources({}, workers=2).stylize_actors == 1  # a cluster reporting nothing still runs

@@ -5,8 +5,9 @@ each loading dlib's detector once, :class:`_RayAligner`) → invert + stylize (+
 :class:`_RayStylizer` actors that load the pipeline once in ``__init__``) → the driver writes each output
 atomically and appends the manifest line as rows stream back. How many actors of each kind, and what
 each takes, is planned from ``ray.cluster_resources()`` at run time by :func:`plan_resources`; on a
-cluster without GPUs the plan lets each stylize actor align its own photos (measured faster there, see
-:func:`plan_resources`). Ray is imported only here; it is the optional extra ``jojogan[ray]``.
+cluster whose CPUs all go to stylize actors, each aligns its own photos (measured faster there than
+a lone aligner, see :func:`plan_resources`). Ray is imported only here; it is the optional extra
+``jojogan[ray]``.
 """
 
 from __future__ import annotations
@@ -68,13 +69,14 @@ def plan_resources(resources: Mapping[str, float], workers: int) -> ResourcePlan
     """Plan the actor pools from a cluster's resources (``ray.cluster_resources()``).
 
     With GPUs: one stylize actor per GPU up to ``workers`` (one GPU and one CPU each) and the other CPUs
-    aligning (a GPU stylizes a face in milliseconds, alignment takes seconds on a CPU core). On CPUs only:
-    ``workers`` stylize actors (at most one per CPU), each aligning its own photos. There every stage
-    competes for the same cores and alignment (dlib, 3-4 s a photo on the 2-core test machine) outweighs
-    stylizing at 128 px (under a second), so a separate aligner pool is the bottleneck while it holds
-    cores the stylize actors could use for both stages: measured on 2 CPUs, 1 stylize actor + 1 aligner
-    gave 20.9 photos/min, 1 stylize actor aligning its own photos 28.1, 2 such actors 33.5
-    (``benchmarks/batch_throughput.py``, ``benchmarks/RESULTS.md``).
+    aligning (a GPU stylizes a face in milliseconds, alignment takes seconds on a CPU core). On CPUs
+    only: ``workers`` stylize actors (at most one per CPU), and alignment actors on the CPUs left over;
+    when none are left, each stylize actor aligns its own photos. Measured on 2 CPUs, 12 photos at
+    128 px, where alignment (dlib, 3-4 s a photo) outweighs stylizing (under a second): 1 stylize actor
+    aligning its own photos 21.3 photos/min, 1 stylize actor + 1 alignment actor 24.5 (the spare CPU
+    works), 2 stylize actors aligning their own photos 30.5 (better than giving one of the two CPUs to a
+    lone aligner, which is then the bottleneck) (``benchmarks/batch_throughput.py``,
+    ``benchmarks/RESULTS.md``).
 
     Args:
         resources: the cluster's totals, e.g. ``{"CPU": 16.0, "GPU": 2.0, "memory": ...}``.
@@ -91,7 +93,7 @@ def plan_resources(resources: Mapping[str, float], workers: int) -> ResourcePlan
         return ResourcePlan(actors, {"num_gpus": 1, "num_cpus": 1}, max(1, cpus - actors), note)
     actors = max(1, min(workers, cpus))
     note = f"{workers} workers asked for, the cluster has {cpus} CPUs" if actors < workers else ""
-    return ResourcePlan(actors, {"num_cpus": 1}, 0, note)
+    return ResourcePlan(actors, {"num_cpus": 1}, max(0, cpus - actors), note)
 
 
 class _RayAligner:
@@ -185,7 +187,8 @@ def run_ray(
             Ray started for this call and stopped after it.
         num_cpus: CPUs of a local Ray (default: all of this machine's).
         separate_align: override the plan: ``True`` aligns in a pool of CPU actors (as many as the CPUs
-            left over), ``False`` in the stylize actors; ``None`` follows :func:`plan_resources`.
+            left over, at least one), ``False`` in the stylize actors; ``None`` follows
+            :func:`plan_resources`.
         batch_size: photos each stylize actor takes at a time, their faces batched on its device
             (default: 16 with GPUs, else 1).
     """
