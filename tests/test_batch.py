@@ -358,3 +358,30 @@ def test_a_uri_without_pyarrow_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow.fs", None)
     with pytest.raises(EngineUnavailableError, match=r"needs pyarrow: pip install 'jojogan\[ray\]'"):
         list_inputs(["s3://bucket/photos/"])
+
+
+def test_the_alignment_thread_stays_ahead_in_order_and_stops_when_told(tmp_path):
+    """A bounded prefetch: photos in input order, never more than the queue holds, and a stop (an
+    interrupted batch) ends the thread even while its queue is full."""
+    import queue
+    import threading
+    import time
+
+    from jojogan.batch.local import _align_ahead
+
+    items = list_inputs([tmp_path / f"missing{i}.jpg" for i in range(5)])  # each fails fast: an error
+    ready, stop = queue.Queue(maxsize=2), threading.Event()
+    thread = threading.Thread(
+        target=_align_ahead, args=(items, fast_settings(tmp_path, tmp_path), 64, ready, stop)
+    )
+    thread.start()
+    first = ready.get(timeout=10)
+    assert "missing0.jpg" in first.error and first.crops == []
+    deadline = time.monotonic() + 10
+    while not ready.full() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready.qsize() == 2 and thread.is_alive()  # waiting for room, not aligning further ahead
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert ["missing1.jpg" in ready.get().error, "missing2.jpg" in ready.get().error] == [True, True]

@@ -28,10 +28,11 @@ from jojogan.cleanup.restore import DEFAULT_FIDELITY
 from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS, STYLED_SUFFIX
 from jojogan.identity import DEFAULT_METRIC_NETWORK
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
+from jojogan.style_file import file_sha256
 
 if TYPE_CHECKING:
+    from jojogan.api import StylizeResult
     from jojogan.inversion.align import AlignedFace
-from jojogan.style_file import file_sha256
 
 __all__ = [
     "AlignedPhoto",
@@ -324,7 +325,7 @@ class Stylizer:
             result.peak_rss_mb = rss
         return [results[i] for i in range(len(items))]
 
-    def _stylize(self, images: list, crops: list, **options) -> list:
+    def _stylize(self, images: list, crops: list, **options) -> list[StylizeResult]:
         """``pipe.stylize_many`` over the faces, :attr:`batch_size` at a time."""
         s = self.settings
         results = []
@@ -360,7 +361,7 @@ class Stylizer:
             first += len(faces)
         return done
 
-    def _one(self, stem: str, result) -> PhotoResult:
+    def _one(self, stem: str, result: StylizeResult) -> PhotoResult:
         image = result.pasted if self.settings.paste else result.image
         identity = [] if result.identity is None else [result.identity]
         return PhotoResult(
@@ -369,7 +370,9 @@ class Stylizer:
             identity=identity,
         )
 
-    def _every(self, path: Path, stem: str, crops: list[AlignedFace], results: list) -> PhotoResult:
+    def _every(
+        self, path: Path, stem: str, crops: list[AlignedFace], results: list[StylizeResult]
+    ) -> PhotoResult:
         """One photo's faces stylized as aligned crops: one output each, or with ``paste`` the stylized
         faces back into the photo together."""
         from jojogan.inversion.paste import paste_faces

@@ -15,13 +15,12 @@ __all__ = ["PREFETCH", "run_local"]
 PREFETCH = 2
 """Photos aligned ahead of the one being stylized (a bound on the crops held in memory)."""
 
-_DONE = object()
-
 
 def _align_ahead(
     items: Sequence[InputItem], settings: BatchSettings, size: int, ready: queue.Queue, stop: threading.Event
 ) -> None:
-    """The alignment thread: puts ``AlignedPhoto`` values into ``ready`` in input order, then ``_DONE``."""
+    """The alignment thread: puts one ``AlignedPhoto`` per item into ``ready``, in input order, until
+    ``stop`` is set."""
     for item in items:
         aligned = align_photo(item, settings, size)  # never raises: a failure is aligned.error
         while not stop.is_set():
@@ -32,7 +31,16 @@ def _align_ahead(
                 continue
         if stop.is_set():
             return
-    ready.put(_DONE)
+
+
+def _take(ready: queue.Queue, thread: threading.Thread):
+    """The next aligned photo; fails instead of waiting forever if the alignment thread died."""
+    while True:
+        try:
+            return ready.get(timeout=0.5)
+        except queue.Empty:
+            if not thread.is_alive() and ready.empty():
+                raise RuntimeError("the alignment thread stopped before every photo was aligned") from None
 
 
 def run_local(
@@ -67,8 +75,7 @@ def run_local(
         with cpu_memory_reuse(stylizer.pipe.device):
             for first in range(0, len(items), stylizer.batch_size):
                 group = items[first : first + stylizer.batch_size]
-                aligned = [ready.get() for _ in group]
-                assert not any(a is _DONE for a in aligned), "the alignment thread ended early"
+                aligned = [_take(ready, thread) for _ in group]
                 yield from zip(group, stylizer.finish_many(group, aligned), strict=True)
     finally:
         stop.set()  # an interrupted batch: the thread stops after its current photo
