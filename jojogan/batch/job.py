@@ -18,7 +18,7 @@ import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -298,8 +298,8 @@ class Stylizer:
         results = {i: PhotoResult(outputs=[], error=aligned[i].error) for i in range(len(items))}
         if len(todo) > 1:
             try:
-                with contextlib.ExitStack() as stack:  # paste reads each photo again
-                    paths = [stack.enter_context(local_photo(items[i])) for i in todo]
+                with contextlib.ExitStack() as stack:
+                    paths = [stack.enter_context(self._photo(items[i])) for i in todo]
                     photos = [(p, items[i].stem, aligned[i].crops) for p, i in zip(paths, todo, strict=True)]
                     done = self._photos(photos)
                 results.update(zip(todo, done, strict=True))
@@ -309,7 +309,7 @@ class Stylizer:
         for i in todo:
             item = items[i]
             try:
-                with local_photo(item) as path:
+                with self._photo(item) as path:
                     try:
                         (results[i],) = self._photos([(path, item.stem, aligned[i].crops)])
                     except Exception as error:  # a bad photo is a manifest line, never the batch's end
@@ -324,6 +324,13 @@ class Stylizer:
             result.seconds, result.align_seconds = aligned[i].seconds + share, aligned[i].seconds
             result.peak_rss_mb = rss
         return [results[i] for i in range(len(items))]
+
+    def _photo(self, item: InputItem) -> contextlib.AbstractContextManager[Path]:
+        """The photo as the pipeline gets it once its faces are aligned: only ``paste`` reads it again,
+        so a photo on another filesystem is fetched a second time only then (else its name stands in)."""
+        if item.filesystem is None or self.settings.paste:
+            return local_photo(item)
+        return contextlib.nullcontext(Path(PurePosixPath(item.fs_path).name))
 
     def _stylize(self, images: list, crops: list, **options) -> list[StylizeResult]:
         """``pipe.stylize_many`` over the faces, :attr:`batch_size` at a time."""
