@@ -287,6 +287,25 @@ def test_batch_size_two_stacks_faces_and_equals_single_within_tolerance(
     assert not np.array_equal(
         pixels(tmp_path / "two" / "face0_styled.png"), pixels(tmp_path / "two" / "face1_styled.png")
     )
+    # the command line's --batch-size reaches the engine: the same batched bytes
+    args = ["batch", *faces[:2], "--style", style, "--base", workdir / "base.pt", *FAST, "--aligned"]
+    result = run(
+        [
+            *args,
+            "--no-identity",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--no-progress",
+            "-o",
+            tmp_path / "cli",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert stacked == [1, 1, 2, 2]
+    for name in ("face0_styled.png", "face1_styled.png"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
 def test_e4e_inverts_the_faces_of_a_batch_together_in_order(workdir, style, monkeypatch):  # noqa: F811
