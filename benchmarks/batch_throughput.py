@@ -9,12 +9,14 @@ config-f architecture with random weights) and a style fine-tuned from it for on
 test photos (``$JOJOGAN_SHARED/images/jojogan/test_input``) to ``--photos`` inputs, and stylizes them with
 optimisation inversion (``--inversion-steps``). Every engine runs one torch thread per worker (Ray gives
 each 1-CPU actor one OpenMP thread; the local engine is set to one). The last line printed is JSON with,
-per engine (``local``; ``rayN``: N stylize actors aligning their own photos, the CPU-only plan;
-``rayN+align``: N stylize actors fed by a pool of alignment actors on the CPUs left): ``align``
-(where alignment ran), wall seconds, ``photos_per_min`` (end to end, actor start-up included),
-``steady_photos_per_min`` (between the first and the last result), ``first_result_s``,
-``worker_peak_rss_mb``; then ``scaling_2_over_1`` (steady rate of 2 Ray workers over 1, both aligning
-in their stylize actors) and the load average before and after (the machine may be shared).
+per engine (``local``; ``rayN``: N stylize actors aligning their own photos; ``rayN+align``: N
+stylize actors fed by a pool of alignment actors on the CPUs left): ``align`` (where alignment ran),
+wall seconds, ``photos_per_min`` (end to end, actor start-up included), ``steady_photos_per_min``
+(between the first and the last result), ``first_result_s``, ``align_s_per_photo`` and
+``stylize_s_per_photo`` (which stage limits the rate), ``worker_peak_rss_mb`` (a stylize worker) and
+``align_worker_peak_rss_mb`` (the process that aligned); then ``scaling_2_over_1`` (steady rate of 2
+Ray workers over 1, both aligning in their stylize actors) and the load average before and after (the
+machine may be shared).
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def measure(
         "steady_photos_per_min": None if steady is None else round(steady, 2),
         "first_result_s": round(times[0], 2) if times else None,
         "worker_peak_rss_mb": max(row.get("worker_peak_rss_mb", 0) for row in report.rows),
+        "align_worker_peak_rss_mb": max(row.get("align_worker_peak_rss_mb", 0) for row in report.rows),
         "s_per_photo_in_worker": round(sum(r["seconds"] for r in report.rows) / max(done, 1), 3),
         # the two stages: which one limits the rate depends on how many workers each has
         "align_s_per_photo": round(sum(r.get("align_seconds", 0) for r in report.rows) / max(done, 1), 3),

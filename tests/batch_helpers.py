@@ -74,6 +74,7 @@ def check_manifest(outdir: Path, folder: Path) -> dict[str, dict]:
         assert row["status"] == "ok" and row["error"] is None and row["faces"] == 1, row
         assert len(row["identity"]) == 1 and -1 <= row["identity"][0] <= 1
         assert row["seconds"] > row["align_seconds"] > 0 and len(row["input_sha256"]) == 64
+        assert row["worker_peak_rss_mb"] > 0 and row["align_worker_peak_rss_mb"] > 0
         assert all((outdir / name).is_file() for name in row["outputs"])
     assert by_name["iu.jpeg"]["outputs"] == ["more/iu_styled.png"]
     assert by_name["chris_hemsworth.jpeg"]["outputs"] == ["chris_hemsworth_styled.png"]

@@ -208,6 +208,7 @@ def stylize_many(
                 seconds=round(result.seconds, 4),
                 align_seconds=round(result.align_seconds, 4),
                 worker_peak_rss_mb=round(result.peak_rss_mb, 1),
+                align_worker_peak_rss_mb=round(result.align_peak_rss_mb, 1),
             )
             if result.error is None:
                 row.update(status="ok", outputs=_write_outputs(outdir, result), error=None)

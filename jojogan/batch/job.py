@@ -128,6 +128,7 @@ class PhotoResult:
         seconds: the workers' time for the photo (alignment included).
         align_seconds: the part of ``seconds`` spent aligning (the stage that may run elsewhere).
         peak_rss_mb: the worker process's peak resident memory so far (what a worker needs).
+        align_peak_rss_mb: the same for the process that aligned the photo.
     """
 
     outputs: list[tuple[str, bytes]]
@@ -137,6 +138,7 @@ class PhotoResult:
     seconds: float = 0.0
     align_seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    align_peak_rss_mb: float = 0.0
 
 
 def encode_png(image: Image.Image, pnginfo) -> bytes:
@@ -179,11 +181,17 @@ class AlignedPhoto:
         crops: the aligned faces, one (``face`` = ``"largest"`` or an index) or every usable one.
         error: why the photo could not be aligned (one readable line), or ``None``.
         seconds: the time alignment took.
+        peak_rss_mb: the aligning process's peak resident memory so far.
     """
 
     crops: list[AlignedFace]
     error: str | None = None
     seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _named(error: str, local: Path, item: InputItem) -> str:
@@ -200,9 +208,16 @@ def align_photo(item: InputItem, settings: BatchSettings, size: int) -> AlignedP
         settings: the batch's settings (``face``, ``aligned``, ``max_pixels``).
         size: the generator's side in pixels (:func:`generator_size`).
     """
+    start = time.perf_counter()
+    result = _align(item, settings, size)
+    result.seconds = time.perf_counter() - start
+    result.peak_rss_mb = _peak_rss_mb()
+    return result
+
+
+def _align(item: InputItem, settings: BatchSettings, size: int) -> AlignedPhoto:
     from jojogan.inversion.align import align_face, align_faces
 
-    start = time.perf_counter()
     try:
         with local_photo(item) as path:
             try:
@@ -220,12 +235,10 @@ def align_photo(item: InputItem, settings: BatchSettings, size: int) -> AlignedP
                         )  # fmt: skip
                     ]
             except Exception as error:  # a bad photo is a manifest line, never the end of the batch
-                message = _named(_one_line(error), path, item)
-                return AlignedPhoto(crops=[], error=message, seconds=time.perf_counter() - start)
+                return AlignedPhoto(crops=[], error=_named(_one_line(error), path, item))
     except OSError as error:  # the copy of a photo on another filesystem could not be made
-        message = f"{item.path} cannot be read: {error.strerror or error}"
-        return AlignedPhoto(crops=[], error=message, seconds=time.perf_counter() - start)
-    return AlignedPhoto(crops=crops, seconds=time.perf_counter() - start)
+        return AlignedPhoto(crops=[], error=f"{item.path} cannot be read: {error.strerror or error}")
+    return AlignedPhoto(crops=crops)
 
 
 GPU_BATCH_SIZE = 16
@@ -319,10 +332,10 @@ class Stylizer:
                     outputs=[], error=f"{item.path} cannot be read: {error.strerror or error}"
                 )
         share = (time.perf_counter() - start) / max(len(items), 1)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        rss = _peak_rss_mb()
         for i, result in results.items():
             result.seconds, result.align_seconds = aligned[i].seconds + share, aligned[i].seconds
-            result.peak_rss_mb = rss
+            result.peak_rss_mb, result.align_peak_rss_mb = rss, aligned[i].peak_rss_mb
         return [results[i] for i in range(len(items))]
 
     def _photo(self, item: InputItem) -> contextlib.AbstractContextManager[Path]:

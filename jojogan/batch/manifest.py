@@ -8,7 +8,8 @@ A line: ``input`` (absolute path), ``status`` (``"ok"`` or ``"error"``), ``outpu
 relative to the output folder), ``faces``, ``error`` (one readable line, or ``None``), ``identity`` (one
 score per face when measured), ``input_sha256`` and ``settings_sha256`` (what resuming compares),
 ``seconds`` (the workers' time for the photo), ``align_seconds`` (the part of it spent aligning),
-``worker_peak_rss_mb`` (the worker's peak memory so far),
+``worker_peak_rss_mb`` and ``align_worker_peak_rss_mb`` (the peak memory so far of the process that
+stylized the photo and of the one that aligned it),
 ``skipped`` (reused from an earlier run) and ``engine``.
 """
 

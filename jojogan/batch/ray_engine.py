@@ -149,6 +149,7 @@ class _RayStylizer:
                         "seconds": result.seconds,
                         "align_seconds": result.align_seconds,
                         "peak_rss_mb": result.peak_rss_mb,
+                        "align_peak_rss_mb": result.align_peak_rss_mb,
                     }
                 )
             )
@@ -233,6 +234,7 @@ def run_ray(
             result = PhotoResult(
                 outputs=outputs, faces=meta["faces"], identity=meta["identity"], error=meta["error"],
                 seconds=meta["seconds"], align_seconds=meta["align_seconds"], peak_rss_mb=meta["peak_rss_mb"],
+                align_peak_rss_mb=meta["align_peak_rss_mb"],
             )  # fmt: skip
             yield items[meta["index"]], result
     finally:
