@@ -2,15 +2,20 @@
 
     python benchmarks/batch_throughput.py --photos 8 --json
     python benchmarks/batch_throughput.py --size 1024 --photos 4 --json   # full-size random weights
+    python benchmarks/batch_throughput.py --engines ray1,ray1+align --json  # aligner actors or not
 
 Builds a seeded StyleGAN2 (``--size 128``: the tests' tiny channel table; ``--size 1024``: the official
 config-f architecture with random weights) and a style fine-tuned from it for one step, copies the real
 test photos (``$JOJOGAN_SHARED/images/jojogan/test_input``) to ``--photos`` inputs, and stylizes them with
 optimisation inversion (``--inversion-steps``). Every engine runs one torch thread per worker (Ray gives
 each 1-CPU actor one OpenMP thread; the local engine is set to one). The last line printed is JSON with,
-per engine: wall seconds, ``photos_per_min`` (end to end, actor start-up included), ``steady_photos_per_min``
-(between the first and the last result), ``first_result_s``, ``worker_peak_rss_mb``; then
-``scaling_2_over_1`` (steady rate of 2 Ray workers over 1) and the load average before and after (the
+per engine (``local``; ``rayN``: N stylize actors aligning their own photos; ``rayN+align``: N
+stylize actors fed by a pool of alignment actors on the CPUs left): ``align`` (where alignment ran),
+wall seconds, ``photos_per_min`` (end to end, actor start-up included), ``steady_photos_per_min``
+(between the first and the last result), ``first_result_s``, ``align_s_per_photo`` and
+``stylize_s_per_photo`` (which stage limits the rate), ``worker_peak_rss_mb`` (a stylize worker) and
+``align_worker_peak_rss_mb`` (the process that aligned); then ``scaling_2_over_1`` (steady rate of 2
+Ray workers over 1, both aligning in their stylize actors) and the load average before and after (the
 machine may be shared).
 """
 
@@ -67,12 +72,14 @@ def build_style(folder: Path, base: Path, steps: int) -> Path:
     return out.save(folder / "style.safetensors")
 
 
-def measure(engine: str, workers: int, photos: Path, settings: BatchSettings, folder: Path) -> dict:
+def measure(
+    engine: str, workers: int, photos: Path, settings: BatchSettings, folder: Path, split: bool | None
+) -> dict:
     times: list[float] = []
     start = time.perf_counter()
     report = stylize_many(
-        [photos], settings, folder / f"out-{engine}-{workers}", engine=engine, workers=workers,
-        progress=False, on_row=lambda row: times.append(time.perf_counter() - start),
+        [photos], settings, folder / f"out-{engine}-{workers}-{split}", engine=engine, workers=workers,
+        progress=False, on_row=lambda row: times.append(time.perf_counter() - start), separate_align=split,
     )  # fmt: skip
     wall = time.perf_counter() - start
     done = len(times)
@@ -80,6 +87,9 @@ def measure(engine: str, workers: int, photos: Path, settings: BatchSettings, fo
     return {
         "engine": engine,
         "workers": workers,
+        "align": "local thread"
+        if engine == "local"
+        else ("separate actors" if split else "in stylize actors"),
         "photos": done,
         "ok": report.counts["ok"],
         "wall_s": round(wall, 2),
@@ -87,7 +97,13 @@ def measure(engine: str, workers: int, photos: Path, settings: BatchSettings, fo
         "steady_photos_per_min": None if steady is None else round(steady, 2),
         "first_result_s": round(times[0], 2) if times else None,
         "worker_peak_rss_mb": max(row.get("worker_peak_rss_mb", 0) for row in report.rows),
+        "align_worker_peak_rss_mb": max(row.get("align_worker_peak_rss_mb", 0) for row in report.rows),
         "s_per_photo_in_worker": round(sum(r["seconds"] for r in report.rows) / max(done, 1), 3),
+        # the two stages: which one limits the rate depends on how many workers each has
+        "align_s_per_photo": round(sum(r.get("align_seconds", 0) for r in report.rows) / max(done, 1), 3),
+        "stylize_s_per_photo": round(
+            sum(r["seconds"] - r.get("align_seconds", 0) for r in report.rows) / max(done, 1), 3
+        ),
     }
 
 
@@ -98,7 +114,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, choices=(64, 128, 256, 1024))
     parser.add_argument("--photos", type=int, default=8)
     parser.add_argument("--inversion-steps", type=int, default=3)
-    parser.add_argument("--engines", default="local,ray1,ray2", help="comma-separated: local, ray1, ray2")
+    parser.add_argument(
+        "--engines",
+        default="local,ray1,ray2",
+        help="comma-separated: local, rayN (N stylize actors aligning their own photos), rayN+align (N "
+        "stylize actors and a pool of alignment actors on the CPUs left)",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
@@ -121,21 +142,28 @@ def main() -> None:
         )
         results = []
         for name in args.engines.split(","):
-            engine, workers = ("local", 1) if name == "local" else ("ray", int(name[3:]))
+            split = name.endswith("+align")
+            engine, workers = (
+                ("local", 1) if name == "local" else ("ray", int(name[3:].removesuffix("+align")))
+            )
             if engine == "ray":
                 import ray
 
                 ray_start = time.perf_counter()
                 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
                 ray_start = time.perf_counter() - ray_start
-            result = measure(engine, workers, photos, settings, folder)
+            result = measure(engine, workers, photos, settings, folder, split if engine == "ray" else None)
             if engine == "ray":
                 ray.shutdown()
                 result["ray_start_s"] = round(ray_start, 2)
             results.append(result)
             if not args.json:
                 print(json.dumps(result))
-        rates = {(r["engine"], r["workers"]): r["steady_photos_per_min"] for r in results}
+        rates = {
+            (r["engine"], r["workers"]): r["steady_photos_per_min"]
+            for r in results
+            if r["align"] != "separate actors"
+        }
         one, two = rates.get(("ray", 1)), rates.get(("ray", 2))
         summary = {
             "benchmark": "batch_throughput",

@@ -36,6 +36,7 @@ __all__ = [
     "align_face",
     "align_faces",
     "landmark_model_path",
+    "warm_up_detector",
 ]
 
 logger = logging.getLogger("jojogan")
@@ -179,6 +180,12 @@ def _dlib_models() -> tuple:
                 raise ImportError("face alignment needs dlib: pip install dlib") from exc
             _models = (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path())))
         return _models
+
+
+def warm_up_detector() -> None:
+    """Load dlib's face detector and landmark model now (a worker that aligns many photos loads them
+    once, up front, instead of on its first photo)."""
+    _dlib_models()
 
 
 @dataclass(frozen=True)

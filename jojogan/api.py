@@ -453,17 +453,74 @@ class JoJoGAN:
         show_progress: bool = False,
         restore_input: bool = False,
         fidelity: float = DEFAULT_FIDELITY,
+        crop: AlignedFace | None = None,
     ) -> Face:
         """Align and invert one input; ``restore_input`` cleans the aligned face up with CodeFormer first
-        (for blurry, small or compressed photos, which invert badly)."""
-        crop = self.align(image, aligned=aligned, face=face)
-        if restore_input:
-            _check_cleanup("codeformer", fidelity)
-            crop = dataclasses.replace(crop, image=restore_image(crop.image, self.codeformer(), fidelity))
+        (for blurry, small or compressed photos, which invert badly). ``crop``: ``image``'s face already
+        aligned by :meth:`align` (elsewhere, e.g. on another machine), used instead of aligning again."""
+        crop = self._input_face(image, aligned, face, restore_input, fidelity, crop)
         # the bar names the image: several inputs' bars are then told apart
         label = f"projecting {_short_name(image)}" if show_progress else False
         w_plus = self.invert(crop, inversion, steps=steps, seed=seed, show_progress=label)
         return Face(name=_short_name(image), aligned=crop, w_plus=w_plus, inversion=inversion)
+
+    def _input_face(
+        self,
+        image: ImageSource,
+        aligned: bool,
+        face: str | int,
+        restore_input: bool,
+        fidelity: float,
+        crop: AlignedFace | None,
+    ) -> AlignedFace:
+        """The aligned face that is inverted: ``crop`` or ``image`` aligned, restored when asked."""
+        crop = self.align(image, aligned=aligned, face=face) if crop is None else crop
+        if restore_input:
+            _check_cleanup("codeformer", fidelity)
+            crop = dataclasses.replace(crop, image=restore_image(crop.image, self.codeformer(), fidelity))
+        return crop
+
+    def _prepare_many(
+        self,
+        images: Sequence[ImageSource],
+        crops: Sequence[AlignedFace | None],
+        inversion: str,
+        aligned: bool,
+        face: str | int,
+        steps: int | None,
+        restore_input: bool,
+        fidelity: float,
+        show_progress: bool,
+    ) -> list[Face]:
+        """:meth:`prepare` for several inputs; e4e inverts their faces as one batch.
+
+        Optimisation inverts each face on its own: its random noise is drawn per batch, so a face's code
+        would depend on the faces beside it.
+        """
+        if inversion != "e4e" or len(images) == 1:
+            return [
+                self.prepare(
+                    image,
+                    inversion,
+                    aligned=aligned,
+                    face=face,
+                    steps=steps,
+                    show_progress=show_progress,
+                    restore_input=restore_input,
+                    fidelity=fidelity,
+                    crop=crop,
+                )  # fmt: skip
+                for image, crop in zip(images, crops, strict=True)
+            ]
+        faces = [
+            self._input_face(image, aligned, face, restore_input, fidelity, crop)
+            for image, crop in zip(images, crops, strict=True)
+        ]
+        codes = self.invert(faces, inversion)
+        return [
+            Face(name=_short_name(image), aligned=crop, w_plus=code[None], inversion=inversion)
+            for image, crop, code in zip(images, faces, codes, strict=True)
+        ]
 
     # ------------------------------------------------------------------ fine-tuning
     @_job
@@ -607,14 +664,28 @@ class JoJoGAN:
         fidelity: float = DEFAULT_FIDELITY,
     ) -> Image.Image:
         """The stylized version of an already prepared face (cleaned up by CodeFormer when asked)."""
+        return self.render_many([face], style, alpha, cleanup=cleanup, fidelity=fidelity)[0]
+
+    @_job
+    def render_many(
+        self,
+        faces: Sequence[Face],
+        style: str | os.PathLike | StyleFile,
+        alpha: AlphaSpec = 1.0,
+        cleanup: str | None = None,
+        fidelity: float = DEFAULT_FIDELITY,
+    ) -> list[Image.Image]:
+        """:meth:`render` for several prepared faces: their codes, stacked ``[n, n_latent, style_dim]``,
+        go through the generators (and CodeFormer) as one batch."""
         loaded = self.load_style(style)
         alpha = check_alpha(alpha, self.generator.num_styles)
         _check_cleanup(cleanup, fidelity)
+        codes = torch.cat([face.w_plus.to(self.device) for face in faces])
         with torch.no_grad():
-            image = stylize_latents(self.generator, loaded.generator, face.w_plus.to(self.device), alpha)
+            images = stylize_latents(self.generator, loaded.generator, codes, alpha)
             if cleanup == "codeformer":
-                image = cleanup_face(image, self.codeformer(), fidelity)
-        return to_pil(image[0])
+                images = cleanup_face(images, self.codeformer(), fidelity)
+        return [to_pil(image) for image in images]
 
     @_job
     def stylize(
@@ -634,6 +705,7 @@ class JoJoGAN:
         restore_input: bool = False,
         match_colour: bool = False,
         show_progress: bool = False,
+        crop: AlignedFace | None = None,
     ) -> StylizeResult:
         """Stylize one face of a photo.
 
@@ -653,20 +725,72 @@ class JoJoGAN:
                 name from :data:`jojogan.identity.RECOGNIZERS`, e.g. ``"dlib"``, or a loaded recognizer);
                 ``None`` does not measure.
             show_progress: a progress bar (naming the image) for optimisation inversion.
+            crop: the face of ``image`` already aligned as :meth:`align` aligns it (same ``aligned`` and
+                ``face``), e.g. by a batch's alignment workers; ``image`` is still read for ``paste``.
+        """
+        return self.stylize_many(
+            [image], style, alpha, inversion=inversion, inversion_steps=inversion_steps, aligned=aligned,
+            face=face, paste=paste, identity=identity, cleanup=cleanup, fidelity=fidelity,
+            restore_input=restore_input, match_colour=match_colour, show_progress=show_progress,
+            crops=[crop],
+        )[0]  # fmt: skip
+
+    @_job
+    def stylize_many(
+        self,
+        images: Sequence[ImageSource],
+        style: str | os.PathLike | StyleFile,
+        alpha: AlphaSpec = 1.0,
+        *,
+        inversion: str = "e4e",
+        inversion_steps: int | None = None,
+        aligned: bool = False,
+        face: str | int = "largest",
+        paste: bool = False,
+        identity: str | FaceRecognizer | None = None,
+        cleanup: str | None = None,
+        fidelity: float = DEFAULT_FIDELITY,
+        restore_input: bool = False,
+        match_colour: bool = False,
+        show_progress: bool = False,
+        crops: Sequence[AlignedFace | None] | None = None,
+    ) -> list[StylizeResult]:
+        """:meth:`stylize` one face of each of several photos, with the faces batched on the device.
+
+        e4e inverts the faces as one batch (optimisation inverts each on its own, as :meth:`stylize`
+        does) and their codes go through the generators as one batch. With one photo this is
+        :meth:`stylize`; with several, each result equals :meth:`stylize`'s within float tolerance (a
+        batched convolution may sum in another order). Arguments are :meth:`stylize`'s, per photo:
+        ``images`` and ``crops`` (one crop or ``None`` for each image).
         """
         if paste and aligned:
             raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
+        crops = [None] * len(images) if crops is None else list(crops)
+        if len(crops) != len(images) or not images:
+            raise ValueError(
+                f"expected one crop (or None) for each of {len(images)} images, got {len(crops)}"
+            )
         _check_cleanup(cleanup, fidelity)
         check_alpha(alpha, self.load_style(style).generator.num_styles)  # before the (slow) inversion
         recognizer = self.recognizer(identity) if identity is not None else None
-        prepared = self.prepare(
-            image, inversion, aligned=aligned, face=face, steps=inversion_steps,
-            restore_input=restore_input, fidelity=fidelity, show_progress=show_progress,
-        )  # fmt: skip
-        return self.stylize_face(
-            prepared, style, alpha, paste_into=image if paste else None, identity=recognizer,
-            cleanup=cleanup, fidelity=fidelity, restored_input=restore_input, match_colour=match_colour,
-        )  # fmt: skip
+        prepared = self._prepare_many(
+            images, crops, inversion, aligned, face, inversion_steps, restore_input, fidelity, show_progress
+        )
+        styled_faces = self.render_many(prepared, style, alpha, cleanup=cleanup, fidelity=fidelity)
+        return [
+            self._finish_face(
+                face_code,
+                styled,
+                alpha,
+                paste_into=image if paste else None,
+                recognizer=recognizer,
+                cleanup=cleanup,
+                fidelity=fidelity,
+                restored_input=restore_input,
+                match_colour=match_colour,
+            )  # fmt: skip
+            for image, face_code, styled in zip(images, prepared, styled_faces, strict=True)
+        ]
 
     @_job
     def stylize_face(
@@ -700,6 +824,25 @@ class JoJoGAN:
         """
         recognizer = self.recognizer(identity) if identity is not None else None
         styled = self.render(prepared, style, alpha, cleanup=cleanup, fidelity=fidelity)
+        return self._finish_face(
+            prepared, styled, alpha, paste_into=paste_into, recognizer=recognizer, cleanup=cleanup,
+            fidelity=fidelity, restored_input=restored_input, match_colour=match_colour,
+        )  # fmt: skip
+
+    def _finish_face(
+        self,
+        prepared: Face,
+        styled: Image.Image,
+        alpha: AlphaSpec,
+        *,
+        paste_into: ImageSource | None,
+        recognizer: FaceRecognizer | None,
+        cleanup: str | None,
+        fidelity: float,
+        restored_input: bool,
+        match_colour: bool,
+    ) -> StylizeResult:
+        """A stylized face's result: pasted back when asked, its identity score when measured."""
         pasted = (
             paste_faces(paste_into, [(styled, prepared.aligned)], match_colour=match_colour)
             if paste_into is not None

@@ -38,6 +38,7 @@ __all__ = [
     "file_sha256",
     "is_style_file",
     "load_style",
+    "read_style_metadata",
     "save_style",
     "style_metadata",
 ]
@@ -206,6 +207,23 @@ def is_style_file(path: str | os.PathLike) -> bool:
     except (SafetensorError, OSError, ValueError):
         return False
     return bool(header) and _METADATA_KEY in header
+
+
+def read_style_metadata(path: str | os.PathLike) -> dict | None:
+    """The jojogan metadata of a ``.safetensors`` style file, reading only its header (``None``: none).
+
+    Raises:
+        CheckpointError: the file is unreadable or its metadata is invalid.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata()
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error})") from error
+    return _parse_metadata(header, path.name)
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict | None]:

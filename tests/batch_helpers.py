@@ -73,7 +73,8 @@ def check_manifest(outdir: Path, folder: Path) -> dict[str, dict]:
         row = by_name[f"{stem}.jpeg"]
         assert row["status"] == "ok" and row["error"] is None and row["faces"] == 1, row
         assert len(row["identity"]) == 1 and -1 <= row["identity"][0] <= 1
-        assert row["seconds"] > 0 and len(row["input_sha256"]) == 64
+        assert row["seconds"] > row["align_seconds"] > 0 and len(row["input_sha256"]) == 64
+        assert row["worker_peak_rss_mb"] > 0 and row["align_worker_peak_rss_mb"] > 0
         assert all((outdir / name).is_file() for name in row["outputs"])
     assert by_name["iu.jpeg"]["outputs"] == ["more/iu_styled.png"]
     assert by_name["chris_hemsworth.jpeg"]["outputs"] == ["chris_hemsworth_styled.png"]
@@ -91,3 +92,44 @@ def no_temporary_files(outdir: Path) -> bool:
 def pixels(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
+
+
+def comparable(rows: list[dict]) -> dict[str, tuple]:
+    """What a manifest says about each input, without timings and run bookkeeping."""
+    keys = ("status", "outputs", "faces", "error", "identity", "input_sha256", "settings_sha256")
+    return {Path(row["input"]).name: tuple(str(row[k]) for k in keys) for row in rows}
+
+
+def kill_after_first_line(args: list, outdir: Path, limit_s: float) -> list[dict]:
+    """Run ``jojogan ARGS`` in a subprocess, SIGKILL it once the manifest has a complete line, and
+    return the lines it left (the driver gets no chance to clean up)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    manifest = outdir / "manifest.jsonl"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jojogan", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    deadline = time.monotonic() + limit_s
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if manifest.is_file() and manifest.read_text().endswith("\n"):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, f"the run ended before it was killed: {process.stderr.read()!r}"
+        assert manifest.is_file(), f"no manifest line within {limit_s} s"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+    return manifest_lines(outdir)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import shutil
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from batch_helpers import (
     BAD,
     GOOD,
     check_manifest,
+    comparable,
     fast_settings,
+    kill_after_first_line,
     manifest_lines,
     no_temporary_files,
     photo_folder,
@@ -20,6 +25,7 @@ from test_cli import FAST, run, style, workdir  # noqa: F401 - the tiny base and
 
 from jojogan.batch import BatchError, BatchSettings, EngineUnavailableError, list_inputs, stylize_many
 from jojogan.batch.manifest import read_manifest
+from jojogan.batch.ray_engine import plan_resources
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -49,10 +55,34 @@ def single(workdir, style, photos):  # noqa: F811
     return outputs
 
 
-def test_cli_batch_then_rerun_skips_everything(workdir, style, photos, single, tmp_path):  # noqa: F811
-    out = tmp_path / "out"
-    args = ["batch", photos, "--style", style, "--base", workdir / "base.pt", *FAST, "--device", "cpu"]
-    result = run([*args, "-o", out, "--no-progress"])
+def batch_args(workdir, style, photos, out):  # noqa: F811
+    base = workdir / "base.pt"
+    return [
+        "batch",
+        photos,
+        "--style",
+        style,
+        "--base",
+        base,
+        *FAST,
+        "--device",
+        "cpu",
+        "--no-progress",
+        "-o",
+        out,
+    ]
+
+
+@pytest.fixture(scope="module")
+def full_run(workdir, style, photos, tmp_path_factory):  # noqa: F811
+    """One uninterrupted ``jojogan batch`` of the photo folder: its output folder and its CLI result."""
+    out = tmp_path_factory.mktemp("full") / "out"
+    return out, run(batch_args(workdir, style, photos, out))
+
+
+def test_cli_batch_then_rerun_skips_everything(workdir, style, photos, single, full_run):  # noqa: F811
+    out, result = full_run
+    args = batch_args(workdir, style, photos, out)
     assert result.exit_code == 1, result.output  # some inputs failed: the exit status says so
     assert f"{len(GOOD)} ok, {len(BAD)} errors, 0 skipped" in result.output
     rows = check_manifest(out, photos)
@@ -62,10 +92,39 @@ def test_cli_batch_then_rerun_skips_everything(workdir, style, photos, single, t
     assert no_temporary_files(out)
 
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
-    again = run([*args, "-o", out, "--no-progress"])
+    lines = (out / "manifest.jsonl").read_text()
+    again = run(args)
     assert f"0 ok, 0 errors, {len(GOOD) + len(BAD)} skipped" in again.output
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before  # nothing rewritten
     check_manifest(out, photos)
+    (out / "manifest.jsonl").write_text(lines)  # as the uninterrupted run left it, for the tests below
+
+
+def test_killed_local_run_resumes_to_the_uninterrupted_outputs(
+    workdir,  # noqa: F811
+    style,  # noqa: F811
+    photos,
+    single,
+    full_run,
+    tmp_path,
+):
+    """SIGKILL the driver once its first manifest line is written; a rerun gives the uninterrupted outputs."""
+    out = tmp_path / "out"
+    left = kill_after_first_line(batch_args(workdir, style, photos, out), out, limit_s=120)
+    assert 1 <= len(left) < len(GOOD) + len(BAD)
+    # every line left is a finished photo: ok, or an error with its reason (none for photos never reached)
+    assert all(row["status"] == "ok" or row["error"] for row in left)
+    assert no_temporary_files(out)
+    for row in left:
+        for name in row["outputs"]:
+            assert (out / name).read_bytes() == single[Path(name).name.removesuffix("_styled.png")]
+    again = run(batch_args(workdir, style, photos, out))
+    assert f"{len(left)} skipped" in again.output
+    rows = check_manifest(out, photos)
+    assert comparable(manifest_lines(out)) == comparable(manifest_lines(full_run[0]))
+    for stem in GOOD:
+        (name,) = rows[f"{stem}.jpeg"]["outputs"]
+        assert (out / name).read_bytes() == (full_run[0] / name).read_bytes() == single[stem]
 
 
 def test_changed_settings_or_content_rerun_only_what_changed(workdir, style, photos, tmp_path):  # noqa: F811
@@ -174,3 +233,174 @@ def test_face_all_on_a_one_face_photo_matches_the_largest_face(workdir, style, p
     )
     assert pasted.rows[0]["outputs"] == ["iu_styled.png"]
     assert pixels(tmp_path / "p" / "iu_styled.png").shape == pixels(iu).shape
+
+
+def test_plan_resources_from_the_cluster():
+    cpu_only = plan_resources({"CPU": 2.0, "memory": 8e9}, workers=2)
+    assert (cpu_only.stylize_actors, cpu_only.stylize_resources, cpu_only.align_actors) == (
+        2,
+        {"num_cpus": 1},
+        0,
+    )
+    assert cpu_only.note == ""  # every CPU stylizes, so each stylize actor aligns its own photos
+    spare = plan_resources({"CPU": 2.0}, workers=1)
+    assert (spare.stylize_actors, spare.align_actors) == (1, 1)  # the CPU left over aligns
+    gpus = plan_resources({"CPU": 16.0, "GPU": 2.0}, workers=4)
+    assert gpus.stylize_actors == 2 and gpus.stylize_resources == {"num_gpus": 1, "num_cpus": 1}
+    assert gpus.align_actors == 14 and "2 GPUs" in gpus.note  # the CPUs left over align
+    one_gpu = plan_resources({"CPU": 1.0, "GPU": 1.0}, workers=1)
+    assert (one_gpu.stylize_actors, one_gpu.align_actors) == (1, 1)  # a GPU actor never aligns itself
+    few = plan_resources({"CPU": 3.0}, workers=8)
+    assert few.stylize_actors == 3 and few.align_actors == 0 and "3 CPUs" in few.note
+    assert plan_resources({}, workers=2).stylize_actors == 1  # a cluster reporting nothing still runs
+
+
+def test_batch_size_two_stacks_faces_and_equals_single_within_tolerance(
+    workdir,  # noqa: F811
+    style,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """Aligned crops (no dlib: fast): batch 1 is the single-photo path, batch 2 stacks both faces."""
+    from jojogan.api import JoJoGAN
+
+    stacked = []
+    render_many = JoJoGAN.render_many
+
+    def spy(self, faces, *args, **kwargs):
+        stacked.append(len(faces))
+        return render_many(self, faces, *args, **kwargs)
+
+    monkeypatch.setattr(JoJoGAN, "render_many", spy)
+    faces = [workdir / "face0.png", workdir / "face1.png", workdir / "base.pt"]  # the last: not an image
+    settings = fast_settings(workdir, style, aligned=True, identity_net=None)
+    alone = stylize_many(faces, settings, tmp_path / "one", batch_size=1, progress=False)
+    assert stacked == [1, 1]
+    together = stylize_many(faces, settings, tmp_path / "two", batch_size=2, progress=False)
+    assert stacked == [1, 1, 2]  # both faces went through the generators together
+    assert together.counts == alone.counts == {"ok": 2, "error": 1, "skipped": 0}
+    assert together.rows[2]["error"] == alone.rows[2]["error"]  # the bad file is still its own line
+    for name in ("face0_styled.png", "face1_styled.png"):
+        one, two = pixels(tmp_path / "one" / name).astype(int), pixels(tmp_path / "two" / name).astype(int)
+        # CPU convolutions over a batch of two may sum in another order than over one
+        assert np.abs(one - two).max() <= 1, name
+    assert not np.array_equal(
+        pixels(tmp_path / "two" / "face0_styled.png"), pixels(tmp_path / "two" / "face1_styled.png")
+    )
+    # the command line's --batch-size reaches the engine: the same batched bytes
+    args = ["batch", *faces[:2], "--style", style, "--base", workdir / "base.pt", *FAST, "--aligned"]
+    result = run(
+        [
+            *args,
+            "--no-identity",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--no-progress",
+            "-o",
+            tmp_path / "cli",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert stacked == [1, 1, 2, 2]
+    for name in ("face0_styled.png", "face1_styled.png"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_e4e_inverts_the_faces_of_a_batch_together_in_order(workdir, style, monkeypatch):  # noqa: F811
+    """JoJoGAN.stylize_many: one e4e call for the batch, each code back with its own face."""
+    import torch
+
+    from jojogan.api import JoJoGAN
+
+    pipe = JoJoGAN.from_pretrained(base=workdir / "base.pt")
+    calls = []
+
+    class PixelMeanEncoder:  # a code that depends on its own face only, like e4e's
+        def invert(self, images):
+            calls.append(len(images))
+            shape = (pipe.generator.n_latent, pipe.generator.style_dim)
+            return torch.stack([torch.full(shape, np.asarray(i).mean() / 255 - 0.5) for i in images])
+
+    monkeypatch.setattr(pipe, "encoder", lambda: PixelMeanEncoder())
+    faces = [workdir / "face0.png", workdir / "face1.png"]
+    together = pipe.stylize_many(faces, style, inversion="e4e", aligned=True)
+    alone = [pipe.stylize(face, style, inversion="e4e", aligned=True) for face in faces]
+    assert calls == [2, 1, 1]
+    assert not torch.equal(alone[0].face.w_plus, alone[1].face.w_plus)
+    for one, batched in zip(alone, together, strict=True):
+        assert torch.equal(one.face.w_plus, batched.face.w_plus) and one.face.name == batched.face.name
+        difference = np.abs(np.asarray(one.image, dtype=int) - np.asarray(batched.image, dtype=int))
+        assert difference.max() <= 1
+
+
+def test_file_uris_are_local_paths(photos):  # noqa: F811
+    assert list_inputs([photos.as_uri()]) == list_inputs([photos])
+    iu = photos / "more" / "iu.jpeg"
+    assert list_inputs([iu.as_uri()]) == list_inputs([iu])
+
+
+def test_inputs_on_a_pyarrow_filesystem(workdir, style, photos, single, tmp_path):  # noqa: F811
+    """A filesystem that is not the plain local one is listed and read through pyarrow only."""
+    fs = pytest.importorskip(
+        "pyarrow.fs", reason="pyarrow comes with the ray extra: pip install 'jojogan[ray]'"
+    )
+    root = tmp_path / "bucket"
+    (root / "photos" / "more").mkdir(parents=True)
+    shutil.copy(photos / "more" / "iu.jpeg", root / "photos" / "more" / "iu.jpeg")
+    shutil.copy(photos / "notes.jpg", root / "photos" / "notes.jpg")
+    (root / "list.txt").write_text("photos/more/iu.jpeg\nphotos/notes.jpg\nphotos/gone.jpg\n")
+    tree = fs.SubTreeFileSystem(str(root), fs.LocalFileSystem())
+    items = list_inputs(["photos"], filesystem=tree)
+    assert [(str(i.path), i.stem) for i in items] == [
+        ("photos/more/iu.jpeg", "more/iu"),
+        ("photos/notes.jpg", "notes"),
+    ]
+    assert all(i.filesystem is tree for i in items)
+
+    out = tmp_path / "out"
+    report = stylize_many(["list.txt"], fast_settings(workdir, style), out, filesystem=tree, progress=False)
+    rows = {row["input"]: row for row in report.rows}
+    assert rows["photos/more/iu.jpeg"]["status"] == "ok"
+    assert (out / "iu_styled.png").read_bytes() == single["iu"]  # read through pyarrow, the same bytes
+    # errors name the photo as given, not the temporary copy it was decoded from
+    error = rows["photos/notes.jpg"]["error"]
+    assert "photos/notes.jpg" in error and "jojogan-input" not in error and "not an image" in error
+    assert "cannot be read" in rows["photos/gone.jpg"]["error"]
+    again = stylize_many(["list.txt"], fast_settings(workdir, style), out, filesystem=tree, progress=False)
+    assert again.counts["skipped"] == 2  # content hashes read through pyarrow too (gone.jpg: an error again)
+
+
+def test_a_uri_without_pyarrow_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.fs", None)
+    with pytest.raises(EngineUnavailableError, match=r"needs pyarrow: pip install 'jojogan\[ray\]'"):
+        list_inputs(["s3://bucket/photos/"])
+
+
+def test_the_alignment_thread_stays_ahead_in_order_and_stops_when_told(tmp_path):
+    """A bounded prefetch: photos in input order, never more than the queue holds, and a stop (an
+    interrupted batch) ends the thread even while its queue is full."""
+    import queue
+    import threading
+    import time
+
+    from jojogan.batch.local import _align_ahead
+
+    items = list_inputs([tmp_path / f"missing{i}.jpg" for i in range(5)])  # each fails fast: an error
+    ready, stop = queue.Queue(maxsize=2), threading.Event()
+    thread = threading.Thread(
+        target=_align_ahead, args=(items, fast_settings(tmp_path, tmp_path), 64, ready, stop)
+    )
+    thread.start()
+    first = ready.get(timeout=10)
+    assert "missing0.jpg" in first.error and first.crops == []
+    deadline = time.monotonic() + 10
+    while not ready.full() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ready.qsize() == 2 and thread.is_alive()  # waiting for room, not aligning further ahead
+    stop.set()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert ["missing1.jpg" in ready.get().error, "missing2.jpg" in ready.get().error] == [True, True]

@@ -7,10 +7,20 @@ work was split between actors.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 import pytest
-from batch_helpers import BAD, GOOD, check_manifest, fast_settings, manifest_lines, no_temporary_files
+from batch_helpers import (
+    BAD,
+    GOOD,
+    check_manifest,
+    comparable,
+    fast_settings,
+    kill_after_first_line,
+    manifest_lines,
+    no_temporary_files,
+)
 from test_batch import photos  # noqa: F401 - the photo folder
 from test_cli import FAST, run, style, workdir  # noqa: F401 - the tiny base and style fixtures
 
@@ -23,16 +33,26 @@ LIMIT_S = 240
 """Upper bound of one Ray test on the shared 2-core machine (a hung pipeline fails instead of waiting)."""
 
 
-@pytest.fixture
-def bounded():
+@contextlib.contextmanager
+def bounded_time():
+    """Fail instead of waiting when a Ray pipeline hangs (SIGALRM after ``LIMIT_S``)."""
+
     def expire(signum, frame):
         raise TimeoutError(f"a Ray test ran for more than {LIMIT_S} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.alarm(LIMIT_S)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def bounded():
+    with bounded_time():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -69,50 +89,81 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def ray_out(workdir, style, photos, local_ray, tmp_path_factory):  # noqa: F811
+    """One uninterrupted Ray batch of the photo folder (2 workers): its output folder and report."""
+    out = tmp_path_factory.mktemp("ray") / "out"
+    with bounded_time():
+        report = stylize_many(
+            [photos], fast_settings(workdir, style), out, engine="ray", workers=2, progress=False
+        )
+    return out, report
+
+
 def test_ray_batch_equals_single_photo_stylize_and_reruns_skip(
     workdir,  # noqa: F811
     style,  # noqa: F811
     photos,  # noqa: F811
     single,  # noqa: F811
-    local_ray,
+    ray_out,
     bounded,
-    tmp_path,
 ):
-    out = tmp_path / "out"
-    settings = fast_settings(workdir, style)
-    report = stylize_many([photos], settings, out, engine="ray", workers=2, progress=False)
+    out, report = ray_out
     assert report.counts == {"ok": len(GOOD), "error": len(BAD), "skipped": 0}
     rows = check_manifest(out, photos)
     assert {row["engine"] for row in rows.values()} == {"ray"}
     for stem in GOOD:
         assert (out / rows[f"{stem}.jpeg"]["outputs"][0]).read_bytes() == single[stem]
-    again = stylize_many([photos], settings, out, engine="ray", workers=2, progress=False)
+    again = stylize_many(
+        [photos], fast_settings(workdir, style), out, engine="ray", workers=2, progress=False
+    )
     assert again.counts == {"ok": 0, "error": 0, "skipped": len(GOOD) + len(BAD)}
 
 
-def test_ray_interrupted_driver_resumes_to_the_same_outputs(
+def test_ray_align_actors_then_stylize_actors_give_the_same_bytes(
     workdir,  # noqa: F811
     style,  # noqa: F811
     photos,  # noqa: F811
     single,  # noqa: F811
     local_ray,
     bounded,
+):
+    """Alignment in its own pool of CPU actors: the crops travel to the stylize actor unchanged."""
+    from jojogan.batch.inputs import list_inputs
+    from jojogan.batch.ray_engine import run_ray
+
+    items = list_inputs([photos / "more" / "iu.jpeg", photos / "blank.png"])
+    results = dict(run_ray(items, fast_settings(workdir, style), workers=1, separate_align=True))
+    iu, blank = (results[item] for item in items)
+    assert iu.error is None and iu.outputs == [("iu_styled.png", single["iu"])]
+    assert blank.outputs == [] and "face" in blank.error and "blank.png" in blank.error
+
+
+def test_ray_killed_driver_resumes_to_the_uninterrupted_outputs(
+    workdir,  # noqa: F811
+    style,  # noqa: F811
+    photos,  # noqa: F811
+    single,  # noqa: F811
+    local_ray,
+    ray_out,
+    bounded,
     tmp_path,
 ):
+    """``jojogan batch --engine ray`` SIGKILLed once its first manifest line is written, then rerun."""
     out = tmp_path / "out"
-    settings = fast_settings(workdir, style)
-
-    def stop(row):
-        if row["status"] == "ok" or row["error"] and "face" in row["error"]:
-            raise KeyboardInterrupt  # the driver dies while the actors still hold work
-
-    with pytest.raises(KeyboardInterrupt):
-        stylize_many([photos], settings, out, engine="ray", workers=1, progress=False, on_row=stop)
+    address = ray.get_runtime_context().gcs_address  # the module's Ray: no second cluster to start
+    args = ["batch", photos, "--style", style, "--base", workdir / "base.pt", *FAST, "--device", "cpu"]
+    args += ["--engine", "ray", "--workers", "1", "--address", address, "--no-progress", "-o", out]
+    left = kill_after_first_line(args, out, limit_s=LIMIT_S / 2)
+    assert 1 <= len(left) < len(GOOD) + len(BAD)
+    # every line is a photo the killed run finished: ok, or an error with its reason
+    assert all(row["status"] == "ok" or row["error"] for row in left)
     assert no_temporary_files(out)
-    finished = len(manifest_lines(out))
-    assert finished < len(GOOD) + len(BAD)
-    report = stylize_many([photos], settings, out, engine="ray", workers=1, progress=False)
-    assert report.counts["skipped"] == finished
+    report = stylize_many(
+        [photos], fast_settings(workdir, style), out, engine="ray", workers=1, progress=False
+    )
+    assert report.counts["skipped"] == len(left)
     rows = check_manifest(out, photos)
+    assert comparable(manifest_lines(out)) == comparable(manifest_lines(ray_out[0]))
     for stem in GOOD:
         assert (out / rows[f"{stem}.jpeg"]["outputs"][0]).read_bytes() == single[stem]

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jojogan.batch.errors import BatchError, EngineUnavailableError
-from jojogan.batch.inputs import InputItem, list_inputs
+from jojogan.batch.inputs import InputItem, input_sha256, list_inputs
 from jojogan.batch.job import BatchSettings, PhotoResult
 from jojogan.batch.manifest import MANIFEST_NAME, ManifestWriter, read_manifest, reusable, write_manifest
 from jojogan.fileio import atomic_output
-from jojogan.style_file import file_sha256
 
 __all__ = [
     "ENGINES",
@@ -110,11 +109,15 @@ def stylize_many(
     progress: bool = True,
     on_row: Callable[[dict], None] | None = None,
     retry_errors: bool = False,
+    filesystem=None,
+    batch_size: int | None = None,
+    separate_align: bool | None = None,
 ) -> BatchReport:
     """Stylize every photo named by ``inputs`` into ``output``; resumable; bad photos become error lines.
 
     Args:
-        inputs: folders (searched recursively), globs, ``.txt``/``.csv`` lists of paths, or photos.
+        inputs: folders (searched recursively), globs, ``.txt``/``.csv`` lists of paths, or photos; local
+            paths or URIs of filesystems pyarrow understands (:mod:`jojogan.batch.inputs`).
         settings: what to do with each photo.
         output: the output folder (``manifest.jsonl`` and ``STEM_styled.png`` files).
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install 'jojogan[ray]'``).
@@ -125,6 +128,12 @@ def stylize_many(
         on_row: called with each new manifest line as it is written (after its outputs).
         retry_errors: run again the inputs that failed before with the same content and settings
             (by default their error line is kept: the same bytes and settings fail the same way).
+        filesystem: a ``pyarrow.fs.FileSystem`` in which every input is a path (default: local paths and
+            URIs).
+        batch_size: faces stylized together on the device (default: 1 on the CPU, 16 on CUDA); with 1,
+            outputs are byte-identical to ``jojogan stylize``, with more equal within float tolerance.
+        separate_align: for ``ray``: align in a pool of CPU actors (``True``) or in the stylize actors
+            (``False``); ``None`` follows :func:`jojogan.batch.ray_engine.plan_resources`.
 
     Returns:
         The report: one manifest line per input, counts, timings.
@@ -136,12 +145,14 @@ def stylize_many(
         raise BatchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if workers < 1:
         raise BatchError(f"workers must be at least 1, got {workers}")
+    if batch_size is not None and batch_size < 1:
+        raise BatchError(f"batch_size must be at least 1, got {batch_size}")
     if engine == "ray":
         from jojogan.batch.ray_engine import _import_ray
 
         _import_ray()  # fail before any work when the extra is missing
     start = time.perf_counter()
-    items = list_inputs(inputs)
+    items = list_inputs(inputs, filesystem)
     outdir = Path(output)
     if outdir.exists() and not outdir.is_dir():
         raise BatchError(f"the output {outdir} is a file; expected a folder")
@@ -154,7 +165,7 @@ def stylize_many(
     todo: list[InputItem] = []
     for item in items:
         try:
-            digest = file_sha256(item.path)
+            digest = input_sha256(item)
         except OSError as error:
             row = _row(item, engine, None, fingerprint)
             row["error"] = f"{item.path} cannot be read: {error.strerror or error}"
@@ -174,16 +185,19 @@ def stylize_many(
     first = results = None
     try:
         for row in rows.values():
-            if row["status"] == "error":
+            if row["error"] is not None and not row["skipped"]:
                 writer.append(row)  # unreadable inputs: recorded now, in case the run is killed
         if engine == "local":
             from jojogan.batch.local import run_local
 
-            results = run_local(todo, settings)
+            results = run_local(todo, settings, batch_size=batch_size)
         else:
             from jojogan.batch.ray_engine import run_ray
 
-            results = run_ray(todo, settings, workers=workers, address=address, num_cpus=num_cpus)
+            results = run_ray(
+                todo, settings, workers=workers, address=address, num_cpus=num_cpus, batch_size=batch_size,
+                separate_align=separate_align,
+            )  # fmt: skip
         counts = {"ok": 0, "error": 0}
         for item, result in results:
             first = first if first is not None else time.perf_counter() - start
@@ -192,7 +206,9 @@ def stylize_many(
                 faces=result.faces,
                 identity=result.identity,
                 seconds=round(result.seconds, 4),
+                align_seconds=round(result.align_seconds, 4),
                 worker_peak_rss_mb=round(result.peak_rss_mb, 1),
+                align_worker_peak_rss_mb=round(result.align_peak_rss_mb, 1),
             )
             if result.error is None:
                 row.update(status="ok", outputs=_write_outputs(outdir, result), error=None)

@@ -1,17 +1,35 @@
-"""Turning the user's INPUT arguments (folders, globs, list files, single files) into a list of photos."""
+"""Turning the user's INPUT arguments (folders, globs, list files, single files) into a list of photos.
+
+Inputs are local paths, ``file://`` URIs, or URIs of any filesystem pyarrow understands (``s3://``,
+``gs://``, ``hdfs://``, ...; pyarrow comes with the ``ray`` extra), listed and read through
+``pyarrow.fs.FileSystem.from_uri``. :func:`list_inputs` also takes a pyarrow filesystem in which every
+INPUT is a path (e.g. a ``SubTreeFileSystem``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import hashlib
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlparse
 
-from jojogan.batch.errors import BatchError
+from jojogan.batch.errors import BatchError, EngineUnavailableError
 
-__all__ = ["IMAGE_SUFFIXES", "LIST_SUFFIXES", "InputItem", "list_inputs"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "LIST_SUFFIXES",
+    "InputItem",
+    "input_sha256",
+    "list_inputs",
+    "local_photo",
+]
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
@@ -22,6 +40,7 @@ LIST_SUFFIXES: frozenset[str] = frozenset({".txt", ".csv", ".lst"})
 """An INPUT with one of these suffixes lists photo paths (one a line; for CSV, the first column)."""
 
 _GLOB_CHARS = frozenset("*?[")
+_READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -29,73 +48,197 @@ class InputItem:
     """One photo to stylize.
 
     Attributes:
-        path: where it is (absolute).
+        path: where it is: an absolute local path, or, on another filesystem, its name as the manifest
+            records it (the URI, or the path inside the filesystem given to :func:`list_inputs`).
         stem: the output's name without suffix, relative to the output folder (POSIX separators): the
             path below the searched folder for folder inputs, else the file's stem.
+        filesystem: the ``pyarrow.fs.FileSystem`` holding the photo, ``None`` for a local file.
+        fs_path: the photo's path inside ``filesystem``.
     """
 
-    path: Path
+    path: Path | str
     stem: str
+    filesystem: Any = None
+    fs_path: str | None = None
 
 
-def _from_list(path: Path) -> list[Path]:
-    """The paths named by a text or CSV list; relative ones are relative to the list's folder."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".csv":
+def _from_list(text: str, suffix: str) -> list[str]:
+    """The names a text or CSV list holds, in order."""
+    if suffix == ".csv":
         names = [row[0].strip() for row in csv.reader(text.splitlines()) if row and row[0].strip()]
         if names and names[0].lower() in {"path", "input", "file", "filename"}:
             names = names[1:]  # a header row
     else:
         names = [line.strip() for line in text.splitlines()]
-    names = [n for n in names if n and not n.startswith("#")]
-    return [Path(n) if os.path.isabs(n) else path.parent / n for n in names]
+    return [n for n in names if n and not n.startswith("#")]
 
 
-def list_inputs(specs: list[str | os.PathLike]) -> list[InputItem]:
+def _is_uri(text: str) -> bool:
+    scheme = urlparse(text).scheme
+    return len(scheme) > 1 and "://" in text  # "C:\\photos" is a Windows drive, not a scheme
+
+
+def _file_uri_path(text: str) -> Path:
+    parsed = urlparse(text)
+    if parsed.netloc not in ("", "localhost"):
+        raise BatchError(f"{text}: a file:// URI names a file on this machine (file:///path), not a host")
+    return Path(unquote(parsed.path))
+
+
+def _pyarrow_fs():
+    try:
+        import pyarrow.fs
+    except ImportError as error:
+        raise EngineUnavailableError(
+            "reading inputs from a URI other than file:// needs pyarrow: pip install 'jojogan[ray]'"
+        ) from error
+    return pyarrow.fs
+
+
+def _remote(spec: str, filesystem: Any, name: str) -> list[tuple[str, str, str]]:
+    """``(name, path in filesystem, stem)`` of the photos a folder, list or file on ``filesystem`` names.
+
+    ``name`` is how ``spec`` is shown (its URI, or the path itself); names below it extend it.
+    """
+    fs = _pyarrow_fs()
+    info = filesystem.get_file_info(spec)
+    if info.type == fs.FileType.Directory:
+        infos = filesystem.get_file_info(fs.FileSelector(spec, recursive=True))
+        files = sorted(
+            i.path for i in infos if i.type == fs.FileType.File and PurePosixPath(i.path).suffix.lower()
+            in IMAGE_SUFFIXES
+        )  # fmt: skip
+        base = PurePosixPath(spec)
+        found = []
+        for path in files:
+            below = PurePosixPath(path).relative_to(base)
+            found.append((f"{name.rstrip('/')}/{below.as_posix()}", path, below.with_suffix("").as_posix()))
+        return found
+    suffix = PurePosixPath(spec).suffix.lower()
+    if info.type == fs.FileType.File and suffix in LIST_SUFFIXES:
+        try:
+            with filesystem.open_input_stream(spec) as handle:
+                text = handle.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise BatchError(f"could not read the list of inputs {name}: {error}") from error
+        found = []
+        for entry in _from_list(text, suffix):
+            if _is_uri(entry) or os.path.isabs(entry):
+                raise BatchError(
+                    f"{name} lists {entry}: a list on another filesystem names photos relative to itself"
+                )
+            path = (PurePosixPath(spec).parent / entry).as_posix()
+            shown = f"{name.rsplit('/', 1)[0]}/{entry}" if "/" in name else entry
+            found.append((shown, path, PurePosixPath(entry).stem))
+        return found
+    return [(name, spec, PurePosixPath(spec).stem)]  # a missing file stays: the batch reports it
+
+
+def _local(text: str) -> list[tuple[Path, str]]:
+    """``(path, stem)`` of the photos a local folder, glob, list or file names."""
+    path = Path(text)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        return [(p, PurePosixPath(*p.relative_to(path).with_suffix("").parts).as_posix()) for p in files]
+    if _GLOB_CHARS & set(text) and not path.exists():
+        matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+        return [(p, p.stem) for p in matches if p.is_file()]
+    if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+        try:
+            names = _from_list(path.read_text(encoding="utf-8"), path.suffix.lower())
+        except (OSError, UnicodeDecodeError) as error:
+            raise BatchError(f"could not read the list of inputs {path}: {error}") from error
+        paths = [Path(n) if os.path.isabs(n) else path.parent / n for n in names]
+        return [(p, p.stem) for p in paths]
+    return [(path, path.stem)]
+
+
+def list_inputs(specs: list[str | os.PathLike], filesystem: Any = None) -> list[InputItem]:
     """Every photo named by ``specs``, in order, without duplicates.
 
-    A folder is searched recursively for files with an image suffix (:data:`IMAGE_SUFFIXES`); a pattern
-    with ``*``, ``?`` or ``[`` is expanded (``**`` recurses); a ``.txt``/``.csv``/``.lst`` file lists paths;
-    anything else is one photo. A named file that does not exist is kept, so that the batch reports it as
-    an error line instead of dropping it silently.
+    A folder is searched recursively for files with an image suffix (:data:`IMAGE_SUFFIXES`); a local
+    pattern with ``*``, ``?`` or ``[`` is expanded (``**`` recurses); a ``.txt``/``.csv``/``.lst`` file lists
+    paths (relative ones are relative to the list's folder); anything else is one photo. A named file that
+    does not exist is kept, so that the batch reports it as an error line instead of dropping it silently.
+    ``file://`` URIs are local paths; other URIs are opened with ``pyarrow.fs.FileSystem.from_uri``.
+
+    Args:
+        specs: the INPUT arguments.
+        filesystem: a ``pyarrow.fs.FileSystem`` in which every spec is a path (default: local paths and
+            URIs). A plain ``LocalFileSystem`` is the same as none.
 
     Raises:
         BatchError: nothing at all was found, or a list file cannot be read.
+        EngineUnavailableError: a URI other than ``file://`` (or ``filesystem``) without pyarrow installed.
     """
-    found: list[tuple[Path, str]] = []
+    found: list[tuple[Path | str, str, Any, str | None]] = []
     for spec in specs:
         text = os.fspath(spec)
-        path = Path(text)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            found += [
-                (p, PurePosixPath(*p.relative_to(path).with_suffix("").parts).as_posix()) for p in files
-            ]
-        elif _GLOB_CHARS & set(text) and not path.exists():
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            found += [(p, p.stem) for p in matches if p.is_file()]
-        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+        if filesystem is not None and type(filesystem).__name__ != "LocalFileSystem":
+            found += [(name, stem, filesystem, path) for name, path, stem in _remote(text, filesystem, text)]
+        elif _is_uri(text) and urlparse(text).scheme == "file":
+            found += [(p, stem, None, None) for p, stem in _local(os.fspath(_file_uri_path(text)))]
+        elif _is_uri(text):
+            fs_type = _pyarrow_fs()
             try:
-                found += [(p, p.stem) for p in _from_list(path)]
-            except (OSError, UnicodeDecodeError) as error:
-                raise BatchError(f"could not read the list of inputs {path}: {error}") from error
+                remote, path = fs_type.FileSystem.from_uri(text)
+            except (OSError, ValueError) as error:
+                raise BatchError(f"{text}: not a filesystem pyarrow can open ({error})") from error
+            if isinstance(remote, fs_type.LocalFileSystem):
+                found += [(p, stem, None, None) for p, stem in _local(path)]
+            else:
+                found += [(name, stem, remote, p) for name, p, stem in _remote(path, remote, text)]
         else:
-            found.append((path, path.stem))
+            found += [(p, stem, None, None) for p, stem in _local(text)]
     if not found:
         shown = ", ".join(map(os.fspath, specs)) or "(nothing)"
         raise BatchError(f"no photos found in {shown}: expected folders, globs, list files or image files")
     items: list[InputItem] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     stems: set[str] = set()
-    for path, stem in found:
-        path = path.absolute()
-        if path in seen:
+    for path, stem, remote, fs_path in found:
+        if remote is None:
+            path = Path(path).absolute()
+        if str(path) in seen:
             continue
-        seen.add(path)
+        seen.add(str(path))
         if stem in stems:
             # two photos with one name (from different folders or lists): the path keeps them apart, the
             # same way on every run, so resuming finds the same outputs
-            stem = f"{stem}-{hashlib.sha256(os.fsencode(path)).hexdigest()[:8]}"
+            stem = f"{stem}-{hashlib.sha256(os.fsencode(str(path))).hexdigest()[:8]}"
         stems.add(stem)
-        items.append(InputItem(path=path, stem=stem))
+        items.append(InputItem(path=path, stem=stem, filesystem=remote, fs_path=fs_path))
     return items
+
+
+def input_sha256(item: InputItem) -> str:
+    """sha256 of the photo's bytes, read from wherever it is.
+
+    Raises:
+        OSError: it cannot be read.
+    """
+    if item.filesystem is None:
+        from jojogan.style_file import file_sha256
+
+        return file_sha256(item.path)
+    digest = hashlib.sha256()
+    with item.filesystem.open_input_stream(item.fs_path) as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def local_photo(item: InputItem) -> Iterator[Path]:
+    """The photo as a local file: its own path, or a temporary copy (same name) of a photo on another
+    filesystem, removed afterwards. Reading goes through the filesystem; a failure to read raises
+    ``OSError``."""
+    if item.filesystem is None:
+        yield Path(item.path)
+        return
+    with tempfile.TemporaryDirectory(prefix="jojogan-input-") as folder:
+        local = Path(folder) / PurePosixPath(item.fs_path).name
+        with item.filesystem.open_input_stream(item.fs_path) as source, open(local, "wb") as target:
+            while chunk := source.read(_READ_CHUNK):
+                target.write(chunk)
+        yield local

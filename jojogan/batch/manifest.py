@@ -7,7 +7,9 @@ run the manifest is rewritten atomically with exactly one line per input (the la
 A line: ``input`` (absolute path), ``status`` (``"ok"`` or ``"error"``), ``outputs`` (paths written,
 relative to the output folder), ``faces``, ``error`` (one readable line, or ``None``), ``identity`` (one
 score per face when measured), ``input_sha256`` and ``settings_sha256`` (what resuming compares),
-``seconds`` (the worker's time for the photo), ``worker_peak_rss_mb`` (the worker's peak memory so far),
+``seconds`` (the workers' time for the photo), ``align_seconds`` (the part of it spent aligning),
+``worker_peak_rss_mb`` and ``align_worker_peak_rss_mb`` (the peak memory so far of the process that
+stylized the photo and of the one that aligned it),
 ``skipped`` (reused from an earlier run) and ``engine``.
 """
 
@@ -62,7 +64,8 @@ def reusable(
     ):
         return False
     if row.get("status") == "error":
-        return not retry_errors
+        # an error line without its reason is no result (older runs wrote one for photos never reached)
+        return not retry_errors and bool(row.get("error"))
     outputs = row.get("outputs") or []
     return row.get("status") == "ok" and bool(outputs) and all((outdir / n).is_file() for n in outputs)
 

@@ -1,9 +1,13 @@
-"""The ``ray`` engine: a Ray Data pipeline whose stylize operator is a pool of actors.
+"""The ``ray`` engine: a Ray Data pipeline with the stages as separate operators.
 
-Stages: the listed photos become a dataset (one row per photo) → ``map_batches`` with
-:class:`_RayStylizer` actors, which load the pipeline once in ``__init__`` (one GPU each when the
-cluster has GPUs, one CPU each otherwise) → the driver writes each output atomically and appends the
-manifest line as rows stream back. Ray is imported only here; it is the optional extra ``jojogan[ray]``.
+Operators: read (the listed photos become a dataset, one row per photo) → align (a pool of CPU actors,
+each loading dlib's detector once, :class:`_RayAligner`) → invert + stylize (+ cleanup, paste) (a pool of
+:class:`_RayStylizer` actors that load the pipeline once in ``__init__``) → the driver writes each output
+atomically and appends the manifest line as rows stream back. How many actors of each kind, and what
+each takes, is planned from ``ray.cluster_resources()`` at run time by :func:`plan_resources`; on a
+cluster whose CPUs all go to stylize actors, each aligns its own photos (measured faster there than
+a lone aligner, see :func:`plan_resources`). Ray is imported only here; it is the optional extra
+``jojogan[ray]``.
 """
 
 from __future__ import annotations
@@ -12,13 +16,22 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import pickle
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 from jojogan.batch.errors import EngineUnavailableError
 from jojogan.batch.inputs import InputItem
-from jojogan.batch.job import BatchSettings, PhotoResult, Stylizer
+from jojogan.batch.job import (
+    GPU_BATCH_SIZE,
+    BatchSettings,
+    PhotoResult,
+    Stylizer,
+    align_photo,
+    generator_size,
+)
 
-__all__ = ["run_ray"]
+__all__ = ["ResourcePlan", "plan_resources", "run_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +47,94 @@ def _import_ray():
     return ray
 
 
-class _RayStylizer:
-    """One actor: a :class:`Stylizer` built once, applied to batches of rows ``{"index", "path", "stem"}``."""
+@dataclass(frozen=True)
+class ResourcePlan:
+    """How a batch uses a Ray cluster.
 
-    def __init__(self, settings: BatchSettings):
+    Attributes:
+        stylize_actors: actors that invert and stylize (each loads the pipeline once).
+        stylize_resources: what each stylize actor reserves (``{"num_gpus": 1, ...}`` or ``{"num_cpus": 1}``).
+        align_actors: the most alignment actors (one CPU each; the pool grows from one up to this); 0: each
+            stylize actor aligns its own photos.
+        note: why the plan differs from what was asked, or ``""``.
+    """
+
+    stylize_actors: int
+    stylize_resources: dict[str, float]
+    align_actors: int
+    note: str = ""
+
+
+def plan_resources(resources: Mapping[str, float], workers: int) -> ResourcePlan:
+    """Plan the actor pools from a cluster's resources (``ray.cluster_resources()``).
+
+    With GPUs: one stylize actor per GPU up to ``workers`` (one GPU and one CPU each) and the other CPUs
+    aligning (a GPU stylizes a face in milliseconds, alignment takes seconds on a CPU core). On CPUs
+    only: ``workers`` stylize actors (at most one per CPU), and alignment actors on the CPUs left over;
+    when none are left, each stylize actor aligns its own photos. Measured on 2 CPUs, 12 photos at
+    128 px, where alignment (dlib, 3-4 s a photo) outweighs stylizing (under a second): 1 stylize actor
+    aligning its own photos 21.3 photos/min, 1 stylize actor + 1 alignment actor 24.5 (the spare CPU
+    works), 2 stylize actors aligning their own photos 30.5 (better than giving one of the two CPUs to a
+    lone aligner, which is then the bottleneck) (``benchmarks/batch_throughput.py``,
+    ``benchmarks/RESULTS.md``).
+
+    Args:
+        resources: the cluster's totals, e.g. ``{"CPU": 16.0, "GPU": 2.0, "memory": ...}``.
+        workers: the stylize actors asked for.
+
+    Returns:
+        The plan (never fewer than one stylize actor).
+    """
+    cpus = int(resources.get("CPU", 0))
+    gpus = int(resources.get("GPU", 0))
+    if gpus >= 1:
+        actors = min(workers, gpus)
+        note = f"{workers} workers asked for, the cluster has {gpus} GPUs" if actors < workers else ""
+        return ResourcePlan(actors, {"num_gpus": 1, "num_cpus": 1}, max(1, cpus - actors), note)
+    actors = max(1, min(workers, cpus))
+    note = f"{workers} workers asked for, the cluster has {cpus} CPUs" if actors < workers else ""
+    return ResourcePlan(actors, {"num_cpus": 1}, max(0, cpus - actors), note)
+
+
+class _RayAligner:
+    """One alignment actor: dlib's detector loaded once, rows ``{"index", "item"}`` → ``+ "aligned"``."""
+
+    def __init__(self, settings: BatchSettings, size: int):
+        from jojogan.inversion.align import warm_up_detector
+
+        warm_up_detector()
+        self.settings, self.size = settings, size
+
+    def __call__(self, batch: dict) -> dict:
+        aligned = []
+        for blob in batch["item"]:
+            item: InputItem = pickle.loads(blob)
+            # the crops (pixels and geometry) travel pickled: bit for bit what this process computed
+            aligned.append(pickle.dumps(align_photo(item, self.settings, self.size)))
+        return {**batch, "aligned": aligned}
+
+
+class _RayStylizer:
+    """One stylize actor: a :class:`Stylizer` built once; rows ``{"index", "item"[, "aligned"]}`` →
+    ``{"meta", "data"}`` (photos without ``aligned`` are aligned here first)."""
+
+    def __init__(self, settings: BatchSettings, batch_size: int | None = None):
         from jojogan.op.memory import cpu_memory_reuse
 
-        self.stylizer = Stylizer(settings)
+        self.stylizer = Stylizer(settings, batch_size)
         # an actor is one long job: its freed CPU memory stays mapped for the next photo, for its lifetime
         self._job = contextlib.ExitStack()
         self._job.enter_context(cpu_memory_reuse(self.stylizer.pipe.device))
 
     def __call__(self, batch: dict) -> dict:
+        items = [pickle.loads(blob) for blob in batch["item"]]
+        if "aligned" in batch:
+            aligned = [pickle.loads(blob) for blob in batch["aligned"]]
+        else:  # no aligner pool: this actor aligns its own photos
+            aligned = [align_photo(item, self.stylizer.settings, self.stylizer.size) for item in items]
+        results = self.stylizer.finish_many(items, aligned)
         metas, blobs = [], []
-        for index, path, stem in zip(batch["index"], batch["path"], batch["stem"], strict=True):
-            result = self.stylizer(path, stem)
+        for index, result in zip(batch["index"], results, strict=True):
             # outputs travel as one binary column (concatenated PNGs) and their names and sizes in JSON:
             # a list column whose rows may be empty would give blocks different Arrow types
             metas.append(
@@ -61,7 +147,9 @@ class _RayStylizer:
                         "identity": result.identity,
                         "error": result.error,
                         "seconds": result.seconds,
+                        "align_seconds": result.align_seconds,
                         "peak_rss_mb": result.peak_rss_mb,
+                        "align_peak_rss_mb": result.align_peak_rss_mb,
                     }
                 )
             )
@@ -87,32 +175,55 @@ def run_ray(
     workers: int = 1,
     address: str | None = None,
     num_cpus: int | None = None,
+    separate_align: bool | None = None,
+    batch_size: int | None = None,
 ) -> Iterator[tuple[InputItem, PhotoResult]]:
-    """Stylize ``items`` on Ray Data with ``workers`` stylize actors, yielding results as they arrive.
+    """Stylize ``items`` on Ray Data, yielding results as they arrive.
 
     Args:
         items: the photos.
         settings: the batch's settings (sent to every actor; the weights files must be readable there).
-        workers: the number of stylize actors.
+        workers: the stylize actors asked for (:func:`plan_resources` fits them to the cluster).
         address: a cluster (``ray://host:10001`` or ``host:6379``); default ``$RAY_ADDRESS``, else a local
             Ray started for this call and stopped after it.
         num_cpus: CPUs of a local Ray (default: all of this machine's).
+        separate_align: override the plan: ``True`` aligns in a pool of CPU actors (as many as the CPUs
+            left over, at least one), ``False`` in the stylize actors; ``None`` follows
+            :func:`plan_resources`.
+        batch_size: photos each stylize actor takes at a time, their faces batched on its device
+            (default: 16 with GPUs, else 1).
     """
     if not items:
         return
     ray = _import_ray()
     started = _connect(ray, address, num_cpus)
     try:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        resources = {"num_gpus": 1} if gpus >= 1 else {"num_cpus": 1}
-        log.info("ray: %d stylize actor(s), %s each", workers, "1 GPU" if gpus >= 1 else "1 CPU")
-        rows = [{"index": i, "path": str(item.path), "stem": item.stem} for i, item in enumerate(items)]
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        plan = plan_resources(ray.cluster_resources(), workers)
+        if separate_align is not None:
+            spare = int(ray.cluster_resources().get("CPU", 0)) - plan.stylize_actors
+            align = max(1, spare) if separate_align else 0
+            plan = ResourcePlan(plan.stylize_actors, plan.stylize_resources, align, plan.note)
+        if plan.note:
+            log.warning("ray: %s: %d stylize actor(s)", plan.note, plan.stylize_actors)
+        log.info("ray: %s", plan)
+        rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
+        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+        if plan.align_actors:
+            dataset = dataset.map_batches(
+                _RayAligner,
+                fn_constructor_kwargs={"settings": settings, "size": generator_size(settings.style)},
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.align_actors),
+                num_cpus=1,
+            )
+        if batch_size is None:
+            batch_size = GPU_BATCH_SIZE if "num_gpus" in plan.stylize_resources else 1
+        dataset = dataset.map_batches(
             _RayStylizer,
-            fn_constructor_kwargs={"settings": settings},
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            **resources,
+            fn_constructor_kwargs={"settings": settings, "batch_size": batch_size},
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=plan.stylize_actors),
+            **plan.stylize_resources,
         )
         for row in dataset.iter_rows():
             meta = json.loads(row["meta"])
@@ -122,7 +233,8 @@ def run_ray(
                 offset += size
             result = PhotoResult(
                 outputs=outputs, faces=meta["faces"], identity=meta["identity"], error=meta["error"],
-                seconds=meta["seconds"], peak_rss_mb=meta["peak_rss_mb"],
+                seconds=meta["seconds"], align_seconds=meta["align_seconds"], peak_rss_mb=meta["peak_rss_mb"],
+                align_peak_rss_mb=meta["align_peak_rss_mb"],
             )  # fmt: skip
             yield items[meta["index"]], result
     finally:
