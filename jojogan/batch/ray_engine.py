@@ -30,6 +30,7 @@ from jojogan.batch.job import (
     align_photo,
     generator_size,
 )
+from jojogan.op.memory import worker_env
 
 __all__ = ["ResourcePlan", "plan_resources", "run_ray"]
 
@@ -218,11 +219,15 @@ def run_ray(
             )
         if batch_size is None:
             batch_size = GPU_BATCH_SIZE if "num_gpus" in plan.stylize_resources else 1
+        # Ray Data calls an actor on a worker thread: one glibc arena keeps the CPU memory policy in force
+        # there (1024 px, one CPU: 64 s of stylizing a photo without it, 36 s in the local engine)
+        env = {} if "num_gpus" in plan.stylize_resources else worker_env()
         dataset = dataset.map_batches(
             _RayStylizer,
             fn_constructor_kwargs={"settings": settings, "batch_size": batch_size},
             batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(size=plan.stylize_actors),
+            **({"runtime_env": {"env_vars": env}} if env else {}),
             **plan.stylize_resources,
         )
         for row in dataset.iter_rows():
