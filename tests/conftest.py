@@ -7,7 +7,9 @@ when it is absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,22 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("JOJOGAN_SHARED", REPO.parent / "shared"))
+
+
+@contextlib.contextmanager
+def time_cap(seconds: int, what: str):
+    """Fail with ``TimeoutError`` instead of waiting when ``what`` (a server, a pipeline) hangs (SIGALRM)."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"{what} ran past its cap of {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def shared_path(*parts: str) -> Path:

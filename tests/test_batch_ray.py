@@ -7,9 +7,6 @@ work was split between actors.
 
 from __future__ import annotations
 
-import contextlib
-import signal
-
 import pytest
 from batch_helpers import (
     BAD,
@@ -26,6 +23,8 @@ from test_cli import FAST, run, style, workdir  # noqa: F401 - the tiny base and
 
 from jojogan.batch import stylize_many
 
+from conftest import time_cap
+
 ray = pytest.importorskip("ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -33,20 +32,9 @@ LIMIT_S = 240
 """Upper bound of one Ray test on the shared 2-core machine (a hung pipeline fails instead of waiting)."""
 
 
-@contextlib.contextmanager
 def bounded_time():
     """Fail instead of waiting when a Ray pipeline hangs (SIGALRM after ``LIMIT_S``)."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"a Ray test ran for more than {LIMIT_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(LIMIT_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    return time_cap(LIMIT_S, "a Ray test")
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import io
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from PIL import Image
 
 from jojogan.ui.studio import ALIGNED_LABEL
 
+from conftest import time_cap
 from factories import tiny_discriminator, tiny_generator
 
 SIZE = 128
@@ -55,20 +55,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _time_cap(seconds: int):
-    def stop(signum, frame):
-        raise TimeoutError(f"the browser test ran past its cap of {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # Loaded into the server process (through PYTHONPATH): every name lookup and connection it makes to anything
@@ -208,7 +194,8 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
             route.abort()
 
     started = time.monotonic()
-    with _time_cap(TIME_CAP_S), _server(tmp_path) as (url, server), sync_api.sync_playwright() as play:
+    cap = time_cap(TIME_CAP_S, "the browser test")
+    with cap, _server(tmp_path) as (url, server), sync_api.sync_playwright() as play:
         browser = play.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         context.route("**/*", only_local)
