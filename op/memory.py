@@ -27,7 +27,7 @@ import ctypes.util
 import logging
 import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import torch
 
@@ -99,6 +99,11 @@ def worker_env() -> dict[str, str]:
     act here.
     """
     return {"MALLOC_ARENA_MAX": "1"} if _policy_applies() else {}
+
+
+def missing_worker_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of :func:`worker_env` that ``environ`` (a process's environment) does not set so."""
+    return {key: value for key, value in worker_env().items() if environ.get(key) != value}
 
 
 @contextlib.contextmanager

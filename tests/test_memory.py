@@ -197,6 +197,14 @@ def test_worker_env_names_one_arena_when_the_policy_acts():
     assert memory.worker_env() == {"MALLOC_ARENA_MAX": "1"}
 
 
+def test_missing_worker_env_names_what_a_process_lacks():
+    _glibc_or_skip()
+    assert memory.missing_worker_env({}) == {"MALLOC_ARENA_MAX": "1"}
+    assert memory.missing_worker_env({"MALLOC_ARENA_MAX": "8"}) == {"MALLOC_ARENA_MAX": "1"}
+    assert memory.missing_worker_env({"MALLOC_ARENA_MAX": "1"}) == {}
+
+
 def test_worker_env_is_empty_when_the_policy_is_off(monkeypatch):
     monkeypatch.setenv("JOJOGAN_CPU_MEMORY", "system")
     assert memory.worker_env() == {}
+    assert memory.missing_worker_env({}) == {}

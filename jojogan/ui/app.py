@@ -403,9 +403,12 @@ def launch(studio: Studio, host: str = "127.0.0.1", port: int = 7860, *, block: 
         mcp_server=False,
         run_history=False,
         footer_links=[],
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         theme=_theme(gr),
         css=_CSS,
-        quiet=False,
+        quiet=True,  # Gradio's own lines tell developers how to make a share link
     )
+    print(f"jojogan ui: open {app.local_url} in a browser (Ctrl+C stops it)", flush=True)
+    if block:
+        app.block_thread()
     return app
