@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jojogan.batch.errors import BatchError, EngineUnavailableError
-from jojogan.batch.inputs import InputItem, input_sha256, list_inputs
+from jojogan.batch.inputs import InputItem, input_sha256, list_inputs, unreadable
 from jojogan.batch.job import BatchSettings, PhotoResult
 from jojogan.batch.manifest import MANIFEST_NAME, ManifestWriter, read_manifest, reusable, write_manifest
 from jojogan.fileio import atomic_output
@@ -168,7 +168,7 @@ def stylize_many(
             digest = input_sha256(item)
         except OSError as error:
             row = _row(item, engine, None, fingerprint)
-            row["error"] = f"{item.path} cannot be read: {error.strerror or error}"
+            row["error"] = unreadable(item, error)
             rows[item.path] = row
             continue
         earlier = previous.get(str(item.path))

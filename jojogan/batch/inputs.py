@@ -29,6 +29,7 @@ __all__ = [
     "input_sha256",
     "list_inputs",
     "local_photo",
+    "unreadable",
 ]
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
@@ -209,6 +210,11 @@ def list_inputs(specs: list[str | os.PathLike], filesystem: Any = None) -> list[
         stems.add(stem)
         items.append(InputItem(path=path, stem=stem, filesystem=remote, fs_path=fs_path))
     return items
+
+
+def unreadable(item: InputItem, error: OSError) -> str:
+    """The manifest's error line for a photo that could not be read."""
+    return f"{item.path} cannot be read: {error.strerror or error}"
 
 
 def input_sha256(item: InputItem) -> str:

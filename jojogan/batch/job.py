@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from jojogan.batch.inputs import InputItem, local_photo
+from jojogan.batch.inputs import InputItem, local_photo, unreadable
 from jojogan.cleanup.restore import DEFAULT_FIDELITY
 from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS, STYLED_SUFFIX
 from jojogan.identity import DEFAULT_METRIC_NETWORK
@@ -175,7 +175,7 @@ def generator_size(style: str | os.PathLike) -> int:
 
 @dataclass
 class AlignedPhoto:
-    """One photo's faces, aligned (by :func:`align_photo`), on their way to :meth:`Stylizer.finish`.
+    """One photo's faces, aligned (by :func:`align_photo`), on their way to :meth:`Stylizer.finish_many`.
 
     Attributes:
         crops: the aligned faces, one (``face`` = ``"largest"`` or an index) or every usable one.
@@ -237,7 +237,7 @@ def _align(item: InputItem, settings: BatchSettings, size: int) -> AlignedPhoto:
             except Exception as error:  # a bad photo is a manifest line, never the end of the batch
                 return AlignedPhoto(crops=[], error=_named(_one_line(error), path, item))
     except OSError as error:  # the copy of a photo on another filesystem could not be made
-        return AlignedPhoto(crops=[], error=f"{item.path} cannot be read: {error.strerror or error}")
+        return AlignedPhoto(crops=[], error=unreadable(item, error))
     return AlignedPhoto(crops=crops)
 
 
@@ -287,19 +287,6 @@ class Stylizer:
         """The side, in pixels, that faces are aligned to for this pipeline."""
         return self.pipe.size
 
-    def __call__(self, item: InputItem) -> PhotoResult:
-        """Align and stylize one photo; a failure becomes ``PhotoResult.error`` (one line), never an
-        exception."""
-        return self.finish(item, align_photo(item, self.settings, self.size))
-
-    def finish(self, item: InputItem, aligned: AlignedPhoto) -> PhotoResult:
-        """Stylize one photo whose faces :func:`align_photo` aligned (here or in another process).
-
-        The result is the one :meth:`__call__` gives for the photo, byte for byte; its ``seconds``
-        include the alignment's.
-        """
-        return self.finish_many([item], [aligned])[0]
-
     def finish_many(self, items: Sequence[InputItem], aligned: Sequence[AlignedPhoto]) -> list[PhotoResult]:
         """Stylize several aligned photos, up to :attr:`batch_size` faces at a time on the device.
 
@@ -328,9 +315,7 @@ class Stylizer:
                     except Exception as error:  # a bad photo is a manifest line, never the batch's end
                         results[i] = PhotoResult(outputs=[], error=_named(_one_line(error), path, item))
             except OSError as error:
-                results[i] = PhotoResult(
-                    outputs=[], error=f"{item.path} cannot be read: {error.strerror or error}"
-                )
+                results[i] = PhotoResult(outputs=[], error=unreadable(item, error))
         share = (time.perf_counter() - start) / max(len(items), 1)
         rss = _peak_rss_mb()
         for i, result in results.items():

@@ -13,6 +13,7 @@ a lone aligner, see :func:`plan_resources`). Ray is imported only here; it is th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -199,11 +200,11 @@ def run_ray(
     ray = _import_ray()
     started = _connect(ray, address, num_cpus)
     try:
-        plan = plan_resources(ray.cluster_resources(), workers)
+        resources = ray.cluster_resources()
+        plan = plan_resources(resources, workers)
         if separate_align is not None:
-            spare = int(ray.cluster_resources().get("CPU", 0)) - plan.stylize_actors
-            align = max(1, spare) if separate_align else 0
-            plan = ResourcePlan(plan.stylize_actors, plan.stylize_resources, align, plan.note)
+            spare = int(resources.get("CPU", 0)) - plan.stylize_actors
+            plan = dataclasses.replace(plan, align_actors=max(1, spare) if separate_align else 0)
         if plan.note:
             log.warning("ray: %s: %d stylize actor(s)", plan.note, plan.stylize_actors)
         log.info("ray: %s", plan)
