@@ -94,7 +94,9 @@ def _av():
         import av
     except ImportError as error:  # pragma: no cover - av is a declared dependency of the video extra
         raise VideoError("video needs PyAV: pip install av") from error
-    av.logging.set_level(av.logging.ERROR)  # FFmpeg's own chatter stays off the console
+    av.logging.set_level(
+        av.logging.PANIC
+    )  # FFmpeg's own messages stay off the console: errors are ours to report
     return av
 
 
@@ -353,7 +355,8 @@ def _reason(error: Exception) -> str:
 def _video_stream(container, path: Path):
     streams = [s for s in container.streams.video if not s.disposition & _attached_pic()]
     if not streams:
-        raise VideoError(f"{path} has no video stream (only {_kinds(container) or 'nothing'})")
+        held = _kinds(container)
+        raise VideoError(f"{path} has no video stream ({f'only {held}' if held else 'no stream at all'})")
     return streams[0]
 
 
@@ -731,7 +734,7 @@ def join_segments(info: VideoInfo, plan: OutputPlan, table: FrameTable, segments
         source = stack.enter_context(av.open(str(info.path)))
         audio = _audio_outputs(info, source, output)
         if info.others:
-            kinds = ", ".join(f"{n.kind}: {n.codec}" for n in info.others)
+            kinds = ", ".join(n.kind + (f" {n.codec}" if n.codec != "unknown" else "") for n in info.others)
             log.info("dropping %d stream(s) of %s that the output does not carry (%s)", len(info.others),
                      info.path.name, kinds)  # fmt: skip
         scale = info.time_base / plan.time_base
