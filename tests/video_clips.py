@@ -198,8 +198,10 @@ def story_clip(
     frames += [render(other, second)] * 5
     kinds += ["face2"] * 5
     cameras += [None] * (len(frames) - moving)
-    time_base = Fraction(1, 90000)
-    steps = [3600 if not variable else (2400, 3600, 6000)[i % 3] for i in range(len(frames))]
+    # MPEG-4 part 2 cannot count in ticks finer than 1/65535 s
+    time_base = Fraction(1, 30000) if codec == "mpeg4" else Fraction(1, 90000)
+    tick = int(1 / (time_base * 75))  # 1/75 s
+    steps = [tick * (3 if not variable else (2, 3, 5)[i % 3]) for i in range(len(frames))]
     pts = list(np.concatenate([[0], np.cumsum(steps[:-1])]).astype(int))
     seconds = float((pts[-1] + steps[-1]) * time_base) if audio else 0.0
     write_video(path, frames, pts, time_base, codec, seconds, rotation=rotation)

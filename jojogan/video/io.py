@@ -283,7 +283,9 @@ class FrameTable:
         """The table of frames read in presentation order.
 
         A frame lasts until the next one starts (a skipped corrupt frame's time goes to the frame before
-        it); the last one until the stream's end when the container records it, else ``last_duration``.
+        it); the last one until the stream's end when the container records one after it, else for
+        ``last_duration`` (its packet's). With B-frames a container's end may count decoding times, so
+        the last frame's duration is the one value a file does not pin down exactly.
         """
         stamps = np.asarray(pts, dtype=np.int64)
         durations = np.diff(stamps, append=stamps[-1:] + 1) if len(stamps) else stamps.copy()
