@@ -79,12 +79,19 @@ def as_sources(references: ImageSource | Sequence[ImageSource]) -> list[ImageSou
     return sources
 
 
-def base_profile(base_path: Path | None, profile: str | None) -> DomainProfile:
-    """The profile named, else that of the base's registry row, else :data:`DEFAULT_PROFILE`."""
+def base_profile(base_path: Path | None, profile: str | None, aligner: str | None = None) -> DomainProfile:
+    """The profile named, else that of the base's registry row, else :data:`DEFAULT_PROFILE`; with another
+    ``aligner`` than the profile's, the face-only stages go (no identity figure, no paste-back)."""
     if profile is None and base_path is not None:
         row = find_entry(base_path.name)
         profile = row.profile if row is not None else None
-    return profile_for(profile or DEFAULT_PROFILE)
+    chosen = profile_for(profile or DEFAULT_PROFILE)
+    if aligner is None or aligner == chosen.aligner:
+        return chosen
+    faces = aligner == "ffhq-dlib"
+    return dataclasses.replace(
+        chosen, aligner=aligner, identity=faces and chosen.identity, paste=faces and chosen.paste
+    )
 
 
 class Hub:
@@ -98,6 +105,7 @@ class Hub:
         max_styles: how many loaded styles to keep (least recently used ones are dropped).
         weights: other components' files by weights-registry row (``{"codeformer": path}``).
         profile: the base's domain profile by name (``None``: its registry row's, else ``ffhq``).
+        aligner: another aligner than the profile's (:data:`jojogan.domains.ALIGNERS`).
     """
 
     def __init__(
@@ -109,6 +117,7 @@ class Hub:
         max_styles: int = DEFAULT_MAX_STYLES,
         weights: dict[str, str | os.PathLike | None] | None = None,
         profile: str | None = None,
+        aligner: str | None = None,
     ):
         given = {"generator": base.generator}
         if base.discriminator is not None:
@@ -117,24 +126,24 @@ class Hub:
         self.latent_avg = base.latent_avg
         self.weights = {**(weights or {}), "e4e": e4e_path}
         self.base_path = Path(base_path) if base_path is not None else base.path
-        self.profile = base_profile(self.base_path, profile)
+        self.profile = base_profile(self.base_path, profile, aligner)
         self.max_styles = max_styles
         self._styles: LRUCache[Path, StyleFile] = LRUCache(max_styles)
         self._base_sha256: str | None = None
         self.to(device)
 
     @classmethod
-    def from_pretrained(cls, base=None, e4e=None, device="cpu", codeformer=None, profile=None, **options):
+    def from_pretrained(cls, base=None, e4e=None, device="cpu", codeformer=None, **options):
         """Load the base checkpoint (a path, a registry name, or ``None`` for the official FFHQ file in the
         weights cache, downloaded and verified on first use). ``e4e`` and ``codeformer`` are paths or
         ``None`` for the cache (fetched only when first used); ``device`` defaults to the CPU, ``"auto"``
-        picks CUDA, then MPS, then the CPU; ``profile`` names the base's domain and ``options`` are the
-        other arguments of :class:`Hub` (``max_styles``)."""
+        picks CUDA, then MPS, then the CPU; ``options`` are the other arguments of :class:`Hub`
+        (``profile``, ``aligner``, ``max_styles``)."""
         base_path = resolve_weights(base, default="ffhq", download=True)
         e4e_path = resolve_weights(e4e, default="e4e", download=True) if e4e is not None else None
         checkpoint = load_checkpoint(base_path, device="cpu")
         weights = {"codeformer": codeformer}
-        return cls(checkpoint, e4e_path, device, base_path, weights=weights, profile=profile, **options)
+        return cls(checkpoint, e4e_path, device, base_path, weights=weights, **options)
 
     # ------------------------------------------------------------------ components and devices
     @property
@@ -249,6 +258,12 @@ class Hub:
             filled["inversion"] = profile.encoder
         if isinstance(config.identity, str) and config.identity == "auto":
             filled["identity"] = DEFAULT_METRIC_NETWORK if profile.identity else None
+        encoder = ENCODERS[filled.get("inversion", config.inversion)]
+        if encoder.domains is not None and profile.name not in encoder.domains:
+            raise ValueError(
+                f"the {encoder.name} encoder was trained for {', '.join(encoder.domains)} pictures, not "
+                f"{profile.name}; use inversion 'optimize' (--inversion optimize)"
+            )
         if config.paste and not profile.paste:
             raise ValueError(f"paste-back does not apply to {profile.name} pictures ({profile.description})")
         if not profile.faces and config.face != "largest":

@@ -23,6 +23,8 @@ from pathlib import Path
 import click
 
 from jojogan.config import FACE_CHOICES, INVERSION_DISTANCES, StylizeConfig
+from jojogan.domains import ALIGNERS, PROFILES
+from jojogan.models import Models
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +182,47 @@ _device_option = click.option(
 )
 
 
+_domain_options = (
+    click.option(
+        "--domain",
+        type=click.Choice(sorted(PROFILES)),
+        default=None,
+        help="What the base's pictures are (default: its weights-registry row's, else ffhq faces).",
+    ),
+    click.option(
+        "--aligner",
+        type=click.Choice(ALIGNERS),
+        default=None,
+        help="How a photo becomes the generator's frame (default: the domain's; center-crop and none skip "
+        "face detection, the identity figure and paste-back).",
+    ),
+)
+
+MODEL_KEYS = ("base", "e4e", "device", "domain", "aligner", "codeformer")
+"""The options that say which models a command loads (gathered into one :class:`Models`)."""
+
+
+def _gathered(command: Callable) -> Callable:
+    """Hand the command its model options as one :class:`Models` (``models=``)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        kwargs["models"] = Models(**{key: kwargs.pop(key) for key in MODEL_KEYS if key in kwargs})
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
 def base_options(command: Callable) -> Callable:
-    """--base/--device, for commands that never invert a face (no --e4e to offer)."""
-    return stack(_base_option, _device_option)(command)
+    """--base/--domain/--aligner/--device, for commands that never invert a face (no --e4e to offer)."""
+    return stack(_base_option, *_domain_options, _device_option)(_gathered(command))
 
 
 def model_options(command: Callable) -> Callable:
-    """--base/--e4e/--device, shared by every command that loads models."""
+    """--base/--domain/--aligner/--e4e/--device, shared by every command that loads models."""
     return stack(
         _base_option,
+        *_domain_options,
         click.option(
             "--e4e",
             "e4e",
@@ -197,7 +231,7 @@ def model_options(command: Callable) -> Callable:
             help="e4e_ffhq_encode.pt (default: the weights cache).",
         ),
         _device_option,
-    )(command)
+    )(_gathered(command))
 
 
 def output_file_option(description: str, suffixes: tuple[str, ...] | None = None, folder_ok: bool = False):
@@ -240,7 +274,7 @@ def _stylize_specs() -> dict[str, dict]:
 
     return {
         "alpha": dict(
-            type=str, callback=_parse_alpha, show_default="1.0",
+            type=str, callback=_parse_alpha, show_default=True,
             help="Style strength in [0, 1], or one comma-separated value per style layer.",
         ),
         "face": dict(
@@ -364,12 +398,12 @@ def check_alpha_length(alpha, generator) -> None:
         )
 
 
-def pipeline(base, e4e=None, device="auto", codeformer=None, distance=INVERSION_DISTANCES[0]):
+def pipeline(models: Models, distance: str = INVERSION_DISTANCES[0]):
     """The API pipeline for one command; the command is one job of the CPU memory policy."""
-    from jojogan.api import JoJoGAN
     from jojogan.op.memory import cpu_memory_reuse
     from jojogan.style_file import is_style_file
 
+    base = models.base
     if base is not None and is_style_file(base):
         raise click.ClickException(
             f"--base {base} is a jojogan style file (a fine-tuned generator); --base takes the StyleGAN2 "
@@ -384,9 +418,9 @@ def pipeline(base, e4e=None, device="auto", codeformer=None, distance=INVERSION_
                 "VGG16 weights in the weights cache or a network to fetch them "
                 "(`jojogan weights download vgg16`)"
             )
-    log.debug("loading the base %s (e4e: %s) on device %s", base or "from the cache", e4e or "cache", device)
+    log.debug("loading the base %s on device %s", base or "from the cache", models.device)
     started = time.perf_counter()
-    pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device, codeformer=codeformer)
+    pipe = models.load()
     log.debug(
         "loaded a %d px generator on %s in %.2f s", pipe.size, pipe.device, time.perf_counter() - started
     )
