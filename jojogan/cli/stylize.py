@@ -121,8 +121,16 @@ def _save_results(path: Path, target: Path, results: list, config: StylizeConfig
         image = result.pasted if config.paste else result.image
         save_image(image, out, pnginfo=result.png_metadata())
         kept = "" if result.identity is None else f" (identity {result.identity:.3f}, {result.identity_net})"
-        faces = f" ({len(results)} faces)" if config.face == "all" and config.paste else ""
+        faces = _faces_note(results) if config.face == "all" and config.paste else ""
         click.echo(f"{path} -> {out}{faces}{kept}")
+
+
+def _faces_note(results: list) -> str:
+    """How many faces went into a pasted group photo, and how many were too small to align."""
+    found = results[0].face.aligned.num_faces
+    small = found - len(results)
+    skipped = f"; {small} more too small to align, left as they are" if small else ""
+    return f" ({len(results)} faces{skipped})"
 
 
 @click.command()
