@@ -339,17 +339,17 @@ def _bias_act_clamp(x, bias, gain, clamp):
 def _resample_conv(x, weight, f, up, down, padding):
     """NVIDIA's generic conv2d_resample: pad/up-sample, correlate (flipped for up), filter/down-sample."""
     k = weight.shape[-1]
+    if up == 1 and down == 1:
+        return F.conv2d(x, weight, padding=k // 2)
     fw = f.shape[0]
     p0 = p1 = padding
     if up > 1:
         p0, p1 = p0 + (fw + up - 1) // 2, p1 + (fw - up) // 2
         x = upfirdn2d(x, f * up**2, up=up, pad=(p0, p1, p0, p1))
         return F.conv2d(x, weight.flip([2, 3]))
-    if down > 1:
-        p0, p1 = p0 + (fw - down + 1) // 2, p1 + (fw - down) // 2
-        x = F.conv2d(F.pad(x, (p0, p1, p0, p1)), weight)
-        return upfirdn2d(x, f, down=down)
-    return F.conv2d(x, weight, padding=k // 2)
+    p0, p1 = p0 + (fw - down + 1) // 2, p1 + (fw - down) // 2
+    x = F.conv2d(F.pad(x, (p0, p1, p0, p1)), weight)
+    return upfirdn2d(x, f, down=down)
 
 
 def _modconv_ref(layer, x, w, noise, demodulate=True, style_gain=1.0):

@@ -15,10 +15,18 @@ import pytest
 import torch
 
 from jojogan.errors import CheckpointError
+from jojogan.stylegan2.nvidia import convert_records
 from jojogan.stylegan2.nvidia_pickle import NetworkRecord, PickleRefused, read_network_pickle
 
 from conftest import shared_path
-from nvidia_records import PAYLOAD_NAME, build_networks, dumps
+from nvidia_records import (
+    PAYLOAD_NAME,
+    build_networks,
+    dumps,
+    reference_discriminator,
+    reference_mapping,
+    reference_synthesis,
+)
 
 
 def fixture_path():
@@ -190,3 +198,130 @@ def test_files_that_are_no_network_pickle(tmp_path):
         read_network_pickle(text)
     with pytest.raises(CheckpointError, match="not found"):
         read_network_pickle(tmp_path / "missing.pkl")
+
+
+# ---------------------------------------------------------------------------------------------- conversion
+TOLERANCE = 1e-4
+
+
+def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+
+
+@pytest.fixture(scope="module")
+def nvidia_fixture():
+    data = read_network_pickle(fixture_path())
+    expected = torch.load(shared_path("fixtures", "nvidia", "sg2ada_tiny64.expected.pt"), weights_only=True)
+    return data, expected
+
+
+def product_outputs(conversion, z, psi=0.7):
+    """What NVIDIA's fixture records, computed by the product's modules after conversion."""
+    gen, disc = conversion.generator(), conversion.discriminator()
+    avg = conversion.latent_avg
+    with torch.no_grad():
+        w = gen.get_latent(z)
+        w_psi = avg + psi * (w - avg)
+        zeros = [torch.zeros_like(n) for n in gen.noise_buffers()]
+        img = gen.synthesis(gen.to_w_plus(w))
+        blocks = disc.features(img, range(1, len(disc.convs)))
+        return {
+            "w": gen.to_w_plus(w),
+            "w_psi07": gen.to_w_plus(w_psi),
+            "img_const": img,
+            "img_none": gen.synthesis(gen.to_w_plus(w), zeros),
+            "img_psi07_const": gen.synthesis(gen.to_w_plus(w_psi)),
+            "d_logits": disc(img),
+            "d_blocks": {gen.size // 2**i: block for i, block in enumerate(blocks)},
+            "w_avg": avg,
+        }
+
+
+def test_converted_fixture_matches_nvidia_outputs(nvidia_fixture):
+    data, expected = nvidia_fixture
+    conversion = convert_records(data, "sg2ada_tiny64.pkl")
+    config = conversion.generator_config
+    assert (config["size"], config["style_dim"], config["n_mlp"], config["conv_clamp"]) == (64, 32, 2, 256.0)
+    assert conversion.discriminator_config["stddev_group"] == 4
+    ours = product_outputs(conversion, expected["z"])
+    for name in ("w", "w_psi07", "img_const", "img_none", "img_psi07_const", "d_logits", "w_avg"):
+        assert rel_error(ours[name], expected[name]) <= TOLERANCE, name
+    assert set(ours["d_blocks"]) == set(expected["d_blocks"])
+    for res, block in expected["d_blocks"].items():
+        assert rel_error(ours["d_blocks"][res], block) <= TOLERANCE, f"D block {res}"
+
+
+def reference_outputs(data, z):
+    """NVIDIA's forward pass from the records by the tests' own reading of the maths (nvidia_records)."""
+    G, D = data["G_ema"], data["D"]
+    with torch.no_grad():
+        w = reference_mapping(G, z)
+        num_ws = G.child("synthesis").attr("num_ws")
+        ws = w[:, None].expand(-1, num_ws, -1)
+        img = reference_synthesis(G, ws)
+        logits, blocks = reference_discriminator(D, img)
+        return {
+            "w": ws,
+            "img_const": img,
+            "img_none": reference_synthesis(G, ws, noise_mode="none"),
+            "d_logits": logits,
+            "d_blocks": blocks,
+        }
+
+
+def test_the_tests_reference_reproduces_nvidia_outputs(nvidia_fixture):
+    """The oracle used for our own fixtures below is checked against NVIDIA's own numbers first."""
+    data, expected = nvidia_fixture
+    ref = reference_outputs(data, expected["z"])
+    for name in ("w", "img_const", "img_none", "d_logits"):
+        assert rel_error(ref[name], expected[name]) <= TOLERANCE, name
+    for res, block in expected["d_blocks"].items():
+        assert rel_error(ref["d_blocks"][res], block) <= TOLERANCE, f"D block {res}"
+
+
+OWN_FIXTURES = {
+    # a clamp that binds in most layers, NVIDIA's default 8 mapping layers, an 8-image stddev group
+    "32px-8mlp-clamp0.5": dict(size=32, z_dim=16, n_mlp=8, clamp=0.5, mbstd_group=8, seed=1),
+    # no clamp, a larger size, a group of 2
+    "128px-2mlp-noclamp": dict(size=128, z_dim=8, n_mlp=2, clamp=None, mbstd_group=2, seed=2),
+    # the smallest size the product builds, a clamp that binds a little
+    "8px-4mlp-clamp2": dict(size=8, z_dim=12, n_mlp=4, clamp=2.0, mbstd_group=4, seed=3),
+}
+
+
+@pytest.mark.parametrize("name", list(OWN_FIXTURES))
+def test_own_fixtures_match_the_reference(tmp_path, name):
+    settings = OWN_FIXTURES[name]
+    data = read_network_pickle(write(tmp_path, build_networks(**settings)))
+    conversion = convert_records(data, name)
+    assert conversion.generator_config["n_mlp"] == settings["n_mlp"]
+    assert conversion.generator_config["conv_clamp"] == settings["clamp"]
+    assert conversion.discriminator_config["stddev_group"] == settings["mbstd_group"]
+    z = torch.randn(8, settings["z_dim"], generator=torch.Generator().manual_seed(5))
+    ours, ref = product_outputs(conversion, z), reference_outputs(data, z)
+    for key in ("w", "img_const", "img_none", "d_logits"):
+        assert rel_error(ours[key], ref[key]) <= TOLERANCE, key
+    for res, block in ref["d_blocks"].items():
+        assert rel_error(ours["d_blocks"][res], block) <= TOLERANCE, f"D block {res}"
+    assert not (tmp_path / PAYLOAD_NAME).exists()
+
+
+def test_the_clamp_binds_and_is_reproduced(tmp_path):
+    """With conv_clamp 0.5 many activations are clamped: dropping the clamp changes image and logits."""
+    data = read_network_pickle(write(tmp_path, build_networks(**OWN_FIXTURES["32px-8mlp-clamp0.5"])))
+    conversion = convert_records(data)
+    gen, disc = conversion.generator(), conversion.discriminator()
+    clamped = []
+    gen.convs[1].register_forward_hook(
+        lambda module, args, out: clamped.append((out.abs() == 0.5).float().mean())
+    )
+    z = torch.randn(8, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        img = gen(z)
+        logits = disc(img)
+        assert clamped[0] > 0.05  # the layer's output sits on the clamp in over 5% of its values
+        for module in [*gen.modules(), *disc.modules()]:
+            if hasattr(module, "conv_clamp"):
+                module.conv_clamp = None
+        assert rel_error(gen(z), img) > 0.1 and rel_error(disc(img), logits) > 0.01
