@@ -34,6 +34,7 @@ from torch import nn
 
 from jojogan.cleanup import DEFAULT_FIDELITY, CodeFormer, cleanup_face, load_codeformer, restore_image
 from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS, AlphaSpec, FinetuneConfig, check_alpha
+from jojogan.convert import base_checkpoint_path
 from jojogan.errors import CheckpointError, JojoganError
 from jojogan.fileio import atomic_output
 from jojogan.finetune import (
@@ -285,7 +286,8 @@ class JoJoGAN:
         """
         # A missing official file is downloaded (and verified) on first use; the 1.2 GB encoder only when
         # e4e inversion is actually used (see encoder()).
-        base_path = resolve_weights(base, default="ffhq", download=True)
+        # NVIDIA's .pkl files are converted once (nothing in them runs) and the conversion is loaded
+        base_path = base_checkpoint_path(resolve_weights(base, default="ffhq", download=True))
         e4e_path = resolve_weights(e4e, default="e4e", download=True) if e4e is not None else None
         checkpoint = load_checkpoint(base_path, device="cpu")
         pipe = cls(checkpoint, e4e_path=e4e_path, device=device, base_path=base_path)

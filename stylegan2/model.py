@@ -177,6 +177,18 @@ class Generator(nn.Module):
 
     # ----------------------------------------------------------------- structure
     @property
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this architecture (``blur_kernel`` is always the default)."""
+        return {
+            "size": self.size,
+            "style_dim": self.style_dim,
+            "n_mlp": self.n_mlp,
+            "channels": {res: ch for res, ch in sorted(self.channels.items()) if res <= self.size},
+            "lr_mlp": self.lr_mlp,
+            "conv_clamp": self.conv_clamp,
+        }
+
+    @property
     def num_styles(self) -> int:
         """Number of modulated layers (26 at 1024 px)."""
         return num_style_layers(self.size)
@@ -399,6 +411,17 @@ class Discriminator(nn.Module):
         self.final_linear = nn.Sequential(
             EqualLinear(ch[4] * 4 * 4, ch[4], activation="fused_lrelu"), EqualLinear(ch[4], 1)
         )
+
+    @property
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this architecture (``blur_kernel`` is always the default)."""
+        return {
+            "size": self.size,
+            "channels": {res: ch for res, ch in sorted(self.channels.items()) if res <= self.size},
+            "conv_clamp": self.conv_clamp,
+            "stddev_group": self.stddev_group,
+            "stddev_feat": self.stddev_feat,
+        }
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1:] != (3, self.size, self.size):

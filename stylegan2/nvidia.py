@@ -418,11 +418,14 @@ def convert_records(data: object, name: str = "network pickle") -> NvidiaConvers
             network, other architecture settings) or which tensor is missing or misshapen.
     """
     gen_record, disc_record = _top_level(data, name)
-    g_state, g_config, w_avg, info = _generator(gen_record)
-    d_state = d_config = None
-    if disc_record is not None:
-        d_state, d_config, d_info = _discriminator(disc_record, g_config["size"])
-        info.update(d_info)
+    try:
+        g_state, g_config, w_avg, info = _generator(gen_record)
+        d_state = d_config = None
+        if disc_record is not None:
+            d_state, d_config, d_info = _discriminator(disc_record, g_config["size"])
+            info.update(d_info)
+    except CheckpointError as error:
+        raise CheckpointError(f"{name}: {error}") from None
     conversion = NvidiaConversion(
         g_state, d_state, w_avg, g_config, d_config, {"format": "stylegan2-ada-pytorch", **info}
     )

@@ -313,6 +313,38 @@ def build_networks(
     }
 
 
+def stylegan3_networks(size: int = 16) -> dict:
+    """As :func:`build_networks`, with StyleGAN3's alias-free synthesis (SynthesisInput, L-layers)."""
+    networks = build_networks(size=size)
+    rng = _Rng(7)
+    layer = Record("SynthesisLayer", params={"weight": rng.randn(8, 8, 3, 3)}, is_torgb=False, use_fp16=False)
+    networks["G_ema"].modules["synthesis"] = Record(
+        "SynthesisNetwork",
+        modules={
+            "input": Record(
+                "SynthesisInput", params={"weight": rng.randn(8, 8)}, buffers={"freqs": rng.randn(8, 2)}
+            ),
+            "L0_36_8": layer,
+        },
+        w_dim=16,
+        img_resolution=size,
+        num_ws=16,
+        num_critical=2,
+    )
+    return networks
+
+
+def conditional_networks(c_dim: int = 5, size: int = 16) -> dict:
+    """As :func:`build_networks`, with a class label (``c_dim > 0``) and its embedding."""
+    networks = build_networks(size=size)
+    g_ema = networks["G_ema"]
+    g_ema.attrs["c_dim"] = c_dim
+    mapping = g_ema.modules["mapping"]
+    mapping.attrs["c_dim"] = c_dim
+    mapping.modules["embed"] = _fc(_Rng(8), c_dim, 16)
+    return networks
+
+
 # ---------------------------------------------------------------------------------------------- reference
 # NVIDIA's forward pass computed from the records read back (our reader's NetworkRecord), written from
 # NVIDIA's formulas in its generic form (pad, up-sample by zero insertion, convolve, filter), not the
