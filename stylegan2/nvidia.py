@@ -1,5 +1,5 @@
-"""NVIDIA's StyleGAN2 networks (stylegan2-ada-pytorch, stylegan3's ``networks_stylegan2``) in the official
-layout.
+"""NVIDIA's StyleGAN2 networks (stylegan2-ada-pytorch, stylegan3's ``networks_stylegan2``, and the TF era's
+NVlabs/stylegan2 through :mod:`~jojogan.stylegan2.nvidia_tf`) in the official layout.
 
 :func:`convert_records` maps the persistence records that :mod:`~jojogan.stylegan2.nvidia_pickle` reads to
 the product's own modules under the official (rosinality) names, so fine-tuning and stylizing use them
@@ -41,6 +41,7 @@ from jojogan.op import make_kernel
 from jojogan.stylegan2.layers import DEFAULT_BLUR_KERNEL
 from jojogan.stylegan2.model import Discriminator, Generator
 from jojogan.stylegan2.nvidia_pickle import NetworkRecord
+from jojogan.stylegan2.nvidia_tf import is_tf_pickle, tf_records
 
 __all__ = ["NvidiaConversion", "convert_records"]
 
@@ -383,12 +384,6 @@ def _discriminator(D: NetworkRecord, size: int) -> tuple[dict, dict, dict]:
 
 # ---------------------------------------------------------------------------------------------- entry point
 def _top_level(data: object, name: str) -> tuple[NetworkRecord, NetworkRecord | None]:
-    if isinstance(data, tuple) and len(data) == 3 and type(data[0]).__name__ == "TFNetworkRecord":
-        raise CheckpointError(
-            f"{name} is a TF-era StyleGAN2 pickle (NVlabs/stylegan2, dnnlib.tflib), which jojogan does not "
-            "read: convert it to PyTorch with NVIDIA's stylegan2-ada-pytorch `legacy.py` (python legacy.py "
-            "--source=IN.pkl --dest=OUT.pkl, in an environment you trust), then `jojogan convert OUT.pkl`"
-        )
     if not isinstance(data, dict):
         raise CheckpointError(
             f"{name} holds a {type(data).__name__}, not NVIDIA's {{'G_ema', 'D', ...}} dict"
@@ -417,6 +412,14 @@ def convert_records(data: object, name: str = "network pickle") -> NvidiaConvers
         CheckpointError: one line naming what is not a supported StyleGAN2 (StyleGAN3, conditional, another
             network, other architecture settings) or which tensor is missing or misshapen.
     """
+    source_format = "stylegan2-ada-pytorch"
+    try:
+        if is_tf_pickle(data):
+            if min(net.version for net in data) < 4:
+                raise CheckpointError("a TF network pickle older than StyleGAN2's (format version < 4)")
+            data, source_format = tf_records(data), "stylegan2-tf"
+    except CheckpointError as error:
+        raise CheckpointError(f"{name}: {error}") from None
     gen_record, disc_record = _top_level(data, name)
     try:
         g_state, g_config, w_avg, info = _generator(gen_record)
@@ -427,7 +430,7 @@ def convert_records(data: object, name: str = "network pickle") -> NvidiaConvers
     except CheckpointError as error:
         raise CheckpointError(f"{name}: {error}") from None
     conversion = NvidiaConversion(
-        g_state, d_state, w_avg, g_config, d_config, {"format": "stylegan2-ada-pytorch", **info}
+        g_state, d_state, w_avg, g_config, d_config, {"format": source_format, **info}
     )
     _check_layout(conversion, name)
     return conversion

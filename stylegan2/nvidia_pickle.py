@@ -38,7 +38,14 @@ import torch
 
 from jojogan.errors import CheckpointError
 
-__all__ = ["NetworkRecord", "PickleRefused", "TFNetworkRecord", "is_pickle_file", "read_network_pickle"]
+__all__ = [
+    "NetworkRecord",
+    "PickleRefused",
+    "TFNetworkRecord",
+    "assign_paths",
+    "is_pickle_file",
+    "read_network_pickle",
+]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -116,9 +123,11 @@ class TFNetworkRecord:
         components: sub-networks by name (``"mapping"``, ``"synthesis"``).
         variables: ``{variable name: numpy array}`` in the file's order.
         build_func_name: the build function's name (its module text is dropped unread).
+        version: the format version of the record (NVIDIA's StyleGAN2 files are version 4).
     """
 
     name: str = ""
+    version: int = 0
     static_kwargs: dict = field(default_factory=dict)
     components: dict = field(default_factory=dict)
     variables: dict = field(default_factory=dict)
@@ -128,6 +137,7 @@ class TFNetworkRecord:
         if not isinstance(state, dict):
             raise CheckpointError("a TF network record holds no state dict")
         self.name = str(state.get("name", ""))
+        self.version = state.get("version", 0) if isinstance(state.get("version"), int) else 0
         self.static_kwargs = dict(state.get("static_kwargs") or {})
         components = state.get("components") or {}
         self.components = {str(k): v for k, v in dict(components).items()}
@@ -422,14 +432,15 @@ def is_pickle_file(path: str | Path) -> bool:
     return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
-def _assign_paths(value: object, path: str) -> None:
+def assign_paths(value: object, path: str) -> None:
+    """Set every record's :attr:`NetworkRecord.path` from where it sits under ``value``."""
     if isinstance(value, NetworkRecord):
         value.path = path
         for name, child in value.modules.items():
-            _assign_paths(child, f"{path}.{name}")
+            assign_paths(child, f"{path}.{name}")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _assign_paths(item, f"{path}.{key}" if path else str(key))
+            assign_paths(item, f"{path}.{key}" if path else str(key))
 
 
 def read_network_pickle(path: str | Path) -> object:
@@ -481,5 +492,5 @@ def read_network_pickle(path: str | Path) -> object:
         raise CheckpointError(
             f"{path.name} is not a readable network pickle: the file is {detail} ({error})"
         ) from None
-    _assign_paths(data, "")
+    assign_paths(data, "")
     return data

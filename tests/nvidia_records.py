@@ -486,3 +486,127 @@ def reference_discriminator(D, img):
     x = _conv_layer_ref(epilogue.child("conv"), torch.cat([x, y], 1))
     x = _fc_ref(epilogue.child("out"), _fc_ref(epilogue.child("fc"), x.flatten(1)))
     return x, blocks
+
+
+# ---------------------------------------------------------------------------------------------- TF era
+class TFNetwork:
+    """Pickles as ``dnnlib.tflib.network.Network``: the state NVIDIA's TF code writes (``__getstate__``)."""
+
+    def __init__(self, name, static_kwargs, variables, components=None):
+        self.name, self.static_kwargs, self.variables = name, static_kwargs, variables
+        self.components = components or {}
+        self.source = "raise SystemExit('never run')\n"
+
+    def __getstate__(self):
+        return {
+            "version": 4,
+            "name": self.name,
+            "static_kwargs": self.static_kwargs,
+            "components": self.components,
+            "build_module_src": self.source,
+            "build_func_name": f"training.networks_stylegan2.{self.name}",
+            "variables": list(self.variables.items()),
+        }
+
+
+def _np(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().numpy().astype(np.float32).copy()
+
+
+def _tf_conv(weight: torch.Tensor, flip: bool = False) -> np.ndarray:
+    """``[out, in, kh, kw]`` → TF's ``[kh, kw, in, out]`` (spatially flipped for a TF transposed conv)."""
+    tf = weight.detach().permute(2, 3, 1, 0)
+    return _np(tf.flip([0, 1]) if flip else tf)
+
+
+def _tf_modulated(record: Record, scope: str, flip: bool = False) -> dict:
+    affine = record.modules["affine"]
+    found = {
+        f"{scope}/weight": _tf_conv(record.params["weight"], flip),
+        f"{scope}/bias": _np(record.params["bias"]),
+        f"{scope}/mod_weight": _np(affine.params["weight"].t()),
+        f"{scope}/mod_bias": _np(affine.params["bias"] - 1),
+    }
+    if "noise_strength" in record.params:
+        found[f"{scope}/noise_strength"] = _np(record.params["noise_strength"])
+    return found
+
+
+def _tf_generator(g: Record, mbstd_group: int) -> TFNetwork:
+    mapping, synthesis = g.modules["mapping"], g.modules["synthesis"]
+    n_mlp = mapping.attrs["num_layers"]
+    mapping_vars = {}
+    for i in range(n_mlp):
+        fc = mapping.modules[f"fc{i}"]
+        mapping_vars[f"Dense{i}/weight"] = _np(fc.params["weight"].t())
+        mapping_vars[f"Dense{i}/bias"] = _np(fc.params["bias"])
+    synthesis_vars, k = {}, 0
+    size = synthesis.attrs["img_resolution"]
+    for res in [2**i for i in range(2, int(math.log2(size)) + 1)]:
+        block = synthesis.modules[f"b{res}"]
+        if res == 4:
+            synthesis_vars["4x4/Const/const"] = _np(block.params["const"][None])
+            layers = [("conv1", "Conv", False)]
+        else:
+            layers = [("conv0", "Conv0_up", True), ("conv1", "Conv1", False)]
+        for name, scope, flip in layers:
+            layer = block.modules[name]
+            synthesis_vars.update(_tf_modulated(layer, f"{res}x{res}/{scope}", flip))
+            synthesis_vars[f"noise{k}"] = _np(layer.buffers["noise_const"][None, None])
+            k += 1
+        synthesis_vars.update(_tf_modulated(block.modules["torgb"], f"{res}x{res}/ToRGB"))
+    kwargs = {"resolution": size, "latent_size": g.attrs["z_dim"], "dlatent_size": g.attrs["w_dim"]}
+    kwargs.update(mapping_layers=n_mlp, truncation_psi=0.5)
+    components = {
+        "mapping": TFNetwork("G_mapping", {}, mapping_vars),
+        "synthesis": TFNetwork("G_synthesis_stylegan2", {}, synthesis_vars),
+    }
+    return TFNetwork("G_main", kwargs, {"dlatent_avg": _np(mapping.buffers["w_avg"])}, components)
+
+
+def _tf_discriminator(d: Record, mbstd_group: int) -> TFNetwork:
+    size = d.attrs["img_resolution"]
+    found = {}
+    for res in [2**i for i in range(int(math.log2(size)), 2, -1)]:
+        block = d.modules[f"b{res}"]
+        names = [("fromrgb", "FromRGB"), ("conv0", "Conv0"), ("conv1", "Conv1_down"), ("skip", "Skip")]
+        for name, scope in names:
+            if name in block.modules:
+                layer = block.modules[name]
+                found[f"{res}x{res}/{scope}/weight"] = _tf_conv(layer.params["weight"])
+                if "bias" in layer.params:
+                    found[f"{res}x{res}/{scope}/bias"] = _np(layer.params["bias"])
+    epilogue = d.modules["b4"].modules
+    found["4x4/Conv/weight"] = _tf_conv(epilogue["conv"].params["weight"])
+    found["4x4/Conv/bias"] = _np(epilogue["conv"].params["bias"])
+    for name, scope in (("fc", "4x4/Dense0"), ("out", "Output")):
+        found[f"{scope}/weight"] = _np(epilogue[name].params["weight"].t())
+        found[f"{scope}/bias"] = _np(epilogue[name].params["bias"])
+    return TFNetwork("D_stylegan2", {"resolution": size, "mbstd_group_size": mbstd_group}, found)
+
+
+def tf_dumps(networks: dict, mbstd_group: int = 4, payload_folder: Path | None = None) -> bytes:
+    """The TF-era ``(G, D, Gs)`` pickle of the same networks (unclamped), as NVlabs/stylegan2 wrote it."""
+    nets = (
+        _tf_generator(networks["G"], mbstd_group),
+        _tf_discriminator(networks["D"], mbstd_group),
+        _tf_generator(networks["G_ema"], mbstd_group),
+    )
+    if payload_folder is not None:
+        for net in nets:
+            for part in (net, *net.components.values()):
+                part.source = payload_source(payload_folder)
+    modules = {name: types.ModuleType(name) for name in ("dnnlib", "dnnlib.tflib", "dnnlib.tflib.network")}
+    modules["dnnlib.tflib.network"].Network = TFNetwork
+    TFNetwork.__module__, TFNetwork.__qualname__ = "dnnlib.tflib.network", "Network"
+    saved = {name: sys.modules.get(name) for name in modules}
+    sys.modules.update(modules)
+    try:
+        return pickle.dumps(nets, protocol=3)
+    finally:
+        TFNetwork.__module__, TFNetwork.__qualname__ = __name__, "TFNetwork"
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module

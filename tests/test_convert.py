@@ -21,7 +21,14 @@ from jojogan.stylegan2.checkpoint import MODEL_CONFIG_KEY
 from jojogan.weights import file_sha256
 
 from conftest import shared_path
-from nvidia_records import PAYLOAD_NAME, build_networks, conditional_networks, dumps, stylegan3_networks
+from nvidia_records import (
+    PAYLOAD_NAME,
+    build_networks,
+    conditional_networks,
+    dumps,
+    stylegan3_networks,
+    tf_dumps,
+)
 
 TOLERANCE = 1e-4
 
@@ -178,3 +185,26 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, case, monkeypatch):
     assert not (tmp_path / "home" / "converted").exists() or not any(
         (tmp_path / "home" / "converted").iterdir()
     )
+
+
+# ---------------------------------------------------------------------------------------------- TF era
+def test_tf_era_pickle_converts_like_its_pytorch_twin(tmp_path):
+    """The same networks in NVlabs/stylegan2's TF format and in stylegan2-ada-pytorch's give one checkpoint:
+    transposed dense and conv weights, the flipped up-sampling kernels, the +1 of the styles and the noise
+    variables land where the PyTorch records put them."""
+    networks = build_networks(size=16, n_mlp=3, clamp=None, mbstd_group=2, seed=4)
+    twin = tmp_path / "pytorch.pkl"
+    twin.write_bytes(dumps(networks))
+    source = tmp_path / "stylegan2-cat-config-f.pkl"
+    source.write_bytes(tf_dumps(networks, mbstd_group=2, payload_folder=tmp_path))
+    tf, pt = convert_network_pickle(source), convert_network_pickle(twin)
+    assert tf.source["format"] == "stylegan2-tf" and pt.source["format"] == "stylegan2-ada-pytorch"
+    assert tf.generator_config == pt.generator_config and tf.discriminator_config == pt.discriminator_config
+    for ours, theirs in ((tf.g_ema, pt.g_ema), (tf.d, pt.d)):
+        assert list(ours) == list(theirs)
+        for key in ours:
+            assert torch.equal(ours[key], theirs[key]), key
+    assert torch.equal(tf.latent_avg, pt.latent_avg)
+    result = run(["convert", source, "-o", tmp_path / "cat.safetensors"], tmp_path / "home")
+    assert result.exit_code == 0 and "3 mapping layers, no conv_clamp" in result.output
+    assert not (tmp_path / PAYLOAD_NAME).exists()
