@@ -3,15 +3,20 @@ load back exactly, once, with their provenance; everything else is one line and 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
+import jojogan
 import jojogan.convert
+from jojogan import weights as manager
 from jojogan.cli import main as cli
 from jojogan.convert import base_checkpoint_path, convert_network_pickle
 from jojogan.errors import CheckpointError
@@ -207,4 +212,62 @@ def test_tf_era_pickle_converts_like_its_pytorch_twin(tmp_path):
     assert torch.equal(tf.latent_avg, pt.latent_avg)
     result = run(["convert", source, "-o", tmp_path / "cat.safetensors"], tmp_path / "home")
     assert result.exit_code == 0 and "3 mapping layers, no conv_clamp" in result.output
+    assert not (tmp_path / PAYLOAD_NAME).exists()
+
+
+# ---------------------------------------------------------------------------------------------- registry
+NVIDIA_ROWS = {
+    "ffhq-512": 512,
+    "ffhq-256": 256,
+    "metfaces": 1024,
+    "afhq-cat": 512,
+    "afhq-dog": 512,
+    "afhq-wild": 512,
+    "lsun-car": 512,
+    "lsun-cat": 256,
+    "lsun-church": 256,
+    "lsun-horse": 256,
+}
+
+
+def test_registry_rows_for_nvidia_models():
+    for name, size in NVIDIA_ROWS.items():
+        row = manager.REGISTRY[name]
+        assert row.url.startswith("https://nvlabs-fi-cdn.nvidia.com/") and row.filename.endswith(".pkl")
+        assert row.url.endswith("/" + row.filename) and f"{size} px" in row.description
+        assert "Nvidia Source Code License-NC" in row.licence
+        assert row.sha256 is None and row.size is None  # NVIDIA publishes neither: pinned on first download
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A local HTTP folder standing in for NVIDIA's CDN (``JOJOGAN_WEIGHTS_MIRROR``), downloads on."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    monkeypatch.setenv("JOJOGAN_WEIGHTS_MIRROR", f"http://127.0.0.1:{httpd.server_address[1]}")
+    monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("JOJOGAN_OFFLINE", raising=False)
+    yield folder
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_base_by_registry_name_downloads_converts_once_and_caches(tmp_path, mirror, monkeypatch):
+    (mirror / "afhqcat.pkl").write_bytes(dumps(build_networks(size=16, clamp=256), tmp_path))
+    pipe = jojogan.JoJoGAN.from_pretrained(base="afhq-cat")
+    home = tmp_path / "home"
+    assert (home / "afhqcat.pkl").is_file() and pipe.base_path.parent == home / "converted"
+    assert pipe.generator.size == 16 and pipe.generator.conv_clamp == 256
+    (mirror / "afhqcat.pkl").unlink()  # a second run needs neither the network nor a new conversion
+    monkeypatch.setattr(jojogan.convert, "convert_network_pickle", None)
+    again = jojogan.JoJoGAN.from_pretrained(base="afhq-cat")
+    assert again.base_path == pipe.base_path
     assert not (tmp_path / PAYLOAD_NAME).exists()
