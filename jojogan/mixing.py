@@ -153,6 +153,24 @@ def _check_layer_indices(indices: Sequence[int], count: int, what: str) -> None:
         raise ValueError(f"{what} must lie in [0, {count - 1}], got {bad}")
 
 
+def _mapping_layers(spec: Mapping, size: int) -> list[int]:
+    """The S layers a ``{"layers", "resolutions", "w_plus"}`` mask spec swaps (the union)."""
+    count = num_style_layers(size)
+    layers = list(spec.get("layers", ()))
+    _check_layer_indices(layers, count, f"mask layers at {size} px")
+    resolution = style_layer_resolution(size)
+    resolutions = list(spec.get("resolutions", ()))
+    valid = sorted(set(resolution))
+    bad = [r for r in resolutions if r not in valid]
+    if bad:
+        raise ValueError(f"mask resolutions must be among {valid} at {size} px, got {bad}")
+    layers += [k for k in range(count) if resolution[k] in resolutions]
+    w_plus = list(spec.get("w_plus", ()))
+    n_latent = max(style_layer_latent_index(size)) + 1
+    _check_layer_indices(w_plus, n_latent, f"mask W+ indices at {size} px")
+    return layers + w_plus_swap_layers(w_plus, size)
+
+
 def resolve_mask(spec: MaskSpec, size: int) -> torch.Tensor:
     """Turn a mask spec into the keep-mask of the style layers (True = keep the reference's code).
 
@@ -197,21 +215,7 @@ def resolve_mask(spec: MaskSpec, size: int) -> torch.Tensor:
         else:
             swap = _group_layers(spec, size)
     elif isinstance(spec, Mapping):
-        swap = []
-        layers = list(spec.get("layers", ()))
-        _check_layer_indices(layers, count, f"mask layers at {size} px")
-        swap += layers
-        resolution = style_layer_resolution(size)
-        resolutions = list(spec.get("resolutions", ()))
-        valid = sorted(set(resolution))
-        bad = [r for r in resolutions if r not in valid]
-        if bad:
-            raise ValueError(f"mask resolutions must be among {valid} at {size} px, got {bad}")
-        swap += [k for k in range(count) if resolution[k] in resolutions]
-        w_plus = list(spec.get("w_plus", ()))
-        n_latent = max(style_layer_latent_index(size)) + 1
-        _check_layer_indices(w_plus, n_latent, f"mask W+ indices at {size} px")
-        swap += w_plus_swap_layers(w_plus, size)
+        swap = _mapping_layers(spec, size)
     else:
         swap = list(spec)
         _check_layer_indices(swap, count, f"mask layer indices at {size} px")
