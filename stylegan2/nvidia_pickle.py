@@ -472,6 +472,7 @@ def read_network_pickle(path: str | Path) -> object:
     try:
         with open(path, "rb") as handle:
             data = _NetworkUnpickler(handle).load()
+        assign_paths(data, "")
     except PickleRefused as error:
         raise PickleRefused(
             f"{path.name} asks to load {error} when unpickled, which is not network data: refused, and "
@@ -487,10 +488,10 @@ def read_network_pickle(path: str | Path) -> object:
         IndexError,
         KeyError,
         MemoryError,
+        RecursionError,
     ) as error:
         detail = "truncated" if isinstance(error, EOFError) or "truncated" in str(error) else "damaged"
         raise CheckpointError(
             f"{path.name} is not a readable network pickle: the file is {detail} ({error})"
         ) from None
-    assign_paths(data, "")
     return data

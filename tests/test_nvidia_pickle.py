@@ -325,3 +325,13 @@ def test_the_clamp_binds_and_is_reproduced(tmp_path):
             if hasattr(module, "conv_clamp"):
                 module.conv_clamp = None
         assert rel_error(gen(z), img) > 0.1 and rel_error(disc(img), logits) > 0.01
+
+
+def test_a_pickle_nested_beyond_reason_is_one_line(tmp_path):
+    path = tmp_path / "deep.pkl"
+    # hand-written opcodes: protocol 2, 100000 nested EMPTY_DICT/SETITEM levels (no Python object is pickled)
+    depth = 100_000
+    path.write_bytes(b"\x80\x02" + b"}X\x01\x00\x00\x00k" * depth + b"}" + b"s" * depth + b".")
+    with pytest.raises(CheckpointError, match="damaged") as error:
+        read_network_pickle(path)
+    assert "\n" not in str(error.value)
