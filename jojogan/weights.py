@@ -93,6 +93,7 @@ class WeightsEntry:
         url: a plain HTTPS URL of the same bytes (e.g. a GitHub release asset).
         drive_id: Google Drive id the original project used; never fetched automatically.
         layout: what the loader expects inside.
+        profile: for a base generator, its domain profile (a key of :data:`jojogan.domains.PROFILES`).
     """
 
     name: str
@@ -107,6 +108,7 @@ class WeightsEntry:
     layout: str = ""
     sha256_prefix: str | None = None
     approx_size: int | None = None
+    profile: str | None = None
 
     @property
     def hf_url(self) -> str | None:
@@ -203,6 +205,7 @@ _ROWS = (
         hf_repo="akhaliq/jojogan-stylegan2-ffhq-config-f",
         drive_id="1Yr7KuD959btpmcKGAUsbAk5rPjX2MytK",
         layout="{'g_ema': ..., 'd': ..., 'latent_avg': [512]} in the rosinality layout",
+        profile="ffhq",
     ),
     WeightsEntry(
         name="e4e",
