@@ -24,7 +24,7 @@ from jojogan.fileio import atomic_output
 from jojogan.stylegan2.checkpoint import MODEL_CONFIG_KEY, model_config, read_model_config
 from jojogan.stylegan2.nvidia import NvidiaConversion, convert_records
 from jojogan.stylegan2.nvidia_pickle import is_pickle_file, read_network_pickle
-from jojogan.weights import cache_dir, file_sha256
+from jojogan.weights import cache_dir, file_sha256, find_entry
 
 __all__ = [
     "CONVERTED_SUFFIXES",
@@ -33,6 +33,7 @@ __all__ = [
     "convert_network_pickle",
     "describe",
     "save_converted",
+    "source_profile",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def save_converted(
     output: str | os.PathLike,
     source: Path | None = None,
     sha256: str | None = None,
+    profile: str | None = None,
 ) -> Path:
     """Write ``conversion`` as an official-layout checkpoint (atomically: all of it or nothing).
 
@@ -73,6 +75,8 @@ def save_converted(
         output: ``.safetensors`` or ``.pt``.
         source: the pickle it came from (its name is recorded).
         sha256: the pickle's sha256 (recorded; computed from ``source`` when not given).
+        profile: the domain profile to record (a :data:`jojogan.domains.PROFILES` name); ``None``: the one
+            of the weights-registry row named like ``source``, if any.
 
     Returns:
         ``output``.
@@ -82,7 +86,9 @@ def save_converted(
         raise CheckpointError(f"a converted checkpoint is a .safetensors or .pt file, got {output.name}")
     if source is not None and sha256 is None:
         sha256 = file_sha256(source)
-    provenance = {"file": source.name if source else None, "sha256": sha256, **conversion.source}
+    profile = profile or (source_profile(source) if source is not None else None)
+    provenance = {"file": source.name if source else None, "sha256": sha256, "profile": profile}
+    provenance.update(conversion.source)
     config = model_config(conversion.generator(), conversion.discriminator(), source=provenance)
     g_ema = {k: v.detach().contiguous().clone() for k, v in conversion.g_ema.items()}
     d = {k: v.detach().contiguous().clone() for k, v in (conversion.d or {}).items()}
@@ -98,6 +104,13 @@ def save_converted(
             data = {"g_ema": g_ema, "latent_avg": latent_avg, MODEL_CONFIG_KEY: config}
             torch.save({**data, **({"d": d} if d else {})}, tmp)
     return output
+
+
+def source_profile(source: Path) -> str | None:
+    """The domain profile of the weights-registry row whose file is named like ``source`` (NVIDIA's
+    ``afhqcat.pkl`` is the ``afhq-cat`` row's), or ``None``."""
+    row = find_entry(Path(source).name)
+    return row.profile if row is not None else None
 
 
 def cached_conversion_path(source: Path, sha256: str) -> Path:

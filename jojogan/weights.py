@@ -146,6 +146,7 @@ _PICKLE_LAYOUT = (
 
 
 def _nvidia(name: str, url: str, what: str, tf_era: bool = False) -> WeightsEntry:
+    # the row's name is its domain profile's (jojogan.domains.PROFILES)
     """A base model NVIDIA publishes as a pickle (no size or sha256 published: pinned on first use)."""
     layout = (
         "TF-era (G, D, Gs) of dnnlib.tflib" if tf_era else "stylegan2-ada-pytorch {'G', 'D', 'G_ema', ...}"
@@ -157,6 +158,7 @@ def _nvidia(name: str, url: str, what: str, tf_era: bool = False) -> WeightsEntr
         licence=f"NVIDIA's StyleGAN2 models: {NVIDIA_NC}",
         url=url,
         layout=_PICKLE_LAYOUT.format(layout=layout),
+        profile=name,
     )
 
 

@@ -38,6 +38,7 @@ _D_BLOCK_KEY = re.compile(r"^convs\.(\d+)\.conv1\.0\.weight$")
 MODEL_CONFIG_KEY = "jojogan_model"
 """Where a checkpoint keeps the settings its shapes cannot tell (e.g. a converted NVIDIA model's)."""
 MODEL_CONFIG_VERSION = 1
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass
@@ -49,12 +50,14 @@ class StyleGAN2Checkpoint:
         discriminator: the discriminator, or ``None`` when the file has none.
         latent_avg: mean w ``[style_dim]``, or ``None`` when the file has none.
         path: where it was read from.
+        profile: the domain profile the file records (a converted NVIDIA model's), or ``None``.
     """
 
     generator: Generator
     discriminator: Discriminator | None
     latent_avg: torch.Tensor | None
     path: Path | None = None
+    profile: str | None = None
 
 
 def read_weights_file(path: str | Path, device: str | torch.device = "cpu", safe_globals: tuple = ()) -> dict:
@@ -224,12 +227,17 @@ def _parse_model_config(raw: object, name: str) -> dict:
     if "stddev_group" in disc:
         group = _positive(disc["stddev_group"], "stddev_group", name, optional=True, integer=True)
         parsed["discriminator"]["stddev_group"] = group
-    return parsed
+    source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
+    profile = source.get("profile")
+    if profile is not None and not (isinstance(profile, str) and _PROFILE_NAME.fullmatch(profile)):
+        raise CheckpointError(f"{name}: the recorded domain profile {str(profile)[:40]!r} is not a name")
+    return {**parsed, "profile": profile}
 
 
 def read_model_config(path: Path, data: Mapping) -> dict:
     """The recorded settings of a checkpoint, parsed: ``{"generator": {...}, "discriminator": {...}}`` of
-    keyword arguments for the loaders (empty dicts when the file records none).
+    keyword arguments for the loaders (empty dicts when the file records none), and ``"profile"``: the
+    domain profile's name recorded as the source's, or ``None``.
 
     Args:
         path: the file (a ``.safetensors`` header is read from it).
@@ -248,7 +256,7 @@ def read_model_config(path: Path, data: Mapping) -> dict:
                 f"{path.name}: the '{MODEL_CONFIG_KEY}' header is not JSON ({error})"
             ) from error
     if raw is None:
-        return {"generator": {}, "discriminator": {}}
+        return {"generator": {}, "discriminator": {}, "profile": None}
     return _parse_model_config(raw, path.name)
 
 
@@ -393,4 +401,4 @@ def load_checkpoint(
                 f"{path.name}: latent_avg has shape {tuple(latent_avg.shape)}, expected [{gen.style_dim}]"
             )
         latent_avg = latent_avg.to(device)
-    return StyleGAN2Checkpoint(generator=gen, discriminator=disc, latent_avg=latent_avg, path=path)
+    return StyleGAN2Checkpoint(gen, disc, latent_avg, path=path, profile=settings["profile"])

@@ -266,6 +266,7 @@ def test_base_by_registry_name_downloads_converts_once_and_caches(tmp_path, mirr
     home = tmp_path / "home"
     assert (home / "afhqcat.pkl").is_file() and pipe.base_path.parent == home / "converted"
     assert pipe.generator.size == 16 and pipe.generator.conv_clamp == 256
+    assert pipe.profile.name == "afhq-cat"  # the registry row's domain, recorded in the conversion
     (mirror / "afhqcat.pkl").unlink()  # a second run needs neither the network nor a new conversion
     monkeypatch.setattr(jojogan.convert, "convert_network_pickle", None)
     again = jojogan.JoJoGAN.from_pretrained(base="afhq-cat")

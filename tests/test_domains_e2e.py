@@ -16,8 +16,8 @@ from jojogan.weights import file_sha256
 
 from conftest import shared_path
 
-FAST = ["--inversion", "optimize", "--inversion-steps", "6"]
-NOT_A_FACE = ["--aligned"]
+FAST = ["--inversion-steps", "6"]
+NOT_A_FACE = ["--aligner", "center-crop"]  # the generic domain: centred square, optimisation, no identity
 
 
 def run(args, home):
@@ -55,11 +55,36 @@ def test_a_cat_stylizes_and_samples(cat_style):
     outputs = {}
     for alpha in ("0", "1"):
         out = root / f"alpha{alpha}.png"
-        common = [*NOT_A_FACE, *FAST, "--no-identity", "--base", base, "--style", style]
-        run(["stylize", photo, *common, "--alpha", alpha, "-o", out, "--force"], root / "home")
+        common = [*NOT_A_FACE, *FAST, "--base", base, "--style", style]
+        result = run(["stylize", photo, *common, "--alpha", alpha, "-o", out, "--force"], root / "home")
+        assert "identity" not in result.output  # no face: no identity figure
         outputs[alpha] = np.asarray(Image.open(out), dtype=np.float32)
     assert outputs["0"].shape == outputs["1"].shape == (64, 64, 3)
     assert np.abs(outputs["0"] - outputs["1"]).mean() > 1.0  # the style changed the cat
     grid = root / "grid.png"
     run(["sample", "--style", style, "--base", base, "-n", "2", "--tile", "64", "-o", grid], root / "home")
     assert Image.open(grid).size[0] >= 128
+
+
+def test_face_only_options_are_refused_for_a_cat(cat_style):
+    root, base, style, photo = cat_style
+    common = ["stylize", photo, *NOT_A_FACE, *FAST, "--base", base, "--style", style, "-o", root / "x.png"]
+    for extra, words in ((["--paste"], "paste-back does not apply"), (["--face", "1"], "face selection")):
+        result = CliRunner().invoke(
+            cli, [str(a) for a in common + extra], env={"JOJOGAN_HOME": str(root / "home")}
+        )
+        assert result.exit_code != 0 and words in result.output, result.output
+    assert not (root / "x.png").exists()
+    tune = [
+        "finetune",
+        photo,
+        *NOT_A_FACE,
+        "--base",
+        base,
+        "--identity-weight",
+        "1",
+        "-o",
+        root / "y.safetensors",
+    ]
+    result = CliRunner().invoke(cli, [str(a) for a in tune], env={"JOJOGAN_HOME": str(root / "home")})
+    assert result.exit_code != 0 and "identity loss applies to faces" in result.output, result.output

@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 
 from jojogan.config import FACE_CHOICES, INVERSION_DISTANCES, StylizeConfig
+from jojogan.domains import ALIGNERS, PROFILES
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,22 @@ _base_option = click.option(
     help="StyleGAN2 checkpoint: official layout, or NVIDIA's stylegan2-ada/stylegan3 .pkl (converted once "
     "into the cache, nothing in it runs), or a registry name (default: stylegan2-ffhq-config-f.pt).",
 )
+_domain_options = (
+    click.option(
+        "--domain",
+        type=click.Choice(list(PROFILES)),
+        default=None,
+        help="What the base's pictures are (default: the base's registry row, or what a converted file "
+        "records, else ffhq): chooses the aligner, encoder, identity figure and paste-back.",
+    ),
+    click.option(
+        "--aligner",
+        type=click.Choice(list(ALIGNERS)),
+        default=None,
+        help="How a photo becomes the generator's frame, replacing the domain's: FFHQ landmarks, the "
+        "centred square (pictures that are no faces), or none. Alone, center-crop means the generic domain.",
+    ),
+)
 _device_option = click.option(
     "--device",
     default="auto",
@@ -182,14 +199,15 @@ _device_option = click.option(
 
 
 def base_options(command: Callable) -> Callable:
-    """--base/--device, for commands that never invert a face (no --e4e to offer)."""
-    return stack(_base_option, _device_option)(command)
+    """--base/--domain/--aligner/--device, for commands that never invert a face (no --e4e to offer)."""
+    return stack(_base_option, *_domain_options, _device_option)(command)
 
 
 def model_options(command: Callable) -> Callable:
-    """--base/--e4e/--device, shared by every command that loads models."""
+    """--base/--domain/--aligner/--e4e/--device, shared by every command that loads models."""
     return stack(
         _base_option,
+        *_domain_options,
         click.option(
             "--e4e",
             "e4e",
@@ -365,8 +383,13 @@ def check_alpha_length(alpha, generator) -> None:
         )
 
 
-def pipeline(base, e4e=None, device="auto", codeformer=None, distance=INVERSION_DISTANCES[0]):
-    """The API pipeline for one command; the command is one job of the CPU memory policy."""
+def pipeline(
+    base, e4e=None, device="auto", codeformer=None, distance=INVERSION_DISTANCES[0], domain=None, aligner=None
+):
+    """The API pipeline for one command; the command is one job of the CPU memory policy.
+
+    ``domain`` and ``aligner`` default to the command's own ``--domain``/``--aligner`` (``model_options``).
+    """
     from jojogan.api import JoJoGAN
     from jojogan.op.memory import cpu_memory_reuse
     from jojogan.style_file import is_style_file
@@ -387,7 +410,11 @@ def pipeline(base, e4e=None, device="auto", codeformer=None, distance=INVERSION_
             )
     log.debug("loading the base %s (e4e: %s) on device %s", base or "from the cache", e4e or "cache", device)
     started = time.perf_counter()
-    pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device, codeformer=codeformer)
+    params = click.get_current_context().params
+    domain, aligner = domain or params.get("domain"), aligner or params.get("aligner")
+    pipe = JoJoGAN.from_pretrained(
+        base=base, e4e=e4e, device=device, codeformer=codeformer, profile=domain, aligner=aligner
+    )
     log.debug(
         "loaded a %d px generator on %s in %.2f s", pipe.size, pipe.device, time.perf_counter() - started
     )

@@ -112,7 +112,7 @@ def finetune(
     state = _resume_state(state_path, resume, force)
     pipe = pipeline(base, e4e, device, distance=inputs.distance)
     loss_net = None
-    if config.identity_weight > 0:
+    if pipe.check_finetune(config).identity_weight > 0:
         from jojogan.identity import load_identity_loss_network
 
         loss_net = load_identity_loss_network(identity_net, identity_weights, pipe.device).embed
