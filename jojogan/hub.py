@@ -29,7 +29,7 @@ from jojogan.cleanup.cleaners import CLEANERS, Cleaner
 from jojogan.components import Components, LRUCache
 from jojogan.config import StylizeConfig
 from jojogan.convert import base_checkpoint_path
-from jojogan.domains import ALIGNERS, DEFAULT_PROFILE, DomainMismatchError, DomainProfile, profile_for
+from jojogan.domains import DEFAULT_PROFILE, DomainMismatchError, DomainProfile, profile_for
 from jojogan.errors import JojoganError
 from jojogan.identity import DEFAULT_METRIC_NETWORK, FaceRecognizer, load_face_recognizer
 from jojogan.inversion.align import AlignedFace, align_face, align_faces, align_picture
@@ -81,12 +81,12 @@ def as_sources(references: ImageSource | Sequence[ImageSource]) -> list[ImageSou
 
 
 def base_profile(
-    base_path: Path | None, profile: str | None, recorded: str | None = None, aligner: str | None = None
+    base_path: Path | None, profile: str | None, aligner: str | None = None, recorded: str | None = None
 ) -> DomainProfile:
     """The profile named, else that of the base's registry row, else the one the base file records (a
     converted NVIDIA model's), else ``generic`` when ``aligner`` says the pictures are no faces, else
-    :data:`DEFAULT_PROFILE`; ``aligner`` (one of :data:`~jojogan.domains.ALIGNERS`) then replaces the
-    profile's own (``none`` also turns paste-back off: there is no transform back to a photo)."""
+    :data:`DEFAULT_PROFILE`; with another ``aligner`` than the profile's, the face-only stages go (no
+    identity figure, no paste-back)."""
     if profile is None and base_path is not None:
         row = find_entry(base_path.name)
         profile = row.profile if row is not None else None
@@ -96,9 +96,10 @@ def base_profile(
     chosen = profile_for(profile or DEFAULT_PROFILE)
     if aligner is None or aligner == chosen.aligner:
         return chosen
-    if aligner not in ALIGNERS:
-        raise JojoganError(f"unknown aligner {aligner!r}; known aligners: {', '.join(ALIGNERS)}")
-    return dataclasses.replace(chosen, aligner=aligner, paste=chosen.paste and aligner != "none")
+    faces = aligner == "ffhq-dlib"
+    return dataclasses.replace(
+        chosen, aligner=aligner, identity=faces and chosen.identity, paste=faces and chosen.paste
+    )
 
 
 class Hub:
@@ -113,7 +114,7 @@ class Hub:
         weights: other components' files by weights-registry row (``{"codeformer": path}``).
         profile: the base's domain profile by name (``None``: its registry row's, else the one the file
             records, else ``ffhq``).
-        aligner: replaces the profile's aligner (see :func:`base_profile`).
+        aligner: another aligner than the profile's (:data:`jojogan.domains.ALIGNERS`).
     """
 
     def __init__(
@@ -134,25 +135,24 @@ class Hub:
         self.latent_avg = base.latent_avg
         self.weights = {**(weights or {}), "e4e": e4e_path}
         self.base_path = Path(base_path) if base_path is not None else base.path
-        self.profile = base_profile(self.base_path, profile, base.profile, aligner)
+        self.profile = base_profile(self.base_path, profile, aligner, recorded=base.profile)
         self.max_styles = max_styles
         self._styles: LRUCache[Path, StyleFile] = LRUCache(max_styles)
         self._base_sha256: str | None = None
         self.to(device)
 
     @classmethod
-    def from_pretrained(cls, base=None, e4e=None, device="cpu", codeformer=None, profile=None, **options):
+    def from_pretrained(cls, base=None, e4e=None, device="cpu", codeformer=None, **options):
         """Load the base checkpoint (a path, a registry name, or ``None`` for the official FFHQ file in the
         weights cache, downloaded and verified on first use; NVIDIA's ``.pkl`` files are converted once,
         nothing in them runs). ``e4e`` and ``codeformer`` are paths or ``None`` for the cache (fetched only
         when first used); ``device`` defaults to the CPU, ``"auto"`` picks CUDA, then MPS, then the CPU;
-        ``profile`` names the base's domain and ``options`` are the other arguments of :class:`Hub`
-        (``max_styles``, ``aligner``)."""
+        ``options`` are the other arguments of :class:`Hub` (``profile``, ``aligner``, ``max_styles``)."""
         base_path = base_checkpoint_path(resolve_weights(base, default="ffhq", download=True))
         e4e_path = resolve_weights(e4e, default="e4e", download=True) if e4e is not None else None
         checkpoint = load_checkpoint(base_path, device="cpu")
         weights = {"codeformer": codeformer}
-        return cls(checkpoint, e4e_path, device, base_path, weights=weights, profile=profile, **options)
+        return cls(checkpoint, e4e_path, device, base_path, weights=weights, **options)
 
     # ------------------------------------------------------------------ components and devices
     @property
@@ -267,6 +267,12 @@ class Hub:
             filled["inversion"] = profile.encoder
         if isinstance(config.identity, str) and config.identity == "auto":
             filled["identity"] = DEFAULT_METRIC_NETWORK if profile.identity else None
+        encoder = ENCODERS[filled.get("inversion", config.inversion)]
+        if encoder.domains is not None and profile.name not in encoder.domains:
+            raise DomainMismatchError(
+                f"the {encoder.name} encoder was trained for {', '.join(encoder.domains)} pictures, not "
+                f"{profile.name}; use inversion 'optimize' (--inversion optimize)"
+            )
         if config.paste and not profile.paste:
             raise DomainMismatchError(
                 f"paste-back does not apply to {profile.name} pictures ({profile.description})"

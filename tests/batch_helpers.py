@@ -13,6 +13,7 @@ from PIL import Image
 
 from jojogan.batch import BatchSettings
 from jojogan.config import StylizeConfig
+from jojogan.models import Models
 
 GOOD = ("chris_hemsworth", "iu")
 BAD = {
@@ -54,7 +55,7 @@ def fast_settings(workdir: Path, style: Path, **changes) -> BatchSettings:
     """Settings of a batch on the tiny base (optimisation inversion, 3 steps); ``changes`` are
     :class:`StylizeConfig` fields."""
     config = StylizeConfig(**{"inversion": "optimize", "inversion_steps": 3, "identity": "auto", **changes})
-    return BatchSettings(style=style, config=config, base=workdir / "base.pt", device="cpu")
+    return BatchSettings(style=style, config=config, models=Models(base=workdir / "base.pt", device="cpu"))
 
 
 def manifest_lines(outdir: Path) -> list[dict]:

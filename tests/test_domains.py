@@ -56,7 +56,11 @@ def test_how_a_base_finds_its_profile(tmp_path):
     generic = base_profile(unknown, None, aligner="center-crop")
     assert (generic.name, generic.aligner, generic.identity) == ("generic", "center-crop", False)
     cropped_faces = base_profile(unknown, "ffhq-512", aligner="center-crop")
-    assert (cropped_faces.aligner, cropped_faces.faces, cropped_faces.paste) == ("center-crop", False, True)
+    assert (cropped_faces.aligner, cropped_faces.identity, cropped_faces.paste) == (
+        "center-crop",
+        False,
+        False,
+    )
     assert base_profile(unknown, "ffhq", aligner="none").paste is False  # no transform back to a photo
     with pytest.raises(jojogan.JojoganError, match="unknown domain"):
         base_profile(unknown, "mars")

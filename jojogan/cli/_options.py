@@ -24,6 +24,7 @@ import click
 
 from jojogan.config import FACE_CHOICES, INVERSION_DISTANCES, StylizeConfig
 from jojogan.domains import ALIGNERS, PROFILES
+from jojogan.models import Models
 
 log = logging.getLogger(__name__)
 
@@ -173,22 +174,6 @@ _base_option = click.option(
     help="StyleGAN2 checkpoint: official layout, or NVIDIA's stylegan2-ada/stylegan3 .pkl (converted once "
     "into the cache, nothing in it runs), or a registry name (default: stylegan2-ffhq-config-f.pt).",
 )
-_domain_options = (
-    click.option(
-        "--domain",
-        type=click.Choice(list(PROFILES)),
-        default=None,
-        help="What the base's pictures are (default: the base's registry row, or what a converted file "
-        "records, else ffhq): chooses the aligner, encoder, identity figure and paste-back.",
-    ),
-    click.option(
-        "--aligner",
-        type=click.Choice(list(ALIGNERS)),
-        default=None,
-        help="How a photo becomes the generator's frame, replacing the domain's: FFHQ landmarks, the "
-        "centred square (pictures that are no faces), or none. Alone, center-crop means the generic domain.",
-    ),
-)
 _device_option = click.option(
     "--device",
     default="auto",
@@ -198,9 +183,40 @@ _device_option = click.option(
 )
 
 
+_domain_options = (
+    click.option(
+        "--domain",
+        type=click.Choice(sorted(PROFILES)),
+        default=None,
+        help="What the base's pictures are (default: its weights-registry row's, else ffhq faces).",
+    ),
+    click.option(
+        "--aligner",
+        type=click.Choice(ALIGNERS),
+        default=None,
+        help="How a photo becomes the generator's frame (default: the domain's; center-crop and none skip "
+        "face detection, the identity figure and paste-back).",
+    ),
+)
+
+MODEL_KEYS = ("base", "e4e", "device", "domain", "aligner", "codeformer")
+"""The options that say which models a command loads (gathered into one :class:`Models`)."""
+
+
+def _gathered(command: Callable) -> Callable:
+    """Hand the command its model options as one :class:`Models` (``models=``)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        kwargs["models"] = Models(**{key: kwargs.pop(key) for key in MODEL_KEYS if key in kwargs})
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
 def base_options(command: Callable) -> Callable:
     """--base/--domain/--aligner/--device, for commands that never invert a face (no --e4e to offer)."""
-    return stack(_base_option, *_domain_options, _device_option)(command)
+    return stack(_base_option, *_domain_options, _device_option)(_gathered(command))
 
 
 def model_options(command: Callable) -> Callable:
@@ -216,7 +232,7 @@ def model_options(command: Callable) -> Callable:
             help="e4e_ffhq_encode.pt (default: the weights cache).",
         ),
         _device_option,
-    )(command)
+    )(_gathered(command))
 
 
 def output_file_option(description: str, suffixes: tuple[str, ...] | None = None, folder_ok: bool = False):
@@ -259,7 +275,7 @@ def _stylize_specs() -> dict[str, dict]:
 
     return {
         "alpha": dict(
-            type=str, callback=_parse_alpha, show_default="1.0",
+            type=str, callback=_parse_alpha, show_default=True,
             help="Style strength in [0, 1], or one comma-separated value per style layer.",
         ),
         "face": dict(
@@ -383,17 +399,12 @@ def check_alpha_length(alpha, generator) -> None:
         )
 
 
-def pipeline(
-    base, e4e=None, device="auto", codeformer=None, distance=INVERSION_DISTANCES[0], domain=None, aligner=None
-):
-    """The API pipeline for one command; the command is one job of the CPU memory policy.
-
-    ``domain`` and ``aligner`` default to the command's own ``--domain``/``--aligner`` (``model_options``).
-    """
-    from jojogan.api import JoJoGAN
+def pipeline(models: Models, distance: str = INVERSION_DISTANCES[0]):
+    """The API pipeline for one command; the command is one job of the CPU memory policy."""
     from jojogan.op.memory import cpu_memory_reuse
     from jojogan.style_file import is_style_file
 
+    base = models.base
     if base is not None and is_style_file(base):
         raise click.ClickException(
             f"--base {base} is a jojogan style file (a fine-tuned generator); --base takes the StyleGAN2 "
@@ -408,13 +419,9 @@ def pipeline(
                 "VGG16 weights in the weights cache or a network to fetch them "
                 "(`jojogan weights download vgg16`)"
             )
-    log.debug("loading the base %s (e4e: %s) on device %s", base or "from the cache", e4e or "cache", device)
+    log.debug("loading the base %s on device %s", base or "from the cache", models.device)
     started = time.perf_counter()
-    params = click.get_current_context().params
-    domain, aligner = domain or params.get("domain"), aligner or params.get("aligner")
-    pipe = JoJoGAN.from_pretrained(
-        base=base, e4e=e4e, device=device, codeformer=codeformer, profile=domain, aligner=aligner
-    )
+    pipe = models.load()
     log.debug(
         "loaded a %d px generator on %s in %.2f s", pipe.size, pipe.device, time.perf_counter() - started
     )

@@ -86,9 +86,7 @@ CLI_DEFAULTS = {"save_state_every": 25}  # an interrupted command line run shoul
 )
 @model_options
 @force_option
-def finetune(
-    references, output, identity_net, identity_weights, resume, base, e4e, device, force, **settings
-):
+def finetune(references, output, identity_net, identity_weights, resume, models, force, **settings):
     """Fine-tune StyleGAN2 on one or more stylized reference faces (JoJoGAN).
 
     \b
@@ -105,12 +103,12 @@ def finetune(
     """
     config = config_from_options(FinetuneConfig, settings)
     inputs = stylize_config(settings)
-    check_inputs_exist(*references, base, e4e, identity_weights)
-    claim_outputs([*references, base, e4e, identity_weights], [output], force)
+    check_inputs_exist(*references, *models.files, identity_weights)
+    claim_outputs([*references, *models.files, identity_weights], [output], force)
     state_path = output.with_name(output.name + ".resume.pt")
     click.get_current_context().with_resource(_output_lock(output))
     state = _resume_state(state_path, resume, force)
-    pipe = pipeline(base, e4e, device, distance=inputs.distance)
+    pipe = pipeline(models, inputs.distance)
     loss_net = None
     if pipe.check_finetune(config).identity_weight > 0:
         from jojogan.identity import load_identity_loss_network

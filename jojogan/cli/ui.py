@@ -29,7 +29,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 )
 @stylize_options("max_pixels")
 @model_options
-def ui(host, port, library, base, e4e, device, **settings):
+def ui(host, port, library, models, **settings):
     """Serve the web UI on this machine (open the address it prints): train styles, stylize photos, browse
     the library.
 
@@ -51,7 +51,7 @@ def ui(host, port, library, base, e4e, device, **settings):
     _check_port(host, port)
     if host not in _LOOPBACK:
         click.echo(f"warning: listening on {host}: other machines can reach this UI", err=True)
-    pipe = pipeline(base, e4e, device)
+    pipe = pipeline(models)
     missing = missing_worker_env(os.environ) if pipe.device.type == "cpu" else {}
     if missing:  # the page's work runs on worker threads: see jojogan.op.memory
         settings = " ".join(f"{key}={value}" for key, value in missing.items())
