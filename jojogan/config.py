@@ -49,15 +49,16 @@ __all__ = [
 ]
 
 DEFAULT_SWAP_W_PLUS: tuple[int, ...] = tuple(range(7, 18))
-"""W+ indices the original code replaced by random latents ("default" preset; clipped to ``n_latent``)."""
+"""W+ indices the original code replaced by random latents: the "default" preset at 1024 px (the preset is
+defined by resolution in :mod:`jojogan.mixing`; a test pins it to this list)."""
 
 PRESERVE_COLOR_SWAP_W_PLUS: tuple[int, ...] = (9, 11, 15, 16, 17)
-"""W+ indices the original code replaced with ``preserve_color=True`` ("preserve-color" preset)."""
+"""W+ indices the original code replaced with ``preserve_color=True``: "preserve-color" at 1024 px."""
 
 MASK_PRESETS: tuple[str, ...] = ("default", "preserve-color", "preserve-colour")
 """Preset names of the training mask; they reproduce the original code's swap lists."""
 
-MASK_GROUPS: tuple[str, ...] = ("colour", "color", "structure", "all", "none")
+MASK_GROUPS: tuple[str, ...] = ("colour", "color", "structure", "coarse", "middle", "fine", "all", "none")
 """Named groups of style layers (see :func:`jojogan.mixing.resolve_mask` for their exact contents)."""
 
 MASK_MAPPING_KEYS: tuple[str, ...] = ("layers", "resolutions", "w_plus")

@@ -171,7 +171,8 @@ _base_option = click.option(
     "--base",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="StyleGAN2 checkpoint, official layout (default: stylegan2-ffhq-config-f.pt in the cache).",
+    help="StyleGAN2 checkpoint: official layout, or NVIDIA's stylegan2-ada/stylegan3 .pkl (converted once "
+    "into the cache, nothing in it runs), or a registry name (default: stylegan2-ffhq-config-f.pt).",
 )
 _device_option = click.option(
     "--device",

@@ -110,7 +110,7 @@ def finetune(references, output, identity_net, identity_weights, resume, models,
     state = _resume_state(state_path, resume, force)
     pipe = pipeline(models, inputs.distance)
     loss_net = None
-    if config.identity_weight > 0:
+    if pipe.check_finetune(config).identity_weight > 0:
         from jojogan.identity import load_identity_loss_network
 
         loss_net = load_identity_loss_network(identity_net, identity_weights, pipe.device).embed
@@ -154,7 +154,7 @@ def _train(pipe, references, config, inputs, output: Path, state_path: Path, sta
             resume=state if state is not None else False,
         )  # fmt: skip
     except FinetuneDivergedError as error:
-        _save_last_good(error, output)
+        _save_last_good(error, output, pipe.generator)
     except KeyboardInterrupt:
         hint = (
             f"progress up to the last resume state is in {state_path}; rerun the same command with --resume"
@@ -194,11 +194,13 @@ def _output_lock(output: Path):
     return held()
 
 
-def _save_last_good(error, output: Path) -> None:
-    """Keep the weights from before a divergence beside the output, then report it."""
+def _save_last_good(error, output: Path, base) -> None:
+    """Keep the weights from before a divergence beside the output (with the base's settings: its mapping
+    learning rate and conv_clamp), then report it."""
     from jojogan.style_file import save_style
     from jojogan.stylegan2.checkpoint import generator_from_state
 
     rescue = output.with_name(output.stem + ".last-good.safetensors")
-    save_style(rescue, generator_from_state(error.last_good_state), {"diverged_at_step": error.step})
+    last_good = generator_from_state(error.last_good_state, lr_mlp=base.lr_mlp, conv_clamp=base.conv_clamp)
+    save_style(rescue, last_good, {"diverged_at_step": error.step})
     raise click.ClickException(f"{error} The last good weights were saved to {rescue}.") from error
