@@ -11,33 +11,51 @@ import pytest
 from PIL import Image
 from video_clips import (
     HEIGHT,
+    LINEAR,
     WIDTH,
     affine,
     cat_photo,
+    encoder_row,
     face_photo,
+    linear_encoder,
     pair_clip,
     render,
     story_clip,
+    tiny_base,
     tiny_video_pipe,
     write_video,
 )
 
+from jojogan.config import StylizeConfig
 from jojogan.errors import JojoganError
 from jojogan.inversion.align import detect_faces
-from jojogan.video import FaceSettings, VideoConfig, stylize_video
+from jojogan.video import VideoConfig, stylize_video
 from jojogan.video import io as vio
 from jojogan.video.store import store_path
 from jojogan.video.track import TrackConfig
 
 pytest.importorskip("dlib")
 av = pytest.importorskip("av")
+pytest.importorskip("cv2")
 
-TRACKS = TrackConfig(min_face_size=32, face="all")
-SETTINGS = FaceSettings(match_colour=True)
+TRACKS = TrackConfig(min_face_size=32)
+
+
+def _settings(**changes) -> StylizeConfig:
+    """Every face pasted back with the photo's colour, inverted by the linear stand-in."""
+    return StylizeConfig(
+        **{"inversion": LINEAR, "paste": True, "match_colour": True, "face": "all", **changes}
+    )
 
 
 def _config(**changes) -> VideoConfig:
     return VideoConfig(**{"chunk_frames": 8, "batch_size": 4, "track": TRACKS, **changes})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _linear_encoder():
+    with encoder_row():
+        yield
 
 
 def _frames(path) -> tuple[vio.VideoInfo, list[vio.Frame]]:
@@ -46,12 +64,12 @@ def _frames(path) -> tuple[vio.VideoInfo, list[vio.Frame]]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(_linear_encoder, tmp_path_factory):
     """The story clip (H.264, AAC, variable frame rate) stylized once, ``smooth``, with a report."""
     folder = tmp_path_factory.mktemp("video")
     pipe, style = tiny_video_pipe(folder)
     clip = story_clip(folder / "story.mp4", variable=True)
-    result = stylize_video(pipe, clip.path, folder / "smooth.mp4", style, SETTINGS, _config(report=True))
+    result = stylize_video(pipe, clip.path, folder / "smooth.mp4", style, _settings(), _config(report=True))
     return pipe, style, clip, result
 
 
@@ -120,9 +138,9 @@ def test_an_interrupted_run_resumes_to_the_same_file(run, tmp_path):
 
     for stage, chunk in (("codes", 1), ("render", 2)):
         with pytest.raises(_Stop):
-            stylize_video(pipe, clip.path, out, style, SETTINGS, _config(), on_chunk=stop_at(stage, chunk))
+            stylize_video(pipe, clip.path, out, style, _settings(), _config(), on_chunk=stop_at(stage, chunk))
         assert not out.exists() and store_path(out).is_dir()  # nothing half-written at OUT
-    resumed = stylize_video(pipe, clip.path, out, style, SETTINGS, _config())
+    resumed = stylize_video(pipe, clip.path, out, style, _settings(), _config())
     assert resumed.report["chunks_resumed"] == 4 + 3  # every chunk's codes, three segments
     assert out.read_bytes() == result.path.read_bytes()
     assert not store_path(out).exists()
@@ -146,7 +164,7 @@ def _jitter(clip, frames, box) -> float:
 
 def test_smooth_codes_are_steadier_than_raw_ones(run, tmp_path):
     pipe, style, clip, result = run
-    raw = stylize_video(pipe, clip.path, tmp_path / "frame.mp4", style, SETTINGS, _config(latent="frame"))
+    raw = stylize_video(pipe, clip.path, tmp_path / "frame.mp4", style, _settings(), _config(latent="frame"))
     (found,) = detect_faces(face_photo())
     left, top, width, height = (int(v) for v in found.box)
     box = (left + width // 5, top + height // 5, left + width - width // 5, top + height - height // 5)
@@ -161,8 +179,9 @@ def test_smooth_codes_are_steadier_than_raw_ones(run, tmp_path):
 def test_mpeg4_input_one_code_per_shot_and_the_largest_face(tmp_path):
     pipe, style = tiny_video_pipe(tmp_path)
     clip = story_clip(tmp_path / "story.avi", codec="mpeg4", audio=False)
-    config = _config(latent="shot", track=TrackConfig(min_face_size=32), encode=vio.EncodeSettings(crf=30))
-    result = stylize_video(pipe, clip.path, tmp_path / "out.mkv", style, FaceSettings(alpha=0.5), config)
+    config = _config(latent="shot", encode=vio.EncodeSettings(crf=30))
+    settings = StylizeConfig(inversion=LINEAR, alpha=0.5)  # pasted back, the largest face: video's default
+    result = stylize_video(pipe, clip.path, tmp_path / "out.mkv", style, settings, config)
     info, frames = _frames(result.path)
     seconds = np.array([f.pts for f in frames]) * float(info.time_base)
     assert len(frames) == len(clip.pts) and np.allclose(seconds - seconds[0], clip.seconds, atol=1e-3)
@@ -172,7 +191,8 @@ def test_mpeg4_input_one_code_per_shot_and_the_largest_face(tmp_path):
 def test_every_face_of_a_frame_is_stylized(tmp_path):
     pipe, style = tiny_video_pipe(tmp_path)
     clip = pair_clip(tmp_path / "pair.mp4", count=6)
-    result = stylize_video(pipe, clip.path, tmp_path / "out.mp4", style, FaceSettings(), _config())
+    settings = StylizeConfig(inversion=LINEAR, paste=True, face="all")
+    result = stylize_video(pipe, clip.path, tmp_path / "out.mp4", style, settings, _config())
     _, source = _frames(clip.path)
     _, made = _frames(result.path)
     difference = np.abs(source[3].image.astype(int) - made[3].image.astype(int)).mean(axis=(0, 2))
@@ -191,7 +211,7 @@ def test_a_corrupt_frame_is_skipped_counted_and_reported(tmp_path):
     path = write_video(
         tmp_path / "bad.mkv", [frame] * 7, list(range(7)), Fraction(1, 25), "mjpeg", corrupt=(3,)
     )
-    result = stylize_video(pipe, path, tmp_path / "out.mp4", style, FaceSettings(), _config())
+    result = stylize_video(pipe, path, tmp_path / "out.mp4", style, video=_config(), inversion=LINEAR)
     assert result.report["corrupt_frames_skipped"] == 1 and result.report["frames"] == 6
     info, frames = _frames(result.path)
     assert [round(f.pts * info.time_base * 25) for f in frames] == [0, 1, 2, 4, 5, 6]
@@ -203,15 +223,49 @@ def test_bad_input_gets_one_line_and_nothing_is_written(run, tmp_path):
     frames = [cat] * 4 + [np.zeros_like(cat)] * 2
     faceless = write_video(tmp_path / "cat.mp4", frames, list(range(6)), Fraction(1, 25))
     out = tmp_path / "out.mp4"
+    small = _settings(max_pixels=100)
+    crops = StylizeConfig(inversion=LINEAR, face="all")
     cases = [
-        (faceless, out, _config(), "no face was found in any frame"),
-        (clip.path, clip.path, _config(), "is the input video"),
-        (clip.path, tmp_path / "out.webm", _config(), "cannot hold libx264"),
-        (clip.path, out, _config(max_pixels=100), "above the limit of 100 pixels"),
-        (tmp_path / "none.mp4", out, _config(), "does not exist"),
+        (faceless, out, _settings(), "no face was found in any frame"),
+        (clip.path, clip.path, _settings(), "is the input video"),
+        (clip.path, tmp_path / "out.webm", _settings(), "cannot hold libx264"),
+        (clip.path, out, small, "above the limit of 100 pixels"),
+        (tmp_path / "none.mp4", out, _settings(), "does not exist"),
+        (clip.path, out, crops, "face 'all' needs paste"),
+        (clip.path, out, StylizeConfig(inversion=LINEAR, aligned=True), "aligned does not apply"),
     ]
     for source, target, config, message in cases:
         with pytest.raises(JojoganError, match=message) as caught:
-            stylize_video(pipe, source, target, style, SETTINGS, config)
+            stylize_video(pipe, source, target, style, config, _config())
         assert "\n" not in str(caught.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.mp4"]
+
+
+def test_the_command_line_is_the_api(tmp_path, monkeypatch):
+    """``jojogan video`` writes what stylize_video writes with the same settings, refuses to replace its
+    output without --force, and reports bad input in one line."""
+    from click.testing import CliRunner
+
+    from jojogan.api import JoJoGAN
+    from jojogan.cli import main
+    from jojogan.inversion.encoders import ENCODERS
+
+    monkeypatch.setitem(ENCODERS, "e4e", linear_encoder())  # the FFHQ profile's encoder, as a stand-in
+    base, style = tiny_base(tmp_path)
+    clip = pair_clip(tmp_path / "pair.mp4", count=6)
+    expected = stylize_video(
+        JoJoGAN.from_pretrained(base=base), clip.path, tmp_path / "api.mp4", style,
+        StylizeConfig(face="all", paste=True, alpha=0.8), VideoConfig(chunk_frames=4, latent="shot"),
+    )  # fmt: skip
+    out = tmp_path / "cli.mp4"
+    args = ["video", clip.path, "--style", style, "--base", base, "--device", "cpu", "--face", "all"]
+    args += ["--alpha", "0.8", "--chunk-frames", "4", "--latent", "shot", "-o", out]
+    run = CliRunner().invoke(main, [str(a) for a in args])
+    assert run.exit_code == 0, run.output
+    assert out.read_bytes() == expected.path.read_bytes()
+    assert f"-> {out} (6 frames, 6 with faces" in run.output
+    again = CliRunner().invoke(main, [str(a) for a in args])
+    assert again.exit_code == 1 and "exists; pass --force" in again.output
+    bad = CliRunner().invoke(main, [str(a) for a in [*args[:1], style, *args[2:-1], tmp_path / "bad.mp4"]])
+    assert bad.exit_code == 1 and "is not a video FFmpeg can read" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "bad.mp4").exists()

@@ -23,9 +23,9 @@ SMALL = dict(min_face_size=32)
 def _plan(path, **settings):
     info = vio.probe(path)
     stats = vio.ReadStats()
-    return info, analyse(
-        vio.read_frames(info, stats=stats), info, TrackConfig(**{**SMALL, **settings}), stats
-    )
+    face = settings.pop("face", "largest")
+    config = TrackConfig(**{**SMALL, **settings})
+    return info, analyse(vio.read_frames(info, stats=stats), info, config, stats, face=face)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ frames, a tone on an audio track; written with PyAV in the codec and container a
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -244,40 +245,44 @@ def _centred(image: np.ndarray) -> np.ndarray:
 PIPE_SIZE = 64
 
 
-class LinearEncoder:
-    """A stand-in for e4e on tiny models: a fixed random linear map of the 16 x 16 crop to W+ around the
-    generator's mean code. Like an encoder, it gives near codes to near crops and moves with them."""
+def linear_encoder():
+    """A stand-in for e4e on tiny models, as a row of the encoder table would be: a fixed random linear map
+    of the 16 x 16 crop to W+ around the generator's mean code. Like an encoder, it gives near codes to
+    near crops and moves with them."""
+    import torch
 
-    def __init__(self, generator, seed: int = 0, gain: float = 2.0):
-        import torch
+    from jojogan.inversion.encoders import Encoder
 
-        gen = torch.Generator().manual_seed(seed)
-        shape = (generator.n_latent, generator.style_dim)
-        self.shape = shape
-        self.weight = (
-            torch.randn(shape[0] * shape[1], 16 * 16 * 3, generator=gen) * gain / (16 * 16 * 3) ** 0.5
-        )
-        self.mean = generator.mean_latent(500, seed=seed)[0].detach()
-        self.calls = 0
+    class LinearEncoder(Encoder):
+        name = "linear-test"
 
-    def invert(self, images):
-        import torch
+        def __init__(self, context, path=None, seed: int = 0, gain: float = 2.0):
+            super().__init__(context)
+            generator = context.generator
+            self.shape = (generator.n_latent, generator.style_dim)
+            gen = torch.Generator().manual_seed(seed)
+            inputs = 16 * 16 * 3
+            self.weight = (
+                torch.randn(self.shape[0] * self.shape[1], inputs, generator=gen) * gain / inputs**0.5
+            )
+            self.mean = generator.mean_latent(500, seed=seed)[0].detach()
 
-        self.calls += 1
-        pixels = [
-            np.asarray(i.convert("RGB").resize((16, 16), Image.Resampling.BOX), np.float32) for i in images
-        ]
-        flat = torch.from_numpy(np.stack(pixels)).reshape(len(images), -1) / 127.5 - 1
-        return self.mean + (flat @ self.weight.T).reshape(len(images), *self.shape)
+        def invert(self, faces, request):
+            pixels = [
+                np.asarray(f.convert("RGB").resize((16, 16), Image.Resampling.BOX), np.float32) for f in faces
+            ]
+            flat = torch.from_numpy(np.stack(pixels)).reshape(len(faces), -1) / 127.5 - 1
+            return self.mean + (flat @ self.weight.T).reshape(len(faces), *self.shape)
+
+    return LinearEncoder
 
 
-def tiny_video_pipe(folder: Path):
-    """A pipeline on a tiny seeded generator (64 px) with the linear encoder, and a style file for it."""
+def tiny_base(folder: Path) -> tuple[Path, Path]:
+    """A tiny seeded base checkpoint (64 px) and a style file made from it."""
     import copy
 
     import torch
 
-    from jojogan.api import JoJoGAN
     from jojogan.style_file import save_style
 
     from factories import tiny_generator
@@ -289,8 +294,29 @@ def tiny_video_pipe(folder: Path):
     with torch.no_grad():
         for param in styled.parameters():
             param.add_(0.3 * torch.randn(param.shape, generator=gen))
-    style = save_style(folder / "style.safetensors", styled, {})
-    pipe = JoJoGAN.from_pretrained(base=folder / "base.pt")
-    encoder = LinearEncoder(pipe.generator)
-    pipe.encoder = lambda: encoder
-    return pipe, style
+    return folder / "base.pt", save_style(folder / "style.safetensors", styled, {})
+
+
+LINEAR = "linear-test"
+"""The name the linear stand-in encoder is registered under (see :func:`encoder_row`)."""
+
+
+@contextlib.contextmanager
+def encoder_row(name: str = LINEAR):
+    """The linear stand-in as a row ``name`` of the encoder table, for the block's duration."""
+    import pytest
+
+    from jojogan.inversion.encoders import ENCODERS
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(ENCODERS, name, linear_encoder())
+        yield
+
+
+def tiny_video_pipe(folder: Path):
+    """A pipeline on the tiny base, and a style file for it (invert with ``inversion=LINEAR`` inside
+    :func:`encoder_row`)."""
+    from jojogan.api import JoJoGAN
+
+    base, style = tiny_base(folder)
+    return JoJoGAN.from_pretrained(base=base), style

@@ -8,19 +8,20 @@ in :mod:`jojogan.video.flicker`, and the resumable chunk store in :mod:`jojogan.
 
 from __future__ import annotations
 
-from jojogan.video.io import EncodeSettings, VideoError, probe
+from jojogan.video.io import CONTAINERS, EncodeSettings, VideoError, probe
 from jojogan.video.latents import LATENT_MODES
-from jojogan.video.pipeline import FaceSettings, VideoConfig, VideoResult, stylize_video
+from jojogan.video.pipeline import VideoConfig, VideoResult, stylize_video, video_settings
 from jojogan.video.track import TrackConfig
 
 __all__ = [
+    "CONTAINERS",
     "LATENT_MODES",
     "EncodeSettings",
-    "FaceSettings",
     "TrackConfig",
     "VideoConfig",
     "VideoError",
     "VideoResult",
     "probe",
     "stylize_video",
+    "video_settings",
 ]

@@ -40,16 +40,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from jojogan.cleanup import DEFAULT_FIDELITY, restore_image
-from jojogan.config import CLEANUPS, INVERSIONS, AlphaSpec, check_alpha
+from jojogan.config import StylizeConfig, check_alpha
 from jojogan.errors import JojoganError
 from jojogan.fileio import atomic_output
 from jojogan.inversion.align import AlignedFace, align_quad
-from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 from jojogan.inversion.paste import DEFAULT_FEATHER, paste_faces, photo_mask
 from jojogan.video import flicker
 from jojogan.video.io import (
     EncodeSettings,
+    Orientation,
     OutputPlan,
     ReadStats,
     SegmentWriter,
@@ -63,44 +62,12 @@ from jojogan.video.latents import LATENT_MODES, colour_target, final_codes, matc
 from jojogan.video.store import ChunkStore
 from jojogan.video.track import FaceTrack, Plan, TrackConfig, analyse
 
-__all__ = ["FaceSettings", "VideoConfig", "VideoResult", "invert_chunk", "render_chunk", "stylize_video"]
+__all__ = ["VideoConfig", "VideoResult", "invert_chunk", "render_chunk", "stylize_video", "video_settings"]
 
 log = logging.getLogger("jojogan")
 
 DEFAULT_BATCH = {"cuda": 16, "mps": 8, "cpu": 4}
 """Faces per encoder/generator batch when ``batch_size`` is not given, by device type."""
-
-
-@dataclass(frozen=True)
-class FaceSettings:
-    """How each face is stylized (the photo settings that apply to video).
-
-    Attributes:
-        alpha: feature interpolation, 0 = the input face, 1 = fully stylized (or one per style layer).
-        inversion: "e4e" or "optimize".
-        inversion_steps: optimisation steps per face (``optimize``).
-        match_colour: give the face the video's colour and lighting (smoothed over time).
-        cleanup: "codeformer" cleans each stylized face up; ``None`` does not.
-        fidelity: CodeFormer's ``w`` (cleanup and restore_input).
-        restore_input: CodeFormer on each input face before inversion.
-    """
-
-    alpha: AlphaSpec = 1.0
-    inversion: str = "e4e"
-    inversion_steps: int | None = None
-    match_colour: bool = False
-    cleanup: str | None = None
-    fidelity: float = DEFAULT_FIDELITY
-    restore_input: bool = False
-
-    def __post_init__(self) -> None:
-        check_alpha(self.alpha)
-        if self.inversion not in INVERSIONS:
-            raise ValueError(f"inversion must be one of {', '.join(INVERSIONS)}, got {self.inversion!r}")
-        if self.cleanup is not None and self.cleanup not in CLEANUPS:
-            raise ValueError(f"cleanup must be None or one of {', '.join(CLEANUPS)}, got {self.cleanup!r}")
-        if not 0.0 <= self.fidelity <= 1.0:
-            raise ValueError(f"fidelity must lie in [0, 1], got {self.fidelity}")
 
 
 @dataclass(frozen=True)
@@ -113,9 +80,8 @@ class VideoConfig:
         colour_sigma: Gaussian width of the colour targets, in frames.
         batch_size: faces per encoder/generator batch; ``None``: by device (:data:`DEFAULT_BATCH`).
         chunk_frames: frames per chunk (the unit of resuming and of splitting over workers).
-        track: the face tracks' settings (which faces, detection, smoothing, cuts).
+        track: the face tracks' settings (detection, smoothing, cuts; which faces is ``StylizeConfig.face``).
         encode: the output encoder.
-        max_pixels: largest frame accepted, in pixels.
         report: measure flicker and write the report beside the output (``OUT.json``).
         flow_size: longer side of the flicker measurement's optical flow.
         feather: soft edge of the paste mask (fraction of the crop).
@@ -128,7 +94,6 @@ class VideoConfig:
     chunk_frames: int = 96
     track: TrackConfig = field(default_factory=TrackConfig)
     encode: EncodeSettings = field(default_factory=EncodeSettings)
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
     report: bool = False
     flow_size: int = flicker.DEFAULT_FLOW_SIZE
     feather: float = DEFAULT_FEATHER
@@ -245,7 +210,7 @@ def invert_chunk(
     plan: Plan,
     start: int,
     end: int,
-    face: FaceSettings,
+    config: StylizeConfig,
     batch_size: int,
     timings: Timings | None = None,
     progress=None,
@@ -256,7 +221,8 @@ def invert_chunk(
         pipe: the :class:`~jojogan.api.JoJoGAN` pipeline.
         info, plan: the video and its face tracks.
         start, end: the chunk's frames.
-        face: the stylize settings (inversion, restore_input, match_colour).
+        config: the stylize settings (inversion, restore_input, match_colour), already filled in by
+            ``pipe.settings``.
         batch_size: faces per encoder call.
         timings: stage timings to add to. progress: a tqdm bar to advance per frame.
     """
@@ -266,43 +232,38 @@ def invert_chunk(
         for track, row in plan.faces_at(frame.index):
             with timings("alignment", frames=1):
                 crop = _crop(frame.image, track, row, pipe.size)
-            if face.restore_input:
-                with timings("restore_input"):
-                    crop = dataclasses.replace(
-                        crop, image=restore_image(crop.image, pipe.codeformer(), face.fidelity)
-                    )
-            if face.match_colour:
+            if config.match_colour:
                 with timings("paste"):
                     colours.append(colour_target(crop))
             rows.append((track.track, frame.index))
             crops.append(crop)
             if len(crops) - len(codes) >= batch_size:
-                codes += _invert(pipe, crops[len(codes) :], face, timings)
+                codes += _invert(pipe, crops[len(codes) :], config, timings)
         if progress is not None:
             progress.update(1)
-    codes += _invert(pipe, crops[len(codes) :], face, timings)
+    codes += _invert(pipe, crops[len(codes) :], config, timings)
     return _chunk_codes(pipe, rows, crops, codes, colours)
 
 
-def _invert(pipe, crops: list[AlignedFace], face: FaceSettings, timings: Timings) -> list[torch.Tensor]:
+def _invert(pipe, crops: list[AlignedFace], config: StylizeConfig, timings: Timings) -> list[torch.Tensor]:
+    """Raw codes ``[n_latent, style_dim]`` of crops (restored first with ``restore_input``)."""
     if not crops:
         return []
     with timings("inversion", frames=len(crops)):
-        found = pipe.invert(crops, face.inversion, steps=face.inversion_steps)
-    return list(found.detach().float().cpu())
+        faces = pipe.invert_faces([f"face {c.face_index}" for c in crops], crops, config)
+    return [face.w_plus[0].detach().float().cpu() for face in faces]
 
 
-def _chunk_codes(pipe, rows, crops, codes, colours) -> ChunkCodes:
+def _chunk_codes(pipe, rows, crops: list[AlignedFace], codes, colours) -> ChunkCodes:
     n_latent, style_dim = pipe.generator.n_latent, pipe.generator.style_dim
+    colour_shape = colours[0].shape if colours else (0, 0, 3)
     return ChunkCodes(
         rows=torch.tensor(rows, dtype=torch.int64).reshape(-1, 2),
         codes=torch.stack(codes) if codes else torch.zeros(0, n_latent, style_dim),
         to_photo=torch.tensor(np.array([c.to_photo for c in crops])).reshape(-1, 3, 3),
         quads=torch.tensor(np.array([c.quad for c in crops])).reshape(-1, 4, 2),
-        colour=torch.tensor(np.array(colours, dtype=np.float32)).reshape(len(colours) or len(rows), *(
-            colours[0].shape if colours else (0, 0, 3)
-        )),
-    )  # fmt: skip
+        colour=torch.tensor(np.array(colours, dtype=np.float32)).reshape(len(colours), *colour_shape),
+    )
 
 
 # ------------------------------------------------------------------ reading the codes back
@@ -371,9 +332,7 @@ class _Chunk:
     placeholder: Image.Image
 
 
-def _chunk_faces(
-    pipe, info: VideoInfo, plan: Plan, book: CodeBook, start: int, end: int, face, config
-) -> _Chunk:
+def _chunk_faces(pipe, info: VideoInfo, plan: Plan, book: CodeBook, start, end, config, video) -> _Chunk:
     """The final code (and colour target) of every face in frames ``[start, end)``."""
     times = plan.table.seconds(info.time_base)
     spf = float(1 / info.fps)
@@ -383,22 +342,16 @@ def _chunk_faces(
         if not frames:
             continue
         number = track.track
-        found = final_codes(
-            config.latent,
-            functools.partial(book.get, "codes", number),
-            track.frames,
-            times,
-            frames,
-            config.code_sigma * spf,
-        )
+        raw = functools.partial(book.get, "codes", number)
+        found = final_codes(video.latent, raw, track.frames, times, frames, video.code_sigma * spf)
         codes.update({(number, f): code[None] for f, code in zip(frames, found, strict=True)})
-        if face.match_colour:
+        if config.match_colour:
             targets = windowed(
                 lambda fr, n=number: book.get("colour", n, fr).numpy(),
                 track.frames,
                 times,
                 frames,
-                config.colour_sigma * spf,
+                video.colour_sigma * spf,
             )
             colours.update({(number, f): target for f, target in zip(frames, targets, strict=True)})
     return _Chunk(codes, colours, Image.new("RGB", (pipe.size, pipe.size)))
@@ -412,8 +365,8 @@ def render_chunk(
     start: int,
     end: int,
     style,
-    face: FaceSettings,
-    config: VideoConfig,
+    config: StylizeConfig,
+    video: VideoConfig,
     writer: SegmentWriter,
     timings: Timings | None = None,
     progress=None,
@@ -425,85 +378,118 @@ def render_chunk(
         book: every face's raw codes (this chunk's and, for ``smooth``/``shot``, its neighbours').
         start, end: the chunk's frames.
         style: a style file or loaded :class:`~jojogan.style_file.StyleFile`.
-        face, config: the settings.
+        config: the stylize settings (filled in by ``pipe.settings``). video: the video settings.
         writer: the chunk's open :class:`~jojogan.video.io.SegmentWriter`.
         timings, progress: stage timings to add to, a tqdm bar to advance per frame.
     """
     timings = timings or Timings()
-    chunk = _chunk_faces(pipe, info, plan, book, start, end, face, config)
-    batch = _batch_size(pipe, config)
+    chunk = _chunk_faces(pipe, info, plan, book, start, end, config, video)
+    batch = _batch_size(pipe, video)
     waiting, faces = [], 0
     for frame in timings.iterate("decode", read_frames(info, start, end, plan.table)):
         waiting.append(frame)
         faces += len(plan.faces_at(frame.index))
         if faces >= batch:
             _render_frames(
-                pipe, info, plan, book, chunk, waiting, style, face, config, writer, timings, progress
+                pipe, info, plan, book, chunk, waiting, style, config, video, writer, timings, progress
             )
             waiting, faces = [], 0
-    _render_frames(pipe, info, plan, book, chunk, waiting, style, face, config, writer, timings, progress)
+    _render_frames(pipe, info, plan, book, chunk, waiting, style, config, video, writer, timings, progress)
 
 
 def _render_frames(
-    pipe, info, plan, book, chunk, frames, style, face, config, writer, timings, progress
+    pipe, info, plan, book, chunk, frames, style, config, video, writer, timings, progress
 ) -> None:
     """Render the faces of ``frames`` as one batch, then paste and encode each frame in order."""
-    from jojogan.api import Face
+    from jojogan.results import Face
 
     todo = [(frame, track, row) for frame in frames for track, row in plan.faces_at(frame.index)]
     geometry = [_geometry(book, t, r, pipe.size, info.display_size, chunk.placeholder) for _, t, r in todo]
     styled = []
     if todo:
         prepared = [
-            Face(f"frame {frame.index}", aligned, chunk.codes[(track.track, frame.index)], face.inversion)
+            Face(f"frame {frame.index}", aligned, chunk.codes[(track.track, frame.index)], config.inversion)
             for (frame, track, _), aligned in zip(todo, geometry, strict=True)
         ]
         with timings("synthesis", frames=len(prepared)):
-            styled = pipe.render_many(
-                prepared, style, face.alpha, cleanup=face.cleanup, fidelity=face.fidelity
-            )
+            styled = pipe.render_many(prepared, style, config=config)
     pasted: dict[int, list] = defaultdict(list)
     for (frame, track, _), aligned, image in zip(todo, geometry, styled, strict=True):
-        with timings("paste"):
-            if face.match_colour:
+        if config.match_colour:
+            with timings("paste"):
                 image = match_colour(image, aligned, chunk.colours[(track.track, frame.index)])
         pasted[frame.index].append((image, aligned))
     for frame in frames:
         with timings("paste", frames=1):
-            pixels = frame.image
-            if pasted[frame.index]:
-                pixels = np.asarray(paste_faces(frame.image, pasted[frame.index], feather=config.feather))
+            pixels = _output_frame(frame.image, pasted[frame.index], config, video, pipe.size)
         with timings("encode", frames=1):
             writer.write(pixels, frame.pts, frame.duration)
         if progress is not None:
             progress.update(1)
 
 
-def _batch_size(pipe, config: VideoConfig) -> int:
-    if config.batch_size is not None:
-        return config.batch_size
+def _output_frame(image: np.ndarray, faces: list, config: StylizeConfig, video: VideoConfig, size: int):
+    """The frame written: the photo with its faces pasted back (unchanged without faces), or without
+    ``paste`` the stylized face itself (black while there is none)."""
+    if not config.paste:
+        return np.asarray(faces[0][0]) if faces else np.zeros((size, size, 3), np.uint8)
+    if not faces:
+        return image
+    return np.asarray(paste_faces(image, faces, feather=video.feather))
+
+
+def _batch_size(pipe, video: VideoConfig) -> int:
+    if video.batch_size is not None:
+        return video.batch_size
     return DEFAULT_BATCH.get(torch.device(pipe.device).type, DEFAULT_BATCH["cpu"])
 
 
 # ------------------------------------------------------------------ the whole video
 
 
-def _check(pipe, src, out, style, face: FaceSettings, config: VideoConfig):
+def video_settings(pipe, config: StylizeConfig | None = None, **overrides) -> StylizeConfig:
+    """The stylize settings of a video: ``config`` (default: pasted back) filled in by the pipeline's
+    domain profile, checked for what applies to video.
+
+    Raises:
+        JojoganError: the base's pictures are not faces, ``aligned`` (the tracker aligns every frame),
+            or ``face="all"`` without ``paste`` (one output frame holds one face).
+    """
+    config = StylizeConfig(paste=True) if config is None else config
+    if config.identity not in (None, "auto"):
+        log.info("the identity figure is not measured for video")
+    config = pipe.settings(dataclasses.replace(config, identity=None), **overrides)
+    if not pipe.profile.faces:
+        raise JojoganError(f"video stylizes faces; this base's pictures are {pipe.profile.name} pictures")
+    if config.aligned:
+        raise JojoganError("video frames are aligned face by face by the tracker; aligned does not apply")
+    if config.face == "all" and not config.paste:
+        raise JojoganError("face 'all' needs paste: without it each output frame shows one stylized face")
+    return config
+
+
+def _check(pipe, src, out, style, config: StylizeConfig, video: VideoConfig):
     """Every check that needs no frame decoded beyond the first: the input, the output, the style."""
     info = probe(src, config.max_pixels)
-    output = check_output(info, out, config.encode)
+    written = info if config.paste else _face_video(info, pipe.size)
+    output = check_output(written, out, video.encode)
     loaded = pipe.load_style(style)
-    check_alpha(face.alpha, loaded.generator.num_styles)
-    return info, output, loaded
+    check_alpha(config.alpha, loaded.generator.num_styles)
+    return info, written, output, loaded
 
 
-def _record(pipe, info: VideoInfo, loaded, face: FaceSettings, config: VideoConfig) -> dict:
+def _face_video(info: VideoInfo, size: int) -> VideoInfo:
+    """What is written without paste: the stylized faces, ``size`` square, upright."""
+    return dataclasses.replace(info, width=size, height=size, orientation=Orientation())
+
+
+def _record(pipe, info: VideoInfo, loaded, config: StylizeConfig, video: VideoConfig) -> dict:
     """What identifies a run's output: its input, style, base and every setting that changes frames."""
     from jojogan import __version__
     from jojogan.style_file import file_sha256
 
     stat = info.path.stat()
-    settings = dataclasses.asdict(config)
+    settings = dataclasses.asdict(video)
     for unused in ("report", "flow_size"):
         settings.pop(unused)
     return {
@@ -512,12 +498,14 @@ def _record(pipe, info: VideoInfo, loaded, face: FaceSettings, config: VideoConf
         "style": file_sha256(loaded.path) if loaded.path is not None else id(loaded),
         "base": pipe.base_sha256(),
         "size": pipe.size,
-        "face": dataclasses.asdict(face),
+        "stylize": dataclasses.asdict(config),
         "video": settings,
     }
 
 
-def _tracks(info: VideoInfo, config: VideoConfig, store: ChunkStore, timings: Timings, show: bool) -> Plan:
+def _tracks(
+    info: VideoInfo, face, video: VideoConfig, store: ChunkStore, timings: Timings, show: bool
+) -> Plan:
     """The face tracks: from the store, or from one pass over the video (then stored)."""
     saved = store.read_arrays("plan.npz")
     if saved is not None:
@@ -525,7 +513,7 @@ def _tracks(info: VideoInfo, config: VideoConfig, store: ChunkStore, timings: Ti
     stats = ReadStats()
     with _bar(info.packets, "tracking faces", show) as bar, timings("tracking"):
         frames = _advancing(timings.iterate("decode", read_frames(info, stats=stats)), bar)
-        plan = analyse(frames, info, config.track, stats)
+        plan = analyse(frames, info, video.track, stats, face=face)
     timings.frames["tracking"] += len(plan.table)
     if plan.table.corrupt:
         log.warning("skipped %d corrupt frame(s) of %s", plan.table.corrupt, info.path.name)
@@ -545,32 +533,57 @@ def _chunks(count: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def _run_chunks(pipe, info, output, plan, store, loaded, face, config, timings, show, on_chunk) -> int:
+@dataclass
+class _Run:
+    """One video's run: what every pass shares."""
+
+    pipe: object
+    info: VideoInfo
+    written: VideoInfo
+    output: OutputPlan
+    plan: Plan
+    store: ChunkStore
+    style: object
+    config: StylizeConfig
+    video: VideoConfig
+    timings: Timings
+    show: bool
+    on_chunk: Callable[[str, int], None] | None
+
+
+def _run_chunks(run: _Run) -> int:
     """Steps 3 and 4 over every chunk not already in the store; returns how many were found done."""
-    chunks = _chunks(len(plan.table), config.chunk_frames)
-    book = CodeBook(lambda c: store.read_tensors(store.codes_path(c)), config.chunk_frames)
+    store, table = run.store, run.plan.table
+    chunks = _chunks(len(table), run.video.chunk_frames)
+    book = CodeBook(lambda c: store.read_tensors(store.codes_path(c)), run.video.chunk_frames)
     done = 0
-    with _bar(len(plan.table), "inverting faces", show) as bar:
-        for number, (start, end) in enumerate(chunks):
-            if store.codes_path(number).is_file():
-                done += 1
-                bar.update(end - start)
-                continue
-            codes = invert_chunk(pipe, info, plan, start, end, face, _batch_size(pipe, config), timings, bar)
-            store.write_tensors(store.codes_path(number), codes.tensors())
-            if on_chunk is not None:
-                on_chunk("codes", number)
-    with _bar(len(plan.table), "rendering", show) as bar:
-        for number, (start, end) in enumerate(chunks):
-            if store.segment_path(number).is_file():
-                done += 1
-                bar.update(end - start)
-                continue
-            with SegmentWriter(store.segment_path(number), info, output) as writer:
-                render_chunk(pipe, info, plan, book, start, end, loaded, face, config, writer, timings, bar)
-            if on_chunk is not None:
-                on_chunk("render", number)
+    for stage, path, desc in (
+        ("codes", store.codes_path, "inverting faces"),
+        ("render", store.segment_path, "rendering"),
+    ):
+        with _bar(len(table), desc, run.show) as bar:
+            for number, (start, end) in enumerate(chunks):
+                if path(number).is_file():
+                    done += 1
+                    bar.update(end - start)
+                    continue
+                _run_chunk(run, stage, number, start, end, book, bar)
+                if run.on_chunk is not None:
+                    run.on_chunk(stage, number)
     return done
+
+
+def _run_chunk(run: _Run, stage: str, number: int, start: int, end: int, book: CodeBook, bar) -> None:
+    if stage == "codes":
+        batch = _batch_size(run.pipe, run.video)
+        codes = invert_chunk(run.pipe, run.info, run.plan, start, end, run.config, batch, run.timings, bar)
+        run.store.write_tensors(run.store.codes_path(number), codes.tensors())
+        return
+    with SegmentWriter(run.store.segment_path(number), run.written, run.output) as writer:
+        render_chunk(
+            run.pipe, run.info, run.plan, book, start, end, run.style, run.config, run.video, writer,
+            run.timings, bar,
+        )  # fmt: skip
 
 
 def stylize_video(
@@ -578,12 +591,13 @@ def stylize_video(
     src: str | os.PathLike,
     out: str | os.PathLike,
     style,
-    face: FaceSettings | None = None,
-    config: VideoConfig | None = None,
+    config: StylizeConfig | None = None,
+    video: VideoConfig | None = None,
     *,
     resume: bool = True,
     show_progress: bool = False,
     on_chunk: Callable[[str, int], None] | None = None,
+    **overrides,
 ) -> VideoResult:
     """Stylize every tracked face of a video and write the result, sound and timing kept.
 
@@ -592,7 +606,10 @@ def stylize_video(
         src: the input video (any container and codec FFmpeg decodes).
         out: the output video (``.mp4``, ``.mkv``, ``.mov``, ...; written atomically).
         style: a style file or a loaded style.
-        face: how each face is stylized. config: the video settings.
+        config: the stylize settings (:class:`~jojogan.config.StylizeConfig`; default: pasted back), with
+            keyword ``overrides`` of its fields. Without ``paste`` the output is the stylized face itself
+            (the generator's size), black while no face is tracked.
+        video: the video settings (:class:`VideoConfig`).
         resume: continue the work an interrupted run left beside ``out`` (when its settings match).
         show_progress: progress bars (frames/s and the time left) for each pass.
         on_chunk: called as ``on_chunk(stage, chunk)`` after each chunk is stored ("codes", "render").
@@ -603,61 +620,61 @@ def stylize_video(
     Raises:
         JojoganError: bad input (not a video, no video stream, no frames, frames above ``max_pixels``,
             no face in any frame), an output that cannot be written as asked (the input itself, a
-            container that cannot hold the codec), or a style that does not fit; nothing is written.
+            container that cannot hold the codec), or settings or a style that do not apply; nothing is
+            written.
     """
-    face = FaceSettings() if face is None else face
-    config = VideoConfig() if config is None else config
+    video = VideoConfig() if video is None else video
     started = time.perf_counter()
     # 1. check everything that can be checked before any work
-    info, output, loaded = _check(pipe, src, out, face=face, style=style, config=config)
-    store = ChunkStore(out, _record(pipe, info, loaded, face, config))
+    config = video_settings(pipe, config, **overrides)
+    info, written, output, loaded = _check(pipe, src, out, style, config, video)
+    store = ChunkStore(out, _record(pipe, info, loaded, config, video))
     store.open(resume)
     timings = Timings()
     # 2. the face tracks
     try:
-        plan = _tracks(info, config, store, timings, show_progress)
+        plan = _tracks(info, config.face, video, store, timings, show_progress)
     except JojoganError:
         store.remove()
         raise
     # 3-4. codes and segments, chunk by chunk
-    resumed = _run_chunks(
-        pipe, info, output, plan, store, loaded, face, config, timings, show_progress, on_chunk
+    run = _Run(
+        pipe, info, written, output, plan, store, loaded, config, video, timings, show_progress, on_chunk
     )
+    resumed = _run_chunks(run)
     # 5. the output, the report
     with timings("join"):
-        segments = [store.segment_path(n) for n in range(len(_chunks(len(plan.table), config.chunk_frames)))]
-        join_segments(info, output, plan.table, segments)
-    report = _report(info, output, plan, config, timings, resumed, time.perf_counter() - started)
+        segments = [store.segment_path(n) for n in range(len(_chunks(len(plan.table), video.chunk_frames)))]
+        join_segments(written, output, plan.table, segments)
+    report = _report(run, resumed, time.perf_counter() - started)
     report_path = None
-    if config.report:
-        report["flicker"] = _flicker(pipe, info, output, plan, store, config, timings)
+    if video.report:
+        report["flicker"] = _flicker(run) if config.paste else None
         report["timings"] = timings.summary()
         report_path = _write_report(output.path, report)
     store.remove()
     return VideoResult(output.path, report, report_path)
 
 
-def _report(
-    info, output: OutputPlan, plan: Plan, config, timings: Timings, resumed: int, seconds: float
-) -> dict:
-    frames = len(plan.table)
+def _report(run: _Run, resumed: int, seconds: float) -> dict:
+    frames, plan, info = len(run.plan.table), run.plan, run.info
     return {
         "input": str(info.path),
-        "output": str(output.path),
+        "output": str(run.output.path),
         "frames": frames,
         "corrupt_frames_skipped": plan.table.corrupt,
         "frames_with_faces": plan.stylized_frames,
         "shots": int(plan.shots.max()) + 1 if len(plan.shots) else 0,
         "tracks": len(plan.tracks),
         "tracks_found": plan.found,
-        "size": list(info.display_size),
+        "size": list(run.written.display_size),
         "fps": float(info.fps),
         "duration_s": round(plan.table.duration(info.time_base), 6),
-        "latent": config.latent,
+        "latent": run.video.latent,
         "chunks_resumed": resumed,
         "seconds": round(seconds, 3),
         "frames_per_second": round(frames / seconds, 3) if seconds > 0 else None,
-        "timings": timings.summary(),
+        "timings": run.timings.summary(),
         "flicker": None,
     }
 
@@ -676,16 +693,20 @@ def _mask_at(book: CodeBook, plan: Plan, info: VideoInfo, size: int) -> Callable
     return mask
 
 
-def _flicker(pipe, info, output: OutputPlan, plan: Plan, store: ChunkStore, config, timings: Timings) -> dict:
+def _flicker(run: _Run) -> dict:
     """Warping error of the output relative to the input's (:mod:`jojogan.video.flicker`)."""
-    book = CodeBook(lambda c: store.read_tensors(store.codes_path(c)), config.chunk_frames)
-    result = probe(output.path, max_pixels=None)
-    with timings("flicker", frames=len(plan.table)):
+    store, plan = run.store, run.plan
+    book = CodeBook(lambda c: store.read_tensors(store.codes_path(c)), run.video.chunk_frames)
+    result = probe(run.output.path, max_pixels=None)
+    with run.timings("flicker", frames=len(plan.table)):
         pairs = (
             (source.image, made.image, source.index)
-            for source, made in zip(read_frames(info, table=plan.table), read_frames(result), strict=False)
+            for source, made in zip(
+                read_frames(run.info, table=plan.table), read_frames(result), strict=False
+            )
         )
-        figures = flicker.measure(pairs, plan.shots, _mask_at(book, plan, info, pipe.size), config.flow_size)
+        mask_at = _mask_at(book, plan, run.info, run.pipe.size)
+        figures = flicker.measure(pairs, plan.shots, mask_at, run.video.flow_size)
     for region, values in figures.items():
         if values["ratio"] is not None:
             log.info("flicker in the %s: %.2f x the input's (warping error, %d frame pairs)", region,

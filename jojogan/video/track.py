@@ -68,7 +68,6 @@ class TrackConfig:
     """Settings of the face tracks (the module docstring describes each step).
 
     Attributes:
-        face: ``"largest"``, ``"all"`` or an index from the left, chosen per shot.
         detect_every: run the detector on every N-th frame (and each shot's first); follow faces with
             the landmark predictor in between.
         detect_scale: shrink frames by this factor for the detector (landmarks still use the full frame);
@@ -81,7 +80,6 @@ class TrackConfig:
         centre_sigma, size_sigma, landmark_sigma: Gaussian widths, in frames of the average rate.
     """
 
-    face: str | int = "largest"
     detect_every: int = 1
     detect_scale: float | None = None
     upsample: int = 1
@@ -94,11 +92,6 @@ class TrackConfig:
     landmark_sigma: float = 2.0
 
     def __post_init__(self) -> None:
-        if not (
-            self.face in ("largest", "all")
-            or (isinstance(self.face, int) and not isinstance(self.face, bool))
-        ):
-            raise ValueError(f'face must be "largest", "all" or an index, got {self.face!r}')
         for name in ("detect_every", "min_track"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -448,7 +441,13 @@ def _select(tracks: list[FaceTrack], face: str | int) -> list[FaceTrack]:
     return sorted(chosen, key=lambda t: t.track)
 
 
-def analyse(frames: Iterable[Frame], info: VideoInfo, config: TrackConfig, stats: ReadStats) -> Plan:
+def analyse(
+    frames: Iterable[Frame],
+    info: VideoInfo,
+    config: TrackConfig,
+    stats: ReadStats,
+    face: str | int = "largest",
+) -> Plan:
     """Find, follow and smooth the faces of a whole video in one pass over its frames.
 
     Args:
@@ -456,6 +455,7 @@ def analyse(frames: Iterable[Frame], info: VideoInfo, config: TrackConfig, stats
         info: the video (its time base, average frame rate and end).
         config: the tracking settings.
         stats: the reader's count of skipped corrupt frames.
+        face: which tracks to keep: ``"largest"``, ``"all"`` or an index from the left, per shot.
 
     Returns:
         The plan; its tracks are the selected ones, in order of their numbers.
@@ -476,4 +476,4 @@ def analyse(frames: Iterable[Frame], info: VideoInfo, config: TrackConfig, stats
     if dropped:
         log.info("ignoring %d face track(s) seen on fewer than %d frames or smaller than %d px", dropped,
                  config.min_track, config.min_face_size)  # fmt: skip
-    return Plan(table, np.asarray(shots, dtype=np.int64), _select(kept, config.face), found=len(kept))
+    return Plan(table, np.asarray(shots, dtype=np.int64), _select(kept, face), found=len(kept))
