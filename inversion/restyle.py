@@ -467,6 +467,8 @@ def load_restyle(path: str | Path, device: str | torch.device = "cpu") -> Restyl
         )
     encoder_state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
     config = config_from_checkpoint(opts, encoder_state)
+    decoder_state = {k.removeprefix("decoder."): v for k, v in state.items() if k.startswith("decoder.")}
+    generator = _decoder_config(decoder_state, config, path)
     with torch.device("meta"):
         encoder = build_encoder(config)
     problems = layout_problems(encoder_state, encoder.state_dict(), "encoder.")
@@ -478,7 +480,7 @@ def load_restyle(path: str | Path, device: str | torch.device = "cpu") -> Restyl
     encoder.load_state_dict(
         {k: encoder_state[k].to(v.dtype).contiguous() for k, v in expected.items()}, strict=True, assign=True
     )
-    decoder = _load_decoder(state, config, path)
+    decoder = _load_decoder(decoder_state, generator, path)
     latent_avg = _read_latent_avg(checkpoint.get("latent_avg"), config, path)
     inverter = RestyleInverter(encoder, decoder, latent_avg)
     return inverter.requires_grad_(False).eval().to(device)
@@ -539,19 +541,23 @@ def _width(state: Mapping[str, object], key: str, dim: int) -> int | None:
     return int(value.shape[dim]) if isinstance(value, torch.Tensor) and value.ndim > dim else None
 
 
-def _load_decoder(state: Mapping[str, object], config: RestyleConfig, path: Path) -> Generator:
-    found = {k.removeprefix("decoder."): v for k, v in state.items() if k.startswith("decoder.")}
+def _decoder_config(found: Mapping[str, object], config: RestyleConfig, path: Path) -> dict:
+    """The decoder's ``Generator`` arguments, read from its tensors and checked against the encoder's."""
     if not found:
         raise CheckpointError(
             f"{path} has no 'decoder.' tensors (the StyleGAN2 generator ReStyle refines with)"
         )
-    generator = infer_generator_config(found, f"{path.name} (decoder.)")
+    generator = infer_generator_config(dict(found), f"{path.name} (decoder.)")
     if generator["size"] != config.output_size or generator["style_dim"] != config.style_dim:
         raise CheckpointError(
             f"{path}: the decoder is a {generator['size']} px generator with {generator['style_dim']}-d "
             f"styles, the encoder predicts W+ [{config.n_styles}, {config.style_dim}] for a "
-            f"{config.output_size} px one"
+            f"{config.output_size} px one (opts output_size)"
         )
+    return generator
+
+
+def _load_decoder(found: Mapping[str, torch.Tensor], generator: dict, path: Path) -> Generator:
     with torch.device("meta"):
         expected = Generator(**generator).state_dict()
     problems = layout_problems(found, expected, "decoder.")
@@ -559,7 +565,7 @@ def _load_decoder(state: Mapping[str, object], config: RestyleConfig, path: Path
         raise CheckpointError(
             f"{path} does not have the StyleGAN2 layout under 'decoder.': " + "; ".join(problems)
         )
-    return generator_from_state(found, f"{path.name} (decoder.)")
+    return generator_from_state(dict(found), f"{path.name} (decoder.)")
 
 
 def _read_latent_avg(latent_avg: object, config: RestyleConfig, path: Path) -> torch.Tensor:
