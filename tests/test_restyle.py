@@ -459,3 +459,27 @@ def test_unsafe_files_are_refused(tmp_path):
         load_restyle(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_restyle(tmp_path / "missing.pt")
+
+
+# ----------------------------------------------------------------------------------------- weights rows
+
+
+def test_weights_rows_name_the_authors_files_and_the_third_party_copy():
+    from jojogan.weights import REGISTRY
+
+    rows = {name: row for name, row in REGISTRY.items() if name.startswith("restyle-")}
+    drive = {row.filename: row.drive_id for row in rows.values() if row.drive_id}
+    assert drive["restyle_psp_ffhq_encode.pt"] == "1sw6I2lRIB0MpuJkpc8F5BJiSZrc0hjfE"
+    assert drive["restyle_e4e_ffhq_encode.pt"] == "1e2oXVeBPXMQoUoC_4TNwAWpOPpSEhE_e"
+    assert (
+        len(drive) == 9
+    )  # FFHQ pSp and e4e; pSp cars, church, AFHQ wild; e4e cars, church, horse, AFHQ wild
+    for row in rows.values():
+        assert row.drive_id is None or (row.hf_repo, row.url, row.sha256) == (None, None, None), row.name
+        types = [t for t in ENCODER_TYPES if f"({t})" in row.layout]
+        assert row.layout == "as restyle-e4e" or len(types) == 1, row.name
+        assert ("ResNet" in row.layout) == (row.drive_id is not None and "ffhq" not in row.filename), row.name
+    copy = rows["restyle-e4e-hf"]
+    assert (copy.hf_repo, copy.filename) == ("trysem/restyle-e4e-ffhq", "restyle_e4e_ffhq.pt")
+    assert copy.sha256 == "89afa8b3255be61425714397be11f07b34312d76ea22382ecf80001da617da5b"
+    assert "third-party" in copy.description and "not checked" in copy.description
