@@ -6,14 +6,16 @@
 For each scale, times on ``[batch, 3, 256, 256]`` photos (alignment excluded):
 
 * ``e4e``: one forward of the e4e encoder (its whole inversion);
-* per ReStyle encoder (pSp and e4e variants on IR-SE50, pSp on ResNet-34): ``encoder_ms`` (one forward on
-  the 6-channel input), ``reconstruct_ms`` (the decoder's image of a code, pooled to 256 px: what every
-  step but the last adds), ``step_ms`` (the two together) and ``total_ms`` for ``--iterations`` steps
-  (``RestyleInverter.steps``, measured end to end).
+* per ReStyle encoder (pSp and e4e variants on IR-SE50, pSp on ResNet-34): ``encoder`` (one forward on
+  the 6-channel input), ``reconstruct`` (the decoder's image of a code, pooled to 256 px: what every
+  step but the last adds), ``steps_total`` for ``--iterations`` steps (``RestyleInverter.steps``, end to
+  end) and ``per_step`` (that total / iterations).
 
 Scales: ``full`` is the official size (IR-SE50 or ResNet-34 at 64-512 channels, 512-d styles, a 1024 px
 config-f decoder); ``small`` divides every width by 4 (128-d styles, the decoder's channel table / 4), same
-depths and resolutions. All times are per batch, in milliseconds, the best of ``--repeats`` after a warm-up.
+depths and resolutions. All times are per batch, in milliseconds, the best of ``--repeats`` after a warm-up:
+``wall_ms`` and ``cpu_ms`` (this process's CPU time; with ``--threads 1``, the default, it equals the wall
+time on an idle machine and stays put on a busy one).
 The last line printed is JSON, with the CPU model from ``lscpu``, the thread count and the load average
 before and after (the machine may be shared).
 """
@@ -22,9 +24,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import torch
-from common import arg_parser, best_time, count_gflop, emit, machine, peak_rss_mb, sync
+from common import arg_parser, count_gflop, emit, machine, peak_rss_mb, sync
 
 from jojogan.api import pick_device
 from jojogan.inversion.e4e import E4EConfig, E4EInverter, Encoder4Editing
@@ -56,13 +59,26 @@ def widths(scale: str) -> dict:
     }
 
 
-def timed(fn, repeats: int, device: torch.device) -> float:
+def timed(fn, repeats: int, device: torch.device) -> dict[str, float]:
+    """Best wall-clock and best process-CPU milliseconds of ``repeats`` calls after one warm-up call.
+
+    On a shared machine the CPU time of a one-thread run is the steadier figure: other processes stretch the
+    wall clock, not the work this process does.
+    """
+
     def run():
         with torch.inference_mode():
             fn()
         sync(device)
 
-    return round(best_time(run, repeats) * 1000, 1)
+    run()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return {"wall_ms": round(min(walls) * 1000, 1), "cpu_ms": round(min(cpus) * 1000, 1)}
 
 
 def bench_e4e(scale: str, x: torch.Tensor, repeats: int, device: torch.device) -> dict:
@@ -74,7 +90,7 @@ def bench_e4e(scale: str, x: torch.Tensor, repeats: int, device: torch.device) -
     inverter = inverter.to(device).eval().requires_grad_(False)
     with torch.inference_mode():
         gflop = count_gflop(lambda: inverter(x))
-    return {"ms": timed(lambda: inverter(x), repeats, device), "gflop": round(gflop, 1)}
+    return {**timed(lambda: inverter(x), repeats, device), "gflop": round(gflop, 1)}
 
 
 def bench_restyle(
@@ -95,13 +111,12 @@ def bench_restyle(
     with torch.inference_mode():
         encoder_gflop = count_gflop(lambda: inverter.encoder(pair))
         decoder_gflop = count_gflop(lambda: inverter.reconstruct(code))
-    encoder_ms = timed(lambda: inverter.encoder(pair), repeats, device)
-    reconstruct_ms = timed(lambda: inverter.reconstruct(code), repeats, device)
+    total = timed(lambda: inverter.steps(x, iterations), repeats, device)
     return {
-        "encoder_ms": encoder_ms,
-        "reconstruct_ms": reconstruct_ms,
-        "step_ms": round(encoder_ms + reconstruct_ms, 1),
-        "total_ms": timed(lambda: inverter.steps(x, iterations), repeats, device),
+        "encoder": timed(lambda: inverter.encoder(pair), repeats, device),
+        "reconstruct": timed(lambda: inverter.reconstruct(code), repeats, device),
+        "steps_total": total,
+        "per_step": {key: round(value / iterations, 1) for key, value in total.items()},
         "encoder_gflop": round(encoder_gflop, 1),
         "reconstruct_gflop": round(decoder_gflop, 1),
     }
@@ -113,8 +128,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     args = parser.parse_args()
 
+    torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     torch.manual_seed(0)
     x = torch.rand(args.batch, 3, 256, 256, device=device) * 2 - 1
@@ -123,6 +140,8 @@ def main() -> None:
         "batch": args.batch,
         "iterations": args.iterations,
         "device": str(device),
+        "threads": torch.get_num_threads(),
+        "load_average_before": [round(v, 2) for v in os.getloadavg()],
     }
     for scale in ("small", "full") if args.scale == "both" else (args.scale,):
         entry = {"e4e": bench_e4e(scale, x, args.repeats, device)}
