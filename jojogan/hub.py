@@ -86,7 +86,7 @@ def base_profile(
     """The profile named, else that of the base's registry row, else the one the base file records (a
     converted NVIDIA model's), else ``generic`` when ``aligner`` says the pictures are no faces, else
     :data:`DEFAULT_PROFILE`; with another ``aligner`` than the profile's, the face-only stages go (no
-    identity figure, no paste-back)."""
+    identity figure; paste-back of the whole crop with ``center-crop``, none with ``none``)."""
     if profile is None and base_path is not None:
         row = find_entry(base_path.name)
         profile = row.profile if row is not None else None
@@ -97,9 +97,8 @@ def base_profile(
     if aligner is None or aligner == chosen.aligner:
         return chosen
     faces = aligner == "ffhq-dlib"
-    return dataclasses.replace(
-        chosen, aligner=aligner, identity=faces and chosen.identity, paste=faces and chosen.paste
-    )
+    paste = (faces and chosen.paste) or aligner == "center-crop"
+    return dataclasses.replace(chosen, aligner=aligner, identity=faces and chosen.identity, paste=paste)
 
 
 class Hub:
