@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from jojogan.cleanup import CLEANERS
 from jojogan.config import MASK_PRESETS, FinetuneConfig
 from jojogan.errors import JojoganError
 from jojogan.identity import DEFAULT_METRIC_NETWORK
@@ -214,7 +215,7 @@ def build_app(studio: Studio):
             return None, "Choose a style: train one in the first tab, or pick an official one.", None
         try:
             result = studio.stylize(
-                photo, style, float(alpha), paste=paste, cleanup="codeformer" if cleanup else None,
+                photo, style, float(alpha), paste=paste, cleanup=next(iter(CLEANERS)) if cleanup else None,
                 identity=DEFAULT_METRIC_NETWORK if identity else None, aligned=aligned,
             )  # fmt: skip
             folder = Path(tempfile.mkdtemp(dir=outputs_dir))
@@ -268,7 +269,7 @@ def build_app(studio: Studio):
         gr.Markdown(
             "# jojogan studio\n"
             f"One-shot face stylization, on this machine ({studio.pipe.device}, {studio.pipe.size} px "
-            f"generator, {studio.inversion} inversion). "
+            f"generator, {studio.config.inversion} inversion). "
             f"Styles are kept in `{_shown_path(studio.library.root)}`.",
             elem_classes="jj-header",
         )
