@@ -45,8 +45,8 @@ from jojogan.finetune import (
     resume_settings,
     run_record,
 )
-from jojogan.identity import FaceRecognizer, load_face_recognizer
-from jojogan.identity.metric import IdentityCurve, identity_curve, identity_metadata, identity_similarity
+from jojogan.identity import FaceRecognizer, IdentityScore, load_face_recognizer
+from jojogan.identity.metric import IdentityCurve, identity_curve, identity_metadata, identity_score
 from jojogan.imaging import from_pil, to_pil
 from jojogan.inversion.align import AlignedFace, align_face
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name
@@ -103,9 +103,8 @@ class StylizeResult:
         face: the aligned, inverted input.
         alpha: the feature interpolation used.
         pasted: the photo with the stylized face warped back in (when asked for), else ``None``.
-        identity: cosine similarity of the input face and the stylized face under ``identity_net``
-            (how much of the person survived), or ``None`` when not measured.
-        identity_net: the face-recognition network that measured it.
+        identity: the input face and the stylized face compared by a face-recognition network (raw score,
+            the network's "same person" threshold and verdict), or ``None`` when not measured.
         cleanup: the cleanup applied to the stylized face (``"codeformer"``), or ``None``.
         fidelity: CodeFormer's ``w`` when it ran (cleanup or input restoration).
         restored_input: whether the input face was restored with CodeFormer before inversion.
@@ -115,8 +114,7 @@ class StylizeResult:
     face: Face
     alpha: AlphaSpec
     pasted: Image.Image | None = None
-    identity: float | None = None
-    identity_net: str | None = None
+    identity: IdentityScore | None = None
     cleanup: str | None = None
     fidelity: float | None = None
     restored_input: bool = False
@@ -133,7 +131,7 @@ class StylizeResult:
         if self.fidelity is not None:
             info.add_text("jojogan:fidelity", f"{self.fidelity:g}")
         if self.identity is not None:
-            for key, value in identity_metadata(self.identity, self.identity_net or "unknown").items():
+            for key, value in identity_metadata(self.identity).items():
                 info.add_text(key, value)
         return info
 
@@ -853,9 +851,8 @@ class JoJoGAN:
             fidelity=fidelity if cleanup or restored_input else None, restored_input=restored_input,
         )  # fmt: skip
         if recognizer is not None:
-            result.identity = identity_similarity(prepared.aligned.image, styled, recognizer)
-            result.identity_net = recognizer.name
-            log.info("identity kept (%s): %.3f", recognizer.name, result.identity)
+            result.identity = identity_score(prepared.aligned.image, styled, recognizer)
+            log.info("identity: %s", result.identity.line())
         return result
 
     def recognizer(

@@ -348,7 +348,9 @@ def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, tmp_p
     with Image.open(photo) as original, Image.open(plain) as a, Image.open(cleaned) as b:
         assert b.size == original.size
         assert b.text["jojogan:cleanup"] == "codeformer" and b.text["jojogan:fidelity"] == "0.5"
-        assert -1 <= float(b.text["jojogan:identity"]) <= 1 and b.text["jojogan:identity_net"] == "dlib"
+        identity = json.loads(b.text["jojogan:identity"])
+        assert identity["network"] == "dlib" and identity["threshold"] == 0.6 and identity["similarity"] >= 0
+        assert identity["same_person"] == (identity["similarity"] < 0.6)
         assert "jojogan:cleanup" not in a.text
         photo_px, plain_px, cleaned_px = (np.asarray(i.convert("RGB"), dtype=int) for i in (original, a, b))
     assert np.abs(cleaned_px - plain_px).mean() > 0.1  # the cleanup changed the face

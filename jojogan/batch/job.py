@@ -123,7 +123,7 @@ class PhotoResult:
     Attributes:
         outputs: (name relative to the output folder, encoded PNG bytes) pairs; empty on error.
         faces: faces stylized.
-        identity: one score per face (empty when not measured).
+        identity: one score per face as :meth:`IdentityScore.to_dict` (empty when not measured).
         error: one readable line, or ``None``.
         seconds: the workers' time for the photo (alignment included).
         align_seconds: the part of ``seconds`` spent aligning (the stage that may run elsewhere).
@@ -133,7 +133,7 @@ class PhotoResult:
 
     outputs: list[tuple[str, bytes]]
     faces: int = 0
-    identity: list[float] = field(default_factory=list)
+    identity: list[dict] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
     align_seconds: float = 0.0
@@ -368,7 +368,7 @@ class Stylizer:
 
     def _one(self, stem: str, result: StylizeResult) -> PhotoResult:
         image = result.pasted if self.settings.paste else result.image
-        identity = [] if result.identity is None else [result.identity]
+        identity = [] if result.identity is None else [result.identity.to_dict()]
         return PhotoResult(
             outputs=[(stem + OUTPUT_SUFFIX, encode_png(image, result.png_metadata()))],
             faces=1,
@@ -382,7 +382,7 @@ class Stylizer:
         faces back into the photo together."""
         from jojogan.inversion.paste import paste_faces
 
-        identity = [r.identity for r in results if r.identity is not None]
+        identity = [r.identity.to_dict() for r in results if r.identity is not None]
         if self.settings.paste:
             pasted = paste_faces(
                 path, [(r.image, crop) for r, crop in zip(results, crops, strict=True)],

@@ -130,7 +130,7 @@ def stylize(
             failures += 1
             continue
         save_image(result.pasted if paste else result.image, target, pnginfo=result.png_metadata())
-        kept = "" if result.identity is None else f" (identity {result.identity:.3f}, {result.identity_net})"
+        kept = "" if result.identity is None else f" (identity: {result.identity.line()})"
         click.echo(f"{path} -> {target}{kept}")
     if failures:
         raise click.ClickException(f"{failures} of {len(inputs)} inputs failed")
@@ -196,8 +196,7 @@ def slider(
         with atomic_output(curve_json) as tmp:
             Path(tmp).write_text(curve.to_json() + "\n")
         plot = save_image(plot_identity_curve(curve), curve_png)
-        values = ", ".join(f"{a:.2f}: {v:.3f}" for a, v in zip(curve.alphas, curve.similarities, strict=True))
-        click.echo(f"identity ({curve.network}) {values} -> {curve_json}, {plot}")
+        click.echo(f"identity {curve.line()} -> {curve_json}, {plot}")
     if gif is not None:
         resized = [img.resize((tile, tile)) for _, img in frames]
         click.echo(f"gif -> {save_gif(resized, gif)}")

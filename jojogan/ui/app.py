@@ -227,7 +227,7 @@ def build_app(studio: Studio):
         picture = result.pasted if result.pasted is not None else result.image
         text = f"α = {float(alpha):.2f}"
         if result.identity is not None:
-            text += f" · identity kept {result.identity:.3f} ({result.identity_net})"
+            text += f" · identity: {result.identity.line()}"
         text += f" · {picture.width} × {picture.height} px"
         return picture, text, str(saved)
 
