@@ -128,6 +128,10 @@ def test_slider_strip_and_gif(workdir, style):
     assert result.exit_code == 0, result.output
     assert Image.open(strip).size == (4 * 48 + 3 * 4, 48 + 24)
     assert Image.open(gif).n_frames == 6  # 4 forward, 2 back
+    curve = json.loads((workdir / "strip.png.identity.json").read_text())
+    assert curve["network"] == "dlib" and curve["threshold"] == 0.6 and curve["metric"] == "euclidean"
+    assert curve["same_person"] == [d < 0.6 for d in curve["similarities"]] and len(curve["alphas"]) == 4
+    assert "identity (dlib: same person below distance 0.6) α 0.00:" in result.output
 
 
 def test_sample_grid(workdir, style):
