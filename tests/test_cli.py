@@ -73,6 +73,7 @@ def test_finetune_writes_a_style_file_with_provenance(workdir, style):
     assert meta["iterations"] == 3 and len(meta["losses"]) == 3
     assert meta["base_checkpoint"] == {"name": "base.pt", "sha256": file_sha256(workdir / "base.pt")}
     assert meta["reference_sha256s"] == [file_sha256(workdir / "face0.png")]
+    assert not list(workdir.glob("*.lock"))  # the run's lock lived in the cache, not beside the output
     assert meta["mask"] == list(range(10, 17))  # the default preset at 128 px: W+ 7.. → S layers 10..
     assert meta["inversion"] == "optimize" and meta["format_version"] == 1
     assert not (workdir / "style.safetensors.resume.pt").exists()  # removed after success
