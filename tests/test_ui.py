@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -335,7 +336,7 @@ def test_a_stop_signal_closes_the_app_and_removes_the_folder(tmp_path):
         stopped.clear()
         timer = threading.Timer(0.3, os.kill, (os.getpid(), sig))
         timer.start()
-        assert serve_until_stopped(App(), session, before_removal=lambda: stopped.append(1)) == sig
+        assert serve_until_stopped(App(), session, before_close=lambda: stopped.append(1)) == sig
         timer.join()
         assert stopped == [1] and not session.root.exists()
         assert signal.getsignal(sig) is before
@@ -362,3 +363,36 @@ def test_ui_command_refuses_a_taken_port_in_one_line(workdir):
         result.output == f"Error: cannot listen on 127.0.0.1:{port}: it is in use (another jojogan ui?); "
         "choose another --port\n"
     )
+
+
+def test_stopping_lets_running_events_finish_before_the_folder_goes(handlers):
+    """An event still running at SIGTERM writes its result first; then the folder is removed with it."""
+    from jojogan.ui.app import settle
+
+    class Queue:
+        active = 1
+
+        def get_active_worker_count(self):
+            return self.active
+
+    class App:
+        _queue = Queue()
+        is_running = True
+
+        def close(self, verbose=True):
+            self.is_running = False
+
+    app, session = App(), handlers.session
+
+    def running_event():  # Gradio caching a stylized picture while the server is told to stop
+        time.sleep(0.6)
+        session.gradio_dir.mkdir(parents=True, exist_ok=True)  # as Gradio makes its cache folders
+        (session.gradio_dir / "result.png").write_bytes(b"a stylized photo")
+        app._queue.active = 0
+
+    worker = threading.Thread(target=running_event)
+    worker.start()
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert serve_until_stopped(app, session, before_close=lambda: settle(app, handlers, 10)) == signal.SIGTERM
+    worker.join()
+    assert not session.root.exists()

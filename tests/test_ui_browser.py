@@ -237,7 +237,8 @@ def _library(page, expect, shots: Path) -> None:
     expect(page.get_by_text("sketch · default · 4 steps").first).to_be_visible()
     thumbnail = page.locator("img[alt='sketch · default · 4 steps']").first
     expect(thumbnail).to_be_visible()
-    assert thumbnail.evaluate("img => img.complete && img.naturalWidth") == 256
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle())
+    assert thumbnail.evaluate("img => img.naturalWidth") == 256
     page.screenshot(path=shots / "3-library.png")
 
 

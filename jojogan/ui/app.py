@@ -20,12 +20,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 from jojogan.config import MASK_PRESETS, FinetuneConfig
 from jojogan.errors import JojoganError
-from jojogan.ui.handlers import PageHandlers
+from jojogan.ui.handlers import STOP_WAIT_S, PageHandlers
 from jojogan.ui.session import UiSession, serve_until_stopped
 from jojogan.ui.studio import ALIGNED_LABEL, Studio
 
@@ -289,6 +290,24 @@ def build_app(studio: Studio, session: UiSession, handlers: PageHandlers | None 
     return app
 
 
+def settle(app, handlers: PageHandlers, timeout_s: float = STOP_WAIT_S) -> bool:
+    """Before the server closes: cancel a training run and wait (bounded) until no event is running, so
+    that no result is written into the server's folder after it is removed.
+
+    Returns:
+        Whether the queue became idle within ``timeout_s``.
+    """
+    handlers.stop()
+    queue = getattr(app, "_queue", None)
+    deadline = time.monotonic() + timeout_s
+    while queue is not None and queue.get_active_worker_count() > 0:
+        if time.monotonic() > deadline:
+            log.warning("stopping with work still running after %.0f s", timeout_s)
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def launch(
     studio: Studio,
     host: str = "127.0.0.1",
@@ -334,6 +353,6 @@ def launch(
     )
     print(f"jojogan ui: open {app.local_url} in a browser (Ctrl+C stops it)", flush=True)
     if block:
-        serve_until_stopped(app, session, before_removal=handlers.stop)
+        serve_until_stopped(app, session, before_close=lambda: settle(app, handlers))
         print("jojogan ui: stopped; its temporary files are removed", flush=True)
     return app

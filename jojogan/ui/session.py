@@ -91,7 +91,8 @@ class UiSession:
             return save(Path(tempfile.mkdtemp(dir=self.results_dir)))
 
     def remove(self) -> None:
-        """Delete the folder (idempotent); nothing is written into it afterwards."""
+        """Delete the folder; :meth:`write` refuses afterwards. Each call deletes it again (the ``atexit``
+        call catches anything Gradio wrote in the last moments)."""
         with self._lock:
             self._closed = True
             shutil.rmtree(self.root, ignore_errors=True)
@@ -115,9 +116,10 @@ def exit_on_stop_signals() -> None:
             signal.signal(sig, leave)
 
 
-def serve_until_stopped(app, session: UiSession, before_removal: Callable[[], None] = lambda: None) -> int:
-    """Block until Ctrl+C, SIGTERM or SIGHUP (or until the app stops), then close the app, run
-    ``before_removal`` (e.g. cancel a training run) and remove the session's folder.
+def serve_until_stopped(app, session: UiSession, before_close: Callable[[], None] = lambda: None) -> int:
+    """Block until Ctrl+C, SIGTERM or SIGHUP (or until the app stops), then run ``before_close`` (e.g.
+    cancel a training run and let running events finish, so that none writes after the folder is gone),
+    close the app and remove the session's folder.
 
     Returns:
         The signal number that stopped the server, or 0 when the app stopped by itself.
@@ -135,8 +137,8 @@ def serve_until_stopped(app, session: UiSession, before_removal: Callable[[], No
             pass
     finally:
         try:
+            before_close()
             app.close(verbose=False)
-            before_removal()
         finally:
             session.remove()
             for sig, handler in previous.items():
