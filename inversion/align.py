@@ -35,6 +35,7 @@ __all__ = [
     "MIN_FACE_SIZE",
     "align_face",
     "align_faces",
+    "align_picture",
     "landmark_model_path",
     "warm_up_detector",
 ]
@@ -442,6 +443,60 @@ def _center_square(photo: Image.Image, output_size: int) -> AlignedFace:
         source_size=photo.size,
         to_aligned=_frozen(np.linalg.inv(to_photo)),
         to_photo=_frozen(to_photo),
+    )
+
+
+def _center_picture(photo: Image.Image, output_size: int, picture: tuple[int, int]) -> AlignedFace:
+    """The largest centred box of ``picture``'s aspect ratio, scaled to ``picture`` and centred between
+    black bars in the ``output_size`` square, as a model trained on such frames draws them (LSUN cars:
+    512x384 inside 512x512). The geometry maps the square to the photo square around the box."""
+    width, height = photo.size
+    pic_w, pic_h = picture
+    if pic_w == pic_h:
+        return _center_square(photo, output_size)
+    box_w = min(width, height * pic_w / pic_h)
+    box_h = box_w * pic_h / pic_w
+    left, top = (width - box_w) / 2, (height - box_h) / 2
+    crop = photo.resize((pic_w, pic_h), Image.Resampling.LANCZOS, box=(left, top, left + box_w, top + box_h))
+    image = Image.new("RGB", (output_size, output_size))
+    image.paste(crop, ((output_size - pic_w) // 2, (output_size - pic_h) // 2))
+    side = output_size * box_w / pic_w  # photo pixels per frame pixel, times the frame's side
+    x0, y0 = width / 2 - side / 2, height / 2 - side / 2
+    quad = np.array([[x0, y0], [x0, y0 + side], [x0 + side, y0 + side], [x0 + side, y0]], float)
+    to_photo = _quad_to_photo_matrix(quad, output_size)
+    return AlignedFace(
+        image=image,
+        quad=_frozen(quad),
+        landmarks=None,
+        face_index=0,
+        num_faces=1,
+        source_size=photo.size,
+        to_aligned=_frozen(np.linalg.inv(to_photo)),
+        to_photo=_frozen(to_photo),
+    )
+
+
+def align_picture(
+    image: ImageSource,
+    output_size: int,
+    picture: tuple[int, int] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> AlignedFace:
+    """A picture that is not a face in the generator's frame: the largest centred square, or, for a model
+    whose pictures are ``picture = (width, height)`` inside its square, the largest centred box of that
+    shape between black bars (see :func:`_center_picture`).
+
+    Raises:
+        ImageError: The image cannot be loaded.
+        ValueError: ``picture`` does not fit in the square.
+    """
+    if picture is not None and not (0 < min(picture) and max(picture) <= output_size):
+        raise ValueError(f"picture {picture} does not fit in a {output_size} px square")
+    photo = load_image(image, max_pixels=max_pixels)
+    return (
+        _center_square(photo, output_size)
+        if picture is None
+        else _center_picture(photo, output_size, picture)
     )
 
 

@@ -6,7 +6,7 @@ metadata (a ``str → str`` map) holds one key, ``"jojogan"``, whose value is a 
 
 * ``format_version`` (1), ``package_version``, ``created`` (UTC, ISO 8601);
 * ``generator``: ``size``, ``style_dim``, ``n_mlp``, ``channels`` (``{resolution: channels}``, keys as
-  strings), ``lr_mlp``;
+  strings), ``lr_mlp``, and ``conv_clamp`` when the generator clamps (models converted from NVIDIA's);
 * whatever the caller adds, typically :func:`style_metadata`'s fields: the run's settings (every
   :class:`~jojogan.config.FinetuneConfig` field, ``mask`` as the swapped style layers), the base
   checkpoint's name and sha256, the references' sha256s and the losses.
@@ -82,13 +82,16 @@ def _package_version() -> str:
 
 
 def _generator_config(generator: Generator) -> dict:
-    return {
+    config = {
         "size": generator.size,
         "style_dim": generator.style_dim,
         "n_mlp": generator.n_mlp,
         "channels": {str(res): ch for res, ch in sorted(generator.channels.items())},
         "lr_mlp": generator.lr_mlp,
     }
+    if generator.conv_clamp is not None:
+        config["conv_clamp"] = generator.conv_clamp
+    return config
 
 
 def style_metadata(
@@ -238,6 +241,15 @@ def _read_safetensors(path: Path) -> tuple[dict, dict | None]:
     return state, _parse_metadata(header, path.name)
 
 
+def _clamp_setting(config: dict, name: str) -> float | None:
+    clamp = config.get("conv_clamp")
+    if clamp is not None and (
+        isinstance(clamp, bool) or not isinstance(clamp, int | float) or not 0 < clamp < float("inf")
+    ):
+        raise CheckpointError(f"{name}: the style metadata's conv_clamp {clamp!r} is not a positive number")
+    return None if clamp is None else float(clamp)
+
+
 def load_style(path: str | os.PathLike, device: str | torch.device = "cpu") -> StyleFile:
     """Load a style file: ours (``.safetensors``) or an official JoJoGAN one (``{"g": state_dict}`` ``.pt``).
 
@@ -262,13 +274,15 @@ def load_style(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         state, metadata = _read_safetensors(path)
         if metadata is None:
             metadata = {"format": "state-dict", "source": path.name}
-            lr_mlp = 0.01
+            lr_mlp, conv_clamp = 0.01, None
         else:
             config = metadata.get("generator")
             if not isinstance(config, dict):
                 raise CheckpointError(f"{path.name}: the style metadata has no generator configuration")
-            lr_mlp = float(config.get("lr_mlp", 0.01))
-        generator = generator_from_state(state, path.name, lr_mlp=lr_mlp, device=device)
+            lr_mlp, conv_clamp = float(config.get("lr_mlp", 0.01)), _clamp_setting(config, path.name)
+        generator = generator_from_state(
+            state, path.name, lr_mlp=lr_mlp, device=device, conv_clamp=conv_clamp
+        )
         config = metadata.get("generator")
         if isinstance(config, dict) and config.get("size") not in (None, generator.size):
             raise CheckpointError(

@@ -93,6 +93,7 @@ class WeightsEntry:
         url: a plain HTTPS URL of the same bytes (e.g. a GitHub release asset).
         drive_id: Google Drive id the original project used; never fetched automatically.
         layout: what the loader expects inside.
+        profile: for a base generator, its domain profile (a key of :data:`jojogan.domains.PROFILES`).
     """
 
     name: str
@@ -107,6 +108,7 @@ class WeightsEntry:
     layout: str = ""
     sha256_prefix: str | None = None
     approx_size: int | None = None
+    profile: str | None = None
 
     @property
     def hf_url(self) -> str | None:
@@ -135,6 +137,65 @@ def _style(
     )
 
 
+_ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
+_TF_ERA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks"
+_PICKLE_LAYOUT = (
+    "NVIDIA network pickle ({layout}); read as data, never run, and converted once to the official layout "
+    "(g_ema, d, latent_avg) in <cache>/converted (`jojogan convert`)"
+)
+
+
+def _nvidia(name: str, url: str, what: str, tf_era: bool = False) -> WeightsEntry:
+    # the row's name is its domain profile's (jojogan.domains.PROFILES)
+    """A base model NVIDIA publishes as a pickle (no size or sha256 published: pinned on first use)."""
+    layout = (
+        "TF-era (G, D, Gs) of dnnlib.tflib" if tf_era else "stylegan2-ada-pytorch {'G', 'D', 'G_ema', ...}"
+    )
+    return WeightsEntry(
+        name=name,
+        filename=url.rsplit("/", 1)[1],
+        description=f"{what}: generator, discriminator and mean latent",
+        licence=f"NVIDIA's StyleGAN2 models: {NVIDIA_NC}",
+        url=url,
+        layout=_PICKLE_LAYOUT.format(layout=layout),
+        profile=name,
+    )
+
+
+# NVIDIA's own base models (URLs from NVlabs' READMEs and stylegan2-ada-pytorch's train.py resume list).
+_NVIDIA_ROWS = (
+    _nvidia(
+        "ffhq-512",
+        f"{_ADA}/transfer-learning-source-nets/ffhq-res512-mirror-stylegan2-noaug.pkl",
+        "StyleGAN2 FFHQ faces, 512 px",
+    ),
+    _nvidia(
+        "ffhq-256",
+        f"{_ADA}/transfer-learning-source-nets/ffhq-res256-mirror-paper256-noaug.pkl",
+        "StyleGAN2 FFHQ faces, 256 px",
+    ),
+    _nvidia("metfaces", f"{_ADA}/metfaces.pkl", "StyleGAN2-ADA MetFaces (painted portraits), 1024 px"),
+    _nvidia("afhq-cat", f"{_ADA}/afhqcat.pkl", "StyleGAN2-ADA AFHQ cats, 512 px"),
+    _nvidia("afhq-dog", f"{_ADA}/afhqdog.pkl", "StyleGAN2-ADA AFHQ dogs, 512 px"),
+    _nvidia("afhq-wild", f"{_ADA}/afhqwild.pkl", "StyleGAN2-ADA AFHQ wild animals, 512 px"),
+    _nvidia(
+        "lsun-car",
+        f"{_TF_ERA}/stylegan2-car-config-f.pkl",
+        "StyleGAN2 LSUN cars, 512x384 inside 512 px",
+        tf_era=True,
+    ),
+    _nvidia("lsun-cat", f"{_TF_ERA}/stylegan2-cat-config-f.pkl", "StyleGAN2 LSUN cats, 256 px", tf_era=True),
+    _nvidia(
+        "lsun-church",
+        f"{_TF_ERA}/stylegan2-church-config-f.pkl",
+        "StyleGAN2 LSUN churches, 256 px",
+        tf_era=True,
+    ),
+    _nvidia(
+        "lsun-horse", f"{_TF_ERA}/stylegan2-horse-config-f.pkl", "StyleGAN2 LSUN horses, 256 px", tf_era=True
+    ),
+)
+
 _ROWS = (
     WeightsEntry(
         name="ffhq",
@@ -146,6 +207,7 @@ _ROWS = (
         hf_repo="akhaliq/jojogan-stylegan2-ffhq-config-f",
         drive_id="1Yr7KuD959btpmcKGAUsbAk5rPjX2MytK",
         layout="{'g_ema': ..., 'd': ..., 'latent_avg': [512]} in the rosinality layout",
+        profile="ffhq",
     ),
     WeightsEntry(
         name="e4e",
@@ -255,6 +317,7 @@ _ROWS = (
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         layout="torchvision AlexNet state dict (features.*, classifier.*)",
     ),
+    *_NVIDIA_ROWS,
 )
 
 REGISTRY: dict[str, WeightsEntry] = {row.name: row for row in _ROWS}

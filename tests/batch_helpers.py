@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image
 
 from jojogan.batch import BatchSettings
+from jojogan.config import StylizeConfig
+from jojogan.models import Models
 
 GOOD = ("chris_hemsworth", "iu")
 BAD = {
@@ -50,14 +52,10 @@ def photo_folder(root: Path, shared) -> Path:
 
 
 def fast_settings(workdir: Path, style: Path, **changes) -> BatchSettings:
-    return BatchSettings(
-        style=style,
-        base=workdir / "base.pt",
-        inversion="optimize",
-        inversion_steps=3,
-        device="cpu",
-        **changes,
-    )
+    """Settings of a batch on the tiny base (optimisation inversion, 3 steps); ``changes`` are
+    :class:`StylizeConfig` fields."""
+    config = StylizeConfig(**{"inversion": "optimize", "inversion_steps": 3, "identity": "auto", **changes})
+    return BatchSettings(style=style, config=config, models=Models(base=workdir / "base.pt", device="cpu"))
 
 
 def manifest_lines(outdir: Path) -> list[dict]:

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import jojogan.api
+import jojogan.finetune
 from jojogan.cli import main
 from jojogan.cli._options import unique_stems
 from jojogan.cli.finetune import finetune_lock_path
@@ -136,7 +137,7 @@ def interrupted(work, tmp_path_factory):
     folder = tmp_path_factory.mktemp("resume")
     args = ["finetune", work / "a" / "face.png", *FAST, "--base", work / "base.pt", "--iterations", "4"]
     args += ["--save-state-every", "1", "-o", folder / "style.safetensors"]
-    stage = jojogan.api.finetune
+    stage = jojogan.finetune.finetune
 
     def stop_after_2(*a, callback=None, **kw):
         def stop(step, loss, preview):
@@ -146,7 +147,7 @@ def interrupted(work, tmp_path_factory):
         return stage(*a, callback=stop, **kw)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(jojogan.api, "finetune", stop_after_2)
+        patch.setattr(jojogan.finetune, "finetune", stop_after_2)
         result = invoke(args)
     assert result.exit_code == 130, result.output
     assert (folder / "style.safetensors.resume.pt").is_file()
@@ -327,7 +328,9 @@ def test_a_style_from_another_base_warns(work, tmp_path, caplog):
 
 def test_the_progress_bar_names_the_image(work, capsys):
     pipe = jojogan.api.JoJoGAN.from_pretrained(base=work / "base.pt", device="cpu")
-    pipe.prepare(work / "b" / "face.png", "optimize", aligned=True, steps=3, show_progress=True)
+    pipe.prepare(
+        work / "b" / "face.png", inversion="optimize", aligned=True, inversion_steps=3, show_progress=True
+    )
     assert "projecting face.png" in capsys.readouterr().err
 
 

@@ -7,15 +7,14 @@ from pathlib import Path
 import click
 
 from jojogan.cli._options import (
-    alpha_option,
-    face_option,
-    finishing_options,
+    FINISHING,
+    codeformer_option,
+    identity_options,
     inversion_options,
     model_options,
-    no_identity_option,
+    stylize_config,
+    stylize_options,
 )
-from jojogan.config import INVERSION_DISTANCES
-from jojogan.identity.cli import identity_net_options
 
 
 @click.command()
@@ -29,11 +28,9 @@ from jojogan.identity.cli import identity_net_options
 @click.option(
     "-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
 )
-@alpha_option("Style strength in [0, 1], or one comma-separated value per style layer.")
-@face_option("largest, all, or an index from the left", allow_all=True)
-@finishing_options
-@identity_net_options()
-@no_identity_option
+@stylize_options("alpha", "face", *FINISHING)
+@codeformer_option
+@identity_options
 @click.option(
     "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Where to run."
 )
@@ -53,34 +50,8 @@ from jojogan.identity.cli import identity_net_options
 @inversion_options
 @model_options
 def batch(
-    inputs,
-    style,
-    output,
-    alpha,
-    face,
-    paste,
-    match_colour,
-    cleanup,
-    fidelity,
-    restore_input,
-    codeformer,
-    identity_net,
-    identity_weights,
-    no_identity,
-    engine,
-    workers,
-    batch_size,
-    address,
-    no_progress,
-    retry_errors,
-    max_pixels,
-    aligned,
-    inversion,
-    inversion_steps,
-    base,
-    e4e,
-    device,
-):
+    inputs, style, output, engine, workers, batch_size, address, no_progress, retry_errors, models, **options
+):  # fmt: skip
     """Stylize many photos into OUTPUT, with OUTPUT/manifest.jsonl listing every input.
 
     INPUTS are folders (searched recursively), globs, .txt/.csv files listing paths, or photos, local or as
@@ -97,16 +68,7 @@ def batch(
     """
     from jojogan.batch import BatchSettings, stylize_many
 
-    if paste and aligned:
-        raise click.UsageError("--paste needs the photo's alignment, which --aligned inputs do not have")
-    settings = BatchSettings(
-        style=style, alpha=alpha, inversion=inversion, inversion_steps=inversion_steps, aligned=aligned,
-        face=face, paste=paste, match_colour=match_colour, cleanup=None if cleanup == "none" else cleanup,
-        fidelity=fidelity, restore_input=restore_input, identity_net=None if no_identity else identity_net,
-        identity_weights=None if identity_weights is None else Path(identity_weights), base=base, e4e=e4e,
-        codeformer=codeformer, device=device, max_pixels=max_pixels,
-        distance=click.get_current_context().meta.get("jojogan.distance", INVERSION_DISTANCES[0]),
-    )  # fmt: skip
+    settings = BatchSettings(style=style, config=stylize_config(options), models=models)
     report = stylize_many(
         inputs,
         settings,

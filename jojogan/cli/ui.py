@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from jojogan.cli._options import max_pixels_option, model_options, pipeline
-from jojogan.config import INVERSIONS
+from jojogan.cli._options import model_options, pipeline, stylize_config, stylize_options
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -21,28 +20,16 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
     help="Address to listen on; 127.0.0.1 keeps the UI private to this machine.",
 )
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="Port.")
-@click.option(
-    "--inversion",
-    type=click.Choice(INVERSIONS),
-    default=INVERSIONS[0],
-    show_default=True,
-    help="How photos and references become W+ codes: e4e (needs its weights) or optimize.",
-)
-@click.option(
-    "--inversion-steps",
-    type=click.IntRange(min=3),
-    default=None,
-    help="Optimisation steps for --inversion optimize (default: those of jojogan stylize).",
-)
+@stylize_options("inversion", "inversion_steps")
 @click.option(
     "--library",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Style library folder (default: $JOJOGAN_HOME/styles).",
 )
-@max_pixels_option
+@stylize_options("max_pixels")
 @model_options
-def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, device):
+def ui(host, port, library, models, **settings):
     """Serve the web UI on this machine (open the address it prints): train styles, stylize photos, browse
     the library.
 
@@ -60,6 +47,7 @@ def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, d
     from jojogan.ui.app import launch, require_gradio
     from jojogan.ui.session import UiSession, exit_on_stop_signals
 
+    config = stylize_config(settings)  # the page's defaults: how photos become codes, the upload limit
     require_gradio(load=False)  # before the models load: a missing extra or a taken port is one line at once
     _check_port(host, port)
     # the server's temporary folder first: Gradio and PyTorch read where their caches go when imported
@@ -68,12 +56,12 @@ def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, d
     exit_on_stop_signals()  # a SIGTERM while the models load still removes the folder
     if host not in _LOOPBACK:
         click.echo(f"warning: listening on {host}: other machines can reach this UI", err=True)
-    pipe = pipeline(base, e4e, device, max_pixels)  # uploads larger than --max-pixels are refused
+    pipe = pipeline(models)
     missing = missing_worker_env(os.environ) if pipe.device.type == "cpu" else {}
     if missing:  # the page's work runs on worker threads: see jojogan.op.memory
         settings = " ".join(f"{key}={value}" for key, value in missing.items())
         click.echo(f"note: on a CPU, start it as '{settings} jojogan ui ...' to run faster", err=True)
-    studio = Studio(pipe, StyleLibrary(library), inversion=inversion, inversion_steps=inversion_steps)
+    studio = Studio(pipe, StyleLibrary(library), config=config)  # uploads above --max-pixels are refused
     launch(studio, host=host, port=port, session=session)
 
 

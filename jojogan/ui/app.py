@@ -97,7 +97,7 @@ def _header(gr, studio: Studio) -> None:
     gr.Markdown(
         "# jojogan studio\n"
         f"One-shot face stylization, on this machine ({studio.pipe.device}, {studio.pipe.size} px "
-        f"generator, {studio.inversion} inversion). "
+        f"generator, {studio.config.inversion} inversion). "
         f"Styles are kept in `{_shown_path(studio.library.root)}`.",
         elem_classes="jj-header",
     )

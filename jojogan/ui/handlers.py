@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+from jojogan.cleanup import CLEANERS
 from jojogan.errors import JojoganError
 from jojogan.identity import DEFAULT_METRIC_NETWORK
 from jojogan.ui.library import LibraryStyle
@@ -201,7 +202,7 @@ class PageHandlers:
             return None, "Choose a style: train one in the first tab, or pick an official one.", None
         try:
             result = self.studio.stylize(
-                photo, style, float(alpha), paste=paste, cleanup="codeformer" if cleanup else None,
+                photo, style, float(alpha), paste=paste, cleanup=next(iter(CLEANERS)) if cleanup else None,
                 identity=DEFAULT_METRIC_NETWORK if identity else None, aligned=aligned,
             )  # fmt: skip
             saved = self.session.write(

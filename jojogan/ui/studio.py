@@ -15,7 +15,6 @@ import hashlib
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,11 +22,21 @@ from pathlib import Path
 from PIL import Image
 
 from jojogan.api import Face, JoJoGAN, StylizeResult
-from jojogan.config import INVERSIONS, STYLED_SUFFIX, AlphaSpec, FinetuneConfig
+from jojogan.components import LRUCache
+from jojogan.config import (
+    SAMPLES,
+    SLIDER_STEPS,
+    STYLED_SUFFIX,
+    TILE,
+    AlphaSpec,
+    FinetuneConfig,
+    StylizeConfig,
+)
 from jojogan.errors import JojoganError
 from jojogan.imaging import image_grid, labelled_strip, save_gif, save_image, to_pil
 from jojogan.inversion.errors import FaceNotFoundError, FaceTooSmallError
 from jojogan.style_file import StyleFile, file_sha256
+from jojogan.stylization import TRUNCATION
 from jojogan.ui.library import LibraryError, LibraryStyle, StyleLibrary, check_style_name
 from jojogan.weights import check_cached, format_size, is_offline, official_styles, resolve_weights
 
@@ -239,8 +248,8 @@ class Studio:
     Args:
         pipe: the loaded pipeline (its base checkpoint, device and e4e weights).
         library: where trained styles go; ``None`` for ``$JOJOGAN_HOME/styles``.
-        inversion: how photos and references become W+ codes, "e4e" or "optimize".
-        inversion_steps: optimisation steps for ``inversion="optimize"`` (``None``: the API's default).
+        config: the page's stylize settings (how photos become codes, the upload limit, ...); the page's
+            controls replace its fields per call. Keyword ``overrides`` replace fields too.
         max_faces: how many prepared photos to keep.
     """
 
@@ -249,18 +258,14 @@ class Studio:
         pipe: JoJoGAN,
         library: StyleLibrary | None = None,
         *,
-        inversion: str = INVERSIONS[0],
-        inversion_steps: int | None = None,
+        config: StylizeConfig | None = None,
         max_faces: int = DEFAULT_MAX_FACES,
+        **overrides,
     ):
-        if inversion not in INVERSIONS:
-            raise ValueError(f"inversion must be one of {INVERSIONS}, got {inversion!r}")
         self.pipe = pipe
         self.library = library if library is not None else StyleLibrary()
-        self.inversion = inversion
-        self.inversion_steps = inversion_steps
-        self.max_faces = max_faces
-        self._faces: OrderedDict[tuple, Face] = OrderedDict()
+        self.config = pipe.settings(config, **overrides)
+        self._faces: LRUCache[tuple, Face] = LRUCache(max_faces)
         self._model_lock = threading.RLock()  # one piece of model work at a time, whoever calls
 
     # ------------------------------------------------------------------ references
@@ -275,7 +280,7 @@ class Studio:
         for source in files:
             name = _name(source)
             try:
-                crop = self.pipe.align(source, aligned=aligned)
+                crop = self.pipe.align(source, self.config, aligned=aligned)
             except FaceNotFoundError as error:
                 crops.append(ReferenceCrop(name, None, _page_wording(error, name)))
                 continue
@@ -337,7 +342,7 @@ class Studio:
             "iterations": iterations,
             "identity_weight": identity_weight,
             "final_loss": run.losses[-1] if run.losses else None,
-            "inversion": self.inversion,
+            "inversion": self.config.inversion,
             "base": self.pipe.base_path.name if self.pipe.base_path else None,
         }
         saved = self.library.add(name, run.save, thumbnail, info)
@@ -368,8 +373,8 @@ class Studio:
 
                 identity_net = load_identity_loss_network(DEFAULT_LOSS_NETWORK, None, self.pipe.device).embed
             run = self.pipe.finetune(
-                list(files), config, inversion=self.inversion, inversion_steps=self.inversion_steps,
-                aligned=aligned, identity_net=identity_net, callback=reporter.on_step, show_progress=False,
+                list(files), config, inputs=self.config, aligned=aligned, identity_net=identity_net,
+                callback=reporter.on_step, show_progress=False,
             )  # fmt: skip
             reporter.stage("saving")
             style = StyleFile(
@@ -415,16 +420,13 @@ class Studio:
         The key is the photo's sha256 (its file's bytes, or its pixels) with the alignment and inversion
         settings, so the same picture uploaded again is not inverted again.
         """
-        key = (_content_sha256(photo), aligned, self.inversion, self.inversion_steps)
-        if key in self._faces:
-            self._faces.move_to_end(key)
-            return self._faces[key]
-        with self._model_lock:
-            prepared = self.pipe.prepare(photo, self.inversion, aligned=aligned, steps=self.inversion_steps)
-        self._faces[key] = prepared
-        while len(self._faces) > self.max_faces:
-            self._faces.popitem(last=False)
-        return prepared
+        key = (_content_sha256(photo), aligned, self.config.inversion, self.config.inversion_steps)
+
+        def prepare() -> Face:
+            with self._model_lock:
+                return self.pipe.prepare(photo, self.config, aligned=aligned)
+
+        return self._faces.get(key, prepare)
 
     def stylize(
         self,
@@ -457,8 +459,8 @@ class Studio:
         prepared = self.face(photo, aligned)
         with self._model_lock:
             return self.pipe.stylize_face(
-                prepared, style_path, alpha, paste_into=photo if paste else None, identity=identity,
-                cleanup=cleanup,
+                prepared, style_path, alpha, paste_into=photo if paste else None, config=self.config,
+                identity=identity, cleanup=cleanup, aligned=aligned,
             )  # fmt: skip
 
     @staticmethod
@@ -474,9 +476,9 @@ class Studio:
         self,
         photo: PhotoSource,
         style: str,
-        steps: int = 5,
+        steps: int = SLIDER_STEPS,
         *,
-        tile: int = 256,
+        tile: int = TILE,
         aligned: bool = False,
         gif_path: str | os.PathLike | None = None,
     ) -> tuple[Image.Image, Path | None]:
@@ -496,7 +498,7 @@ class Studio:
         return strip, gif
 
     def samples(
-        self, style: str, n: int = 4, *, seed: int = 0, truncation: float = 0.7, tile: int = 256
+        self, style: str, n: int = SAMPLES, *, seed: int = 0, truncation: float = TRUNCATION, tile: int = TILE
     ) -> Image.Image:
         """Random faces (top row) and the same faces in the style (bottom row), as ``jojogan sample``."""
         style_path = self.style_path(style)
