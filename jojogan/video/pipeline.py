@@ -650,17 +650,23 @@ def stylize_video(
     )
     resumed = _run_chunks(run)
     # 5. the output, the report
-    with timings("join"):
-        segments = [store.segment_path(n) for n in range(len(_chunks(len(plan.table), video.chunk_frames)))]
-        join_segments(written, output, plan.table, segments)
+    return _finish(run, resumed, started)
+
+
+def _finish(run: _Run, resumed: int, started: float) -> VideoResult:
+    """Join the segments into the output, measure flicker when asked, write the report, clear the store."""
+    chunks = len(_chunks(len(run.plan.table), run.video.chunk_frames))
+    with run.timings("join"):
+        segments = [run.store.segment_path(n) for n in range(chunks)]
+        join_segments(run.written, run.output, run.plan.table, segments)
     report = _report(run, resumed, time.perf_counter() - started)
     report_path = None
-    if video.report:
-        report["flicker"] = _flicker(run) if config.paste else None
-        report["timings"] = timings.summary()
-        report_path = _write_report(output.path, report)
-    store.remove()
-    return VideoResult(output.path, report, report_path)
+    if run.video.report:
+        report["flicker"] = _flicker(run) if run.config.paste else None
+        report["timings"] = run.timings.summary()
+        report_path = _write_report(run.output.path, report)
+    run.store.remove()
+    return VideoResult(run.output.path, report, report_path)
 
 
 def _report(run: _Run, resumed: int, seconds: float) -> dict:
