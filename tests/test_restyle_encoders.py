@@ -135,6 +135,12 @@ def test_bad_encoder_settings_are_refused_once(options, words):
         StylizeConfig(inversion_options=options)
 
 
+def test_a_default_spelled_out_is_the_same_config():
+    """The command line always passes --restyle-iterations; a batch resumed from Python must match it."""
+    assert StylizeConfig(inversion_options={"iterations": RESTYLE_ITERATIONS.default}) == StylizeConfig()
+    assert StylizeConfig(inversion_options={"iterations": 2}).inversion_options == {"iterations": 2}
+
+
 def test_bad_iterations_on_the_command_line_is_a_usage_error(files, cache, tmp_path):
     args = [
         "invert",
