@@ -20,7 +20,7 @@ import torch
 
 from jojogan.cleanup.cleaners import CLEANERS
 from jojogan.cleanup.restore import DEFAULT_FIDELITY
-from jojogan.inversion.encoders import ENCODERS, INVERSION_DISTANCES
+from jojogan.inversion.encoders import ENCODERS, INVERSION_DISTANCES, encoder_options
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 from jojogan.op.precision import check_precision
 from jojogan.stylegan2.model import D_FEATURE_BLOCKS, MEAN_LATENT_SAMPLES
@@ -126,6 +126,19 @@ def _freeze_mask_spec(spec: MaskSpec) -> MaskSpec:
 def _check_fraction(value: float, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+def _check_inversion_options(options: object) -> dict[str, object]:
+    """A copy of ``options`` whose every key is a setting some encoder declares, with a valid value."""
+    if not isinstance(options, Mapping):
+        raise ValueError(f"inversion_options must be a mapping, got {type(options).__name__}")
+    known = encoder_options()
+    for key in options:
+        if key not in known:
+            raise ValueError(
+                f"inversion_options has no setting {key!r}; the encoders read {', '.join(known) or 'none'}"
+            )
+    return {key: known[key].check(value) for key, value in options.items()}
 
 
 def _check_count(value: int, name: str, minimum: int) -> None:
@@ -297,7 +310,9 @@ class StylizeConfig:
             when the domain is faces; ``None``: not measured.
         identity_weights: the recognizer's weights file (``None``: the cache or the package).
         max_pixels: refuse larger images before decoding them (``None``: no limit).
-        inversion_options: encoder-specific settings by name (e.g. ReStyle's ``iterations``).
+        inversion_options: encoder-specific settings by name, each declared by an encoder
+            (:class:`~jojogan.inversion.encoders.EncoderOption`, e.g. ReStyle's ``iterations``); a setting
+            the chosen encoder does not read is ignored.
     """
 
     alpha: AlphaSpec = 1.0
@@ -340,11 +355,7 @@ class StylizeConfig:
             _check_count(self.max_pixels, "max_pixels", 1)
         if self.identity_weights is not None:
             object.__setattr__(self, "identity_weights", Path(self.identity_weights))
-        if not isinstance(self.inversion_options, Mapping):
-            raise ValueError(
-                f"inversion_options must be a mapping, got {type(self.inversion_options).__name__}"
-            )
-        object.__setattr__(self, "inversion_options", dict(self.inversion_options))
+        object.__setattr__(self, "inversion_options", _check_inversion_options(self.inversion_options))
 
     def _check_face(self) -> None:
         face = self.face

@@ -107,7 +107,7 @@ PROFILES: dict[str, DomainProfile] = {
                 aligner="center-crop",
                 encoder="optimize",
                 identity=False,
-                paste=False,
+                paste=True,
             )
             for kind in ("cat", "dog", "wild")
         ),
@@ -119,7 +119,7 @@ PROFILES: dict[str, DomainProfile] = {
                 aligner="center-crop",
                 encoder="optimize",
                 identity=False,
-                paste=False,
+                paste=True,
             )
             for kind in ("church", "horse", "cat")
         ),
@@ -130,7 +130,7 @@ PROFILES: dict[str, DomainProfile] = {
             aligner="center-crop",
             encoder="optimize",
             identity=False,
-            paste=False,
+            paste=True,
             picture=(512, 384),
         ),
         DomainProfile(
@@ -140,7 +140,7 @@ PROFILES: dict[str, DomainProfile] = {
             aligner="center-crop",
             encoder="optimize",
             identity=False,
-            paste=False,
+            paste=True,
         ),
     )
 }

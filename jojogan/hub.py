@@ -37,7 +37,7 @@ from jojogan.inversion.encoders import ENCODERS, Encoder, EncoderContext, Invers
 from jojogan.inversion.images import ImageSource, image_name
 from jojogan.style_file import StyleFile, file_sha256, load_style
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint
-from jojogan.weights import find_entry, resolve_weights
+from jojogan.weights import REGISTRY, check_cached, find_entry, mirror_url, resolve_weights
 
 __all__ = ["DEFAULT_MAX_STYLES", "Hub", "as_sources", "image_sha256", "pick_device"]
 
@@ -86,7 +86,7 @@ def base_profile(
     """The profile named, else that of the base's registry row, else the one the base file records (a
     converted NVIDIA model's), else ``generic`` when ``aligner`` says the pictures are no faces, else
     :data:`DEFAULT_PROFILE`; with another ``aligner`` than the profile's, the face-only stages go (no
-    identity figure, no paste-back)."""
+    identity figure; paste-back of the whole crop with ``center-crop``, none with ``none``)."""
     if profile is None and base_path is not None:
         row = find_entry(base_path.name)
         profile = row.profile if row is not None else None
@@ -97,9 +97,8 @@ def base_profile(
     if aligner is None or aligner == chosen.aligner:
         return chosen
     faces = aligner == "ffhq-dlib"
-    return dataclasses.replace(
-        chosen, aligner=aligner, identity=faces and chosen.identity, paste=faces and chosen.paste
-    )
+    paste = (faces and chosen.paste) or aligner == "center-crop"
+    return dataclasses.replace(chosen, aligner=aligner, identity=faces and chosen.identity, paste=paste)
 
 
 class Hub:
@@ -192,13 +191,34 @@ class Hub:
     def _weights_path(self, row: str | None) -> Path | None:
         return None if row is None else resolve_weights(self.weights.get(row), default=row, download=True)
 
+    def _encoder_weights(self, rows: tuple[str, ...]) -> Path | None:
+        """The file among an encoder's rows for this domain: the first given as a path or cached, else the
+        first that can be downloaded (else the first, whose error says how to get it by hand)."""
+        if not rows:
+            return None
+        usable = [r for r in rows if self.weights.get(r) is not None or check_cached(REGISTRY[r]).usable]
+        fetchable = [r for r in rows if mirror_url() or REGISTRY[r].hf_repo or REGISTRY[r].url]
+        chosen = (usable or fetchable or rows)[0]
+        if chosen == rows[0]:
+            return self._weights_path(chosen)
+        first = REGISTRY[rows[0]]
+        try:
+            path = self._weights_path(chosen)
+        except JojoganError as error:
+            hint = f" (or put {first.filename} from {first.drive_url or first.hf_url or first.url} there)"
+            raise JojoganError(f"{error}{hint}") from error
+        log.warning(
+            "%s is not in the weights cache; using %s: %s", first.name, chosen, REGISTRY[chosen].description
+        )
+        return path
+
     def encoder(self, name: str) -> Encoder:
         """The encoder ``name`` of :data:`ENCODERS`, built (its weights resolved) on first use."""
         cls = ENCODERS[name]
 
         def load(device: torch.device) -> Encoder:
             try:
-                path = self._weights_path(cls.weights)
+                path = self._encoder_weights(cls.weights_for(self.profile.name))
             except JojoganError as error:
                 raise JojoganError(
                     f"{error} Or use optimisation inversion (--inversion optimize), which needs only "

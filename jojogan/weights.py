@@ -137,6 +137,40 @@ def _style(
     )
 
 
+_RESTYLE_LICENCE = "restyle-encoder code MIT; its decoder is NVIDIA's {}: " + NVIDIA_NC
+# ReStyle's README names what each decoder was trained on; the AFHQ wild one is a StyleGAN2-ADA model.
+_RESTYLE_DOMAINS = {
+    "ffhq": ("FFHQ faces", "FFHQ StyleGAN2", 1024),
+    "cars": ("Stanford Cars (read as 192x256 pictures)", "LSUN Car StyleGAN2", 512),
+    "church": ("LSUN Church", "LSUN Church StyleGAN2", 256),
+    "horse": ("LSUN Horse", "LSUN Horse StyleGAN2", 256),
+    "afhq_wild": ("AFHQ wild animals", "AFHQ Wild StyleGAN2-ADA", 512),
+}
+
+
+def _restyle(variant: str, domain: str, drive_id: str) -> WeightsEntry:
+    """A ReStyle encoder from the authors' Google Drive (yuval-alaluf/restyle-encoder README)."""
+    what, decoder, size = _RESTYLE_DOMAINS[domain]
+    backbone = "IR-SE50" if domain == "ffhq" else "ResNet-34"
+    encoder_type, title = {"psp": ("BackboneEncoder", "pSp"), "e4e": ("ProgressiveBackboneEncoder", "e4e")}[
+        variant
+    ]
+    if backbone == "ResNet-34":
+        encoder_type = "ResNet" + encoder_type
+    n_styles = 2 * (size.bit_length() - 1) - 2
+    return WeightsEntry(
+        name=f"restyle-{variant}" + ("" if domain == "ffhq" else f"-{domain.replace('_', '-')}"),
+        filename=f"restyle_{variant}_{domain}_encode.pt",
+        description=f"ReStyle-{title} iterative encoder ({backbone}) for {what}, W+ [{n_styles}, 512]",
+        licence=_RESTYLE_LICENCE.format(decoder),
+        drive_id=drive_id,
+        layout=(
+            f"{{'state_dict': {{'encoder.*' ({encoder_type}), 'decoder.*' ({size} px StyleGAN2)}}, "
+            f"'latent_avg': [{n_styles}, 512], 'opts': dict}}"
+        ),
+    )
+
+
 _ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
 _TF_ERA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks"
 _PICKLE_LAYOUT = (
@@ -220,6 +254,29 @@ _ROWS = (
         drive_id="1cUv_reLE6k3604or78EranS7XzuVMWeO",
         layout="{'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg': [18, 512], 'opts': ...}",
     ),
+    # ReStyle (the JoJoGAN paper's encoder): the authors' files are on Google Drive only.
+    _restyle("psp", "ffhq", "1sw6I2lRIB0MpuJkpc8F5BJiSZrc0hjfE"),
+    _restyle("e4e", "ffhq", "1e2oXVeBPXMQoUoC_4TNwAWpOPpSEhE_e"),
+    WeightsEntry(
+        name="restyle-e4e-hf",
+        filename="restyle_e4e_ffhq.pt",
+        description=(
+            "ReStyle-e4e FFHQ encoder (IR-SE50), W+ [18, 512]: a third-party Hugging Face copy, not checked "
+            "against the authors' file (restyle-e4e)"
+        ),
+        licence=_RESTYLE_LICENCE.format("FFHQ StyleGAN2"),
+        sha256="89afa8b3255be61425714397be11f07b34312d76ea22382ecf80001da617da5b",
+        approx_size=809_000_000,
+        hf_repo="trysem/restyle-e4e-ffhq",
+        layout="as restyle-e4e",
+    ),
+    _restyle("psp", "cars", "1zJHqHRQ8NOnVohVVCGbeYMMr6PDhRpPR"),
+    _restyle("psp", "church", "1bcxx7mw-1z7dzbJI_z7oGpWG1oQAvMaD"),
+    _restyle("psp", "afhq_wild", "1GyFXVTNDUw3IIGHmGS71ChhJ1Rmslhk7"),
+    _restyle("e4e", "cars", "1v6Yi-Yne6JX0Pyas6XPS83IzKKUvCe8r"),
+    _restyle("e4e", "church", "1sCRzbM1fGTgTbWO87jP_rxApw-tS0CH_"),
+    _restyle("e4e", "horse", "19_sUpTYtJmhSAolKLm3VgI-ptYqd-hgY"),
+    _restyle("e4e", "afhq_wild", "1HQlUPKirShHyL3kGnwVRjhfcb-j9s4V3"),
     WeightsEntry(
         name="codeformer",
         filename="codeformer.pth",

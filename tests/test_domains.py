@@ -28,13 +28,13 @@ EXPECTED = {  # profile: (resolution, aligner, encoder, identity, paste, picture
     "ffhq-512": (512, "ffhq-dlib", "optimize", True, True, None),
     "ffhq-256": (256, "ffhq-dlib", "optimize", True, True, None),
     "metfaces": (1024, "ffhq-dlib", "optimize", True, True, None),
-    "afhq-cat": (512, "center-crop", "optimize", False, False, None),
-    "afhq-dog": (512, "center-crop", "optimize", False, False, None),
-    "afhq-wild": (512, "center-crop", "optimize", False, False, None),
-    "lsun-church": (256, "center-crop", "optimize", False, False, None),
-    "lsun-horse": (256, "center-crop", "optimize", False, False, None),
-    "lsun-cat": (256, "center-crop", "optimize", False, False, None),
-    "lsun-car": (512, "center-crop", "optimize", False, False, (512, 384)),
+    "afhq-cat": (512, "center-crop", "optimize", False, True, None),
+    "afhq-dog": (512, "center-crop", "optimize", False, True, None),
+    "afhq-wild": (512, "center-crop", "optimize", False, True, None),
+    "lsun-church": (256, "center-crop", "optimize", False, True, None),
+    "lsun-horse": (256, "center-crop", "optimize", False, True, None),
+    "lsun-cat": (256, "center-crop", "optimize", False, True, None),
+    "lsun-car": (512, "center-crop", "optimize", False, True, (512, 384)),
 }
 
 
@@ -59,7 +59,7 @@ def test_how_a_base_finds_its_profile(tmp_path):
     assert (cropped_faces.aligner, cropped_faces.identity, cropped_faces.paste) == (
         "center-crop",
         False,
-        False,
+        True,  # the whole crop goes back into the photo
     )
     assert base_profile(unknown, "ffhq", aligner="none").paste is False  # no transform back to a photo
     with pytest.raises(jojogan.JojoganError, match="unknown domain"):

@@ -66,10 +66,25 @@ def test_a_cat_stylizes_and_samples(cat_style):
     assert Image.open(grid).size[0] >= 128
 
 
+def test_a_stylized_cat_goes_back_into_its_photo(cat_style):
+    """Paste-back of a centre crop: the photo's size, the sides outside the square untouched."""
+    root, base, style, photo = cat_style
+    out = root / "pasted.png"
+    common = [*NOT_A_FACE, *FAST, "--base", base, "--style", style, "--paste", "-o", out]
+    run(["stylize", photo, *common], root / "home")
+    pasted = np.asarray(Image.open(out).convert("RGB"), dtype=int)
+    original = np.asarray(Image.open(photo).convert("RGB"), dtype=int)
+    assert pasted.shape == original.shape  # 451 x 300: the centred square is 300 x 300 from x = 75
+    assert np.array_equal(pasted[:, :70], original[:, :70]) and np.array_equal(
+        pasted[:, 381:], original[:, 381:]
+    )
+    assert np.abs(pasted[100:200, 175:275] - original[100:200, 175:275]).mean() > 1.0
+
+
 def test_face_only_options_are_refused_for_a_cat(cat_style):
     root, base, style, photo = cat_style
     common = ["stylize", photo, *NOT_A_FACE, *FAST, "--base", base, "--style", style, "-o", root / "x.png"]
-    for extra, words in ((["--paste"], "paste-back does not apply"), (["--face", "1"], "face selection")):
+    for extra, words in ((["--face", "1"], "face selection"),):
         result = CliRunner().invoke(
             cli, [str(a) for a in common + extra], env={"JOJOGAN_HOME": str(root / "home")}
         )

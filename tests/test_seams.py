@@ -91,8 +91,8 @@ def test_the_domain_profile_decides_encoder_alignment_identity_and_paste(tiny):
     assert generic.settings().inversion == "optimize" and generic.settings(identity="auto").identity is None
     with pytest.raises(ValueError, match="the e4e encoder was trained for ffhq pictures, not generic"):
         generic.settings(inversion="e4e")
-    with pytest.raises(ValueError, match="paste-back does not apply to generic pictures"):
-        generic.settings(paste=True)
+    with pytest.raises(ValueError, match="face selection applies to faces, not to generic pictures"):
+        generic.settings(face=1)
     # no face detection: the centred square of any picture, here a 3:2 photo without a face
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8))
     crop = generic.align(photo)
@@ -100,7 +100,10 @@ def test_the_domain_profile_decides_encoder_alignment_identity_and_paste(tiny):
     assert crop.quad[0].tolist() == [50.0, 0.0]  # the square's top-left corner in the photo
     # another aligner on a face base drops the face-only stages
     cropped = JoJoGAN.from_pretrained(base=tiny / "base.pt", aligner="center-crop")
-    assert not cropped.profile.identity and not cropped.profile.paste
+    assert not cropped.profile.identity and cropped.profile.paste  # the crop itself goes back
+    bare = JoJoGAN.from_pretrained(base=tiny / "base.pt", aligner="none")
+    with pytest.raises(ValueError, match="paste-back does not apply"):
+        bare.settings(paste=True)
 
 
 def test_a_cleaner_added_to_the_table_is_used_by_name(tiny, monkeypatch):

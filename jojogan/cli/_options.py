@@ -337,8 +337,33 @@ def stylize_options(*fields: str) -> Callable:
 
 
 def inversion_options(command: Callable) -> Callable:
-    """--aligned, --inversion, --distance, --inversion-steps and --max-pixels: how inputs become codes."""
-    return stylize_options(*INPUTS)(command)
+    """--aligned, --inversion, --distance, --inversion-steps and --max-pixels: how inputs become codes; and
+    one option per setting an encoder declares (``--restyle-iterations``), which goes to
+    ``StylizeConfig.inversion_options``."""
+    from jojogan.inversion.encoders import encoder_options
+
+    declared = [
+        click.option(
+            f"--{option.flag}",
+            option.flag.replace("-", "_"),
+            type=click.IntRange(min=option.minimum),
+            default=option.default,
+            show_default=True,
+            help=option.help,
+        )  # fmt: skip
+        for option in encoder_options().values()
+    ]
+    return stack(stylize_options(*INPUTS), *declared)(command)
+
+
+def _pop_encoder_options(values: dict) -> dict[str, int]:
+    """The encoders' settings among a command's keyword arguments (taken out), by their keys."""
+    from jojogan.inversion.encoders import encoder_options
+
+    options = encoder_options().values()
+    return {
+        o.key: values.pop(o.flag.replace("-", "_")) for o in options if o.flag.replace("-", "_") in values
+    }
 
 
 def identity_options(command: Callable) -> Callable:
@@ -362,6 +387,9 @@ def stylize_config(values: dict) -> StylizeConfig:
         settings["identity_weights"] = values.pop("identity_weights", None)
     if isinstance(settings.get("alpha"), list):
         settings["alpha"] = tuple(settings["alpha"])
+    declared = _pop_encoder_options(values)
+    if declared:
+        settings["inversion_options"] = declared
     try:
         return StylizeConfig(**settings)
     except ValueError as error:
