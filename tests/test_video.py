@@ -180,12 +180,23 @@ def test_mpeg4_input_one_code_per_shot_and_the_largest_face(tmp_path):
     pipe, style = tiny_video_pipe(tmp_path)
     clip = story_clip(tmp_path / "story.avi", codec="mpeg4", audio=False)
     config = _config(latent="shot", encode=vio.EncodeSettings(crf=30))
-    settings = StylizeConfig(inversion=LINEAR, alpha=0.5)  # pasted back, the largest face: video's default
+    settings = StylizeConfig(inversion=LINEAR, alpha=0.5, paste=True)  # the largest face: the default
     result = stylize_video(pipe, clip.path, tmp_path / "out.mkv", style, settings, config)
     info, frames = _frames(result.path)
     seconds = np.array([f.pts for f in frames]) * float(info.time_base)
     assert len(frames) == len(clip.pts) and np.allclose(seconds - seconds[0], clip.seconds, atol=1e-3)
     assert result.report["tracks"] == 2 and result.report["latent"] == "shot"
+
+
+def test_without_paste_the_stylized_face_itself_is_written(tmp_path):
+    pipe, style = tiny_video_pipe(tmp_path)
+    clip = pair_clip(tmp_path / "pair.mp4", count=4)
+    settings = StylizeConfig(inversion=LINEAR, paste=False)
+    result = stylize_video(pipe, clip.path, tmp_path / "faces.mp4", style, settings, _config(report=True))
+    info, frames = _frames(result.path)
+    assert info.display_size == (pipe.size, pipe.size) and len(frames) == 4
+    assert frames[0].image.std() > 10  # a drawn face, not a black frame
+    assert result.report["flicker"] is None  # measured where faces are pasted into the input's frames
 
 
 def test_every_face_of_a_frame_is_stylized(tmp_path):

@@ -368,7 +368,9 @@ def _attached_pic() -> int:
 
 
 def _kinds(container) -> str:
-    return ", ".join(sorted({s.type for s in container.streams}))
+    cover = _attached_pic()
+    kinds = {"a cover picture" if s.disposition & cover else s.type for s in container.streams}
+    return ", ".join(sorted(kinds))
 
 
 def _frame_rate(stream) -> Fraction:

@@ -6,13 +6,14 @@
    the style and the settings, before anything is written;
 2. **track** the faces (:func:`~jojogan.video.track.analyse`, one pass over all frames);
 3. **invert**, chunk by chunk: each face of each frame is cropped from its smoothed square
-   (:func:`~jojogan.inversion.align.align_quad`) and inverted in batches (``JoJoGAN.invert``); the raw
-   codes, the crop's geometry and its colour target go to the chunk store;
+   (:func:`~jojogan.inversion.align.align_quad`) and inverted in batches (``JoJoGAN.invert_faces``: the
+   encoder of ``StylizeConfig.inversion``, restored first with ``restore_input``); the raw codes, the
+   crop's geometry and its colour target go to the chunk store;
 4. **render**, chunk by chunk: each face's code for the latent mode (:mod:`jojogan.video.latents`) goes
-   through both generators in batches (``JoJoGAN.render_many``; the generators' stored noise, so the noise
-   is fixed for the whole video), its colour is matched when asked, and it is pasted back
-   (:func:`~jojogan.inversion.paste.paste_faces`) - frames without a face pass through unchanged - and the
-   chunk is encoded into its own segment;
+   through both generators in batches (``JoJoGAN.render_many``, blended by alpha, cleaned up when asked;
+   the generators' stored noise, so the noise is fixed for the whole video), its colour is matched when
+   asked, and it is pasted back (:func:`~jojogan.inversion.paste.paste_faces`) - frames without a face
+   pass through unchanged - and the chunk is encoded into its own segment;
 5. **join** the segments and the audio into ``OUT`` (atomically), and measure flicker when asked.
 
 A chunk, frames ``[start, end)``, depends only on the tracks (step 2) and, for ``smooth`` and ``shot``,
@@ -227,7 +228,7 @@ def invert_chunk(
         timings: stage timings to add to. progress: a tqdm bar to advance per frame.
     """
     timings = timings or Timings()
-    rows, crops, codes, colours = [], [], [], []
+    rows, geometry, codes, colours, pending = [], [], [], [], []
     for frame in timings.iterate("decode", read_frames(info, start, end, plan.table)):
         for track, row in plan.faces_at(frame.index):
             with timings("alignment", frames=1):
@@ -236,13 +237,15 @@ def invert_chunk(
                 with timings("paste"):
                     colours.append(colour_target(crop))
             rows.append((track.track, frame.index))
-            crops.append(crop)
-            if len(crops) - len(codes) >= batch_size:
-                codes += _invert(pipe, crops[len(codes) :], config, timings)
+            geometry.append((crop.to_photo, crop.quad))  # the crop itself goes once it is inverted
+            pending.append(crop)
+            if len(pending) >= batch_size:
+                codes += _invert(pipe, pending, config, timings)
+                pending = []
         if progress is not None:
             progress.update(1)
-    codes += _invert(pipe, crops[len(codes) :], config, timings)
-    return _chunk_codes(pipe, rows, crops, codes, colours)
+    codes += _invert(pipe, pending, config, timings)
+    return _chunk_codes(pipe, rows, geometry, codes, colours)
 
 
 def _invert(pipe, crops: list[AlignedFace], config: StylizeConfig, timings: Timings) -> list[torch.Tensor]:
@@ -254,14 +257,14 @@ def _invert(pipe, crops: list[AlignedFace], config: StylizeConfig, timings: Timi
     return [face.w_plus[0].detach().float().cpu() for face in faces]
 
 
-def _chunk_codes(pipe, rows, crops: list[AlignedFace], codes, colours) -> ChunkCodes:
+def _chunk_codes(pipe, rows, geometry, codes, colours) -> ChunkCodes:
     n_latent, style_dim = pipe.generator.n_latent, pipe.generator.style_dim
     colour_shape = colours[0].shape if colours else (0, 0, 3)
     return ChunkCodes(
         rows=torch.tensor(rows, dtype=torch.int64).reshape(-1, 2),
         codes=torch.stack(codes) if codes else torch.zeros(0, n_latent, style_dim),
-        to_photo=torch.tensor(np.array([c.to_photo for c in crops])).reshape(-1, 3, 3),
-        quads=torch.tensor(np.array([c.quad for c in crops])).reshape(-1, 4, 2),
+        to_photo=torch.tensor(np.array([m for m, _ in geometry])).reshape(-1, 3, 3),
+        quads=torch.tensor(np.array([q for _, q in geometry])).reshape(-1, 4, 2),
         colour=torch.tensor(np.array(colours, dtype=np.float32)).reshape(len(colours), *colour_shape),
     )
 
@@ -304,7 +307,7 @@ class CodeBook:
         return torch.stack(picked)
 
 
-def _geometry(book: CodeBook, track: FaceTrack, row: int, size: int, source_size, placeholder) -> AlignedFace:
+def _geometry(book: CodeBook, track: FaceTrack, row: int, source_size, placeholder) -> AlignedFace:
     """The aligned face's geometry as it was cropped (its image is a placeholder of the crop's size)."""
     frame = int(track.frames[row])
     to_photo = book.get("to_photo", track.track, [frame])[0].double().numpy()
@@ -389,7 +392,7 @@ def render_chunk(
     for frame in timings.iterate("decode", read_frames(info, start, end, plan.table)):
         waiting.append(frame)
         faces += len(plan.faces_at(frame.index))
-        if faces >= batch:
+        if faces >= batch or len(waiting) >= batch:  # decoded frames wait for one batch at most
             _render_frames(
                 pipe, info, plan, book, chunk, waiting, style, config, video, writer, timings, progress
             )
@@ -404,7 +407,7 @@ def _render_frames(
     from jojogan.results import Face
 
     todo = [(frame, track, row) for frame in frames for track, row in plan.faces_at(frame.index)]
-    geometry = [_geometry(book, t, r, pipe.size, info.display_size, chunk.placeholder) for _, t, r in todo]
+    geometry = [_geometry(book, t, r, info.display_size, chunk.placeholder) for _, t, r in todo]
     styled = []
     if todo:
         prepared = [
@@ -465,6 +468,10 @@ def video_settings(pipe, config: StylizeConfig | None = None, **overrides) -> St
         raise JojoganError("video frames are aligned face by face by the tracker; aligned does not apply")
     if config.face == "all" and not config.paste:
         raise JojoganError("face 'all' needs paste: without it each output frame shows one stylized face")
+    if not config.paste:
+        log.info(
+            "paste is off: the output is the stylized face itself (paste=True puts it back in the frames)"
+        )
     return config
 
 
@@ -687,7 +694,7 @@ def _mask_at(book: CodeBook, plan: Plan, info: VideoInfo, size: int) -> Callable
         faces = plan.faces_at(frame)
         if not faces:
             return None
-        masks = [photo_mask(_geometry(book, t, r, size, info.display_size, placeholder)) for t, r in faces]
+        masks = [photo_mask(_geometry(book, t, r, info.display_size, placeholder)) for t, r in faces]
         return np.maximum.reduce(masks)
 
     return mask
