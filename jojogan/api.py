@@ -204,6 +204,13 @@ class JoJoGAN(Hub):
         return finish_faces([prepared], styled, config, paste_into=paste_into, recognizer=recognizer)[0]
 
     @_job
+    def stylize_video(self, source, out, style: StyleSource, config=None, video=None, **kw):
+        """Stylize the faces of a video, sound and timing kept (:func:`jojogan.video.stylize_video`)."""
+        from jojogan.video import stylize_video
+
+        return stylize_video(self, source, out, style, config, video, **kw)
+
+    @_job
     def slider(self, face: Face, style: StyleSource, steps: int = 5) -> list[tuple[float, object]]:
         """The same face at ``steps`` evenly spaced α from 0 to 1."""
         if steps < 2:

@@ -70,7 +70,8 @@ def check_manifest(outdir: Path, folder: Path) -> dict[str, dict]:
     for stem in GOOD:
         row = by_name[f"{stem}.jpeg"]
         assert row["status"] == "ok" and row["error"] is None and row["faces"] == 1, row
-        assert len(row["identity"]) == 1 and -1 <= row["identity"][0] <= 1
+        (identity,) = row["identity"]
+        assert identity["network"] == "dlib" and identity["same_person"] == (identity["similarity"] < 0.6)
         assert row["seconds"] > row["align_seconds"] > 0 and len(row["input_sha256"]) == 64
         assert row["worker_peak_rss_mb"] > 0 and row["align_worker_peak_rss_mb"] > 0
         assert all((outdir / name).is_file() for name in row["outputs"])

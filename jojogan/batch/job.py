@@ -95,7 +95,7 @@ class PhotoResult:
     Attributes:
         outputs: (name relative to the output folder, encoded PNG bytes) pairs; empty on error.
         faces: faces stylized.
-        identity: one score per face (empty when not measured).
+        identity: one score per face as :meth:`IdentityScore.to_dict` (empty when not measured).
         error: one readable line, or ``None``.
         seconds: the workers' time for the photo (alignment included).
         align_seconds: the part of ``seconds`` spent aligning (the stage that may run elsewhere).
@@ -105,7 +105,7 @@ class PhotoResult:
 
     outputs: list[tuple[str, bytes]]
     faces: int = 0
-    identity: list[float] = field(default_factory=list)
+    identity: list[dict] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
     align_seconds: float = 0.0
@@ -328,7 +328,7 @@ class Stylizer:
 
     def _one(self, stem: str, result: StylizeResult) -> PhotoResult:
         image = result.pasted if self.config.paste else result.image
-        identity = [] if result.identity is None else [result.identity]
+        identity = [] if result.identity is None else [result.identity.to_dict()]
         return PhotoResult(
             outputs=[(stem + OUTPUT_SUFFIX, encode_png(image, result.png_metadata()))],
             faces=1,
@@ -342,7 +342,7 @@ class Stylizer:
         faces back into the photo together."""
         from jojogan.inversion.paste import paste_faces
 
-        identity = [r.identity for r in results if r.identity is not None]
+        identity = [r.identity.to_dict() for r in results if r.identity is not None]
         if self.config.paste:
             pasted = paste_faces(
                 path, [(r.image, crop) for r, crop in zip(results, crops, strict=True)],

@@ -357,13 +357,16 @@ def inversion_options(command: Callable) -> Callable:
 
 
 def _pop_encoder_options(values: dict) -> dict[str, int]:
-    """The encoders' settings among a command's keyword arguments (taken out), by their keys."""
+    """The encoders' settings among a command's keyword arguments (taken out), by their keys, where they
+    differ from the encoder's default."""
     from jojogan.inversion.encoders import encoder_options
 
-    options = encoder_options().values()
-    return {
-        o.key: values.pop(o.flag.replace("-", "_")) for o in options if o.flag.replace("-", "_") in values
-    }
+    given = {}
+    for option in encoder_options().values():
+        value = values.pop(option.flag.replace("-", "_"), option.default)
+        if value != option.default:  # a default is the encoder's own: the config (and a batch's
+            given[option.key] = value  # fingerprint) then equal the API's defaults
+    return given
 
 
 def identity_options(command: Callable) -> Callable:

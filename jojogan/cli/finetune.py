@@ -99,7 +99,8 @@ def finetune(references, output, identity_net, identity_weights, resume, models,
     An output never replaces an input; an existing output is replaced only with --force. While it runs,
     the run keeps a resume state in OUTPUT.resume.pt: --resume continues it, --force starts over and
     replaces it, and without either the command refuses to start. OUTPUT is locked while a run writes
-    it (OUTPUT.lock): a second run on the same output stops at once.
+    it (a lock file in the cache's .locks folder, never beside OUTPUT): a second run on the same output
+    stops at once.
     """
     config = config_from_options(FinetuneConfig, settings)
     inputs = stylize_config(settings)
@@ -165,13 +166,24 @@ def _train(pipe, references, config, inputs, output: Path, state_path: Path, sta
         sys.exit(130)
 
 
+def finetune_lock_path(output: Path) -> Path:
+    """The lock of a run writing ``output``: in the cache's ``.locks`` folder (``$JOJOGAN_HOME/.locks``),
+    named by a hash of the output's resolved path, so that no run, failed or not, leaves a file beside it."""
+    import hashlib
+
+    from jojogan.op._dispatch import home_dir
+
+    key = hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:24]
+    return home_dir() / ".locks" / f"finetune-{key}.lock"
+
+
 def _output_lock(output: Path):
     """An exclusive lock on ``output`` for the whole run (a second run on it stops at once)."""
     import contextlib
 
     from filelock import FileLock, Timeout
 
-    lock_path = output.with_name(output.name + ".lock")
+    lock_path = finetune_lock_path(output)
 
     @contextlib.contextmanager
     def held():

@@ -120,7 +120,7 @@ def _save_results(path: Path, target: Path, results: list, config: StylizeConfig
     for out, result in named:
         image = result.pasted if config.paste else result.image
         save_image(image, out, pnginfo=result.png_metadata())
-        kept = "" if result.identity is None else f" (identity {result.identity:.3f}, {result.identity_net})"
+        kept = "" if result.identity is None else f" (identity: {result.identity.line()})"
         faces = _faces_note(results) if config.face == "all" and config.paste else ""
         click.echo(f"{path} -> {out}{faces}{kept}")
 
@@ -187,8 +187,7 @@ def _save_curve(curve, curve_json: Path, curve_png: Path) -> None:
     with atomic_output(curve_json) as tmp:
         Path(tmp).write_text(curve.to_json() + "\n")
     plot = save_image(plot_identity_curve(curve), curve_png)
-    values = ", ".join(f"{a:.2f}: {v:.3f}" for a, v in zip(curve.alphas, curve.similarities, strict=True))
-    click.echo(f"identity ({curve.network}) {values} -> {curve_json}, {plot}")
+    click.echo(f"identity {curve.line()} -> {curve_json}, {plot}")
 
 
 @click.command()

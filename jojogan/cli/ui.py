@@ -34,7 +34,7 @@ def ui(host, port, library, models, **settings):
     the library.
 
     Nothing leaves the machine: no share link, no analytics, no fonts or scripts from the internet. Stop it
-    with Ctrl+C.
+    with Ctrl+C (or SIGTERM): uploads and results live in a temporary folder of its own, removed then.
 
     \b
     Examples:
@@ -45,10 +45,15 @@ def ui(host, port, library, models, **settings):
     from jojogan.op.memory import missing_worker_env
     from jojogan.ui import Studio, StyleLibrary
     from jojogan.ui.app import launch, require_gradio
+    from jojogan.ui.session import UiSession, exit_on_stop_signals
 
     config = stylize_config(settings)  # the page's defaults: how photos become codes, the upload limit
-    require_gradio()  # before the models load: a missing extra or a taken port is one line at once
+    require_gradio(load=False)  # before the models load: a missing extra or a taken port is one line at once
     _check_port(host, port)
+    # the server's temporary folder first: Gradio and PyTorch read where their caches go when imported
+    session = UiSession.create()
+    session.use_for_caches()
+    exit_on_stop_signals()  # a SIGTERM while the models load still removes the folder
     if host not in _LOOPBACK:
         click.echo(f"warning: listening on {host}: other machines can reach this UI", err=True)
     pipe = pipeline(models)
@@ -57,7 +62,7 @@ def ui(host, port, library, models, **settings):
         settings = " ".join(f"{key}={value}" for key, value in missing.items())
         click.echo(f"note: on a CPU, start it as '{settings} jojogan ui ...' to run faster", err=True)
     studio = Studio(pipe, StyleLibrary(library), config=config)  # uploads above --max-pixels are refused
-    launch(studio, host=host, port=port)
+    launch(studio, host=host, port=port, session=session)
 
 
 def _check_port(host: str, port: int) -> None:
