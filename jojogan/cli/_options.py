@@ -337,9 +337,14 @@ def stylize_options(*fields: str) -> Callable:
 
 
 def inversion_options(command: Callable) -> Callable:
-    """--aligned, --inversion, --distance, --inversion-steps and --max-pixels: how inputs become codes; and
-    one option per setting an encoder declares (``--restyle-iterations``), which goes to
-    ``StylizeConfig.inversion_options``."""
+    """--aligned, --inversion, --distance, --inversion-steps, --max-pixels and the encoders' own settings:
+    how inputs become codes."""
+    return stack(stylize_options(*INPUTS), encoder_settings)(command)
+
+
+def encoder_settings(command: Callable) -> Callable:
+    """One option per setting an encoder declares (``--restyle-iterations``); :func:`stylize_config` puts
+    them into ``StylizeConfig.inversion_options``."""
     from jojogan.inversion.encoders import encoder_options
 
     declared = [
@@ -353,7 +358,7 @@ def inversion_options(command: Callable) -> Callable:
         )  # fmt: skip
         for option in encoder_options().values()
     ]
-    return stack(stylize_options(*INPUTS), *declared)(command)
+    return stack(*declared)(command)
 
 
 def _pop_encoder_options(values: dict) -> dict[str, int]:
