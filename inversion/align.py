@@ -438,17 +438,7 @@ def _center_square(photo: Image.Image, output_size: int) -> AlignedFace:
     if side != output_size:
         image = image.resize((output_size, output_size), Image.Resampling.LANCZOS)
     quad = np.array([[left, top], [left, top + side], [left + side, top + side], [left + side, top]], float)
-    to_photo = _quad_to_photo_matrix(quad, output_size)
-    return AlignedFace(
-        image=image,
-        quad=_frozen(quad),
-        landmarks=None,
-        face_index=0,
-        num_faces=1,
-        source_size=photo.size,
-        to_aligned=_frozen(np.linalg.inv(to_photo)),
-        to_photo=_frozen(to_photo),
-    )
+    return _crop_of(image, quad, photo.size)
 
 
 def _center_picture(photo: Image.Image, output_size: int, picture: tuple[int, int]) -> AlignedFace:
@@ -468,14 +458,19 @@ def _center_picture(photo: Image.Image, output_size: int, picture: tuple[int, in
     side = output_size * box_w / pic_w  # photo pixels per frame pixel, times the frame's side
     x0, y0 = width / 2 - side / 2, height / 2 - side / 2
     quad = np.array([[x0, y0], [x0, y0 + side], [x0 + side, y0 + side], [x0 + side, y0]], float)
-    to_photo = _quad_to_photo_matrix(quad, output_size)
+    return _crop_of(image, quad, photo.size)
+
+
+def _crop_of(image: Image.Image, quad: np.ndarray, source_size: tuple[int, int]) -> AlignedFace:
+    """A crop without landmarks (no face was detected): ``image`` is the photo's square ``quad``."""
+    to_photo = _quad_to_photo_matrix(quad, image.size[0])
     return AlignedFace(
         image=image,
         quad=_frozen(quad),
         landmarks=None,
         face_index=0,
         num_faces=1,
-        source_size=photo.size,
+        source_size=source_size,
         to_aligned=_frozen(np.linalg.inv(to_photo)),
         to_photo=_frozen(to_photo),
     )

@@ -129,7 +129,9 @@ def _check_fraction(value: float, name: str) -> None:
 
 
 def _check_inversion_options(options: object) -> dict[str, object]:
-    """A copy of ``options`` whose every key is a setting some encoder declares, with a valid value."""
+    """``options`` checked (every key a setting some encoder declares, every value valid) and without the
+    settings at their defaults, so that equal settings make equal configs (and equal batch fingerprints)
+    whether a default was spelled out or not."""
     if not isinstance(options, Mapping):
         raise ValueError(f"inversion_options must be a mapping, got {type(options).__name__}")
     known = encoder_options()
@@ -138,7 +140,8 @@ def _check_inversion_options(options: object) -> dict[str, object]:
             raise ValueError(
                 f"inversion_options has no setting {key!r}; the encoders read {', '.join(known) or 'none'}"
             )
-    return {key: known[key].check(value) for key, value in options.items()}
+    checked = {key: known[key].check(value) for key, value in options.items()}
+    return {key: value for key, value in checked.items() if value != known[key].default}
 
 
 def _check_count(value: int, name: str, minimum: int) -> None:

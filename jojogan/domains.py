@@ -130,7 +130,7 @@ PROFILES: dict[str, DomainProfile] = {
             aligner="center-crop",
             encoder="optimize",
             identity=False,
-            paste=True,
+            paste=False,
             picture=(512, 384),
         ),
         DomainProfile(

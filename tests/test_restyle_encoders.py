@@ -135,6 +135,12 @@ def test_bad_encoder_settings_are_refused_once(options, words):
         StylizeConfig(inversion_options=options)
 
 
+def test_a_default_spelled_out_is_the_same_config():
+    """The command line always passes --restyle-iterations; a batch resumed from Python must match it."""
+    assert StylizeConfig(inversion_options={"iterations": RESTYLE_ITERATIONS.default}) == StylizeConfig()
+    assert StylizeConfig(inversion_options={"iterations": 2}).inversion_options == {"iterations": 2}
+
+
 def test_bad_iterations_on_the_command_line_is_a_usage_error(files, cache, tmp_path):
     args = [
         "invert",
@@ -201,3 +207,17 @@ def test_a_missing_file_offline_says_how_to_get_it(files, tmp_path, monkeypatch)
     copy = r"restyle_e4e_ffhq\.pt.*put restyle_e4e_ffhq_encode\.pt from https://drive\.google\.com"
     with pytest.raises(JojoganError, match=copy):
         pipe.encoder("restyle-e4e")
+
+
+def test_every_command_that_inverts_offers_the_encoders_settings():
+    from jojogan.inversion.encoders import encoder_options
+
+    flags = {option.flag.replace("-", "_") for option in encoder_options().values()}
+    inverting = {
+        name: {param.name for param in command.params}
+        for name, command in cli.commands.items()
+        if any(param.name == "inversion" for param in command.params)
+    }
+    assert {"stylize", "slider", "invert", "finetune", "batch", "video", "ui"} <= set(inverting)
+    for name, params in inverting.items():
+        assert flags <= params, name

@@ -337,9 +337,14 @@ def stylize_options(*fields: str) -> Callable:
 
 
 def inversion_options(command: Callable) -> Callable:
-    """--aligned, --inversion, --distance, --inversion-steps and --max-pixels: how inputs become codes; and
-    one option per setting an encoder declares (``--restyle-iterations``), which goes to
-    ``StylizeConfig.inversion_options``."""
+    """--aligned, --inversion, --distance, --inversion-steps, --max-pixels and the encoders' own settings:
+    how inputs become codes."""
+    return stack(stylize_options(*INPUTS), encoder_settings)(command)
+
+
+def encoder_settings(command: Callable) -> Callable:
+    """One option per setting an encoder declares (``--restyle-iterations``); :func:`stylize_config` puts
+    them into ``StylizeConfig.inversion_options``."""
     from jojogan.inversion.encoders import encoder_options
 
     declared = [
@@ -353,17 +358,20 @@ def inversion_options(command: Callable) -> Callable:
         )  # fmt: skip
         for option in encoder_options().values()
     ]
-    return stack(stylize_options(*INPUTS), *declared)(command)
+    return stack(*declared)(command)
 
 
 def _pop_encoder_options(values: dict) -> dict[str, int]:
-    """The encoders' settings among a command's keyword arguments (taken out), by their keys."""
+    """The encoders' settings among a command's keyword arguments (taken out), by their keys, where they
+    differ from the encoder's default."""
     from jojogan.inversion.encoders import encoder_options
 
-    options = encoder_options().values()
-    return {
-        o.key: values.pop(o.flag.replace("-", "_")) for o in options if o.flag.replace("-", "_") in values
-    }
+    given = {}
+    for option in encoder_options().values():
+        value = values.pop(option.flag.replace("-", "_"), option.default)
+        if value != option.default:  # a default is the encoder's own: the config (and a batch's
+            given[option.key] = value  # fingerprint) then equal the API's defaults
+    return given
 
 
 def identity_options(command: Callable) -> Callable:

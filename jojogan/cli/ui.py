@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from jojogan.cli._options import model_options, pipeline, stylize_config, stylize_options
+from jojogan.cli._options import encoder_settings, model_options, pipeline, stylize_config, stylize_options
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -21,6 +21,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 )
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="Port.")
 @stylize_options("inversion", "inversion_steps")
+@encoder_settings
 @click.option(
     "--library",
     type=click.Path(file_okay=False, path_type=Path),

@@ -13,6 +13,7 @@ from jojogan.cli._options import (
     codeformer_option,
     config_from_options,
     config_options,
+    encoder_settings,
     force_option,
     model_options,
     output_file_option,
@@ -106,6 +107,7 @@ def _video_config(values: dict):
 @click.option("--restart", is_flag=True, help="Start over instead of resuming an interrupted run's chunks.")
 @codeformer_option
 @stylize_options("inversion", "distance", "inversion_steps", "max_pixels")
+@encoder_settings
 @model_options
 @force_option
 def video(source, style, output, force, restart, models, **settings):

@@ -384,7 +384,13 @@ class Studio:
         return run, styled[0]
 
     def start_training(self, files: Sequence[PhotoSource], name: str, **settings) -> TrainingJob:
-        """:meth:`train` in a background thread (same arguments, less ``on_progress`` and ``cancel``)."""
+        """:meth:`train` in a background thread (same arguments, less ``on_progress`` and ``cancel``).
+
+        Raises:
+            LibraryError: the name is not allowed or taken (at once, before the thread starts).
+            JojoganError: there is no reference.
+        """
+        self._check_new_style(files, name)
         return TrainingJob(self.train, files=list(files), name=name, **settings).start()
 
     # ------------------------------------------------------------------ styles
