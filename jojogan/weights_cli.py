@@ -11,7 +11,7 @@ import functools
 import click
 
 from jojogan import weights as manager
-from jojogan.stylegan2.errors import JojoganError
+from jojogan.errors import JojoganError
 
 
 def _user_errors(command):

@@ -1,6 +1,5 @@
 """StyleGAN2 (config-f) generator and discriminator with the official checkpoint layout."""
 
-from jojogan.errors import CheckpointError, JojoganError
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint, read_weights_file
 from jojogan.stylegan2.model import (
     D_FEATURE_BLOCKS,
@@ -17,10 +16,8 @@ from jojogan.stylegan2.model import (
 __all__ = [
     "D_FEATURE_BLOCKS",
     "MEAN_LATENT_SAMPLES",
-    "CheckpointError",
     "Discriminator",
     "Generator",
-    "JojoganError",
     "StyleGAN2Checkpoint",
     "default_channels",
     "load_checkpoint",

@@ -22,7 +22,7 @@ from jojogan.cleanup import (
     load_codeformer,
     restore_image,
 )
-from jojogan.stylegan2.errors import CheckpointError, JojoganError
+from jojogan.errors import CheckpointError, JojoganError
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import jojogan.style_file as style_file
+from jojogan.errors import CheckpointError, JojoganError
 from jojogan.style_file import STYLE_FORMAT_VERSION, file_sha256, load_style, save_style, style_metadata
-from jojogan.stylegan2 import CheckpointError, JojoganError
 
 from factories import TINY_STYLE_DIM, tiny_generator
 

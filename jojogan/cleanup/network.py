@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jojogan.stylegan2.errors import JojoganError
+from jojogan.errors import JojoganError
 
 __all__ = [
     "AttentionBlock",

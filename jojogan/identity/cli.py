@@ -11,8 +11,8 @@ import json
 
 import click
 
+from jojogan.errors import JojoganError
 from jojogan.identity import DEFAULT_METRIC_NETWORK, RECOGNIZERS, compare_faces, load_face_recognizer
-from jojogan.stylegan2.errors import JojoganError
 
 __all__ = ["identity", "identity_net_options"]
 
