@@ -30,11 +30,12 @@ from jojogan.components import Components, LRUCache
 from jojogan.config import StylizeConfig
 from jojogan.domains import DEFAULT_PROFILE, DomainProfile, profile_for
 from jojogan.errors import JojoganError
+from jojogan.fileio import file_sha256
 from jojogan.identity import DEFAULT_METRIC_NETWORK, FaceRecognizer, load_face_recognizer
 from jojogan.inversion.align import AlignedFace, align_face, align_faces
 from jojogan.inversion.encoders import ENCODERS, Encoder, EncoderContext, InversionRequest
 from jojogan.inversion.images import ImageSource, image_name
-from jojogan.style_file import StyleFile, file_sha256, load_style
+from jojogan.style_file import StyleFile, load_style
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint
 from jojogan.weights import find_entry, resolve_weights
 

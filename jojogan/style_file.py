@@ -17,7 +17,6 @@ metadata (a ``str → str`` map) holds one key, ``"jojogan"``, whose value is a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -28,14 +27,13 @@ from pathlib import Path
 import torch
 
 from jojogan.errors import CheckpointError
-from jojogan.fileio import atomic_output
+from jojogan.fileio import atomic_output, file_sha256
 from jojogan.stylegan2.checkpoint import generator_from_state, read_weights_file
 from jojogan.stylegan2.model import Generator
 
 __all__ = [
     "STYLE_FORMAT_VERSION",
     "StyleFile",
-    "file_sha256",
     "is_style_file",
     "load_style",
     "read_style_metadata",
@@ -64,15 +62,6 @@ class StyleFile:
     generator: Generator
     metadata: dict
     path: Path
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _package_version() -> str:

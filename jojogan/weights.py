@@ -28,7 +28,6 @@ Design of a download (:func:`download`):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from jojogan.errors import CheckpointError
+from jojogan.fileio import file_sha256
 from jojogan.op._dispatch import home_dir
 
 log = logging.getLogger(__name__)
@@ -323,15 +323,6 @@ def _lock_path(entry: WeightsEntry) -> Path:
 
 def _staging_dir() -> Path:
     return cache_dir() / ".incomplete"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def format_size(size: int | None) -> str:

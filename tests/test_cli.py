@@ -18,8 +18,9 @@ import jojogan.cleanup.cleaners
 import jojogan.finetune
 import jojogan.perceptual
 from jojogan.cli import main as cli
+from jojogan.fileio import file_sha256
 from jojogan.imaging import to_pil
-from jojogan.style_file import file_sha256, load_style
+from jojogan.style_file import load_style
 
 from factories import tiny_discriminator, tiny_generator
 

@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 
 import jojogan.style_file as style_file
 from jojogan.errors import CheckpointError, JojoganError
-from jojogan.style_file import STYLE_FORMAT_VERSION, file_sha256, load_style, save_style, style_metadata
+from jojogan.fileio import file_sha256
+from jojogan.style_file import STYLE_FORMAT_VERSION, load_style, save_style, style_metadata
 
 from factories import TINY_STYLE_DIM, tiny_generator
 
