@@ -38,6 +38,7 @@ from jojogan.mixing import (
 from jojogan.mixing import swapped_layers as list_swapped_layers
 from jojogan.op.precision import autocast, precision_scope
 from jojogan.stylegan2.checkpoint import read_weights_file
+from jojogan.stylegan2.config import GeneratorConfig
 from jojogan.stylegan2.layers import frozen
 from jojogan.stylegan2.model import Discriminator, Generator
 
@@ -107,9 +108,17 @@ class FinetuneDivergedError(JojoganError):
         step: the 1-based step at which it happened (its update was not applied).
         last_good_state: the generator's state dict (CPU) before that step, with finite weights.
         losses: the losses of the completed steps.
+        generator_config: the configuration of the generator ``last_good_state`` belongs to.
     """
 
-    def __init__(self, step: int, last_good_state: dict[str, torch.Tensor], losses: list[float], what: str):
+    def __init__(
+        self,
+        step: int,
+        last_good_state: dict[str, torch.Tensor],
+        losses: list[float],
+        what: str,
+        generator_config: GeneratorConfig | None = None,
+    ):
         super().__init__(
             f"fine-tuning diverged at step {step}: the {what} became NaN or infinite. The weights from "
             f"before this step are kept in the error's last_good_state; try a lower learning rate or check "
@@ -118,6 +127,7 @@ class FinetuneDivergedError(JojoganError):
         self.step = step
         self.last_good_state = last_good_state
         self.losses = losses
+        self.generator_config = generator_config
 
 
 class ResumeMismatchError(JojoganError, ValueError):
@@ -737,7 +747,8 @@ class _Run:
         value, grads_finite = _loss_and_health(loss, list(self.trained.parameters()))
         if not math.isfinite(value) or not grads_finite:
             what = "loss" if not math.isfinite(value) else "gradient"
-            raise FinetuneDivergedError(step, _cpu_copy(self.trained.state_dict()), list(self.losses), what)
+            state = _cpu_copy(self.trained.state_dict())
+            raise FinetuneDivergedError(step, state, list(self.losses), what, self.trained.config)
         self.optimizer.step()
         self.losses.append(value)
         return value

@@ -34,13 +34,13 @@ from jojogan.config import (
     MaskSpec,
     check_mask_spec,
 )
-from jojogan.stylegan2.model import (
-    Generator,
+from jojogan.stylegan2.config import (
     num_style_layers,
     style_layer_is_rgb,
     style_layer_latent_index,
     style_layer_resolution,
 )
+from jojogan.stylegan2.model import Generator
 
 __all__ = [
     "MeanLatentCache",

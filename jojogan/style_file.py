@@ -5,8 +5,10 @@ StyleGAN2 names, without prefix, so any official-layout loader reads them. The s
 metadata (a ``str → str`` map) holds one key, ``"jojogan"``, whose value is a JSON object:
 
 * ``format_version`` (1), ``package_version``, ``created`` (UTC, ISO 8601);
-* ``generator``: ``size``, ``style_dim``, ``n_mlp``, ``channels`` (``{resolution: channels}``, keys as
-  strings), ``lr_mlp``;
+* ``generator``: the generator's configuration, ``generator.config.to_dict()``: ``size``, ``style_dim``,
+  ``n_mlp``, ``channels`` (``{resolution: channels}``, keys as strings), ``lr_mlp``, ``blur_kernel``
+  (files written before it was recorded load with the official kernel); loading builds the generator
+  from it;
 * whatever the caller adds, typically :func:`style_metadata`'s fields: the run's settings (every
   :class:`~jojogan.config.FinetuneConfig` field, ``mask`` as the swapped style layers), the base
   checkpoint's name and sha256, the references' sha256s and the losses.
@@ -29,6 +31,7 @@ import torch
 from jojogan.errors import CheckpointError
 from jojogan.fileio import atomic_output, file_sha256
 from jojogan.stylegan2.checkpoint import generator_from_state, read_weights_file
+from jojogan.stylegan2.config import GeneratorConfig
 from jojogan.stylegan2.model import Generator
 
 __all__ = [
@@ -70,14 +73,17 @@ def _package_version() -> str:
     return __version__
 
 
-def _generator_config(generator: Generator) -> dict:
-    return {
-        "size": generator.size,
-        "style_dim": generator.style_dim,
-        "n_mlp": generator.n_mlp,
-        "channels": {str(res): ch for res, ch in sorted(generator.channels.items())},
-        "lr_mlp": generator.lr_mlp,
-    }
+def _recorded_config(metadata: dict, name: str) -> GeneratorConfig:
+    """The generator configuration a style file records (``generator.config`` when it was saved)."""
+    recorded = metadata.get("generator")
+    if not isinstance(recorded, dict):
+        raise CheckpointError(f"{name}: the style metadata has no generator configuration")
+    try:
+        return GeneratorConfig.from_dict(recorded)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{name}: the style metadata's generator configuration is invalid ({error})"
+        ) from error
 
 
 def style_metadata(
@@ -146,7 +152,7 @@ def save_style(path: str | os.PathLike, generator: Generator, metadata: Mapping 
         format_version=STYLE_FORMAT_VERSION,
         package_version=_package_version(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        generator=_generator_config(generator),
+        generator=generator.config.to_dict(),
     )
     try:
         text = json.dumps(fields, allow_nan=False, sort_keys=True)
@@ -249,21 +255,9 @@ def load_style(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         if not path.is_file():
             raise CheckpointError(f"style file not found: {path}")
         state, metadata = _read_safetensors(path)
-        if metadata is None:
-            metadata = {"format": "state-dict", "source": path.name}
-            lr_mlp = 0.01
-        else:
-            config = metadata.get("generator")
-            if not isinstance(config, dict):
-                raise CheckpointError(f"{path.name}: the style metadata has no generator configuration")
-            lr_mlp = float(config.get("lr_mlp", 0.01))
-        generator = generator_from_state(state, path.name, lr_mlp=lr_mlp, device=device)
-        config = metadata.get("generator")
-        if isinstance(config, dict) and config.get("size") not in (None, generator.size):
-            raise CheckpointError(
-                f"{path.name}: the metadata says {config.get('size')} px but the weights are a "
-                f"{generator.size} px generator"
-            )
+        config = None if metadata is None else _recorded_config(metadata, path.name)
+        generator = generator_from_state(state, path.name, device=device, config=config)
+        metadata = {"format": "state-dict", "source": path.name} if metadata is None else metadata
         return StyleFile(generator=generator, metadata=metadata, path=path)
 
     data = read_weights_file(path, device="cpu")

@@ -9,8 +9,8 @@ Accepted files:
 * a bare generator state dict, and ``.safetensors`` files holding one (optionally prefixed ``g_ema.``,
   ``g.`` or ``generator.``, with ``d.``/``discriminator.`` for a discriminator).
 
-Architecture (size, style_dim, n_mlp, channel table) is inferred from tensor shapes; loading is strict and
-never executes pickled code.
+Architecture (size, style_dim, n_mlp, channel table) is inferred from tensor shapes into a
+:class:`~jojogan.stylegan2.config.GeneratorConfig`; loading is strict and never executes pickled code.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from jojogan.errors import CheckpointError
+from jojogan.stylegan2.config import GeneratorConfig
 from jojogan.stylegan2.model import Discriminator, Generator
 
 _STYLE_KEY = re.compile(r"^style\.(\d+)\.weight$")
@@ -138,8 +139,9 @@ def _shape(state: dict, key: str, name: str, what: str) -> torch.Size:
     return state[key].shape
 
 
-def infer_generator_config(state: dict, name: str = "checkpoint") -> dict:
-    """``size``, ``style_dim``, ``n_mlp`` and ``channels`` of a generator state dict, from shapes."""
+def infer_generator_config(state: dict, name: str = "checkpoint") -> GeneratorConfig:
+    """The architecture of a generator state dict, from its shapes: ``size``, ``style_dim``, ``n_mlp`` and
+    the channel table (``lr_mlp`` cannot be read from weights: the official :data:`LR_MLP`)."""
     style_ids = sorted(int(m.group(1)) for k in state if (m := _STYLE_KEY.match(k)))
     if not style_ids:
         raise CheckpointError(f"{name}: no mapping-network weights 'style.N.weight' in the generator")
@@ -151,7 +153,9 @@ def infer_generator_config(state: dict, name: str = "checkpoint") -> dict:
     channels = {4: int(_shape(state, "input.input", name, "generator")[1])}
     for j in range(levels):
         channels[2 ** (j + 3)] = int(_shape(state, f"convs.{2 * j}.conv.weight", name, "generator")[1])
-    return {"size": 4 * 2**levels, "style_dim": int(style_dim), "n_mlp": len(style_ids), "channels": channels}
+    return GeneratorConfig(
+        size=4 * 2**levels, style_dim=int(style_dim), n_mlp=len(style_ids), channels=tuple(channels.items())
+    )
 
 
 def infer_discriminator_config(state: dict, name: str = "checkpoint") -> dict:
@@ -229,11 +233,28 @@ def _load_strict(module: torch.nn.Module, state: dict, name: str, what: str) -> 
 
 
 def generator_from_state(
-    state: dict, name: str = "checkpoint", lr_mlp: float = 0.01, device: str | torch.device = "cpu"
+    state: dict,
+    name: str = "checkpoint",
+    device: str | torch.device = "cpu",
+    config: GeneratorConfig | None = None,
 ) -> Generator:
-    """Build a :class:`Generator` that fits ``state`` and load it strictly."""
-    config = infer_generator_config(state, name)
-    gen = Generator(lr_mlp=lr_mlp, **config)
+    """Build the :class:`Generator` that ``state`` belongs to and load it strictly.
+
+    Args:
+        state: a generator state dict in the official layout.
+        name: the file, for messages.
+        device: where to put the generator.
+        config: the configuration the file records (style files); ``None``: inferred from the shapes.
+
+    Raises:
+        CheckpointError: the recorded configuration disagrees with the weights, or the layout is wrong.
+    """
+    inferred = infer_generator_config(state, name)
+    if config is not None and config.size != inferred.size:
+        raise CheckpointError(
+            f"{name}: the metadata says {config.size} px but the weights are a {inferred.size} px generator"
+        )
+    gen = Generator.from_config(config or inferred)
     _load_strict(gen, state, name, "generator")
     return gen.to(device).eval()
 
@@ -246,15 +267,13 @@ def discriminator_from_state(state: dict, name: str = "checkpoint", device="cpu"
 
 
 def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu", lr_mlp: float = 0.01, discriminator: bool = True
+    path: str | Path, device: str | torch.device = "cpu", discriminator: bool = True
 ) -> StyleGAN2Checkpoint:
     """Load an official-layout StyleGAN2 checkpoint or JoJoGAN style file.
 
     Args:
         path: ``.pt``/``.pth``/``.safetensors`` file (see the module docstring for the layouts).
         device: where to put the models.
-        lr_mlp: mapping-network learning-rate multiplier (0.01 for every official model; it cannot be read
-            from the weights).
         discriminator: build the discriminator when the file has one (fine-tuning needs it).
 
     Raises:
@@ -263,7 +282,7 @@ def load_checkpoint(
     path = Path(path)
     data = read_weights_file(path, device="cpu")
     gen_state, disc_state, latent_avg = _split_sections(data, path.name)
-    gen = generator_from_state(gen_state, path.name, lr_mlp=lr_mlp, device=device)
+    gen = generator_from_state(gen_state, path.name, device=device)
     disc = discriminator_from_state(disc_state, path.name, device) if (discriminator and disc_state) else None
     if disc is not None and disc.size != gen.size:
         raise CheckpointError(

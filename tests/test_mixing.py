@@ -17,7 +17,7 @@ from jojogan.mixing import (
     swapped_layers,
     w_plus_swap_layers,
 )
-from jojogan.stylegan2.model import num_style_layers, style_layer_is_rgb, style_layer_resolution
+from jojogan.stylegan2.config import num_style_layers, style_layer_is_rgb, style_layer_resolution
 
 from factories import TINY_STYLE_DIM, tiny_generator
 

@@ -202,5 +202,6 @@ def _save_last_good(error, output: Path) -> None:
     from jojogan.stylegan2.checkpoint import generator_from_state
 
     rescue = output.with_name(output.stem + ".last-good.safetensors")
-    save_style(rescue, generator_from_state(error.last_good_state), {"diverged_at_step": error.step})
+    generator = generator_from_state(error.last_good_state, config=error.generator_config)
+    save_style(rescue, generator, {"diverged_at_step": error.step})
     raise click.ClickException(f"{error} The last good weights were saved to {rescue}.") from error
