@@ -111,9 +111,14 @@ class WeightsEntry:
     profile: str | None = None
 
     @property
+    def hf_page(self) -> str | None:
+        """The Hugging Face repository's page."""
+        return f"{_HF}/{self.hf_repo}" if self.hf_repo else None
+
+    @property
     def hf_url(self) -> str | None:
         """The browser/``curl`` URL of the Hugging Face copy."""
-        return f"{_HF}/{self.hf_repo}/resolve/main/{self.filename}" if self.hf_repo else None
+        return f"{self.hf_page}/resolve/main/{self.filename}" if self.hf_repo else None
 
     @property
     def drive_url(self) -> str | None:

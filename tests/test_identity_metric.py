@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
+from jojogan.cli.identity import identity
 from jojogan.identity import (
     IdentityCurve,
     IdentityError,
@@ -19,7 +20,6 @@ from jojogan.identity import (
     load_face_recognizer,
     plot_identity_curve,
 )
-from jojogan.identity.cli import identity
 from jojogan.inversion.align import align_face
 
 from conftest import shared_path

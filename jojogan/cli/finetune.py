@@ -21,9 +21,9 @@ from jojogan.cli._options import (
     pipeline,
     stylize_config,
 )
+from jojogan.cli.identity import identity_net_options
 from jojogan.config import MASK_GROUPS, MASK_PRESETS, REFERENCE_CODES, FinetuneConfig
 from jojogan.identity import DEFAULT_LOSS_NETWORK
-from jojogan.identity.cli import identity_net_options
 from jojogan.op.precision import PRECISIONS
 
 # How each FinetuneConfig field appears on the command line; defaults come from the config itself.
