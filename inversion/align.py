@@ -91,54 +91,6 @@ class AlignedFace:
         """Map points ``[n, 2]`` (``x, y``) from crop coordinates to photo coordinates."""
         return _apply(self.to_photo, points)
 
-    def paste_back(self, result: ImageSource, photo: ImageSource, feather: float = 0.1) -> Image.Image:
-        """Warp an image in the crop's frame (e.g. the stylized face) back into the photo.
-
-        The result is resampled into the photo with the inverse alignment and blended over it with a mask
-        that is 1 inside the crop and falls smoothly to 0 over a margin along the crop's edges.
-
-        Args:
-            result: A square image in the aligned frame, of any size (it is scaled to match the crop).
-            photo: The photo this face was aligned from (same size after EXIF orientation).
-            feather: Width of the soft margin as a fraction of the crop's side, in [0, 0.5]; 0 gives a
-                hard edge.
-
-        Returns:
-            A new RGB image of the photo's size.
-
-        Raises:
-            ValueError: ``result`` is not square, ``photo`` is not the photo the face came from (its size
-                differs), or ``feather`` is out of range.
-        """
-        if not 0.0 <= feather <= 0.5:
-            raise ValueError(f"feather must lie in [0, 0.5], got {feather}")
-        result_image = load_image(result, max_pixels=None)
-        photo_image = load_image(photo, max_pixels=None)
-        if result_image.size[0] != result_image.size[1]:
-            raise ValueError(f"expected a square result in the aligned frame, got size {result_image.size}")
-        if photo_image.size != self.source_size:
-            raise ValueError(
-                f"expected the photo this face was aligned from, of size {self.source_size}, "
-                f"got size {photo_image.size}"
-            )
-        side = result_image.size[0]
-        footprint = max(int(np.ceil(np.hypot(*(self.quad[3] - self.quad[0])))), 1)
-        if side > footprint:
-            # Downscale with a proper filter first: the affine warp below would alias.
-            result_image = result_image.resize((footprint, footprint), Image.Resampling.LANCZOS)
-            side = footprint
-        # Photo -> result frame; Pillow wants the map from output (photo) to input (result) pixels.
-        photo_to_result = np.diag([side / self.output_size, side / self.output_size, 1.0]) @ self.to_aligned
-        coeffs = tuple(photo_to_result[:2].reshape(-1))
-        warped = result_image.transform(
-            photo_image.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC
-        )
-        mask = Image.fromarray(_feather_mask(side, feather))
-        warped_mask = mask.transform(
-            photo_image.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
-        )
-        return Image.composite(warped, photo_image, warped_mask)
-
 
 def landmark_model_path() -> Path:
     """Path of dlib's 68-landmark model inside the installed ``face_recognition_models`` package.
@@ -370,18 +322,6 @@ def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected points of shape [n, 2], got {list(points.shape)}")
     homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1) @ matrix.T
     return homogeneous[:, :2] / homogeneous[:, 2:]
-
-
-def _feather_mask(side: int, feather: float) -> np.ndarray:
-    """``[side, side]`` uint8 mask: 255 inside, easing to 0 over ``feather * side`` pixels at the edges."""
-    centres = np.arange(side) + 0.5
-    to_edge = np.minimum(centres, side - centres)
-    if feather > 0:
-        ramp = np.clip(to_edge / (feather * side), 0.0, 1.0)
-        ramp = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no visible kink where the margin starts
-    else:
-        ramp = np.ones(side)
-    return np.uint8(np.rint(np.minimum(ramp[:, None], ramp[None, :]) * 255))
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

@@ -46,7 +46,6 @@ __all__ = [
     "MeanLatentCache",
     "layer_latents",
     "layer_styles",
-    "mean_style_code",
     "mix_styles",
     "reference_layer_latents",
     "resolve_mask",
@@ -306,23 +305,6 @@ def reference_layer_latents(
         raise ValueError(f"mean_latent has {mean.shape[2]} entries, the W+ style_dim is {inverted.shape[2]}")
     from_mean = ~resolve_mask(blend_mask, size).to(device)
     return torch.where(from_mean.view(1, -1, 1), mean, inverted)
-
-
-@torch.no_grad()
-def mean_style_code(
-    generator: Generator, n: int = MEAN_LATENT_SAMPLES, seed: int = 0, batch: int = 2048
-) -> list[torch.Tensor]:
-    """Mean of ``S(mapping(z))`` over ``n`` seeded random z: ``num_styles`` tensors ``[1, channels_k]``.
-
-    Averaged in style space, over the same z as :meth:`Generator.mean_latent`; since every affine layer
-    is linear it equals ``generator.styles(generator.mean_latent(n, seed))`` up to rounding.
-    """
-    totals: list[torch.Tensor] | None = None
-    for w in generator.sample_latents(n, seed, batch):
-        parts = [s.double().sum(0, keepdim=True) for s in generator.styles(w)]
-        totals = parts if totals is None else [t + p for t, p in zip(totals, parts, strict=True)]
-    assert totals is not None
-    return [(t / n).float() for t in totals]
 
 
 class MeanLatentCache:

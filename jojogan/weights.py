@@ -51,7 +51,6 @@ _STYLE_SIZE = 132_769_079
 _APPROX_TOLERANCE = 0.01
 _HF = "https://huggingface.co"
 _GITHUB = "https://github.com"
-_CHUNK = 1 << 20
 # Bytes read but not yet handed over are lost when a connection breaks, so network reads stay small.
 _NET_CHUNK = 1 << 16
 

@@ -13,12 +13,13 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
 from jojogan.op import FusedLeakyReLU, _build, _dispatch, fused_leaky_relu, make_kernel, upfirdn2d
 from jojogan.op._cuda_autograd import fused_leaky_relu_cuda, upfirdn2d_adjoint, upfirdn2d_cuda
 from jojogan.op.fused_act import fused_leaky_relu_ref
-from jojogan.op.upfirdn2d import upfirdn2d_naive, upfirdn2d_ref
+from jojogan.op.upfirdn2d import upfirdn2d_ref
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -33,6 +34,30 @@ UPFIRDN_CASES = [
     ((5, 4), 3, 2, (2, 2, 3, 1)),
     ((1, 1), 2, 2, (0, 0)),
 ]
+
+
+def upfirdn2d_naive(
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    up: tuple[int, int],
+    down: tuple[int, int],
+    pad: tuple[int, int, int, int],
+) -> torch.Tensor:
+    """The definition written out literally (zero insertion, pad, full convolution, slice).
+
+    Slow and wasteful on purpose: the test oracle of the efficient reference.
+    """
+    batch, channels, height, width = x.shape
+    up_x, up_y = up
+    down_x, down_y = down
+    x0, x1, y0, y1 = pad
+    kh, kw = kernel.shape
+    stuffed = x.new_zeros(batch, channels, height * up_y, width * up_x)
+    stuffed[:, :, ::up_y, ::up_x] = x
+    padded = F.pad(stuffed, [x0, x1, y0, y1])
+    weight = kernel.to(x).flip([0, 1]).view(1, 1, kh, kw).repeat(channels, 1, 1, 1)
+    out = F.conv2d(padded, weight, groups=channels)
+    return out[:, :, ::down_y, ::down_x]
 
 
 def _case_kernel(spec, dtype=torch.float64) -> torch.Tensor:
