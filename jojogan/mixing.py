@@ -21,11 +21,11 @@ is the w that layer ``k`` reads. :func:`layer_latents` builds them from W+, and
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import torch
 
+from jojogan.components import LRUCache
 from jojogan.config import (
     DEFAULT_SWAP_W_PLUS,
     MEAN_LATENT_SAMPLES,
@@ -314,14 +314,16 @@ class MeanLatentCache:
     fine-tunes several styles from one base checkpoint keys this cache by the checkpoint's sha256.
 
     Args:
-        max_entries: how many means to keep (least recently used ones are dropped).
+        max_entries: how many means to keep (least recently used ones are dropped; the house's
+            :class:`~jojogan.components.LRUCache`).
     """
 
     def __init__(self, max_entries: int = 8):
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._entries: LRUCache[tuple, torch.Tensor] = LRUCache(max_entries)
+
+    @property
+    def max_entries(self) -> int:
+        return self._entries.max_entries
 
     def get(
         self, key: str, generator: Generator, n: int = MEAN_LATENT_SAMPLES, seed: int = 0, batch: int = 2048
@@ -334,14 +336,10 @@ class MeanLatentCache:
             generator: used only when the entry is missing.
             n, seed, batch: as in :meth:`Generator.mean_latent` (``n`` and ``seed`` are part of the key).
         """
-        entry = (key, n, seed)
-        if entry in self._entries:
-            self._entries.move_to_end(entry)
-        else:
-            self._entries[entry] = generator.mean_latent(n=n, seed=seed, batch=batch)[0].cpu()
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return self._entries[entry].to(generator.input.input.device)
+        mean = self._entries.get(
+            (key, n, seed), lambda: generator.mean_latent(n=n, seed=seed, batch=batch)[0].cpu()
+        )
+        return mean.to(generator.input.input.device)
 
     def clear(self) -> None:
         """Forget every entry."""
