@@ -140,32 +140,40 @@ def resolve_mask(spec: MaskSpec, size: int) -> torch.Tensor:
             raise ValueError(f"a keep-mask tensor at {size} px needs {count} entries, got {spec.numel()}")
         return spec.detach().to("cpu", copy=True)
     if isinstance(spec, str):
-        if spec in _PRESET_SWAP_W_PLUS:
-            swap = w_plus_swap_layers(_PRESET_SWAP_W_PLUS[spec], size)
-        else:
-            swap = _group_layers(spec, size)
+        swap = _named_layers(spec, size)
     elif isinstance(spec, Mapping):
-        swap = []
-        layers = list(spec.get("layers", ()))
-        _check_layer_indices(layers, count, f"mask layers at {size} px")
-        swap += layers
-        resolution = style_layer_resolution(size)
-        resolutions = list(spec.get("resolutions", ()))
-        valid = sorted(set(resolution))
-        bad = [r for r in resolutions if r not in valid]
-        if bad:
-            raise ValueError(f"mask resolutions must be among {valid} at {size} px, got {bad}")
-        swap += [k for k in range(count) if resolution[k] in resolutions]
-        w_plus = list(spec.get("w_plus", ()))
-        n_latent = max(style_layer_latent_index(size)) + 1
-        _check_layer_indices(w_plus, n_latent, f"mask W+ indices at {size} px")
-        swap += w_plus_swap_layers(w_plus, size)
+        swap = _mapped_layers(spec, size)
     else:
         swap = list(spec)
         _check_layer_indices(swap, count, f"mask layer indices at {size} px")
     keep = torch.ones(count, dtype=torch.bool)
     keep[sorted(set(swap))] = False
     return keep
+
+
+def _named_layers(name: str, size: int) -> list[int]:
+    """The S layers a named spec swaps: a preset of the original code or a group."""
+    if name in _PRESET_SWAP_W_PLUS:
+        return w_plus_swap_layers(_PRESET_SWAP_W_PLUS[name], size)
+    return _group_layers(name, size)
+
+
+def _mapped_layers(spec: Mapping, size: int) -> list[int]:
+    """The union of the S layers a ``{"layers", "resolutions", "w_plus"}`` spec names."""
+    count = num_style_layers(size)
+    layers = list(spec.get("layers", ()))
+    _check_layer_indices(layers, count, f"mask layers at {size} px")
+    resolution = style_layer_resolution(size)
+    resolutions = list(spec.get("resolutions", ()))
+    valid = sorted(set(resolution))
+    bad = [r for r in resolutions if r not in valid]
+    if bad:
+        raise ValueError(f"mask resolutions must be among {valid} at {size} px, got {bad}")
+    w_plus = list(spec.get("w_plus", ()))
+    n_latent = max(style_layer_latent_index(size)) + 1
+    _check_layer_indices(w_plus, n_latent, f"mask W+ indices at {size} px")
+    by_resolution = [k for k in range(count) if resolution[k] in resolutions]
+    return layers + by_resolution + w_plus_swap_layers(w_plus, size)
 
 
 def swapped_layers(keep: torch.Tensor) -> list[int]:
