@@ -25,11 +25,6 @@ def _psnr(a, b) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-@pytest.fixture(scope="module")
-def dlib():
-    return pytest.importorskip("dlib")
-
-
 @pytest.fixture
 def iu_path(shared):
     return shared("images", "jojogan", "test_input", "iu.jpeg")

@@ -36,8 +36,7 @@ def pixels_of(data: bytes):
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, workdir):  # noqa: F811
-    pytest.importorskip("dlib")
+def photos(tmp_path_factory, workdir, dlib):  # noqa: F811
     from conftest import shared_path
 
     return photo_folder(tmp_path_factory.mktemp("batch"), lambda *parts: shared_path(*parts))

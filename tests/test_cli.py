@@ -299,8 +299,7 @@ def test_api_checkpoint_interval_needs_a_path(workdir):
         pipe.finetune([workdir / "face0.png"], config, inversion="optimize", aligned=True)
 
 
-def test_align_and_paste_back_on_a_real_photo(workdir, style, shared, tmp_path):
-    pytest.importorskip("dlib")
+def test_align_and_paste_back_on_a_real_photo(workdir, style, shared, dlib, tmp_path):
     photo = shared("images", "jojogan", "test_input", "iu.jpeg")
     result = run(["align", photo, "--size", "96", "-o", tmp_path / "aligned"])
     assert result.exit_code == 0, result.output
@@ -319,9 +318,8 @@ def test_align_and_paste_back_on_a_real_photo(workdir, style, shared, tmp_path):
     assert difference[:20, :20].max() == 0 and difference[-20:, -20:].max() == 0
 
 
-def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, tmp_path, monkeypatch):
+def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, dlib, tmp_path, monkeypatch):
     """stylize --cleanup codeformer --paste end to end: a real photo, the tiny base, a CodeFormer file."""
-    pytest.importorskip("dlib")
     from test_codeformer import TINY, seeded
 
     from jojogan.cleanup import CodeFormer, load_codeformer
