@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import math
 import time
@@ -232,6 +233,25 @@ def _parse_alpha(ctx: click.Context, param: click.Parameter, text: str):
     return values[0] if len(values) == 1 else values
 
 
+def _parse_inversion_options(ctx: click.Context, param: click.Parameter, texts: tuple[str, ...]) -> dict:
+    """``NAME=VALUE`` settings of the encoder; a value is read as JSON where it is a finite number, true,
+    false or null, else kept as text."""
+
+    def not_finite(constant: str):
+        raise ValueError(constant)
+
+    options = {}
+    for text in texts:
+        name, equals, value = text.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {text!r}")
+        try:
+            options[name] = json.loads(value, parse_constant=not_finite)
+        except ValueError:
+            options[name] = value
+    return options
+
+
 def _stylize_specs() -> dict[str, dict]:
     """``click.option`` settings of every :class:`StylizeConfig` field that is an option (the identity
     fields come from :func:`identity_options`); defaults are read from the config."""
@@ -275,6 +295,11 @@ def _stylize_specs() -> dict[str, dict]:
         "max_pixels": dict(
             type=click.IntRange(min=1), help="Refuse larger images (decompression-bomb guard)."
         ),
+        "inversion_options": dict(
+            flags=("--inversion-option",), multiple=True, callback=_parse_inversion_options,
+            metavar="NAME=VALUE", show_default=False,
+            help="A setting of the --inversion encoder (repeatable).",
+        ),
     }  # fmt: skip
 
 
@@ -284,7 +309,7 @@ STYLIZE_OPTION_NAMES = {"identity": "identity_net", "identity_weights": "identit
 FINISHING = ("paste", "match_colour", "cleanup", "fidelity", "restore_input")
 """What happens to a face around the generator (stylize, batch, video)."""
 
-INPUTS = ("aligned", "inversion", "distance", "inversion_steps", "max_pixels")
+INPUTS = ("aligned", "inversion", "distance", "inversion_steps", "max_pixels", "inversion_options")
 """How inputs become W+ codes (every command that inverts)."""
 
 
@@ -294,15 +319,17 @@ def stylize_options(*fields: str) -> Callable:
     options = []
     for name in fields:
         spec = dict(specs[name])
+        flags = spec.pop("flags", (f"--{name.replace('_', '-')}",))
         default = field_default(StylizeConfig, name)
-        default = {"alpha": "1.0", "cleanup": "none"}.get(name, default)
+        default = {"alpha": "1.0", "cleanup": "none", "inversion_options": ()}.get(name, default)
         spec.setdefault("show_default", default is not None and not spec.get("is_flag"))
-        options.append(click.option(f"--{name.replace('_', '-')}", name, default=default, **spec))
+        options.append(click.option(*flags, name, default=default, **spec))
     return stack(*options)
 
 
 def inversion_options(command: Callable) -> Callable:
-    """--aligned, --inversion, --distance, --inversion-steps and --max-pixels: how inputs become codes."""
+    """--aligned, --inversion, --distance, --inversion-steps, --max-pixels and --inversion-option: how
+    inputs become codes."""
     return stylize_options(*INPUTS)(command)
 
 
