@@ -82,30 +82,6 @@ def test_finetune_writes_a_style_file_with_provenance(workdir, style):
     assert load_style(style).generator.size == SIZE
 
 
-def test_stylize_alpha_endpoints_and_folder_output(workdir, style):
-    base = ["--base", workdir / "base.pt", "--style", style, "--aligned", *FAST]
-    outs = {}
-    for alpha in ("0", "1"):
-        outs[alpha] = workdir / f"a{alpha}.png"
-        assert (
-            run(["stylize", workdir / "face1.png", *base, "--alpha", alpha, "-o", outs[alpha]]).exit_code == 0
-        )
-    a0, a1 = (np.asarray(Image.open(outs[k])) for k in ("0", "1"))
-    assert a0.shape == (SIZE, SIZE, 3) and np.abs(a0.astype(int) - a1).mean() > 1
-
-    # α = 0 is the base generator's reconstruction of the inverted face, bit for bit
-    pipe = jojogan.api.JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
-    face = pipe.prepare(workdir / "face1.png", inversion="optimize", aligned=True, inversion_steps=3)
-    with torch.no_grad():
-        expected = to_pil(pipe.generator.synthesis(face.w_plus)[0])
-    assert np.array_equal(np.asarray(expected), a0)
-
-    folder = workdir / "many"
-    result = run(["stylize", workdir / "face0.png", workdir / "face1.png", *base, "-o", folder])
-    assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in folder.iterdir()) == ["face0_styled.png", "face1_styled.png"]
-
-
 def test_slider_strip_and_gif(workdir, style):
     strip, gif = workdir / "strip.png", workdir / "slider.gif"
     result = run(

@@ -30,19 +30,19 @@ def base(tmp_path_factory):
 
 
 @pytest.mark.parametrize("reference_code", ["mean", "blend"])
-def test_api_and_low_level_train_the_same_weights_for_a_seed(base, reference_code):
+def test_api_and_low_level_train_the_same_weights_for_a_seed(base, reference_code, device):
     """Both entry points take the mean latent from one owner, seeded by config.seed (not by 0)."""
     path, face = base
     MEAN_LATENTS.clear()
     config = FinetuneConfig(iterations=1, seed=3, reference_code=reference_code, mean_code_samples=500)
-    pipe = JoJoGAN.from_pretrained(base=path, device="cpu")
+    pipe = JoJoGAN.from_pretrained(base=path, device=device)
     crops = [pipe.align(face, aligned=True)]
     latents = (
         None
         if reference_code == "mean"
         else pipe.invert(crops, inversion="optimize", inversion_steps=3, seed=config.seed)
     )
-    images = torch.cat([from_pil(c.image, SIZE) for c in crops])
+    images = torch.cat([from_pil(c.image, SIZE) for c in crops]).to(device)
 
     through_api = pipe.finetune([face], config, inversion="optimize", inversion_steps=3, aligned=True)
     assert len(MEAN_LATENTS) == 1  # the API's path went through the cache keyed by the file's sha256
@@ -65,10 +65,11 @@ def test_api_and_low_level_train_the_same_weights_for_a_seed(base, reference_cod
     assert other.losses != low_level.losses
 
 
-def test_style_files_record_the_config_and_the_run(base, tmp_path):
+def test_style_files_record_the_config_and_the_run(base, device):
     path, face = base
     config = FinetuneConfig(iterations=1, seed=2, reference_code="mean", mean_code_samples=100)
-    run = JoJoGAN.from_pretrained(base=path).finetune([face], config, aligned=True, show_progress=False)
+    pipe = JoJoGAN.from_pretrained(base=path, device=device)
+    run = pipe.finetune([face], config, aligned=True, show_progress=False)
     meta = run.metadata
     assert meta["seed"] == 2 and meta["iterations"] == 1 and meta["mean_code_samples"] == 100
     assert meta["reference_code"] == "mean" and meta["inversion"] is None  # no inversion was run
