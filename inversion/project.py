@@ -41,6 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from jojogan.errors import JojoganError
+from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.layers import frozen
 from jojogan.stylegan2.model import D_FEATURE_BLOCKS, Discriminator, Generator
 
@@ -206,12 +207,9 @@ def normalize_noise_(noise: Sequence[torch.Tensor]) -> None:
 
 
 def _check_target(target: torch.Tensor) -> None:
-    if not torch.is_tensor(target):
-        raise ValueError(
-            f"target must be a tensor [batch, 3, height, width] in [-1, 1], got {type(target).__name__}"
-        )
-    if target.ndim != 4 or target.shape[1] != 3 or target.shape[0] == 0:
-        raise ValueError(f"target must have shape [batch, 3, height, width], got {tuple(target.shape)}")
+    check_shape(target, "batch 3 height width", "target")
+    if target.shape[0] == 0:
+        raise ValueError("target holds no image (batch 0)")
     if target.shape[2] != target.shape[3]:
         raise ValueError(
             "target must be a square aligned face [batch, 3, size, size], "

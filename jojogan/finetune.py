@@ -37,6 +37,7 @@ from jojogan.mixing import (
 )
 from jojogan.mixing import swapped_layers as list_swapped_layers
 from jojogan.op.precision import autocast, precision_scope
+from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.checkpoint import read_weights_file
 from jojogan.stylegan2.config import GeneratorConfig
 from jojogan.stylegan2.layers import frozen
@@ -474,13 +475,7 @@ def check_resume(state: ResumeState, settings: dict) -> None:
 
 
 def _check_references(references: torch.Tensor, size: int) -> None:
-    if (
-        not isinstance(references, torch.Tensor)
-        or references.ndim != 4
-        or references.shape[1:] != (3, size, size)
-    ):
-        shape = tuple(references.shape) if isinstance(references, torch.Tensor) else type(references).__name__
-        raise ValueError(f"references must be images [refs, 3, {size}, {size}] in [-1, 1], got {shape}")
+    check_shape(references, "refs 3 size size", "references", size=size)
     if references.shape[0] == 0:
         raise ValueError("at least one reference image is needed")
     if not references.is_floating_point() or not torch.isfinite(references).all():

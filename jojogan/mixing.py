@@ -34,6 +34,7 @@ from jojogan.config import (
     MaskSpec,
     check_mask_spec,
 )
+from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.config import (
     num_style_layers,
     style_layer_is_rgb,
@@ -192,11 +193,7 @@ def layer_latents(w_plus: torch.Tensor, size: int) -> torch.Tensor:
         ``[batch, num_styles, style_dim]``.
     """
     index = style_layer_latent_index(size)
-    n_latent = max(index) + 1
-    if w_plus.ndim != 3 or w_plus.shape[1] != n_latent:
-        raise ValueError(
-            f"expected W+ [batch, {n_latent}, style_dim] at {size} px, got {tuple(w_plus.shape)}"
-        )
+    check_shape(w_plus, "batch n_latent style_dim", f"W+ at {size} px", n_latent=max(index) + 1)
     return w_plus[:, index]
 
 
@@ -211,11 +208,13 @@ def layer_styles(generator: Generator, latents: torch.Tensor) -> list[torch.Tens
         ``num_styles`` tensors ``[batch, channels_k]``.
     """
     convs = generator.modulated_convs()
-    if latents.ndim != 3 or latents.shape[1:] != (len(convs), generator.style_dim):
-        raise ValueError(
-            f"expected per-layer latents [batch, {len(convs)}, {generator.style_dim}], "
-            f"got {tuple(latents.shape)}"
-        )
+    check_shape(
+        latents,
+        "batch layers style_dim",
+        "per-layer latents",
+        layers=len(convs),
+        style_dim=generator.style_dim,
+    )
     return [conv.modulation(latents[:, k]) for k, conv in enumerate(convs)]
 
 

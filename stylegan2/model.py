@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.config import (
     DEFAULT_BLUR_KERNEL,
     LR_MLP,
@@ -199,8 +200,7 @@ class Generator(nn.Module):
     # ----------------------------------------------------------------- latent spaces
     def get_latent(self, z: torch.Tensor) -> torch.Tensor:
         """Mapping network: z ``[batch, style_dim]`` → w ``[batch, style_dim]``."""
-        if z.ndim != 2 or z.shape[1] != self.style_dim:
-            raise ValueError(f"z must have shape [batch, {self.style_dim}], got {tuple(z.shape)}")
+        check_shape(z, "batch style_dim", "z", style_dim=self.style_dim)
         return self.style(z)
 
     @torch.no_grad()
@@ -255,13 +255,10 @@ class Generator(nn.Module):
 
     def to_w_plus(self, w: torch.Tensor) -> torch.Tensor:
         """Broadcast w ``[batch, style_dim]`` to W+ ``[batch, n_latent, style_dim]`` (W+ passes through)."""
-        if w.ndim == 2:
-            w = w.unsqueeze(1).expand(-1, self.n_latent, -1)
-        if w.ndim != 3 or w.shape[1:] != (self.n_latent, self.style_dim):
-            raise ValueError(
-                f"expected w [batch, {self.style_dim}] or W+ [batch, {self.n_latent}, {self.style_dim}], "
-                f"got {tuple(w.shape)}"
-            )
+        if isinstance(w, torch.Tensor) and w.ndim == 2:
+            check_shape(w, "batch style_dim", "w", style_dim=self.style_dim)
+            return w.unsqueeze(1).expand(-1, self.n_latent, -1)
+        check_shape(w, "batch n_latent style_dim", "W+", n_latent=self.n_latent, style_dim=self.style_dim)
         return w
 
     def styles(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
@@ -382,8 +379,7 @@ class Discriminator(nn.Module):
         )
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1:] != (3, self.size, self.size):
-            raise ValueError(f"expected images [batch, 3, {self.size}, {self.size}], got {tuple(x.shape)}")
+        check_shape(x, "batch 3 size size", "images", size=self.size)
 
     def features(self, x: torch.Tensor, blocks: Sequence[int] = D_FEATURE_BLOCKS) -> list[torch.Tensor]:
         """Outputs of ``convs[i]`` for each ``i`` in ``blocks`` (JoJoGAN's loss reads blocks 1, 3, 4, 5).

@@ -691,3 +691,21 @@ def test_cuda_public_entry_points_use_the_extension(cuda_ext, monkeypatch):
     assert _build.is_cached()
     assert _build.load_extension() is cuda_ext
     assert isinstance(cuda_ext, types.ModuleType)
+
+
+def test_check_shape_names_what_was_expected_and_what_came():
+    from jojogan.op import check_shape
+
+    x = torch.zeros(2, 3, 8, 8)
+    assert check_shape(x, "batch 3 size size") == {"batch": 2, "size": 8}
+    assert check_shape(x, "* 3 h w", h=8) == {"h": 8, "w": 8}
+    with pytest.raises(
+        ValueError, match=r"^images must have shape \[batch, 3, 16, 16\], got \[2, 3, 8, 8\]$"
+    ):
+        check_shape(x, "batch 3 size size", "images", size=16)
+    with pytest.raises(ValueError, match=r"\[batch, 3, side, side\], got \[2, 3, 8, 4\]"):
+        check_shape(torch.zeros(2, 3, 8, 4), "batch 3 side side")  # one name, one size
+    with pytest.raises(ValueError, match=r"\[batch, 4\], got \[2, 3, 8, 8\]"):
+        check_shape(x, "batch 4")
+    with pytest.raises(ValueError, match=r"^z must be a tensor \[batch, 16\], got list$"):
+        check_shape([1.0], "batch style_dim", "z", style_dim=16)
