@@ -8,6 +8,7 @@ with the W+ entry each one reads, and the generator is built from it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -288,9 +289,14 @@ class Generator(nn.Module):
 
     def synthesis_layers(self) -> list[SynthesisLayer]:
         """Every modulated layer in synthesis order with the style and noise inputs it reads."""
-        return [
+        return list(self._synthesis_layers)
+
+    @functools.cached_property
+    def _synthesis_layers(self) -> tuple[SynthesisLayer, ...]:
+        # looked up once: the modules stay the same objects through .to(), load_state_dict and deepcopy
+        return tuple(
             SynthesisLayer(self.get_submodule(row.module), k, row.noise) for k, row in enumerate(self.plan)
-        ]
+        )
 
     def check_synthesis_inputs(
         self, styles: Sequence[torch.Tensor], noise: Sequence[torch.Tensor] | None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -82,6 +84,9 @@ def test_the_synthesis_plan_is_the_generator_it_builds():
         if not row.is_rgb:
             assert noise_shapes[row.noise] == (row.resolution, row.resolution)
             x = out
+    twin = copy.deepcopy(gen)  # the layers are looked up once: a copy must use its own
+    for row, layer in zip(twin.plan, twin.synthesis_layers(), strict=True):
+        assert layer.module is twin.get_submodule(row.module)
 
 
 def test_a_generator_is_rebuilt_from_its_config():
