@@ -19,10 +19,9 @@ import jojogan.finetune
 import jojogan.perceptual
 from jojogan.cli import main as cli
 from jojogan.fileio import file_sha256
-from jojogan.imaging import to_pil
 from jojogan.style_file import load_style
 
-from factories import tiny_discriminator, tiny_generator
+from factories import tiny_base
 
 SIZE = 128
 FAST = ["--inversion", "optimize", "--inversion-steps", "3"]
@@ -32,15 +31,7 @@ FAST = ["--inversion", "optimize", "--inversion-steps", "3"]
 def workdir(tmp_path_factory):
     """A tiny official-layout checkpoint and two 'aligned' faces made by its generator."""
     root = tmp_path_factory.mktemp("cli")
-    gen, disc = tiny_generator(SIZE, seed=3), tiny_discriminator(SIZE, seed=4)
-    latent_avg = gen.mean_latent(64).reshape(-1)
-    torch.save(
-        {"g_ema": gen.state_dict(), "d": disc.state_dict(), "latent_avg": latent_avg}, root / "base.pt"
-    )
-    with torch.no_grad():
-        images = gen(torch.randn(2, gen.style_dim, generator=torch.Generator().manual_seed(5)))
-    for i, image in enumerate(images):
-        to_pil(image).save(root / f"face{i}.png")
+    tiny_base(root, SIZE)
     return root
 
 

@@ -30,7 +30,7 @@ from jojogan.imaging import to_pil
 from jojogan.style_file import save_style
 from jojogan.ui import Studio, StyleLibrary
 
-from factories import tiny_discriminator, tiny_generator
+from factories import tiny_base, tiny_generator
 
 SIZE = 128
 SETTINGS = {"inversion": "optimize", "inversion_steps": 3, "aligned": True, "identity": None}
@@ -42,18 +42,9 @@ def kit(tmp_path_factory) -> dict[str, Path]:
     """A tiny official-layout base, two faces its generator draws, and a style: another generator of its
     architecture (what fine-tuning makes does not matter to the front ends)."""
     root = tmp_path_factory.mktemp("front-ends")
-    gen, disc = tiny_generator(SIZE, seed=3), tiny_discriminator(SIZE, seed=4)
-    latent_avg = gen.mean_latent(64).reshape(-1)
-    torch.save(
-        {"g_ema": gen.state_dict(), "d": disc.state_dict(), "latent_avg": latent_avg}, root / "base.pt"
-    )
-    with torch.no_grad():
-        images = gen(torch.randn(2, gen.style_dim, generator=torch.Generator().manual_seed(5)))
-    faces = [root / f"face{i}.png" for i in range(2)]
-    for face, image in zip(faces, images, strict=True):
-        to_pil(image).save(face)
+    base, faces = tiny_base(root, SIZE)
     style = save_style(root / "style.safetensors", tiny_generator(SIZE, seed=7), {"note": "front ends"})
-    return {"root": root, "base": root / "base.pt", "style": style, "face0": faces[0], "face1": faces[1]}
+    return {"root": root, "base": base, "style": style, "face0": faces[0], "face1": faces[1]}
 
 
 def _pixels(image: Image.Image | Path) -> np.ndarray:
