@@ -36,6 +36,7 @@ from jojogan.config import (
 )
 from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.config import (
+    num_latents,
     num_style_layers,
     style_layer_is_rgb,
     style_layer_latent_index,
@@ -171,7 +172,7 @@ def _mapped_layers(spec: Mapping, size: int) -> list[int]:
     if bad:
         raise ValueError(f"mask resolutions must be among {valid} at {size} px, got {bad}")
     w_plus = list(spec.get("w_plus", ()))
-    n_latent = max(style_layer_latent_index(size)) + 1
+    n_latent = num_latents(size)
     _check_layer_indices(w_plus, n_latent, f"mask W+ indices at {size} px")
     by_resolution = [k for k in range(count) if resolution[k] in resolutions]
     return layers + by_resolution + w_plus_swap_layers(w_plus, size)
@@ -193,7 +194,7 @@ def layer_latents(w_plus: torch.Tensor, size: int) -> torch.Tensor:
         ``[batch, num_styles, style_dim]``.
     """
     index = style_layer_latent_index(size)
-    check_shape(w_plus, "batch n_latent style_dim", f"W+ at {size} px", n_latent=max(index) + 1)
+    check_shape(w_plus, "batch n_latent style_dim", f"W+ at {size} px", n_latent=num_latents(size))
     return w_plus[:, index]
 
 
@@ -290,7 +291,7 @@ def reference_layer_latents(
     inverted = None
     if w_plus is not None:
         if w_plus.ndim == 2:
-            w_plus = w_plus.unsqueeze(1).expand(-1, max(style_layer_latent_index(size)) + 1, -1)
+            w_plus = w_plus.unsqueeze(1).expand(-1, num_latents(size), -1)
         inverted = layer_latents(w_plus, size)
         batch = inverted.shape[0]
     if reference_code == "invert":

@@ -24,6 +24,7 @@ __all__ = [
     "GeneratorConfig",
     "StyleLayer",
     "default_channels",
+    "num_latents",
     "num_style_layers",
     "style_layer_is_rgb",
     "style_layer_latent_index",
@@ -134,6 +135,11 @@ def style_layer_resolution(size: int) -> list[int]:
     return [layer.resolution for layer in synthesis_plan(size)]
 
 
+def num_latents(size: int) -> int:
+    """Number of W+ entries the modulated layers read (18 at 1024 px, 14 at 256 px)."""
+    return max(layer.w_index for layer in synthesis_plan(size)) + 1
+
+
 def style_layer_is_rgb(size: int) -> list[bool]:
     """For each modulated layer in synthesis order, whether it is a to_rgb layer."""
     return [layer.is_rgb for layer in synthesis_plan(size)]
@@ -195,7 +201,7 @@ class GeneratorConfig:
     @property
     def n_latent(self) -> int:
         """Number of W+ entries (18 at 1024 px)."""
-        return max(layer.w_index for layer in self.plan) + 1
+        return num_latents(self.size)
 
     def to_dict(self) -> dict:
         """JSON form (what style files record): channel keys as strings, the kernel as a list."""
