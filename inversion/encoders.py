@@ -10,9 +10,12 @@ An encoder is a class with three facts and two methods::
         def __init__(self, context, path): ...        # load the file (``path``, resolved by the caller)
         def invert(self, faces, request): ...         # aligned crops -> W+ [n, n_latent, style_dim]
 
-and one line, :func:`register_encoder`, puts it in :data:`ENCODERS`. The pipeline resolves the weights
-(download, verify), builds the encoder once and keeps it; the front ends list :data:`ENCODERS` for their
-choices. No front end names a concrete encoder.
+and one line, :func:`register_encoder`, puts it in :data:`ENCODERS`. Optionally, ``options`` declares the
+settings it reads from ``request.options`` (:class:`EncoderOption`: the front ends offer each one, e.g.
+``--restyle-iterations``) and :meth:`Encoder.weights_for` names another file per domain profile.
+
+The pipeline resolves the weights (download, verify), builds the encoder once and keeps it; the front ends
+list :data:`ENCODERS` for their choices. No front end names a concrete encoder.
 
 This module sits in the ``inversion`` layer: it knows the generator and the images, not the weights cache
 or the CLI (those are :mod:`jojogan.api`'s).
@@ -36,13 +39,18 @@ from jojogan.inversion.project import ProjectionConfig, project
 __all__ = [
     "ENCODERS",
     "INVERSION_DISTANCES",
+    "RESTYLE_ITERATIONS",
     "E4EEncoder",
     "Encoder",
     "EncoderContext",
+    "EncoderOption",
     "InversionRequest",
     "OptimizeEncoder",
+    "RestyleE4EEncoder",
+    "RestylePSPEncoder",
     "check_codes",
     "encoder_names",
+    "encoder_options",
     "register_encoder",
 ]
 
@@ -88,14 +96,51 @@ class InversionRequest:
     options: Mapping[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EncoderOption:
+    """An integer setting an encoder reads from ``InversionRequest.options``.
+
+    Attributes:
+        key: its name in ``InversionRequest.options`` and ``StylizeConfig.inversion_options``.
+        flag: the command-line option that sets it, without the dashes.
+        default: its value when none is given.
+        minimum: the smallest value allowed.
+        help: what it does, for the front ends.
+    """
+
+    key: str
+    flag: str
+    default: int
+    minimum: int
+    help: str
+
+    def check(self, value: object) -> int:
+        """``value`` if it is an integer >= ``minimum``; else ``ValueError`` naming the setting."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
+            raise ValueError(f"{self.key} must be an integer >= {self.minimum}, got {value!r}")
+        return value
+
+    def value(self, options: Mapping[str, object]) -> int:
+        """Its value in ``options`` (checked), or the default."""
+        return self.check(options.get(self.key, self.default))
+
+
 class Encoder:
     """Base of every encoder: see the module's docstring for the protocol."""
 
     name: ClassVar[str]
     weights: ClassVar[str | None] = None
     domains: ClassVar[tuple[str, ...] | None] = None
+    options: ClassVar[tuple[EncoderOption, ...]] = ()
+    """The settings it reads from ``request.options``."""
     batched: ClassVar[bool] = True
     """Several faces may be inverted in one call without changing any face's code."""
+
+    @classmethod
+    def weights_for(cls, profile: str) -> tuple[str, ...]:
+        """The weights-registry rows of its file for a domain profile, in order of preference (the first
+        one given as a path or already cached is used, else the first that can be downloaded)."""
+        return (cls.weights,) if cls.weights is not None else ()
 
     def __init__(self, context: EncoderContext, path: Path | None = None):
         self.context = context
@@ -125,6 +170,16 @@ def register_encoder(cls: type[Encoder]) -> type[Encoder]:
 def encoder_names() -> tuple[str, ...]:
     """The choices of ``--inversion``."""
     return tuple(ENCODERS)
+
+
+def encoder_options() -> dict[str, EncoderOption]:
+    """Every setting the encoders declare, by key (encoders that share a setting share its object)."""
+    found: dict[str, EncoderOption] = {}
+    for cls in ENCODERS.values():
+        for option in cls.options:
+            if found.setdefault(option.key, option) is not option:
+                raise AssertionError(f"two encoder settings are called {option.key!r}")
+    return found
 
 
 def check_codes(codes: torch.Tensor, method: str) -> torch.Tensor:
@@ -163,6 +218,15 @@ class E4EEncoder(Encoder):
         return check_codes(self.model.invert(list(faces)).to(self.context.device), "e4e")
 
 
+def _check_code_shape(n_latent: int, style_dim: int, generator: nn.Module, name: str) -> None:
+    if (n_latent, style_dim) != (generator.n_latent, generator.style_dim):
+        raise JojoganError(
+            f"the {name} encoder produces W+ codes [{n_latent}, {style_dim}] but the base generator needs "
+            f"[{generator.n_latent}, {generator.style_dim}]; use the base it was trained for or "
+            "--inversion optimize"
+        )
+
+
 @register_encoder
 class OptimizeEncoder(Encoder):
     """Optimisation against the generator itself (any domain, no file of its own; slower)."""
@@ -193,3 +257,68 @@ class OptimizeEncoder(Encoder):
             show_progress=request.show_progress,
         )
         return check_codes(result.w_plus.detach(), "optimisation")
+
+
+RESTYLE_ITERATIONS = EncoderOption(
+    "iterations",
+    "restyle-iterations",
+    5,
+    1,
+    "ReStyle refinement steps (each runs its encoder and its decoder once; the paper uses 5 for photos).",
+)
+
+
+class _RestyleEncoder(Encoder):
+    """ReStyle (Alaluf et al. 2021): W+ refined over ``iterations`` steps, each seeing the photo and the
+    current reconstruction (:mod:`jojogan.inversion.restyle`)."""
+
+    options = (RESTYLE_ITERATIONS,)
+    rows: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """Domain profile → weights rows of its file, in order of preference."""
+
+    @classmethod
+    def weights_for(cls, profile: str) -> tuple[str, ...]:
+        return cls.rows.get(profile, ())
+
+    def __init__(self, context: EncoderContext, path: Path | None = None):
+        from jojogan.inversion.restyle import load_restyle
+
+        super().__init__(context)
+        self.model = load_restyle(path, device=context.device)
+        _check_code_shape(*self.model.latent_avg.shape[-2:], context.generator, self.name)
+
+    def invert(self, faces: Sequence[Image.Image], request: InversionRequest) -> torch.Tensor:
+        iterations = RESTYLE_ITERATIONS.value(request.options)
+        return check_codes(self.model.invert(list(faces), iterations).to(self.context.device), self.name)
+
+
+@register_encoder
+class RestylePSPEncoder(_RestyleEncoder):
+    """ReStyle over pSp: every W+ entry predicted freely (the paper's best reconstructions)."""
+
+    name = "restyle-psp"
+    weights = "restyle-psp"
+    rows = {
+        "ffhq": ("restyle-psp",),
+        "lsun-car": ("restyle-psp-cars",),
+        "lsun-church": ("restyle-psp-church",),
+        "afhq-wild": ("restyle-psp-afhq-wild",),
+    }
+    domains = tuple(rows)
+
+
+@register_encoder
+class RestyleE4EEncoder(_RestyleEncoder):
+    """ReStyle over e4e: W+ entries kept near one w (more editable codes)."""
+
+    name = "restyle-e4e"
+    weights = "restyle-e4e"
+    # The authors' FFHQ file first; else the third-party Hugging Face copy, which can be downloaded.
+    rows = {
+        "ffhq": ("restyle-e4e", "restyle-e4e-hf"),
+        "lsun-car": ("restyle-e4e-cars",),
+        "lsun-church": ("restyle-e4e-church",),
+        "lsun-horse": ("restyle-e4e-horse",),
+        "afhq-wild": ("restyle-e4e-afhq-wild",),
+    }
+    domains = tuple(rows)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from jojogan.config import SAMPLES, AlphaSpec, FinetuneConfig, StylizeConfig, check_alpha
+from jojogan.domains import DomainMismatchError
 from jojogan.hub import Hub, _short_name, as_sources, image_sha256, pick_device
 from jojogan.identity.metric import IdentityCurve, identity_curve
 from jojogan.imaging import from_pil, to_pil
@@ -203,6 +204,13 @@ class JoJoGAN(Hub):
         return finish_faces([prepared], styled, config, paste_into=paste_into, recognizer=recognizer)[0]
 
     @_job
+    def stylize_video(self, source, out, style: StyleSource, config=None, video=None, **kw):
+        """Stylize the faces of a video, sound and timing kept (:func:`jojogan.video.stylize_video`)."""
+        from jojogan.video import stylize_video
+
+        return stylize_video(self, source, out, style, config, video, **kw)
+
+    @_job
     def slider(self, face: Face, style: StyleSource, steps: int = 5) -> list[tuple[float, object]]:
         """The same face at ``steps`` evenly spaced α from 0 to 1."""
         if steps < 2:
@@ -225,6 +233,18 @@ class JoJoGAN(Hub):
         return [to_pil(x) for x in originals], [to_pil(x) for x in styled]
 
     # ------------------------------------------------------------------ fine-tuning
+    def check_finetune(self, config: FinetuneConfig) -> FinetuneConfig:
+        """``config`` when it applies to this base's pictures (the identity loss needs faces).
+
+        Raises:
+            DomainMismatchError: a face-only setting for pictures that are not faces (a ``ValueError``).
+        """
+        if config.identity_weight > 0 and not self.profile.faces:
+            raise DomainMismatchError(
+                f"the identity loss applies to faces, not to {self.profile.name} pictures"
+            )
+        return config
+
     @_job
     def finetune(
         self,
@@ -256,7 +276,7 @@ class JoJoGAN(Hub):
         """
         from jojogan.finetune import finetune, plan_run
 
-        config = FinetuneConfig() if config is None else config
+        config = self.check_finetune(FinetuneConfig() if config is None else config)
         inputs = self.settings(inputs, **overrides)
         if self.discriminator is None:
             raise generator_only_error(self.base_path or "the base checkpoint", "fine-tuning")

@@ -20,7 +20,7 @@ import torch
 
 from jojogan.cleanup.cleaners import CLEANERS
 from jojogan.cleanup.restore import DEFAULT_FIDELITY
-from jojogan.inversion.encoders import ENCODERS, INVERSION_DISTANCES
+from jojogan.inversion.encoders import ENCODERS, INVERSION_DISTANCES, encoder_options
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 from jojogan.op.precision import check_precision
 from jojogan.stylegan2.model import D_FEATURE_BLOCKS, MEAN_LATENT_SAMPLES
@@ -49,15 +49,16 @@ __all__ = [
 ]
 
 DEFAULT_SWAP_W_PLUS: tuple[int, ...] = tuple(range(7, 18))
-"""W+ indices the original code replaced by random latents ("default" preset; clipped to ``n_latent``)."""
+"""W+ indices the original code replaced by random latents: the "default" preset at 1024 px (the preset is
+defined by resolution in :mod:`jojogan.mixing`; a test pins it to this list)."""
 
 PRESERVE_COLOR_SWAP_W_PLUS: tuple[int, ...] = (9, 11, 15, 16, 17)
-"""W+ indices the original code replaced with ``preserve_color=True`` ("preserve-color" preset)."""
+"""W+ indices the original code replaced with ``preserve_color=True``: "preserve-color" at 1024 px."""
 
 MASK_PRESETS: tuple[str, ...] = ("default", "preserve-color", "preserve-colour")
 """Preset names of the training mask; they reproduce the original code's swap lists."""
 
-MASK_GROUPS: tuple[str, ...] = ("colour", "color", "structure", "all", "none")
+MASK_GROUPS: tuple[str, ...] = ("colour", "color", "structure", "coarse", "middle", "fine", "all", "none")
 """Named groups of style layers (see :func:`jojogan.mixing.resolve_mask` for their exact contents)."""
 
 MASK_MAPPING_KEYS: tuple[str, ...] = ("layers", "resolutions", "w_plus")
@@ -125,6 +126,22 @@ def _freeze_mask_spec(spec: MaskSpec) -> MaskSpec:
 def _check_fraction(value: float, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+def _check_inversion_options(options: object) -> dict[str, object]:
+    """``options`` checked (every key a setting some encoder declares, every value valid) and without the
+    settings at their defaults, so that equal settings make equal configs (and equal batch fingerprints)
+    whether a default was spelled out or not."""
+    if not isinstance(options, Mapping):
+        raise ValueError(f"inversion_options must be a mapping, got {type(options).__name__}")
+    known = encoder_options()
+    for key in options:
+        if key not in known:
+            raise ValueError(
+                f"inversion_options has no setting {key!r}; the encoders read {', '.join(known) or 'none'}"
+            )
+    checked = {key: known[key].check(value) for key, value in options.items()}
+    return {key: value for key, value in checked.items() if value != known[key].default}
 
 
 def _check_count(value: int, name: str, minimum: int) -> None:
@@ -296,7 +313,9 @@ class StylizeConfig:
             when the domain is faces; ``None``: not measured.
         identity_weights: the recognizer's weights file (``None``: the cache or the package).
         max_pixels: refuse larger images before decoding them (``None``: no limit).
-        inversion_options: encoder-specific settings by name (e.g. ReStyle's ``iterations``).
+        inversion_options: encoder-specific settings by name, each declared by an encoder
+            (:class:`~jojogan.inversion.encoders.EncoderOption`, e.g. ReStyle's ``iterations``); a setting
+            the chosen encoder does not read is ignored.
     """
 
     alpha: AlphaSpec = 1.0
@@ -339,11 +358,7 @@ class StylizeConfig:
             _check_count(self.max_pixels, "max_pixels", 1)
         if self.identity_weights is not None:
             object.__setattr__(self, "identity_weights", Path(self.identity_weights))
-        if not isinstance(self.inversion_options, Mapping):
-            raise ValueError(
-                f"inversion_options must be a mapping, got {type(self.inversion_options).__name__}"
-            )
-        object.__setattr__(self, "inversion_options", dict(self.inversion_options))
+        object.__setattr__(self, "inversion_options", _check_inversion_options(self.inversion_options))
 
     def _check_face(self) -> None:
         face = self.face

@@ -16,11 +16,16 @@ from dataclasses import dataclass
 
 from jojogan.errors import JojoganError
 
-__all__ = ["ALIGNERS", "DEFAULT_PROFILE", "PROFILES", "DomainProfile", "profile_for"]
+__all__ = ["ALIGNERS", "DEFAULT_PROFILE", "PROFILES", "DomainMismatchError", "DomainProfile", "profile_for"]
 
 ALIGNERS: tuple[str, ...] = ("ffhq-dlib", "center-crop", "none")
 """How a photo becomes the generator's square frame: FFHQ alignment from dlib's 68 landmarks, the
 largest centred square, or nothing (the input already is the frame)."""
+
+
+class DomainMismatchError(JojoganError, ValueError):
+    """A setting that does not apply to the base's pictures (paste-back, face selection or the identity
+    loss for pictures that are not faces): one line for the user, a ``ValueError`` for the API."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,63 @@ PROFILES: dict[str, DomainProfile] = {
             identity=True,
             paste=True,
         ),
+        # FFHQ at 512 and 256 px (NVIDIA's stylegan2-ada-pytorch transfer-learning sources): faces, but
+        # e4e is trained for the 1024 px generator only, so they invert by optimisation
+        *(
+            DomainProfile(
+                f"ffhq-{size}",
+                f"human faces (FFHQ) at {size} px, aligned from dlib's 68 landmarks",
+                size,
+                aligner="ffhq-dlib",
+                encoder="optimize",
+                identity=True,
+                paste=True,
+            )
+            for size in (512, 256)
+        ),
+        DomainProfile(
+            "metfaces",
+            "painted and sculpted portraits (MetFaces), aligned like FFHQ from dlib's 68 landmarks",
+            1024,
+            aligner="ffhq-dlib",
+            encoder="optimize",
+            identity=True,
+            paste=True,
+        ),
+        *(
+            DomainProfile(
+                f"afhq-{kind}",
+                f"{kind} faces (AFHQ), the animal's face filling a centred square",
+                512,
+                aligner="center-crop",
+                encoder="optimize",
+                identity=False,
+                paste=True,
+            )
+            for kind in ("cat", "dog", "wild")
+        ),
+        *(
+            DomainProfile(
+                f"lsun-{kind}",
+                f"{kind} pictures (LSUN), the largest centred square",
+                256,
+                aligner="center-crop",
+                encoder="optimize",
+                identity=False,
+                paste=True,
+            )
+            for kind in ("church", "horse", "cat")
+        ),
+        DomainProfile(
+            "lsun-car",
+            "cars (LSUN): a 512x384 picture, centred between black bars in the 512 px square",
+            512,
+            aligner="center-crop",
+            encoder="optimize",
+            identity=False,
+            paste=False,
+            picture=(512, 384),
+        ),
         DomainProfile(
             "generic",
             "any picture: the largest centred square, inverted by optimisation, no identity figure",
@@ -78,7 +140,7 @@ PROFILES: dict[str, DomainProfile] = {
             aligner="center-crop",
             encoder="optimize",
             identity=False,
-            paste=False,
+            paste=True,
         ),
     )
 }

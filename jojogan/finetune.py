@@ -41,7 +41,7 @@ from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.checkpoint import read_weights_file
 from jojogan.stylegan2.config import GeneratorConfig
 from jojogan.stylegan2.layers import frozen
-from jojogan.stylegan2.model import Discriminator, Generator
+from jojogan.stylegan2.model import D_FEATURE_BLOCKS, Discriminator, Generator
 
 __all__ = [
     "MEAN_LATENTS",
@@ -527,7 +527,7 @@ def finetune(
         FinetuneDivergedError: the loss or gradients became NaN or infinite.
         FinetuneOutOfMemoryError: a step did not fit at the given ``micro_batch`` (or at one reference).
     """
-    config = FinetuneConfig() if config is None else config
+    config = _fit_feature_blocks(FinetuneConfig() if config is None else config, discriminator)
     device = torch.device(device) if device is not None else generator.input.input.device
     _check_inputs(
         generator, discriminator, references, reference_latents, config, identity_net, on_resume_state
@@ -584,6 +584,16 @@ def _loop(
             value = run.step(step, discriminator, latents, keep, ref_features, identity_net)
             progress.set_postfix(loss=f"{value:.4f}")
             report(run, step, value, latents)
+
+
+def _fit_feature_blocks(config: FinetuneConfig, discriminator: Discriminator) -> FinetuneConfig:
+    """The default loss blocks (1, 3, 4, 5) are JoJoGAN's set from 128 px up; a smaller discriminator (64 px
+    has blocks 0..4) reads those of them it has. Any other set is used, and checked, as given."""
+    convs = getattr(discriminator, "convs", None)
+    if not isinstance(config, FinetuneConfig) or convs is None or config.d_blocks != D_FEATURE_BLOCKS:
+        return config
+    kept = tuple(block for block in config.d_blocks if block < len(convs))
+    return config if kept == config.d_blocks else dataclasses.replace(config, d_blocks=kept)
 
 
 def _check_inputs(

@@ -28,16 +28,17 @@ from torch import nn
 from jojogan.cleanup.cleaners import CLEANERS, Cleaner
 from jojogan.components import Components, LRUCache
 from jojogan.config import StylizeConfig
-from jojogan.domains import DEFAULT_PROFILE, DomainProfile, profile_for
+from jojogan.convert import base_checkpoint_path
+from jojogan.domains import DEFAULT_PROFILE, DomainMismatchError, DomainProfile, profile_for
 from jojogan.errors import JojoganError
 from jojogan.fileio import file_sha256
 from jojogan.identity import DEFAULT_METRIC_NETWORK, FaceRecognizer, load_face_recognizer
-from jojogan.inversion.align import AlignedFace, align_face, align_faces
+from jojogan.inversion.align import AlignedFace, align_face, align_faces, align_picture
 from jojogan.inversion.encoders import ENCODERS, Encoder, EncoderContext, InversionRequest
 from jojogan.inversion.images import ImageSource, image_name
 from jojogan.style_file import StyleFile, load_style
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint
-from jojogan.weights import find_entry, resolve_weights
+from jojogan.weights import REGISTRY, check_cached, find_entry, mirror_url, resolve_weights
 
 __all__ = ["DEFAULT_MAX_STYLES", "Hub", "as_sources", "image_sha256", "pick_device"]
 
@@ -80,12 +81,25 @@ def as_sources(references: ImageSource | Sequence[ImageSource]) -> list[ImageSou
     return sources
 
 
-def base_profile(base_path: Path | None, profile: str | None) -> DomainProfile:
-    """The profile named, else that of the base's registry row, else :data:`DEFAULT_PROFILE`."""
+def base_profile(
+    base_path: Path | None, profile: str | None, aligner: str | None = None, recorded: str | None = None
+) -> DomainProfile:
+    """The profile named, else that of the base's registry row, else the one the base file records (a
+    converted NVIDIA model's), else ``generic`` when ``aligner`` says the pictures are no faces, else
+    :data:`DEFAULT_PROFILE`; with another ``aligner`` than the profile's, the face-only stages go (no
+    identity figure; paste-back of the whole crop with ``center-crop``, none with ``none``)."""
     if profile is None and base_path is not None:
         row = find_entry(base_path.name)
         profile = row.profile if row is not None else None
-    return profile_for(profile or DEFAULT_PROFILE)
+    profile = profile or recorded
+    if profile is None and aligner not in (None, "ffhq-dlib"):
+        profile = "generic"
+    chosen = profile_for(profile or DEFAULT_PROFILE)
+    if aligner is None or aligner == chosen.aligner:
+        return chosen
+    faces = aligner == "ffhq-dlib"
+    paste = (faces and chosen.paste) or aligner == "center-crop"
+    return dataclasses.replace(chosen, aligner=aligner, identity=faces and chosen.identity, paste=paste)
 
 
 class Hub:
@@ -98,7 +112,9 @@ class Hub:
         base_path: the base checkpoint's file, recorded in style metadata (and naming its profile).
         max_styles: how many loaded styles to keep (least recently used ones are dropped).
         weights: other components' files by weights-registry row (``{"codeformer": path}``).
-        profile: the base's domain profile by name (``None``: its registry row's, else ``ffhq``).
+        profile: the base's domain profile by name (``None``: its registry row's, else the one the file
+            records, else ``ffhq``).
+        aligner: another aligner than the profile's (:data:`jojogan.domains.ALIGNERS`).
     """
 
     def __init__(
@@ -110,6 +126,7 @@ class Hub:
         max_styles: int = DEFAULT_MAX_STYLES,
         weights: dict[str, str | os.PathLike | None] | None = None,
         profile: str | None = None,
+        aligner: str | None = None,
     ):
         given = {"generator": base.generator}
         if base.discriminator is not None:
@@ -118,24 +135,24 @@ class Hub:
         self.latent_avg = base.latent_avg
         self.weights = {**(weights or {}), "e4e": e4e_path}
         self.base_path = Path(base_path) if base_path is not None else base.path
-        self.profile = base_profile(self.base_path, profile)
+        self.profile = base_profile(self.base_path, profile, aligner, recorded=base.profile)
         self.max_styles = max_styles
         self._styles: LRUCache[Path, StyleFile] = LRUCache(max_styles)
         self._base_sha256: str | None = None
         self.to(device)
 
     @classmethod
-    def from_pretrained(cls, base=None, e4e=None, device="cpu", codeformer=None, profile=None, **options):
+    def from_pretrained(cls, base=None, e4e=None, device="cpu", codeformer=None, **options):
         """Load the base checkpoint (a path, a registry name, or ``None`` for the official FFHQ file in the
-        weights cache, downloaded and verified on first use). ``e4e`` and ``codeformer`` are paths or
-        ``None`` for the cache (fetched only when first used); ``device`` defaults to the CPU, ``"auto"``
-        picks CUDA, then MPS, then the CPU; ``profile`` names the base's domain and ``options`` are the
-        other arguments of :class:`Hub` (``max_styles``)."""
-        base_path = resolve_weights(base, default="ffhq", download=True)
+        weights cache, downloaded and verified on first use; NVIDIA's ``.pkl`` files are converted once,
+        nothing in them runs). ``e4e`` and ``codeformer`` are paths or ``None`` for the cache (fetched only
+        when first used); ``device`` defaults to the CPU, ``"auto"`` picks CUDA, then MPS, then the CPU;
+        ``options`` are the other arguments of :class:`Hub` (``profile``, ``aligner``, ``max_styles``)."""
+        base_path = base_checkpoint_path(resolve_weights(base, default="ffhq", download=True))
         e4e_path = resolve_weights(e4e, default="e4e", download=True) if e4e is not None else None
         checkpoint = load_checkpoint(base_path, device="cpu")
         weights = {"codeformer": codeformer}
-        return cls(checkpoint, e4e_path, device, base_path, weights=weights, profile=profile, **options)
+        return cls(checkpoint, e4e_path, device, base_path, weights=weights, **options)
 
     # ------------------------------------------------------------------ components and devices
     @property
@@ -175,13 +192,34 @@ class Hub:
     def _weights_path(self, row: str | None) -> Path | None:
         return None if row is None else resolve_weights(self.weights.get(row), default=row, download=True)
 
+    def _encoder_weights(self, rows: tuple[str, ...]) -> Path | None:
+        """The file among an encoder's rows for this domain: the first given as a path or cached, else the
+        first that can be downloaded (else the first, whose error says how to get it by hand)."""
+        if not rows:
+            return None
+        usable = [r for r in rows if self.weights.get(r) is not None or check_cached(REGISTRY[r]).usable]
+        fetchable = [r for r in rows if mirror_url() or REGISTRY[r].hf_repo or REGISTRY[r].url]
+        chosen = (usable or fetchable or rows)[0]
+        if chosen == rows[0]:
+            return self._weights_path(chosen)
+        first = REGISTRY[rows[0]]
+        try:
+            path = self._weights_path(chosen)
+        except JojoganError as error:
+            hint = f" (or put {first.filename} from {first.drive_url or first.hf_url or first.url} there)"
+            raise JojoganError(f"{error}{hint}") from error
+        log.warning(
+            "%s is not in the weights cache; using %s: %s", first.name, chosen, REGISTRY[chosen].description
+        )
+        return path
+
     def encoder(self, name: str) -> Encoder:
         """The encoder ``name`` of :data:`ENCODERS`, built (its weights resolved) on first use."""
         cls = ENCODERS[name]
 
         def load(device: torch.device) -> Encoder:
             try:
-                path = self._weights_path(cls.weights)
+                path = self._encoder_weights(cls.weights_for(self.profile.name))
             except JojoganError as error:
                 raise JojoganError(
                     f"{error} Or use optimisation inversion (--inversion optimize), which needs only "
@@ -250,10 +288,18 @@ class Hub:
             filled["inversion"] = profile.encoder
         if isinstance(config.identity, str) and config.identity == "auto":
             filled["identity"] = DEFAULT_METRIC_NETWORK if profile.identity else None
+        encoder = ENCODERS[filled.get("inversion", config.inversion)]
+        if encoder.domains is not None and profile.name not in encoder.domains:
+            raise DomainMismatchError(
+                f"the {encoder.name} encoder was trained for {', '.join(encoder.domains)} pictures, not "
+                f"{profile.name}; use inversion 'optimize' (--inversion optimize)"
+            )
         if config.paste and not profile.paste:
-            raise ValueError(f"paste-back does not apply to {profile.name} pictures ({profile.description})")
+            raise DomainMismatchError(
+                f"paste-back does not apply to {profile.name} pictures ({profile.description})"
+            )
         if not profile.faces and config.face != "largest":
-            raise ValueError(f"face selection applies to faces, not to {profile.name} pictures")
+            raise DomainMismatchError(f"face selection applies to faces, not to {profile.name} pictures")
         return dataclasses.replace(config, **filled) if filled else config
 
     # ------------------------------------------------------------------ styles
@@ -289,6 +335,9 @@ class Hub:
         are refused before decoding."""
         config = self.settings(config, **overrides)
         face = "largest" if config.face == "all" else config.face
+        if self.profile.picture is not None and not config.aligned:
+            picture = tuple(side * self.size // self.profile.resolution for side in self.profile.picture)
+            return align_picture(image, self.size, picture, max_pixels=config.max_pixels)
         aligned = config.aligned or not self.profile.faces
         return align_face(image, self.size, face=face, aligned=aligned, max_pixels=config.max_pixels)
 

@@ -19,8 +19,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from jojogan.config import AlphaSpec, StylizeConfig
-from jojogan.identity import FaceRecognizer
-from jojogan.identity.metric import identity_metadata, identity_similarity
+from jojogan.identity import FaceRecognizer, IdentityScore
+from jojogan.identity.metric import identity_metadata, identity_score
 from jojogan.inversion.align import AlignedFace
 from jojogan.inversion.images import ImageSource
 from jojogan.inversion.paste import paste_faces
@@ -58,9 +58,8 @@ class StylizeResult:
         alpha: the feature interpolation used.
         pasted: the photo with the stylized face (every face, with ``face="all"``) warped back in (when
             asked for), else ``None``.
-        identity: cosine similarity of the input face and the stylized face under ``identity_net``
-            (how much of the person survived), or ``None`` when not measured.
-        identity_net: the face-recognition network that measured it.
+        identity: the input face and the stylized face compared by a face-recognition network (raw score,
+            the network's "same person" threshold and verdict), or ``None`` when not measured.
         cleanup: the cleanup applied to the stylized face, or ``None``.
         fidelity: the cleaner's ``w`` when it ran (cleanup or input restoration).
         restored_input: whether the input face was restored before inversion.
@@ -71,8 +70,7 @@ class StylizeResult:
     face: Face
     alpha: AlphaSpec
     pasted: Image.Image | None = None
-    identity: float | None = None
-    identity_net: str | None = None
+    identity: IdentityScore | None = None
     cleanup: str | None = None
     fidelity: float | None = None
     restored_input: bool = False
@@ -90,7 +88,7 @@ class StylizeResult:
         if self.fidelity is not None:
             info.add_text("jojogan:fidelity", f"{self.fidelity:g}")
         if self.identity is not None:
-            for key, value in identity_metadata(self.identity, self.identity_net or "unknown").items():
+            for key, value in identity_metadata(self.identity).items():
                 info.add_text(key, value)
         return info
 
@@ -146,8 +144,7 @@ def finish_faces(
             restorer=config.cleaner if config.restore_input else None,
         )  # fmt: skip
         if recognizer is not None:
-            result.identity = identity_similarity(face.aligned.image, image, recognizer)
-            result.identity_net = recognizer.name
-            log.info("identity kept (%s): %.3f", recognizer.name, result.identity)
+            result.identity = identity_score(face.aligned.image, image, recognizer)
+            log.info("identity: %s", result.identity.line())
         results.append(result)
     return results

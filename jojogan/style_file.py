@@ -6,9 +6,9 @@ metadata (a ``str → str`` map) holds one key, ``"jojogan"``, whose value is a 
 
 * ``format_version`` (1), ``package_version``, ``created`` (UTC, ISO 8601);
 * ``generator``: the generator's configuration, ``generator.config.to_dict()``: ``size``, ``style_dim``,
-  ``n_mlp``, ``channels`` (``{resolution: channels}``, keys as strings), ``lr_mlp``, ``blur_kernel``
-  (files written before it was recorded load with the official kernel); loading builds the generator
-  from it;
+  ``n_mlp``, ``channels`` (``{resolution: channels}``, keys as strings), ``lr_mlp``, ``blur_kernel`` and
+  ``conv_clamp`` (``null`` unless the generator clamps: models converted from NVIDIA's); loading builds
+  the generator from it (files without the last two get the official kernel and no clamp);
 * whatever the caller adds, typically :func:`style_metadata`'s fields: the run's settings (every
   :class:`~jojogan.config.FinetuneConfig` field, ``mask`` as the swapped style layers), the base
   checkpoint's name and sha256, the references' sha256s and the losses.

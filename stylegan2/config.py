@@ -171,6 +171,8 @@ class GeneratorConfig:
         channels: ``(resolution, channels)`` pairs for the resolutions 4 … size; given as a mapping or
             pairs (entries above ``size`` are dropped), empty for the official config-f table.
         blur_kernel: FIR taps of the resampling filters.
+        conv_clamp: every synthesis and to-RGB layer's output is clamped to ``±conv_clamp`` (NVIDIA's
+            stylegan2-ada and stylegan3 models: 256); ``None`` clamps nothing (the official StyleGAN2 files).
     """
 
     size: int
@@ -179,6 +181,7 @@ class GeneratorConfig:
     lr_mlp: float = LR_MLP
     channels: tuple[tuple[int, int], ...] = field(default=())
     blur_kernel: tuple[int, ...] = DEFAULT_BLUR_KERNEL
+    conv_clamp: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", _channel_pairs(self.size, self.channels))
@@ -187,6 +190,10 @@ class GeneratorConfig:
             raise ValueError(f"style_dim and n_mlp must be >= 1, got {self.style_dim}, {self.n_mlp}")
         if not 0 < self.lr_mlp <= 1:
             raise ValueError(f"lr_mlp must be in (0, 1], got {self.lr_mlp}")
+        if self.conv_clamp is not None:
+            if isinstance(self.conv_clamp, bool) or not 0 < self.conv_clamp < math.inf:
+                raise ValueError(f"conv_clamp must be a positive number or None, got {self.conv_clamp!r}")
+            object.__setattr__(self, "conv_clamp", float(self.conv_clamp))
 
     @property
     def channel_table(self) -> dict[int, int]:
@@ -204,7 +211,8 @@ class GeneratorConfig:
         return num_latents(self.size)
 
     def to_dict(self) -> dict:
-        """JSON form (what style files record): channel keys as strings, the kernel as a list."""
+        """JSON form (what style files and converted checkpoints record): channel keys as strings, the
+        kernel as a list."""
         return {
             "size": self.size,
             "style_dim": self.style_dim,
@@ -212,6 +220,7 @@ class GeneratorConfig:
             "channels": {str(res): ch for res, ch in self.channels},
             "lr_mlp": self.lr_mlp,
             "blur_kernel": list(self.blur_kernel),
+            "conv_clamp": self.conv_clamp,
         }
 
     @classmethod

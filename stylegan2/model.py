@@ -72,6 +72,8 @@ class Generator(nn.Module):
         channels: ``{resolution: channels}`` replacing the default table (tests build tiny models).
         lr_mlp: learning-rate multiplier of the mapping network.
         blur_kernel: FIR kernel of the resampling filters.
+        conv_clamp: clamp every synthesis and to-RGB layer's output to ``±conv_clamp`` (NVIDIA's
+            stylegan2-ada/stylegan3 models use 256); ``None``, the default, clamps nothing.
 
     Attributes:
         config: the :class:`~jojogan.stylegan2.config.GeneratorConfig` it was built from;
@@ -87,10 +89,17 @@ class Generator(nn.Module):
         channels: dict[int, int] | None = None,
         lr_mlp: float = LR_MLP,
         blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
+        conv_clamp: float | None = None,
     ):
         super().__init__()
         self.config = GeneratorConfig(
-            size, style_dim, n_mlp, lr_mlp, channels or default_channels(channel_multiplier), blur_kernel
+            size,
+            style_dim,
+            n_mlp,
+            lr_mlp,
+            channels or default_channels(channel_multiplier),
+            blur_kernel,
+            conv_clamp,
         )
         plan = self.config.plan
         self.style = nn.Sequential(
@@ -117,12 +126,14 @@ class Generator(nn.Module):
             (self.to_rgbs if row.is_rgb else self.convs).append(self._make_layer(row))
 
     def _make_layer(self, row: StyleLayer) -> nn.Module:
-        kernel = self.config.blur_kernel
+        settings = {
+            "upsample": row.upsample,
+            "blur_kernel": self.config.blur_kernel,
+            "conv_clamp": self.conv_clamp,
+        }
         if row.is_rgb:
-            return ToRGB(row.in_channels, self.style_dim, upsample=row.upsample, blur_kernel=kernel)
-        return StyledConv(
-            row.in_channels, row.out_channels, 3, self.style_dim, upsample=row.upsample, blur_kernel=kernel
-        )
+            return ToRGB(row.in_channels, self.style_dim, **settings)
+        return StyledConv(row.in_channels, row.out_channels, 3, self.style_dim, **settings)
 
     @classmethod
     def from_config(cls, config: GeneratorConfig) -> Generator:
@@ -134,6 +145,7 @@ class Generator(nn.Module):
             channels=config.channel_table,
             lr_mlp=config.lr_mlp,
             blur_kernel=config.blur_kernel,
+            conv_clamp=config.conv_clamp,
         )
 
     # ----------------------------------------------------------------- structure (views of the config)
@@ -152,6 +164,10 @@ class Generator(nn.Module):
     @property
     def lr_mlp(self) -> float:
         return self.config.lr_mlp
+
+    @property
+    def conv_clamp(self) -> float | None:
+        return self.config.conv_clamp
 
     @property
     def channels(self) -> dict[int, int]:
@@ -353,10 +369,12 @@ class Discriminator(nn.Module):
         channel_multiplier: 2 for config-f.
         channels: ``{resolution: channels}`` replacing the default table.
         blur_kernel: FIR kernel of the down-sampling filters.
+        conv_clamp: clamp the from-RGB, residual-block and final conv outputs to ``±conv_clamp`` (NVIDIA's
+            stylegan2-ada/stylegan3 models); ``None``, the default, clamps nothing.
+        stddev_group: minibatch-stddev group size (4 in the official models, 8 in some of NVIDIA's);
+            ``None``: the whole batch is one group.
+        stddev_feat: minibatch-stddev feature channels appended before the final conv.
     """
-
-    stddev_group = 4
-    stddev_feat = 1
 
     def __init__(
         self,
@@ -364,25 +382,42 @@ class Discriminator(nn.Module):
         channel_multiplier: int = 2,
         channels: dict[int, int] | None = None,
         blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
+        conv_clamp: float | None = None,
+        stddev_group: int | None = 4,
+        stddev_feat: int = 1,
     ):
         super().__init__()
         self.size = size
+        self.conv_clamp = conv_clamp
+        self.stddev_group = stddev_group
+        self.stddev_feat = stddev_feat
         log_size = log2_size(size)
         self.channels = {
             int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()
         }
         ch = self.channels
-        convs: list[nn.Module] = [ConvLayer(3, ch[size], 1)]
+        convs: list[nn.Module] = [ConvLayer(3, ch[size], 1, conv_clamp=conv_clamp)]
         in_ch = ch[size]
         for i in range(log_size, 2, -1):
             out_ch = ch[2 ** (i - 1)]
-            convs.append(ResBlock(in_ch, out_ch, blur_kernel))
+            convs.append(ResBlock(in_ch, out_ch, blur_kernel, conv_clamp=conv_clamp))
             in_ch = out_ch
         self.convs = nn.Sequential(*convs)
-        self.final_conv = ConvLayer(in_ch + 1, ch[4], 3)
+        self.final_conv = ConvLayer(in_ch + stddev_feat, ch[4], 3, conv_clamp=conv_clamp)
         self.final_linear = nn.Sequential(
             EqualLinear(ch[4] * 4 * 4, ch[4], activation="fused_lrelu"), EqualLinear(ch[4], 1)
         )
+
+    @property
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this architecture (``blur_kernel`` is always the default)."""
+        return {
+            "size": self.size,
+            "channels": {res: ch for res, ch in sorted(self.channels.items()) if res <= self.size},
+            "conv_clamp": self.conv_clamp,
+            "stddev_group": self.stddev_group,
+            "stddev_feat": self.stddev_feat,
+        }
 
     def _check_input(self, x: torch.Tensor) -> None:
         check_shape(x, "batch 3 size size", "images", size=self.size)
@@ -413,7 +448,7 @@ class Discriminator(nn.Module):
         self._check_input(x)
         out = self.convs(x)
         batch, channels, height, width = out.shape
-        group = min(batch, self.stddev_group)
+        group = batch if self.stddev_group is None else min(batch, self.stddev_group)
         if batch % group:
             raise ValueError(f"batch {batch} must be a multiple of the minibatch-stddev group {group}")
         stddev = out.view(group, -1, self.stddev_feat, channels // self.stddev_feat, height, width)

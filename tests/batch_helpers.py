@@ -13,6 +13,7 @@ from PIL import Image
 
 from jojogan.batch import BatchSettings
 from jojogan.config import StylizeConfig
+from jojogan.models import Models
 
 GOOD = ("chris_hemsworth", "iu")
 BAD = {
@@ -54,7 +55,7 @@ def fast_settings(workdir: Path, style: Path, **changes) -> BatchSettings:
     """Settings of a batch on the tiny base (optimisation inversion, 3 steps); ``changes`` are
     :class:`StylizeConfig` fields."""
     config = StylizeConfig(**{"inversion": "optimize", "inversion_steps": 3, "identity": "auto", **changes})
-    return BatchSettings(style=style, config=config, base=workdir / "base.pt", device="cpu")
+    return BatchSettings(style=style, config=config, models=Models(base=workdir / "base.pt", device="cpu"))
 
 
 def manifest_lines(outdir: Path) -> list[dict]:
@@ -69,7 +70,8 @@ def check_manifest(outdir: Path, folder: Path) -> dict[str, dict]:
     for stem in GOOD:
         row = by_name[f"{stem}.jpeg"]
         assert row["status"] == "ok" and row["error"] is None and row["faces"] == 1, row
-        assert len(row["identity"]) == 1 and -1 <= row["identity"][0] <= 1
+        (identity,) = row["identity"]
+        assert identity["network"] == "dlib" and identity["same_person"] == (identity["similarity"] < 0.6)
         assert row["seconds"] > row["align_seconds"] > 0 and len(row["input_sha256"]) == 64
         assert row["worker_peak_rss_mb"] > 0 and row["align_worker_peak_rss_mb"] > 0
         assert all((outdir / name).is_file() for name in row["outputs"])

@@ -67,6 +67,7 @@ def test_finetune_writes_a_style_file_with_provenance(workdir, style):
     assert meta["iterations"] == 3 and len(meta["losses"]) == 3
     assert meta["base_checkpoint"] == {"name": "base.pt", "sha256": file_sha256(workdir / "base.pt")}
     assert meta["reference_sha256s"] == [file_sha256(workdir / "face0.png")]
+    assert not list(workdir.glob("*.lock"))  # the run's lock lived in the cache, not beside the output
     assert meta["mask"] == list(range(10, 17))  # the default preset at 128 px: W+ 7.. → S layers 10..
     assert meta["inversion"] == "optimize" and meta["format_version"] == 1
     assert not (workdir / "style.safetensors.resume.pt").exists()  # removed after success
@@ -98,6 +99,10 @@ def test_slider_strip_and_gif(workdir, style):
     assert result.exit_code == 0, result.output
     assert Image.open(strip).size == (4 * 48 + 3 * 4, 48 + 24)
     assert Image.open(gif).n_frames == 6  # 4 forward, 2 back
+    curve = json.loads((workdir / "strip.png.identity.json").read_text())
+    assert curve["network"] == "dlib" and curve["threshold"] == 0.6 and curve["metric"] == "euclidean"
+    assert curve["same_person"] == [d < 0.6 for d in curve["similarities"]] and len(curve["alphas"]) == 4
+    assert "identity (dlib: same person below distance 0.6) α 0.00:" in result.output
 
 
 def test_sample_grid(workdir, style):
@@ -318,7 +323,9 @@ def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, dlib,
     with Image.open(photo) as original, Image.open(plain) as a, Image.open(cleaned) as b:
         assert b.size == original.size
         assert b.text["jojogan:cleanup"] == "codeformer" and b.text["jojogan:fidelity"] == "0.5"
-        assert -1 <= float(b.text["jojogan:identity"]) <= 1 and b.text["jojogan:identity_net"] == "dlib"
+        identity = json.loads(b.text["jojogan:identity"])
+        assert identity["network"] == "dlib" and identity["threshold"] == 0.6 and identity["similarity"] >= 0
+        assert identity["same_person"] == (identity["similarity"] < 0.6)
         assert "jojogan:cleanup" not in a.text
         photo_px, plain_px, cleaned_px = (np.asarray(i.convert("RGB"), dtype=int) for i in (original, a, b))
     assert np.abs(cleaned_px - plain_px).mean() > 0.1  # the cleanup changed the face

@@ -18,6 +18,7 @@ import jojogan.api
 import jojogan.finetune
 from jojogan.cli import main
 from jojogan.cli._options import unique_stems
+from jojogan.cli.finetune import finetune_lock_path
 from jojogan.fileio import file_sha256
 from jojogan.imaging import to_pil
 from jojogan.style_file import save_style
@@ -29,12 +30,11 @@ FAST = ["--aligned", "--inversion", "optimize", "--inversion-steps", "3"]
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder``. A finetune's lock file (OUTPUT.lock, empty) is left out:
-    it is taken before the checks that need it to be held."""
+    """sha256 of every file under ``folder`` (a finetune's lock lives in the cache, never here)."""
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.name.endswith(".lock")
+        if p.is_file()
     }
 
 
@@ -224,7 +224,7 @@ def test_a_second_finetune_on_the_same_output_stops(work, tmp_path):
 
     output = tmp_path / "s.safetensors"
     args = ["finetune", work / "a" / "face.png", *FAST, "--base", work / "base.pt", "-o", output]
-    with FileLock(str(output) + ".lock", timeout=0):
+    with FileLock(str(finetune_lock_path(output)), timeout=0):
         refused(args, tmp_path, ("another jojogan finetune", "s.safetensors"))
 
 

@@ -27,6 +27,7 @@ from jojogan.cli import main as cli
 from jojogan.cli._options import STYLIZE_OPTION_NAMES, stylize_config
 from jojogan.config import StylizeConfig
 from jojogan.imaging import to_pil
+from jojogan.models import Models
 from jojogan.style_file import save_style
 from jojogan.ui import Studio, StyleLibrary
 
@@ -70,7 +71,9 @@ def _cli(kit, faces, alpha, device, out: Path, batch_size: int = 1) -> list[np.n
 def _batch(kit, faces, alpha, device, out: Path, batch_size: int = 1) -> list[np.ndarray]:
     """The batch engine (``jojogan.batch.stylize_many``, local)."""
     config = StylizeConfig(alpha=alpha, **SETTINGS)
-    settings = BatchSettings(style=kit["style"], config=config, base=kit["base"], device=str(device))
+    settings = BatchSettings(
+        style=kit["style"], config=config, models=Models(base=kit["base"], device=str(device))
+    )
     report = stylize_many(faces, settings, out, batch_size=batch_size, progress=False)
     assert report.counts == {"ok": len(faces), "error": 0, "skipped": 0}
     return [_pixels(out / f"{face.stem}_styled.png") for face in faces]
@@ -150,9 +153,8 @@ def test_several_faces_at_once_equal_one_at_a_time(front_end, kit, device, tmp_p
 def test_a_bad_file_in_a_batch_is_its_own_line(kit, tmp_path):
     """Stacking faces does not tie a bad file's fate to its neighbours'."""
     faces = [kit["face0"], kit["base"], kit["face1"]]  # the middle one is not an image
-    settings = BatchSettings(
-        style=kit["style"], config=StylizeConfig(**SETTINGS), base=kit["base"], device="cpu"
-    )
+    models = Models(base=kit["base"], device="cpu")
+    settings = BatchSettings(style=kit["style"], config=StylizeConfig(**SETTINGS), models=models)
     alone = stylize_many(faces, settings, tmp_path / "one", batch_size=1, progress=False)
     together = stylize_many(faces, settings, tmp_path / "two", batch_size=2, progress=False)
     assert together.counts == alone.counts == {"ok": 2, "error": 1, "skipped": 0}
@@ -170,6 +172,8 @@ NOT_CONFIG = {
         "base": "a weights file",
         "e4e": "a weights file",
         "device": "where models run",
+        "domain": "the base's domain profile",
+        "aligner": "another aligner than the domain's",
         "no_identity": "turns identity_net off (identity=None)",
     },
     "batch": {
@@ -180,6 +184,8 @@ NOT_CONFIG = {
         "base": "a weights file",
         "e4e": "a weights file",
         "device": "where models run",
+        "domain": "the base's domain profile",
+        "aligner": "another aligner than the domain's",
         "no_identity": "turns identity_net off (identity=None)",
         "engine": "where the batch runs",
         "workers": "how many stylize actors",
@@ -193,9 +199,14 @@ NOT_CONFIG = {
 
 @pytest.mark.parametrize("command", sorted(NOT_CONFIG))
 def test_every_stylize_setting_is_an_option_and_every_option_is_accounted_for(command):
+    from jojogan.inversion.encoders import encoder_options
+
     params = {param.name for param in cli.commands[command].params}
-    fields = [item.name for item in dataclasses.fields(StylizeConfig)]
-    expected = {STYLIZE_OPTION_NAMES.get(name, name) for name in fields}
+    fields = [item.name for item in dataclasses.fields(StylizeConfig) if item.name != "inversion_options"]
+    # inversion_options: one option per setting an encoder declares (--restyle-iterations, ...)
+    encoder_settings = {option.flag.replace("-", "_") for option in encoder_options().values()}
+    assert encoder_settings
+    expected = {STYLIZE_OPTION_NAMES.get(name, name) for name in fields} | encoder_settings
     assert sorted(expected - params) == [], f"StylizeConfig fields jojogan {command} does not take"
     assert params - expected == set(NOT_CONFIG[command]), "options that are neither settings nor listed"
 
@@ -209,24 +220,3 @@ def test_the_commands_defaults_are_the_configs(command, tmp_path):
     context = cli.commands[command].make_context(command, args)
     config = stylize_config(dict(context.params))
     assert config == dataclasses.replace(StylizeConfig(), identity="auto")
-
-
-def test_encoder_settings_are_name_value_pairs(tmp_path):
-    (tmp_path / "style.pt").write_bytes(b"")
-    args = ["photo.png", "--style", str(tmp_path / "style.pt"), "-o", str(tmp_path / "out.png")]
-    pairs = [
-        "--inversion-option",
-        "iterations=5",
-        "--inversion-option",
-        "mode=fast",
-        "--inversion-option",
-        "w=NaN",
-    ]
-    context = cli.commands["stylize"].make_context("stylize", [*args, *pairs])
-    assert stylize_config(dict(context.params)).inversion_options == {
-        "iterations": 5,
-        "mode": "fast",
-        "w": "NaN",
-    }
-    result = CliRunner().invoke(cli, ["stylize", *args, "--inversion-option", "iterations"])
-    assert result.exit_code == 2 and "expected NAME=VALUE, got 'iterations'" in result.output

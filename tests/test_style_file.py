@@ -60,6 +60,7 @@ def test_round_trip_gives_the_same_generator_and_metadata(tmp_path):
         "channels": {"4": 8, "8": 8, "16": 8, "32": 4, "64": 4},
         "lr_mlp": 0.01,
         "blur_kernel": [1, 3, 3, 1],
+        "conv_clamp": None,
     }
     assert loaded.generator.config == gen.config
     assert meta["package_version"] and meta["created"].endswith("+00:00")

@@ -26,6 +26,7 @@ from PIL import Image
 from jojogan.batch.inputs import InputItem, local_photo, unreadable
 from jojogan.config import STYLED_SUFFIX, StylizeConfig
 from jojogan.fileio import file_sha256
+from jojogan.models import Models
 
 if TYPE_CHECKING:
     from jojogan.api import StylizeResult
@@ -57,16 +58,12 @@ class BatchSettings:
         config: the stylize settings (:class:`StylizeConfig`), as ``jojogan stylize`` takes them; its
             ``face="all"`` gives one output per face (``STEM_face{i}_styled.png``), or with ``paste`` one
             photo with every face pasted back.
-        base, e4e, codeformer: weights files (``None``: the cache).
-        device: where the models run.
+        models: the models to load (base, domain, component files, device).
     """
 
     style: Path
     config: StylizeConfig = field(default_factory=lambda: StylizeConfig(identity="auto"))
-    base: Path | None = None
-    e4e: Path | None = None
-    codeformer: Path | None = None
-    device: str = "auto"
+    models: Models = field(default_factory=Models)
     _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def fingerprint(self) -> str:
@@ -76,20 +73,19 @@ class BatchSettings:
         device is part of it: CPU and GPU results differ in the last bits.
         """
         if not self._fingerprint:
-            values = {}
-            for name in ("style", "base", "e4e", "codeformer", "device"):
-                value = getattr(self, name)
-                if isinstance(value, Path):
-                    value = {"sha256": file_sha256(value)} if value.is_file() else {"missing": str(value)}
-                values[name] = value
-            for item in dataclasses.fields(self.config):
-                value = getattr(self.config, item.name)
-                if isinstance(value, Path):
-                    value = {"sha256": file_sha256(value)} if value.is_file() else {"missing": str(value)}
-                values[item.name] = value
+            values = {"style": _content(self.style)}
+            for part in (self.models, self.config):
+                values |= {item.name: _content(getattr(part, item.name)) for item in dataclasses.fields(part)}
             blob = json.dumps(values, sort_keys=True, default=str).encode()
             self._fingerprint.append(hashlib.sha256(blob).hexdigest())
         return self._fingerprint[0]
+
+
+def _content(value: object) -> object:
+    """A file by its contents (moving it keeps a fingerprint), anything else as it is."""
+    if isinstance(value, Path):
+        return {"sha256": file_sha256(value)} if value.is_file() else {"missing": str(value)}
+    return value
 
 
 @dataclass
@@ -99,7 +95,7 @@ class PhotoResult:
     Attributes:
         outputs: (name relative to the output folder, encoded PNG bytes) pairs; empty on error.
         faces: faces stylized.
-        identity: one score per face (empty when not measured).
+        identity: one score per face as :meth:`IdentityScore.to_dict` (empty when not measured).
         error: one readable line, or ``None``.
         seconds: the workers' time for the photo (alignment included).
         align_seconds: the part of ``seconds`` spent aligning (the stage that may run elsewhere).
@@ -109,7 +105,7 @@ class PhotoResult:
 
     outputs: list[tuple[str, bytes]]
     faces: int = 0
-    identity: list[float] = field(default_factory=list)
+    identity: list[dict] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
     align_seconds: float = 0.0
@@ -236,12 +232,8 @@ class Stylizer:
     """
 
     def __init__(self, settings: BatchSettings, batch_size: int | None = None):
-        from jojogan.api import JoJoGAN
-
         self.settings = settings
-        self.pipe = JoJoGAN.from_pretrained(
-            base=settings.base, e4e=settings.e4e, device=settings.device, codeformer=settings.codeformer
-        )
+        self.pipe = settings.models.load()
         self.config = self.pipe.settings(settings.config)
         self.pipe.load_style(settings.style)
         if self.config.cleaner_runs:
@@ -336,7 +328,7 @@ class Stylizer:
 
     def _one(self, stem: str, result: StylizeResult) -> PhotoResult:
         image = result.pasted if self.config.paste else result.image
-        identity = [] if result.identity is None else [result.identity]
+        identity = [] if result.identity is None else [result.identity.to_dict()]
         return PhotoResult(
             outputs=[(stem + OUTPUT_SUFFIX, encode_png(image, result.png_metadata()))],
             faces=1,
@@ -350,7 +342,7 @@ class Stylizer:
         faces back into the photo together."""
         from jojogan.inversion.paste import paste_faces
 
-        identity = [r.identity for r in results if r.identity is not None]
+        identity = [r.identity.to_dict() for r in results if r.identity is not None]
         if self.config.paste:
             pasted = paste_faces(
                 path, [(r.image, crop) for r, crop in zip(results, crops, strict=True)],

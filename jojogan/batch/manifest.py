@@ -6,7 +6,8 @@ run the manifest is rewritten atomically with exactly one line per input (the la
 
 A line: ``input`` (absolute path), ``status`` (``"ok"`` or ``"error"``), ``outputs`` (paths written,
 relative to the output folder), ``faces``, ``error`` (one readable line, or ``None``), ``identity`` (one
-score per face when measured), ``input_sha256`` and ``settings_sha256`` (what resuming compares),
+object per face when measured: ``network``, ``similarity``, ``threshold``, ``same_person``, ``metric``,
+``source``), ``input_sha256`` and ``settings_sha256`` (what resuming compares),
 ``seconds`` (the workers' time for the photo), ``align_seconds`` (the part of it spent aligning),
 ``worker_peak_rss_mb`` and ``align_worker_peak_rss_mb`` (the peak memory so far of the process that
 stylized the photo and of the one that aligned it),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import math
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 import click
 
 from jojogan.config import FACE_CHOICES, INVERSION_DISTANCES, StylizeConfig
+from jojogan.domains import ALIGNERS, PROFILES
+from jojogan.models import Models
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ _base_option = click.option(
     "--base",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="StyleGAN2 checkpoint, official layout (default: stylegan2-ffhq-config-f.pt in the cache).",
+    help="StyleGAN2 checkpoint: official layout, or NVIDIA's stylegan2-ada/stylegan3 .pkl (converted once "
+    "into the cache, nothing in it runs), or a registry name (default: stylegan2-ffhq-config-f.pt).",
 )
 _device_option = click.option(
     "--device",
@@ -181,15 +183,47 @@ _device_option = click.option(
 )
 
 
+_domain_options = (
+    click.option(
+        "--domain",
+        type=click.Choice(sorted(PROFILES)),
+        default=None,
+        help="What the base's pictures are (default: its weights-registry row's, else ffhq faces).",
+    ),
+    click.option(
+        "--aligner",
+        type=click.Choice(ALIGNERS),
+        default=None,
+        help="How a photo becomes the generator's frame (default: the domain's; center-crop and none skip "
+        "face detection, the identity figure and paste-back).",
+    ),
+)
+
+MODEL_KEYS = ("base", "e4e", "device", "domain", "aligner", "codeformer")
+"""The options that say which models a command loads (gathered into one :class:`Models`)."""
+
+
+def _gathered(command: Callable) -> Callable:
+    """Hand the command its model options as one :class:`Models` (``models=``)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        kwargs["models"] = Models(**{key: kwargs.pop(key) for key in MODEL_KEYS if key in kwargs})
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
 def base_options(command: Callable) -> Callable:
-    """--base/--device, for commands that never invert a face (no --e4e to offer)."""
-    return stack(_base_option, _device_option)(command)
+    """--base/--domain/--aligner/--device, for commands that never invert a face (no --e4e to offer)."""
+    return stack(_base_option, *_domain_options, _device_option)(_gathered(command))
 
 
 def model_options(command: Callable) -> Callable:
-    """--base/--e4e/--device, shared by every command that loads models."""
+    """--base/--domain/--aligner/--e4e/--device, shared by every command that loads models."""
     return stack(
         _base_option,
+        *_domain_options,
         click.option(
             "--e4e",
             "e4e",
@@ -198,7 +232,7 @@ def model_options(command: Callable) -> Callable:
             help="e4e_ffhq_encode.pt (default: the weights cache).",
         ),
         _device_option,
-    )(command)
+    )(_gathered(command))
 
 
 def output_file_option(description: str, suffixes: tuple[str, ...] | None = None, folder_ok: bool = False):
@@ -233,25 +267,6 @@ def _parse_alpha(ctx: click.Context, param: click.Parameter, text: str):
     return values[0] if len(values) == 1 else values
 
 
-def _parse_inversion_options(ctx: click.Context, param: click.Parameter, texts: tuple[str, ...]) -> dict:
-    """``NAME=VALUE`` settings of the encoder; a value is read as JSON where it is a finite number, true,
-    false or null, else kept as text."""
-
-    def not_finite(constant: str):
-        raise ValueError(constant)
-
-    options = {}
-    for text in texts:
-        name, equals, value = text.partition("=")
-        if not equals or not name:
-            raise click.BadParameter(f"expected NAME=VALUE, got {text!r}")
-        try:
-            options[name] = json.loads(value, parse_constant=not_finite)
-        except ValueError:
-            options[name] = value
-    return options
-
-
 def _stylize_specs() -> dict[str, dict]:
     """``click.option`` settings of every :class:`StylizeConfig` field that is an option (the identity
     fields come from :func:`identity_options`); defaults are read from the config."""
@@ -260,7 +275,7 @@ def _stylize_specs() -> dict[str, dict]:
 
     return {
         "alpha": dict(
-            type=str, callback=_parse_alpha, show_default="1.0",
+            type=str, callback=_parse_alpha, show_default=True,
             help="Style strength in [0, 1], or one comma-separated value per style layer.",
         ),
         "face": dict(
@@ -295,11 +310,6 @@ def _stylize_specs() -> dict[str, dict]:
         "max_pixels": dict(
             type=click.IntRange(min=1), help="Refuse larger images (decompression-bomb guard)."
         ),
-        "inversion_options": dict(
-            flags=("--inversion-option",), multiple=True, callback=_parse_inversion_options,
-            metavar="NAME=VALUE", show_default=False,
-            help="A setting of the --inversion encoder (repeatable).",
-        ),
     }  # fmt: skip
 
 
@@ -309,7 +319,7 @@ STYLIZE_OPTION_NAMES = {"identity": "identity_net", "identity_weights": "identit
 FINISHING = ("paste", "match_colour", "cleanup", "fidelity", "restore_input")
 """What happens to a face around the generator (stylize, batch, video)."""
 
-INPUTS = ("aligned", "inversion", "distance", "inversion_steps", "max_pixels", "inversion_options")
+INPUTS = ("aligned", "inversion", "distance", "inversion_steps", "max_pixels")
 """How inputs become W+ codes (every command that inverts)."""
 
 
@@ -319,18 +329,49 @@ def stylize_options(*fields: str) -> Callable:
     options = []
     for name in fields:
         spec = dict(specs[name])
-        flags = spec.pop("flags", (f"--{name.replace('_', '-')}",))
         default = field_default(StylizeConfig, name)
-        default = {"alpha": "1.0", "cleanup": "none", "inversion_options": ()}.get(name, default)
+        default = {"alpha": "1.0", "cleanup": "none"}.get(name, default)
         spec.setdefault("show_default", default is not None and not spec.get("is_flag"))
-        options.append(click.option(*flags, name, default=default, **spec))
+        options.append(click.option(f"--{name.replace('_', '-')}", name, default=default, **spec))
     return stack(*options)
 
 
 def inversion_options(command: Callable) -> Callable:
-    """--aligned, --inversion, --distance, --inversion-steps, --max-pixels and --inversion-option: how
-    inputs become codes."""
-    return stylize_options(*INPUTS)(command)
+    """--aligned, --inversion, --distance, --inversion-steps, --max-pixels and the encoders' own settings:
+    how inputs become codes."""
+    return stack(stylize_options(*INPUTS), encoder_settings)(command)
+
+
+def encoder_settings(command: Callable) -> Callable:
+    """One option per setting an encoder declares (``--restyle-iterations``); :func:`stylize_config` puts
+    them into ``StylizeConfig.inversion_options``."""
+    from jojogan.inversion.encoders import encoder_options
+
+    declared = [
+        click.option(
+            f"--{option.flag}",
+            option.flag.replace("-", "_"),
+            type=click.IntRange(min=option.minimum),
+            default=option.default,
+            show_default=True,
+            help=option.help,
+        )  # fmt: skip
+        for option in encoder_options().values()
+    ]
+    return stack(*declared)(command)
+
+
+def _pop_encoder_options(values: dict) -> dict[str, int]:
+    """The encoders' settings among a command's keyword arguments (taken out), by their keys, where they
+    differ from the encoder's default."""
+    from jojogan.inversion.encoders import encoder_options
+
+    given = {}
+    for option in encoder_options().values():
+        value = values.pop(option.flag.replace("-", "_"), option.default)
+        if value != option.default:  # a default is the encoder's own: the config (and a batch's
+            given[option.key] = value  # fingerprint) then equal the API's defaults
+    return given
 
 
 def identity_options(command: Callable) -> Callable:
@@ -354,6 +395,9 @@ def stylize_config(values: dict) -> StylizeConfig:
         settings["identity_weights"] = values.pop("identity_weights", None)
     if isinstance(settings.get("alpha"), list):
         settings["alpha"] = tuple(settings["alpha"])
+    declared = _pop_encoder_options(values)
+    if declared:
+        settings["inversion_options"] = declared
     try:
         return StylizeConfig(**settings)
     except ValueError as error:
@@ -391,12 +435,12 @@ def check_alpha_length(alpha, generator) -> None:
         )
 
 
-def pipeline(base, e4e=None, device="auto", codeformer=None, distance=INVERSION_DISTANCES[0]):
+def pipeline(models: Models, distance: str = INVERSION_DISTANCES[0]):
     """The API pipeline for one command; the command is one job of the CPU memory policy."""
-    from jojogan.api import JoJoGAN
     from jojogan.op.memory import cpu_memory_reuse
     from jojogan.style_file import is_style_file
 
+    base = models.base
     if base is not None and is_style_file(base):
         raise click.ClickException(
             f"--base {base} is a jojogan style file (a fine-tuned generator); --base takes the StyleGAN2 "
@@ -411,9 +455,9 @@ def pipeline(base, e4e=None, device="auto", codeformer=None, distance=INVERSION_
                 "VGG16 weights in the weights cache or a network to fetch them "
                 "(`jojogan weights download vgg16`)"
             )
-    log.debug("loading the base %s (e4e: %s) on device %s", base or "from the cache", e4e or "cache", device)
+    log.debug("loading the base %s on device %s", base or "from the cache", models.device)
     started = time.perf_counter()
-    pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device, codeformer=codeformer)
+    pipe = models.load()
     log.debug(
         "loaded a %d px generator on %s in %.2f s", pipe.size, pipe.device, time.perf_counter() - started
     )

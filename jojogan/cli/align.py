@@ -80,7 +80,7 @@ def align(inputs, output, size, face, supersample, max_pixels, force):
 @inversion_options
 @model_options
 @force_option
-def invert(inputs, output, base, e4e, device, force, **settings):
+def invert(inputs, output, force, models, **settings):
     """Invert faces to W+ codes; the aligned crops are saved beside the codes, in OUTPUT_aligned/.
 
     Inputs with the same file name get _2, _3, ... in the order given. An output never replaces an
@@ -97,11 +97,11 @@ def invert(inputs, output, base, e4e, device, force, **settings):
     from jojogan.imaging import save_image
 
     config = stylize_config(settings)
-    check_inputs_exist(*inputs, base, e4e)
+    check_inputs_exist(*inputs, *models.files)
     crops = output.with_name(f"{output.stem}_aligned")
     crop_files = [crops / f"{stem}.png" for stem in unique_stems(inputs)]
-    claim_outputs([*inputs, base, e4e], [output, *crop_files], force)
-    pipe = pipeline(base, e4e, device, distance=config.distance)
+    claim_outputs([*inputs, *models.files], [output, *crop_files], force)
+    pipe = pipeline(models, config.distance)
     faces = [pipe.prepare(path, config, show_progress=True) for path in inputs]
     w_plus = torch.cat([f.w_plus.cpu() for f in faces])
     names = [f.name for f in faces]

@@ -52,8 +52,7 @@ from jojogan.cli._options import (
 @inversion_options
 @model_options
 def batch(
-    inputs, style, output, codeformer, engine, workers, batch_size, address, no_progress, retry_errors,
-    base, e4e, device, **options,
+    inputs, style, output, engine, workers, batch_size, address, no_progress, retry_errors, models, **options
 ):  # fmt: skip
     """Stylize many photos into OUTPUT, with OUTPUT/manifest.jsonl listing every input.
 
@@ -71,9 +70,7 @@ def batch(
     """
     from jojogan.batch import BatchSettings, stylize_many
 
-    settings = BatchSettings(
-        style=style, config=stylize_config(options), base=base, e4e=e4e, codeformer=codeformer, device=device
-    )
+    settings = BatchSettings(style=style, config=stylize_config(options), models=models)
     report = stylize_many(
         inputs,
         settings,

@@ -86,9 +86,7 @@ CLI_DEFAULTS = {"save_state_every": 25}  # an interrupted command line run shoul
 )
 @model_options
 @force_option
-def finetune(
-    references, output, identity_net, identity_weights, resume, base, e4e, device, force, **settings
-):
+def finetune(references, output, identity_net, identity_weights, resume, models, force, **settings):
     """Fine-tune StyleGAN2 on one or more stylized reference faces (JoJoGAN).
 
     \b
@@ -101,18 +99,19 @@ def finetune(
     An output never replaces an input; an existing output is replaced only with --force. While it runs,
     the run keeps a resume state in OUTPUT.resume.pt: --resume continues it, --force starts over and
     replaces it, and without either the command refuses to start. OUTPUT is locked while a run writes
-    it (OUTPUT.lock): a second run on the same output stops at once.
+    it (a lock file in the cache's .locks folder, never beside OUTPUT): a second run on the same output
+    stops at once.
     """
     config = config_from_options(FinetuneConfig, settings)
     inputs = stylize_config(settings)
-    check_inputs_exist(*references, base, e4e, identity_weights)
-    claim_outputs([*references, base, e4e, identity_weights], [output], force)
+    check_inputs_exist(*references, *models.files, identity_weights)
+    claim_outputs([*references, *models.files, identity_weights], [output], force)
     state_path = output.with_name(output.name + ".resume.pt")
     click.get_current_context().with_resource(_output_lock(output))
     state = _resume_state(state_path, resume, force)
-    pipe = pipeline(base, e4e, device, distance=inputs.distance)
+    pipe = pipeline(models, inputs.distance)
     loss_net = None
-    if config.identity_weight > 0:
+    if pipe.check_finetune(config).identity_weight > 0:
         from jojogan.identity import load_identity_loss_network
 
         loss_net = load_identity_loss_network(identity_net, identity_weights, pipe.device).embed
@@ -167,13 +166,24 @@ def _train(pipe, references, config, inputs, output: Path, state_path: Path, sta
         sys.exit(130)
 
 
+def finetune_lock_path(output: Path) -> Path:
+    """The lock of a run writing ``output``: in the cache's ``.locks`` folder (``$JOJOGAN_HOME/.locks``),
+    named by a hash of the output's resolved path, so that no run, failed or not, leaves a file beside it."""
+    import hashlib
+
+    from jojogan.op._dispatch import home_dir
+
+    key = hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:24]
+    return home_dir() / ".locks" / f"finetune-{key}.lock"
+
+
 def _output_lock(output: Path):
     """An exclusive lock on ``output`` for the whole run (a second run on it stops at once)."""
     import contextlib
 
     from filelock import FileLock, Timeout
 
-    lock_path = output.with_name(output.name + ".lock")
+    lock_path = finetune_lock_path(output)
 
     @contextlib.contextmanager
     def held():
@@ -197,11 +207,12 @@ def _output_lock(output: Path):
 
 
 def _save_last_good(error, output: Path) -> None:
-    """Keep the weights from before a divergence beside the output, then report it."""
+    """Keep the weights from before a divergence beside the output (built from the trained generator's
+    configuration: its mapping learning rate and conv_clamp too), then report it."""
     from jojogan.style_file import save_style
     from jojogan.stylegan2.checkpoint import generator_from_state
 
     rescue = output.with_name(output.stem + ".last-good.safetensors")
-    generator = generator_from_state(error.last_good_state, config=error.generator_config)
-    save_style(rescue, generator, {"diverged_at_step": error.step})
+    last_good = generator_from_state(error.last_good_state, config=error.generator_config)
+    save_style(rescue, last_good, {"diverged_at_step": error.step})
     raise click.ClickException(f"{error} The last good weights were saved to {rescue}.") from error

@@ -48,7 +48,7 @@ style_option = click.option(
 @inversion_options
 @model_options
 @force_option
-def stylize(inputs, style, output, codeformer, force, base, e4e, device, **settings):
+def stylize(inputs, style, output, force, models, **settings):
     """Stylize photos with a fine-tuned style.
 
     When OUTPUT is a folder (no suffix; required with several inputs) each result is NAME_styled.png
@@ -56,7 +56,7 @@ def stylize(inputs, style, output, codeformer, force, base, e4e, device, **setti
     same file name get _2, _3, ... in the order given. An output never replaces an input; an existing
     output is replaced only with --force.
 
-    \\b
+    \b
     Examples:
         jojogan stylize photo.jpg --style mystyle.safetensors --alpha 0.7 -o out.png
         jojogan stylize *.jpg --style arcane_caitlyn.pt --paste -o styled/
@@ -68,11 +68,11 @@ def stylize(inputs, style, output, codeformer, force, base, e4e, device, **setti
         raise click.UsageError("with several inputs --output is a folder (no file suffix)")
     if config.face == "all" and not config.paste and output.suffix:
         raise click.UsageError("--face all without --paste writes one file per face: -o is then a folder")
-    check_inputs_exist(*inputs, style, base, e4e)
+    check_inputs_exist(*inputs, style, *models.files)
     several = not output.suffix  # a folder: one NAME_styled.png per input
     targets = [output / f"{stem}{STYLED_SUFFIX}" for stem in unique_stems(inputs)] if several else [output]
-    claim_outputs([*inputs, style, base, e4e, codeformer], targets, force)
-    pipe = pipeline(base, e4e, device, codeformer, config.distance)
+    claim_outputs([*inputs, style, *models.files], targets, force)
+    pipe = pipeline(models, config.distance)
     config = pipe.settings(config)
     check_alpha_length(config.alpha, pipe.load_style(style).generator)
     _load_cleaner(pipe, config)
@@ -120,9 +120,17 @@ def _save_results(path: Path, target: Path, results: list, config: StylizeConfig
     for out, result in named:
         image = result.pasted if config.paste else result.image
         save_image(image, out, pnginfo=result.png_metadata())
-        kept = "" if result.identity is None else f" (identity {result.identity:.3f}, {result.identity_net})"
-        faces = f" ({len(results)} faces)" if config.face == "all" and config.paste else ""
+        kept = "" if result.identity is None else f" (identity: {result.identity.line()})"
+        faces = _faces_note(results) if config.face == "all" and config.paste else ""
         click.echo(f"{path} -> {out}{faces}{kept}")
+
+
+def _faces_note(results: list) -> str:
+    """How many faces went into a pasted group photo, and how many were too small to align."""
+    found = results[0].face.aligned.num_faces
+    small = found - len(results)
+    skipped = f"; {small} more too small to align, left as they are" if small else ""
+    return f" ({len(results)} faces{skipped})"
 
 
 @click.command()
@@ -138,7 +146,7 @@ def _save_results(path: Path, target: Path, results: list, config: StylizeConfig
 @inversion_options
 @model_options
 @force_option
-def slider(input_image, style, steps, output, gif, tile, force, base, e4e, device, **settings):
+def slider(input_image, style, steps, output, gif, tile, force, models, **settings):
     """The alpha slider: one face from original (α = 0) to fully stylized (α = 1).
 
     Beside the strip go the identity curve identity(α) as OUTPUT.identity.json and a plot of it,
@@ -152,11 +160,11 @@ def slider(input_image, style, steps, output, gif, tile, force, base, e4e, devic
     from jojogan.imaging import labelled_strip, save_gif, save_image
 
     config = stylize_config(settings)
-    check_inputs_exist(input_image, style, base, e4e)
+    check_inputs_exist(input_image, style, *models.files)
     curve_files = [output.with_name(output.name + suffix) for suffix in (".identity.json", ".identity.png")]
     extra = ([] if config.identity is None else curve_files) + ([] if gif is None else [gif])
-    claim_outputs([input_image, style, base, e4e], [output, *extra], force)
-    pipe = pipeline(base, e4e, device, distance=config.distance)
+    claim_outputs([input_image, style, *models.files], [output, *extra], force)
+    pipe = pipeline(models, config.distance)
     config = pipe.settings(config)
     pipe.load_style(style)
     recognizer = pipe.recognizer_for(config)
@@ -179,8 +187,7 @@ def _save_curve(curve, curve_json: Path, curve_png: Path) -> None:
     with atomic_output(curve_json) as tmp:
         Path(tmp).write_text(curve.to_json() + "\n")
     plot = save_image(plot_identity_curve(curve), curve_png)
-    values = ", ".join(f"{a:.2f}: {v:.3f}" for a, v in zip(curve.alphas, curve.similarities, strict=True))
-    click.echo(f"identity ({curve.network}) {values} -> {curve_json}, {plot}")
+    click.echo(f"identity {curve.line()} -> {curve_json}, {plot}")
 
 
 @click.command()
@@ -195,7 +202,7 @@ def _save_curve(curve, curve_json: Path, curve_png: Path) -> None:
 @output_file_option("Grid image.")
 @base_options
 @force_option
-def sample(style, count, truncation, seed, alpha, tile, output, force, **models):
+def sample(style, count, truncation, seed, alpha, tile, output, force, models):
     """Random pictures (top row) and the same pictures in the style (bottom row).
 
     An output never replaces an input; an existing output is replaced only with --force.
@@ -206,9 +213,9 @@ def sample(style, count, truncation, seed, alpha, tile, output, force, **models)
     """
     from jojogan.imaging import image_grid, save_image
 
-    check_inputs_exist(style, models["base"])
-    claim_outputs([style, models["base"]], [output], force)
-    pipe = pipeline(**models)
+    check_inputs_exist(style, *models.files)
+    claim_outputs([style, *models.files], [output], force)
+    pipe = pipeline(models)
     check_alpha_length(alpha, pipe.load_style(style).generator)
     originals, styled = pipe.sample(style, count, truncation=truncation, seed=seed, alpha=alpha)
     click.echo(f"grid -> {save_image(image_grid([originals, styled], tile=tile), output)}")
