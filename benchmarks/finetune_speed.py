@@ -37,7 +37,9 @@ from common import arg_parser, count_gflop, report, sync
 from jojogan.api import pick_device
 from jojogan.config import FinetuneConfig
 from jojogan.finetune import finetune
+from jojogan.op import upfirdn2d
 from jojogan.op.memory import cpu_memory_reuse
+from jojogan.op.resample import conv_up_padding
 from jojogan.stylegan2 import Discriminator, Generator
 from jojogan.stylegan2.layers import ModulatedConv2d
 
@@ -88,7 +90,8 @@ def grouped_modulated_conv(self, x, style):
     if self.upsample:
         weight = weight.transpose(1, 2).reshape(batch * in_channels, self.out_channels, k, k)
         out = F.conv_transpose2d(x, weight, stride=2, groups=batch)
-        return self.blur(out.reshape(batch, self.out_channels, out.shape[2], out.shape[3]))
+        out = out.reshape(batch, self.out_channels, out.shape[2], out.shape[3])
+        return upfirdn2d(out, self.blur.kernel, pad=conv_up_padding(self.blur.kernel.shape[0], k))
     weight = weight.reshape(batch * self.out_channels, in_channels, k, k)
     out = F.conv2d(x, weight, padding=k // 2, groups=batch)
     return out.reshape(batch, self.out_channels, height, width)

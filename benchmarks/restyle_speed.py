@@ -32,7 +32,8 @@ from common import arg_parser, count_gflop, emit, machine, peak_rss_mb, sync
 from jojogan.api import pick_device
 from jojogan.inversion.e4e import E4EConfig, E4EInverter, Encoder4Editing
 from jojogan.inversion.restyle import RestyleConfig, RestyleInverter, build_encoder
-from jojogan.stylegan2.model import Generator, default_channels
+from jojogan.stylegan2.config import default_channels
+from jojogan.stylegan2.model import Generator
 
 RESTYLE_TYPES = ("BackboneEncoder", "ProgressiveBackboneEncoder", "ResNetBackboneEncoder")
 

@@ -24,6 +24,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from jojogan import weights as manager
+from jojogan.fileio import file_sha256
 
 
 def main() -> None:
@@ -56,7 +57,7 @@ def main() -> None:
         manager.download(entry, progress=False)
         download_s = time.perf_counter() - start
         start = time.perf_counter()
-        manager.file_sha256(served / "bench.bin")
+        file_sha256(served / "bench.bin")
         sha_s = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(100):

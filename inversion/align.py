@@ -97,54 +97,6 @@ class AlignedFace:
         """Map points ``[n, 2]`` (``x, y``) from crop coordinates to photo coordinates."""
         return _apply(self.to_photo, points)
 
-    def paste_back(self, result: ImageSource, photo: ImageSource, feather: float = 0.1) -> Image.Image:
-        """Warp an image in the crop's frame (e.g. the stylized face) back into the photo.
-
-        The result is resampled into the photo with the inverse alignment and blended over it with a mask
-        that is 1 inside the crop and falls smoothly to 0 over a margin along the crop's edges.
-
-        Args:
-            result: A square image in the aligned frame, of any size (it is scaled to match the crop).
-            photo: The photo this face was aligned from (same size after EXIF orientation).
-            feather: Width of the soft margin as a fraction of the crop's side, in [0, 0.5]; 0 gives a
-                hard edge.
-
-        Returns:
-            A new RGB image of the photo's size.
-
-        Raises:
-            ValueError: ``result`` is not square, ``photo`` is not the photo the face came from (its size
-                differs), or ``feather`` is out of range.
-        """
-        if not 0.0 <= feather <= 0.5:
-            raise ValueError(f"feather must lie in [0, 0.5], got {feather}")
-        result_image = load_image(result, max_pixels=None)
-        photo_image = load_image(photo, max_pixels=None)
-        if result_image.size[0] != result_image.size[1]:
-            raise ValueError(f"expected a square result in the aligned frame, got size {result_image.size}")
-        if photo_image.size != self.source_size:
-            raise ValueError(
-                f"expected the photo this face was aligned from, of size {self.source_size}, "
-                f"got size {photo_image.size}"
-            )
-        side = result_image.size[0]
-        footprint = max(int(np.ceil(np.hypot(*(self.quad[3] - self.quad[0])))), 1)
-        if side > footprint:
-            # Downscale with a proper filter first: the affine warp below would alias.
-            result_image = result_image.resize((footprint, footprint), Image.Resampling.LANCZOS)
-            side = footprint
-        # Photo -> result frame; Pillow wants the map from output (photo) to input (result) pixels.
-        photo_to_result = np.diag([side / self.output_size, side / self.output_size, 1.0]) @ self.to_aligned
-        coeffs = tuple(photo_to_result[:2].reshape(-1))
-        warped = result_image.transform(
-            photo_image.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC
-        )
-        mask = Image.fromarray(_feather_mask(side, feather))
-        warped_mask = mask.transform(
-            photo_image.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
-        )
-        return Image.composite(warped, photo_image, warped_mask)
-
 
 def landmark_model_path() -> Path:
     """Path of dlib's 68-landmark model inside the installed ``face_recognition_models`` package.
@@ -246,6 +198,18 @@ def _ffhq_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     return quad, float(np.hypot(*half_x) * 2)
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """The working image of a crop and where it sits in the photo: photo = working * scale + offset
+    (continuous coordinates). ``quad`` (pixel indices) and ``qsize`` are in the working image."""
+
+    image: Image.Image
+    quad: np.ndarray
+    qsize: float
+    scale: np.ndarray
+    offset: np.ndarray
+
+
 def _ffhq_crop(
     photo: Image.Image, quad: np.ndarray, qsize: float, output_size: int, transform_size: int
 ) -> tuple[Image.Image, np.ndarray]:
@@ -255,67 +219,12 @@ def _ffhq_crop(
         The crop, ``output_size`` square, and the corners of the region actually sampled, ``[4, 2]`` in
         the photo's continuous coordinates.
     """
-    image = photo
-    quad = quad.copy()
-    # Track where the working image sits in the photo: photo = working * scale + offset (continuous).
-    scale = np.ones(2)
-    offset = np.zeros(2)
-
-    # Shrink large faces first (Lanczos) to limit how far the bilinear resampling below must downscale.
-    shrink = int(np.floor(qsize / output_size * 0.5))
-    if shrink > 1:
-        new_size = (int(np.rint(float(image.size[0]) / shrink)), int(np.rint(float(image.size[1]) / shrink)))
-        scale = np.array([image.size[0] / new_size[0], image.size[1] / new_size[1]])
-        image = image.resize(new_size, Image.Resampling.LANCZOS)
-        quad /= shrink
-        qsize /= shrink
-
-    # Crop to the quad plus a border, to keep the padding step small.
-    border = max(int(np.rint(qsize * 0.1)), 3)
-    left, top = int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1])))
-    right, bottom = int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1])))
-    box = (
-        max(left - border, 0),
-        max(top - border, 0),
-        min(right + border, image.size[0]),
-        min(bottom + border, image.size[1]),
-    )
-    if box[2] - box[0] < image.size[0] or box[3] - box[1] < image.size[1]:
-        image = image.crop(box)
-        quad -= box[0:2]
-        offset += np.array(box[0:2]) * scale
-
-    # Pad where the quad leaves the photo: mirror the photo, blur the mirrored part increasingly with the
-    # distance from the photo's edge, and fade it towards the median colour.
-    left, top = int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1])))
-    right, bottom = int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1])))
-    pad = (
-        max(-left + border, 0),
-        max(-top + border, 0),
-        max(right - image.size[0] + border, 0),
-        max(bottom - image.size[1] + border, 0),
-    )
-    if max(pad) > border - 4:
-        # At least one pixel, so that the ramps below never divide by zero for tiny faces.
-        pad = np.maximum(pad, max(int(np.rint(qsize * 0.3)), 1))
-        padded = np.pad(np.float32(image), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
-        height, width, _ = padded.shape
-        ys, xs = np.ogrid[:height, :width]
-        # 0 on the photo's edge, 1 on the padded border, negative inside the photo.
-        fade_x = 1.0 - np.minimum(xs / pad[0], (width - 1 - xs) / pad[2])
-        fade_y = 1.0 - np.minimum(ys / pad[1], (height - 1 - ys) / pad[3])
-        ramp = np.maximum(fade_x, fade_y)[:, :, None].astype(np.float32)
-        sigma = qsize * 0.02
-        blurred = _gaussian_blur(padded, sigma)
-        padded += (blurred - padded) * np.clip(ramp * 3.0 + 1.0, 0.0, 1.0)
-        padded += (np.median(padded, axis=(0, 1)) - padded) * np.clip(ramp, 0.0, 1.0)
-        image = Image.fromarray(np.uint8(np.clip(np.rint(padded), 0, 255)))
-        quad += pad[:2]
-        offset -= np.asarray(pad[:2], dtype=np.float64) * scale
-
+    frame = _shrink(_Frame(photo, quad.copy(), qsize, np.ones(2), np.zeros(2)), output_size)
+    border = max(int(np.rint(frame.qsize * 0.1)), 3)
+    frame = _pad_outside_photo(_crop_around_quad(frame, border), border)
     # Pillow's QUAD transform works in continuous coordinates: pixel indices + 0.5.
-    source_quad = quad + 0.5
-    aligned = image.transform(
+    source_quad = frame.quad + 0.5
+    aligned = frame.image.transform(
         (transform_size, transform_size),
         Image.Transform.QUAD,
         tuple(source_quad.flatten()),
@@ -323,7 +232,72 @@ def _ffhq_crop(
     )
     if output_size < transform_size:
         aligned = aligned.resize((output_size, output_size), Image.Resampling.LANCZOS)
-    return aligned, source_quad * scale + offset
+    return aligned, source_quad * frame.scale + frame.offset
+
+
+def _shrink(frame: _Frame, output_size: int) -> _Frame:
+    """Shrink large faces first (Lanczos) to limit how far the bilinear resampling must downscale."""
+    shrink = int(np.floor(frame.qsize / output_size * 0.5))
+    if shrink <= 1:
+        return frame
+    image = frame.image
+    new_size = (int(np.rint(float(image.size[0]) / shrink)), int(np.rint(float(image.size[1]) / shrink)))
+    scale = np.array([image.size[0] / new_size[0], image.size[1] / new_size[1]])
+    image = image.resize(new_size, Image.Resampling.LANCZOS)
+    return _Frame(image, frame.quad / shrink, frame.qsize / shrink, scale, frame.offset)
+
+
+def _quad_bounds(quad: np.ndarray) -> tuple[int, int, int, int]:
+    """``left, top, right, bottom`` pixel bounds of a quad."""
+    left, top = int(np.floor(min(quad[:, 0]))), int(np.floor(min(quad[:, 1])))
+    right, bottom = int(np.ceil(max(quad[:, 0]))), int(np.ceil(max(quad[:, 1])))
+    return left, top, right, bottom
+
+
+def _crop_around_quad(frame: _Frame, border: int) -> _Frame:
+    """Crop to the quad plus a border, to keep the padding step small."""
+    image = frame.image
+    left, top, right, bottom = _quad_bounds(frame.quad)
+    box = (
+        max(left - border, 0),
+        max(top - border, 0),
+        min(right + border, image.size[0]),
+        min(bottom + border, image.size[1]),
+    )
+    if box[2] - box[0] >= image.size[0] and box[3] - box[1] >= image.size[1]:
+        return frame
+    offset = frame.offset + np.array(box[0:2]) * frame.scale
+    return _Frame(image.crop(box), frame.quad - box[0:2], frame.qsize, frame.scale, offset)
+
+
+def _pad_outside_photo(frame: _Frame, border: int) -> _Frame:
+    """Pad where the quad leaves the photo: mirror the photo, blur the mirrored part increasingly with the
+    distance from the photo's edge, and fade it towards the median colour."""
+    image, qsize = frame.image, frame.qsize
+    left, top, right, bottom = _quad_bounds(frame.quad)
+    pad = (
+        max(-left + border, 0),
+        max(-top + border, 0),
+        max(right - image.size[0] + border, 0),
+        max(bottom - image.size[1] + border, 0),
+    )
+    if max(pad) <= border - 4:
+        return frame
+    # At least one pixel, so that the ramps below never divide by zero for tiny faces.
+    pad = np.maximum(pad, max(int(np.rint(qsize * 0.3)), 1))
+    padded = np.pad(np.float32(image), ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), "reflect")
+    height, width, _ = padded.shape
+    ys, xs = np.ogrid[:height, :width]
+    # 0 on the photo's edge, 1 on the padded border, negative inside the photo.
+    fade_x = 1.0 - np.minimum(xs / pad[0], (width - 1 - xs) / pad[2])
+    fade_y = 1.0 - np.minimum(ys / pad[1], (height - 1 - ys) / pad[3])
+    ramp = np.maximum(fade_x, fade_y)[:, :, None].astype(np.float32)
+    blurred = _gaussian_blur(padded, qsize * 0.02)
+    padded += (blurred - padded) * np.clip(ramp * 3.0 + 1.0, 0.0, 1.0)
+    padded += (np.median(padded, axis=(0, 1)) - padded) * np.clip(ramp, 0.0, 1.0)
+    image = Image.fromarray(np.uint8(np.clip(np.rint(padded), 0, 255)))
+    offset = frame.offset - np.asarray(pad[:2], dtype=np.float64) * frame.scale
+    return _Frame(image, frame.quad + pad[:2], qsize, frame.scale, offset)
 
 
 def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -376,18 +350,6 @@ def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected points of shape [n, 2], got {list(points.shape)}")
     homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1) @ matrix.T
     return homogeneous[:, :2] / homogeneous[:, 2:]
-
-
-def _feather_mask(side: int, feather: float) -> np.ndarray:
-    """``[side, side]`` uint8 mask: 255 inside, easing to 0 over ``feather * side`` pixels at the edges."""
-    centres = np.arange(side) + 0.5
-    to_edge = np.minimum(centres, side - centres)
-    if feather > 0:
-        ramp = np.clip(to_edge / (feather * side), 0.0, 1.0)
-        ramp = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no visible kink where the margin starts
-    else:
-        ramp = np.ones(side)
-    return np.uint8(np.rint(np.minimum(ramp[:, None], ramp[None, :]) * 255))
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -541,20 +503,31 @@ def align_face(
         ImageError: The image cannot be loaded.
         ValueError: An argument is out of range.
     """
-    if face == "all":
-        raise ValueError('face="all" returns several crops: call align_faces(...) instead')
-    if not (face == "largest" or (isinstance(face, (int, np.integer)) and not isinstance(face, bool))):
-        raise ValueError(f'face must be "largest" or an integer index, got {face!r}')
+    _check_face_choice(face)
     _check_common(output_size, detector_upsample, min_face_size)
-
     name = image_name(image)
     photo = load_image(image, max_pixels=max_pixels)
     if aligned:
         return _center_square(photo, output_size)
-
     detections = _detect(photo, detector_upsample)
     if not detections:
         raise FaceNotFoundError(name)
+    index = _choose_face(detections, face, name)
+    chosen = detections[index]
+    if chosen.size < min_face_size:
+        raise FaceTooSmallError(name, chosen.size, min_face_size)
+    return _build(photo, chosen, index, len(detections), output_size, supersample)
+
+
+def _check_face_choice(face: object) -> None:
+    if face == "all":
+        raise ValueError('face="all" returns several crops: call align_faces(...) instead')
+    if not (face == "largest" or (isinstance(face, (int, np.integer)) and not isinstance(face, bool))):
+        raise ValueError(f'face must be "largest" or an integer index, got {face!r}')
+
+
+def _choose_face(detections: list[_Detection], face: str | int, name: str) -> int:
+    """The index of the detection ``face`` picks (``"largest"``, or an index from the left)."""
     count = len(detections)
     if face == "largest":
         # max() keeps the first of equal areas, i.e. the leftmost.
@@ -567,16 +540,12 @@ def align_face(
                 index,
                 detections[index].size,
             )
-    else:
-        if not -count <= face < count:
-            raise FaceNotFoundError(
-                name, f"Face {face} was requested but only {count} face(s) were found in {name}."
-            )
-        index = int(face) % count
-    chosen = detections[index]
-    if chosen.size < min_face_size:
-        raise FaceTooSmallError(name, chosen.size, min_face_size)
-    return _build(photo, chosen, index, count, output_size, supersample)
+        return index
+    if not -count <= face < count:
+        raise FaceNotFoundError(
+            name, f"Face {face} was requested but only {count} face(s) were found in {name}."
+        )
+    return int(face) % count
 
 
 def align_faces(

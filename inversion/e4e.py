@@ -33,6 +33,7 @@ from torch import nn
 
 from jojogan.inversion.errors import CheckpointError
 from jojogan.inversion.ir_se import IRSEBottleneck, SqueezeExcitation, ir_se_body, ir_se_input_layer
+from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.checkpoint import layout_problems, read_weights_file
 from jojogan.stylegan2.layers import EqualLinear
 from jojogan.stylegan2.model import Generator
@@ -213,9 +214,7 @@ class Encoder4Editing(nn.Module):
         Raises:
             ValueError: ``x`` does not have the shape above.
         """
-        size = self.config.input_size
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != size or x.shape[3] != size:
-            raise ValueError(f"expected images of shape [batch, 3, {size}, {size}], got {list(x.shape)}")
+        check_shape(x, "batch 3 size size", "images", size=self.config.input_size)
         x = self.input_layer(x)
         c1 = c2 = x
         for index, unit in enumerate(self.body):

@@ -41,6 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from jojogan.errors import JojoganError
+from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.layers import frozen
 from jojogan.stylegan2.model import D_FEATURE_BLOCKS, Discriminator, Generator
 
@@ -206,12 +207,9 @@ def normalize_noise_(noise: Sequence[torch.Tensor]) -> None:
 
 
 def _check_target(target: torch.Tensor) -> None:
-    if not torch.is_tensor(target):
-        raise ValueError(
-            f"target must be a tensor [batch, 3, height, width] in [-1, 1], got {type(target).__name__}"
-        )
-    if target.ndim != 4 or target.shape[1] != 3 or target.shape[0] == 0:
-        raise ValueError(f"target must have shape [batch, 3, height, width], got {tuple(target.shape)}")
+    check_shape(target, "batch 3 height width", "target")
+    if target.shape[0] == 0:
+        raise ValueError("target holds no image (batch 0)")
     if target.shape[2] != target.shape[3]:
         raise ValueError(
             "target must be a square aligned face [batch, 3, size, size], "
@@ -350,6 +348,23 @@ def project(
         JojoganError: the loss became NaN or infinite.
     """
     config = replace(config or ProjectionConfig(), **settings)
+    _check_inputs(generator, target, discriminator, lpips, latent_avg)
+    target = _prepare_target(target, generator)
+    models = [generator, discriminator, lpips if isinstance(lpips, nn.Module) else None]
+    with frozen(*models), torch.enable_grad():
+        distance = _Distance(
+            target, discriminator if lpips is None else None, lpips, config.d_blocks, config.pixel_weight
+        )
+        return _optimise(generator, distance, config, target.shape[0], latent_avg, callback, show_progress)
+
+
+def _check_inputs(
+    generator: Generator,
+    target: torch.Tensor,
+    discriminator: Discriminator | None,
+    lpips: Distance | None,
+    latent_avg: torch.Tensor | None,
+) -> None:
     _check_target(target)
     _check_latent_avg(latent_avg, generator.style_dim)
     if lpips is None and discriminator is None:
@@ -359,19 +374,16 @@ def project(
             f"discriminator size {discriminator.size} does not match generator size {generator.size}"
         )
 
-    device = generator.input.input.device
+
+def _prepare_target(target: torch.Tensor, generator: Generator) -> torch.Tensor:
+    """The target on the generator's device, float32, at its size (antialiased bilinear)."""
     size = generator.size
-    target = target.detach().to(device=device, dtype=torch.float32)
+    target = target.detach().to(device=generator.input.input.device, dtype=torch.float32)
     if target.shape[-1] != size:
         target = F.interpolate(
             target, size=(size, size), mode="bilinear", align_corners=False, antialias=True
         )
-    models = [generator, discriminator, lpips if isinstance(lpips, nn.Module) else None]
-    with frozen(*models), torch.enable_grad():
-        distance = _Distance(
-            target, discriminator if lpips is None else None, lpips, config.d_blocks, config.pixel_weight
-        )
-        return _optimise(generator, distance, config, target.shape[0], latent_avg, callback, show_progress)
+    return target
 
 
 def _initial_noise(generator: Generator, config: ProjectionConfig, batch: int, rng: torch.Generator):
@@ -398,54 +410,99 @@ def _optimise(
     w_mean, w_std = _w_statistics(generator, latent_avg, config.seed)
     noise = _initial_noise(generator, config, batch, rng)
     w = w_mean.detach().repeat(batch, 1).requires_grad_(True)
-    total_steps = config.steps + config.w_plus_steps
     # The noise maps are one continuous optimisation across both phases: a fresh Adam at the phase change
     # would take full-size sign steps on them and undo the noise regularisation.
     noise_optimizer = torch.optim.Adam(noise, lr=config.lr) if config.optimize_noise else None
-    losses: list[float] = []
-    distances: list[float] = []
     label = show_progress if isinstance(show_progress, str) else "projecting"
+    total_steps = config.steps + config.w_plus_steps
     with tqdm(total=total_steps, desc=label, disable=not show_progress, leave=False) as bar:
-        for phase, phase_steps in (("W", config.steps), ("W+", config.w_plus_steps)):
-            if phase == "W+":
-                # Every layer starts from the W solution and is then free to move on its own.
-                w = w.detach().unsqueeze(1).repeat(1, generator.n_latent, 1).requires_grad_(True)
-            optimizer = torch.optim.Adam([w], lr=config.lr)
-            for i in range(phase_steps):
-                step = len(losses)
-                if noise_optimizer is not None:
-                    noise_lr = projection_lr(
-                        step / total_steps, config.lr, config.lr_rampup, config.lr_rampdown
-                    )
-                    noise_optimizer.param_groups[0]["lr"] = noise_lr
-                latent = w
-                if phase == "W" and config.noise_ramp > 0:
-                    fade = max(0.0, 1.0 - i / phase_steps / config.noise_ramp) ** 2
-                    strength = w_std * config.noise_strength * fade
-                    if strength > 0:
-                        latent = w + strength * torch.randn(w.shape, device=w.device, generator=rng)
-                value, dist = _step(
-                    generator, distance, config, latent, noise, optimizer, noise_optimizer, i / phase_steps
-                )
-                if not math.isfinite(value):
-                    raise JojoganError(
-                        f"projection diverged: the loss became {value} at step {step} ({phase} phase); "
-                        "try a lower learning rate"
-                    )
-                losses.append(value)
-                distances.append(dist)
-                bar.update(1)
-                bar.set_postfix(phase=phase, loss=f"{value:.4g}", distance=f"{dist:.4g}")
-                if callback is not None:
-                    callback(step, value)
+        run = _Projection(generator, distance, config, rng, w_std, noise, noise_optimizer, callback, bar)
+        run.phase("W", config.steps, w)
+        # Every layer starts from the W solution and is then free to move on its own.
+        w = w.detach().unsqueeze(1).repeat(1, generator.n_latent, 1).requires_grad_(True)
+        run.phase("W+", config.w_plus_steps, w)
+    return run.result(w)
 
-    with torch.no_grad():
-        w_plus = generator.to_w_plus(w.detach()).clone()
-        noise = [maps.detach() for maps in noise]
-        image = generator.synthesis(w_plus, noise)
-    if distances:
-        logger.debug("projection: %d steps, distance %.4g -> %.4g", len(losses), distances[0], distances[-1])
-    return ProjectionResult(w_plus=w_plus, image=image, noise=noise, losses=losses, distances=distances)
+
+@dataclass
+class _Projection:
+    """One projection's models, settings, random stream and noise maps, and its history so far."""
+
+    generator: Generator
+    distance: _Distance
+    config: ProjectionConfig
+    rng: torch.Generator
+    w_std: float
+    noise: list[torch.Tensor]
+    noise_optimizer: torch.optim.Optimizer | None
+    callback: Callable[[int, float], None] | None
+    bar: tqdm
+    losses: list[float] = field(default_factory=list)
+    distances: list[float] = field(default_factory=list)
+
+    def phase(self, name: str, steps: int, w: torch.Tensor) -> None:
+        """``steps`` updates of ``w`` (``[batch, style_dim]`` in "W", W+ in "W+") with a fresh Adam."""
+        config = self.config
+        total_steps = config.steps + config.w_plus_steps
+        optimizer = torch.optim.Adam([w], lr=config.lr)
+        for i in range(steps):
+            step = len(self.losses)
+            if self.noise_optimizer is not None:
+                noise_lr = projection_lr(step / total_steps, config.lr, config.lr_rampup, config.lr_rampdown)
+                self.noise_optimizer.param_groups[0]["lr"] = noise_lr
+            latent = self._perturbed(w, i / steps) if name == "W" else w
+            value, dist = _step(
+                self.generator,
+                self.distance,
+                config,
+                latent,
+                self.noise,
+                optimizer,
+                self.noise_optimizer,
+                i / steps,
+            )
+            self._record(step, name, value, dist)
+
+    def _perturbed(self, w: torch.Tensor, t: float) -> torch.Tensor:
+        """``w`` with the W phase's fading Gaussian exploration noise at fraction ``t`` of the phase."""
+        config = self.config
+        if config.noise_ramp <= 0:
+            return w
+        fade = max(0.0, 1.0 - t / config.noise_ramp) ** 2
+        strength = self.w_std * config.noise_strength * fade
+        if strength <= 0:
+            return w
+        return w + strength * torch.randn(w.shape, device=w.device, generator=self.rng)
+
+    def _record(self, step: int, phase: str, value: float, dist: float) -> None:
+        if not math.isfinite(value):
+            raise JojoganError(
+                f"projection diverged: the loss became {value} at step {step} ({phase} phase); "
+                "try a lower learning rate"
+            )
+        self.losses.append(value)
+        self.distances.append(dist)
+        self.bar.update(1)
+        self.bar.set_postfix(phase=phase, loss=f"{value:.4g}", distance=f"{dist:.4g}")
+        if self.callback is not None:
+            self.callback(step, value)
+
+    def result(self, w: torch.Tensor) -> ProjectionResult:
+        """The final code, its reconstruction and the history (no gradients)."""
+        with torch.no_grad():
+            w_plus = self.generator.to_w_plus(w.detach()).clone()
+            noise = [maps.detach() for maps in self.noise]
+            image = self.generator.synthesis(w_plus, noise)
+        if self.distances:
+            logger.debug(
+                "projection: %d steps, distance %.4g -> %.4g",
+                len(self.losses),
+                self.distances[0],
+                self.distances[-1],
+            )
+        return ProjectionResult(
+            w_plus=w_plus, image=image, noise=noise, losses=self.losses, distances=self.distances
+        )
 
 
 def _step(

@@ -51,6 +51,7 @@ from jojogan.stylegan2.checkpoint import (
     layout_problems,
     read_weights_file,
 )
+from jojogan.stylegan2.config import GeneratorConfig
 from jojogan.stylegan2.model import Generator
 
 __all__ = [
@@ -541,25 +542,25 @@ def _width(state: Mapping[str, object], key: str, dim: int) -> int | None:
     return int(value.shape[dim]) if isinstance(value, torch.Tensor) and value.ndim > dim else None
 
 
-def _decoder_config(found: Mapping[str, object], config: RestyleConfig, path: Path) -> dict:
-    """The decoder's ``Generator`` arguments, read from its tensors and checked against the encoder's."""
+def _decoder_config(found: Mapping[str, object], config: RestyleConfig, path: Path) -> GeneratorConfig:
+    """The decoder's configuration, read from its tensors and checked against the encoder's."""
     if not found:
         raise CheckpointError(
             f"{path} has no 'decoder.' tensors (the StyleGAN2 generator ReStyle refines with)"
         )
     generator = infer_generator_config(dict(found), f"{path.name} (decoder.)")
-    if generator["size"] != config.output_size or generator["style_dim"] != config.style_dim:
+    if generator.size != config.output_size or generator.style_dim != config.style_dim:
         raise CheckpointError(
-            f"{path}: the decoder is a {generator['size']} px generator with {generator['style_dim']}-d "
+            f"{path}: the decoder is a {generator.size} px generator with {generator.style_dim}-d "
             f"styles, the encoder predicts W+ [{config.n_styles}, {config.style_dim}] for a "
             f"{config.output_size} px one (opts output_size)"
         )
     return generator
 
 
-def _load_decoder(found: Mapping[str, torch.Tensor], generator: dict, path: Path) -> Generator:
+def _load_decoder(found: Mapping[str, torch.Tensor], generator: GeneratorConfig, path: Path) -> Generator:
     with torch.device("meta"):
-        expected = Generator(**generator).state_dict()
+        expected = Generator.from_config(generator).state_dict()
     problems = layout_problems(found, expected, "decoder.")
     if problems:
         raise CheckpointError(

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from jojogan.errors import CheckpointError
-from jojogan.fileio import atomic_output
+from jojogan.fileio import atomic_output, file_sha256
 from jojogan.stylegan2.checkpoint import MODEL_CONFIG_KEY, model_config, read_model_config
 from jojogan.stylegan2.nvidia import NvidiaConversion, convert_records
 from jojogan.stylegan2.nvidia_pickle import is_pickle_file, read_network_pickle
-from jojogan.weights import cache_dir, file_sha256, find_entry
+from jojogan.weights import cache_dir, find_entry
 
 __all__ = [
     "CONVERTED_SUFFIXES",

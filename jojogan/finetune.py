@@ -37,7 +37,9 @@ from jojogan.mixing import (
 )
 from jojogan.mixing import swapped_layers as list_swapped_layers
 from jojogan.op.precision import autocast, precision_scope
+from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.checkpoint import read_weights_file
+from jojogan.stylegan2.config import GeneratorConfig
 from jojogan.stylegan2.layers import frozen
 from jojogan.stylegan2.model import D_FEATURE_BLOCKS, Discriminator, Generator
 
@@ -107,9 +109,17 @@ class FinetuneDivergedError(JojoganError):
         step: the 1-based step at which it happened (its update was not applied).
         last_good_state: the generator's state dict (CPU) before that step, with finite weights.
         losses: the losses of the completed steps.
+        generator_config: the configuration of the generator ``last_good_state`` belongs to.
     """
 
-    def __init__(self, step: int, last_good_state: dict[str, torch.Tensor], losses: list[float], what: str):
+    def __init__(
+        self,
+        step: int,
+        last_good_state: dict[str, torch.Tensor],
+        losses: list[float],
+        what: str,
+        generator_config: GeneratorConfig | None = None,
+    ):
         super().__init__(
             f"fine-tuning diverged at step {step}: the {what} became NaN or infinite. The weights from "
             f"before this step are kept in the error's last_good_state; try a lower learning rate or check "
@@ -118,6 +128,7 @@ class FinetuneDivergedError(JojoganError):
         self.step = step
         self.last_good_state = last_good_state
         self.losses = losses
+        self.generator_config = generator_config
 
 
 class ResumeMismatchError(JojoganError, ValueError):
@@ -306,28 +317,50 @@ def accumulate_gradients(
     """
     refs = latents.shape[0]
     total = torch.zeros((), device=latents.device)
-    use_identity = identity_weight > 0
-    if use_identity and (identity_net is None or original is None):
+    if identity_weight > 0 and (identity_net is None or original is None):
         raise ValueError("identity_weight > 0 needs identity_net and the original generator")
     for chunk in _chunks(refs, micro_batch):
-        chunk_noise = [n[chunk] for n in noise]
-        styles = mix_styles(generator, latents[chunk], keep, mix_strength, z[chunk])
-        with autocast(precision, latents.device):
-            fake = generator.synthesis_from_styles(styles, chunk_noise)
-            feats = discriminator.features(fake, blocks)
-        loss = sum(F.l1_loss(f.float(), r[chunk]) for f, r in zip(feats, ref_features, strict=True))
-        loss = loss / len(blocks)
-        if use_identity:
-            # The original generator gets the same latents, z and noise; it maps them through its own
-            # (untrained) mapping and affine layers, as it does when stylizing.
-            with torch.no_grad():
-                styles_orig = mix_styles(original, latents[chunk], keep, mix_strength, z[chunk])
-                image_orig = original.synthesis_from_styles(styles_orig, chunk_noise)
-            loss = loss + identity_weight * identity_loss(identity_net, image_orig, fake.float())
+        loss = _chunk_loss(
+            generator, discriminator, latents[chunk], keep, mix_strength, z[chunk], [n[chunk] for n in noise],
+            [r[chunk] for r in ref_features], blocks, precision,
+            identity=(identity_net, identity_weight, original) if identity_weight > 0 else None,
+        )  # fmt: skip
         share = (chunk.stop - chunk.start) / refs
         (loss * share).backward()
         total += loss.detach() * share
     return total
+
+
+def _chunk_loss(
+    generator: Generator,
+    discriminator: Discriminator,
+    latents: torch.Tensor,
+    keep: torch.Tensor,
+    mix_strength: float,
+    z: torch.Tensor,
+    noise: Sequence[torch.Tensor],
+    ref_features: Sequence[torch.Tensor],
+    blocks: Sequence[int],
+    precision: str,
+    identity: tuple[IdentityNet, float, Generator] | None,
+) -> torch.Tensor:
+    """The loss of some references (arguments as in :func:`accumulate_gradients`, sliced to them);
+    ``identity`` is ``(identity_net, identity_weight, original)`` or ``None``."""
+    styles = mix_styles(generator, latents, keep, mix_strength, z)
+    with autocast(precision, latents.device):
+        fake = generator.synthesis_from_styles(styles, noise)
+        feats = discriminator.features(fake, blocks)
+    loss = sum(F.l1_loss(f.float(), r) for f, r in zip(feats, ref_features, strict=True))
+    loss = loss / len(blocks)
+    if identity is None:
+        return loss
+    identity_net, identity_weight, original = identity
+    # The original generator gets the same latents, z and noise; it maps them through its own
+    # (untrained) mapping and affine layers, as it does when stylizing.
+    with torch.no_grad():
+        styles_orig = mix_styles(original, latents, keep, mix_strength, z)
+        image_orig = original.synthesis_from_styles(styles_orig, noise)
+    return loss + identity_weight * identity_loss(identity_net, image_orig, fake.float())
 
 
 def _loss_and_health(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> tuple[float, bool]:
@@ -442,13 +475,7 @@ def check_resume(state: ResumeState, settings: dict) -> None:
 
 
 def _check_references(references: torch.Tensor, size: int) -> None:
-    if (
-        not isinstance(references, torch.Tensor)
-        or references.ndim != 4
-        or references.shape[1:] != (3, size, size)
-    ):
-        shape = tuple(references.shape) if isinstance(references, torch.Tensor) else type(references).__name__
-        raise ValueError(f"references must be images [refs, 3, {size}, {size}] in [-1, 1], got {shape}")
+    check_shape(references, "refs 3 size size", "references", size=size)
     if references.shape[0] == 0:
         raise ValueError("at least one reference image is needed")
     if not references.is_floating_point() or not torch.isfinite(references).all():
@@ -471,70 +498,50 @@ def finetune(
     device: str | torch.device | None = None,
     show_progress: bool = True,
 ) -> FinetuneResult:
-    """Fine-tune a copy of ``generator`` on style references (JoJoGAN).
+    """Fine-tune a copy of ``generator`` on style references (JoJoGAN); returns a :class:`FinetuneResult`.
 
-    The reference codes enter training as per-layer latents passed through the generator's affine
-    layers at every step, so all generator parameters (mapping network and modulations included) are
-    trained, as in the original code.
+    The reference codes pass through the generator's affine layers at every step, so every generator
+    parameter (mapping network and modulations included) is trained, as in the original code.
 
     Args:
         generator: the base generator; not modified (the result is a deep copy).
-        discriminator: the base discriminator; frozen during the run (its ``requires_grad`` flags and mode
-            are restored afterwards) and moved to ``device``.
+        discriminator: the base discriminator, moved to ``device`` and frozen during the run (its
+            ``requires_grad`` flags and mode are restored afterwards).
         references: style references ``[refs, 3, size, size]`` in [-1, 1] at the generator's size.
-        reference_latents: their inversions, W+ ``[refs, n_latent, style_dim]`` (or w
-            ``[refs, style_dim]``); may be ``None`` when ``config.reference_code == "mean"``.
+        reference_latents: their inversions, W+ ``[refs, n_latent, style_dim]`` or w ``[refs, style_dim]``;
+            may be ``None`` when ``config.reference_code == "mean"``.
         config: settings (default: the original recipe).
-        mean_latent: mean w ``[style_dim]`` for "mean"/"blend" codes; default
-            :func:`reference_mean_latent` of ``generator`` and ``config``.
-        identity_net: face-recognition network for ``config.identity_weight > 0``; images
-            ``[batch, 3, size, size]`` in [-1, 1] → embeddings ``[batch, dim]``.
-        callback: ``callback(step, loss, preview)`` after every step (1-based); ``preview`` is the
-            current generator's rendering of the reference codes ``[refs, 3, size, size]`` (CPU, clamped
-            to [-1, 1]) every ``config.preview_every`` steps, else ``None``.
+        mean_latent: mean w ``[style_dim]`` for "mean"/"blend" codes (default: :func:`reference_mean_latent`).
+        identity_net: face-recognition network (:data:`IdentityNet`) for ``config.identity_weight > 0``.
+        callback: a :data:`ProgressCallback` after every (1-based) step; every ``config.preview_every``
+            steps its preview renders the reference codes ``[refs, 3, size, size]`` (CPU, in [-1, 1]).
         on_resume_state: receives a :class:`ResumeState` every ``config.save_state_every`` steps.
-        resume: a state from ``on_resume_state``; the run continues after its step, with identical
-            results to an uninterrupted run; refused (:class:`ResumeMismatchError`) unless it was made
-            with the same :func:`resume_settings`.
-        provenance: what the references and base are (JSON-like: e.g. their sha256), recorded in the
-            resume states and compared on resume.
+        resume: a state from ``on_resume_state`` to continue after its step as an uninterrupted run would;
+            refused (:class:`ResumeMismatchError`) unless its :func:`resume_settings` are this run's.
+        provenance: what the references and base are (JSON-like: their sha256), compared on resume.
         device: where to train (default: the generator's device).
         show_progress: show a tqdm progress bar with the loss.
-
-    Returns:
-        :class:`FinetuneResult`.
 
     Raises:
         ValueError: inconsistent inputs or settings.
         FinetuneDivergedError: the loss or gradients became NaN or infinite.
-        FinetuneOutOfMemoryError: a step did not fit at the given ``micro_batch`` (or at one reference
-            when it was left to choose).
+        FinetuneOutOfMemoryError: a step did not fit at the given ``micro_batch`` (or at one reference).
     """
-    # 1. check the inputs and settings
-    config = FinetuneConfig() if config is None else config
-    config = _fit_feature_blocks(config, discriminator)
+    config = _fit_feature_blocks(FinetuneConfig() if config is None else config, discriminator)
     device = torch.device(device) if device is not None else generator.input.input.device
-    _check_inputs(generator, discriminator, references, reference_latents, config, identity_net)
-    if config.save_state_every and on_resume_state is None:
-        raise ValueError("save_state_every > 0 needs an on_resume_state callback to receive the states")
-    # 2. the codes every step trains towards
+    _check_inputs(
+        generator, discriminator, references, reference_latents, config, identity_net, on_resume_state
+    )
+    # 1. the codes every step trains towards
     keep = resolve_mask(config.mask, generator.size).to(device)
     latents = _prepare_latents(generator, reference_latents, config, mean_latent, len(references), device)
-    # 3. the models and the optimiser, restored from the resume state if there is one
-    run = _Run.start(generator, config, identity_net, device)
-    record = run_record(config, keep, len(references))
-    settings = resume_settings(record, provenance)
-    start = run.restore(resume, settings, config.iterations)
-    # 4. the loop
-    report = functools.partial(_report, callback=callback, on_resume_state=on_resume_state, settings=settings)
+    # 2. the models and the optimiser, restored from the resume state if there is one
+    run = _Run.start(generator, config, identity_net, device, run_record(config, keep, len(references)))
+    start = run.restore(resume, resume_settings(run.record, provenance))
+    # 3. the loop, then the result
+    report = functools.partial(_report, callback=callback, on_resume_state=on_resume_state)
     _loop(run, start, discriminator, references, latents, keep, identity_net, report, show_progress)
-    # 5. the result
-    if run.losses:
-        logger.info("fine-tuning done: %d steps, final loss %.4f", len(run.losses), run.losses[-1])
-    run.trained.requires_grad_(False).eval()
-    return FinetuneResult(
-        generator=run.trained, losses=run.losses, config=config, record=record, resumed_from=start
-    )
+    return run.result(start)
 
 
 def _loop(
@@ -596,6 +603,7 @@ def _check_inputs(
     reference_latents: torch.Tensor | None,
     config: FinetuneConfig,
     identity_net: IdentityNet | None,
+    on_resume_state: Callable[[ResumeState], None] | None,
 ) -> None:
     if not isinstance(config, FinetuneConfig):
         raise ValueError(f"config must be a FinetuneConfig, got {type(config).__name__}")
@@ -613,6 +621,8 @@ def _check_inputs(
         )
     if config.identity_weight > 0 and identity_net is None:
         raise ValueError("identity_weight > 0 needs identity_net (a face-recognition network)")
+    if config.save_state_every and on_resume_state is None:
+        raise ValueError("save_state_every > 0 needs an on_resume_state callback to receive the states")
 
 
 def _prepare_latents(
@@ -649,7 +659,6 @@ def _report(
     *,
     callback: ProgressCallback | None,
     on_resume_state: Callable[[ResumeState], None] | None,
-    settings: dict,
 ) -> None:
     """Hand out the step's loss (with a preview when due) and, when due, a resume state."""
     config = run.config
@@ -660,7 +669,7 @@ def _report(
         callback(step, value, preview)
     if config.save_state_every and step % config.save_state_every == 0:
         assert on_resume_state is not None
-        on_resume_state(run.resume_state(step, settings))
+        on_resume_state(run.resume_state(step))
 
 
 @dataclass
@@ -673,13 +682,20 @@ class _Run:
     optimizer: torch.optim.Optimizer
     rng: torch.Generator
     device: torch.device
+    record: dict
+    settings: dict = field(default_factory=dict)  # what a resume state of this run must match
     losses: list[float] = field(default_factory=list)
     chosen_micro_batch: int | None = None
     precision: str = "fp32"  # resolved for the device when the loop starts
 
     @classmethod
     def start(
-        cls, generator: Generator, config: FinetuneConfig, identity_net: IdentityNet | None, device
+        cls,
+        generator: Generator,
+        config: FinetuneConfig,
+        identity_net: IdentityNet | None,
+        device,
+        record: dict,
     ) -> _Run:
         trained = copy.deepcopy(generator).to(device).requires_grad_(True).train()
         original = None
@@ -691,13 +707,18 @@ class _Run:
         fused = torch.device(device).type == "cuda"
         optimizer = torch.optim.Adam(trained.parameters(), lr=config.lr, betas=config.betas, fused=fused)
         rng = torch.Generator(device=device).manual_seed(config.seed)
-        return cls(config, trained, original, optimizer, rng, device, chosen_micro_batch=config.micro_batch)
+        return cls(
+            config, trained, original, optimizer, rng, device, record, chosen_micro_batch=config.micro_batch
+        )
 
-    def restore(self, resume: ResumeState | None, settings: dict, iterations: int) -> int:
-        """Continue from ``resume`` (refused if it was made with other settings); returns its step."""
+    def restore(self, resume: ResumeState | None, settings: dict) -> int:
+        """Continue from ``resume`` (refused unless it was made with these resume ``settings``, which the
+        run's own resume states record); returns its step."""
+        self.settings = settings
         if resume is None:
             return 0
         check_resume(resume, settings)
+        iterations = self.config.iterations
         if not 0 <= resume.step <= iterations:
             raise ValueError(f"cannot resume from step {resume.step} of a {iterations}-iteration run")
         self.trained.load_state_dict(resume.generator_state, strict=True)
@@ -706,19 +727,32 @@ class _Run:
         self.losses = list(resume.losses)
         return resume.step
 
+    def result(self, start: int) -> FinetuneResult:
+        """The trained copy (eval mode, frozen) and the run's losses, after the loop."""
+        if self.losses:
+            logger.info("fine-tuning done: %d steps, final loss %.4f", len(self.losses), self.losses[-1])
+        self.trained.requires_grad_(False).eval()
+        return FinetuneResult(
+            generator=self.trained,
+            losses=self.losses,
+            config=self.config,
+            record=self.record,
+            resumed_from=start,
+        )
+
     def micro_batch(self, refs: int) -> int:
         if self.chosen_micro_batch is None:
             self.chosen_micro_batch = default_micro_batch(refs, self.device)
         return self.chosen_micro_batch
 
-    def resume_state(self, step: int, settings: dict) -> ResumeState:
+    def resume_state(self, step: int) -> ResumeState:
         return ResumeState(
             step=step,
             generator_state=_cpu_copy(self.trained.state_dict()),
             optimizer_state=_cpu_copy(self.optimizer.state_dict()),
             rng_state=self.rng.get_state(),
             losses=list(self.losses),
-            settings=copy.deepcopy(settings),
+            settings=copy.deepcopy(self.settings),
         )
 
     def step(self, step, discriminator, latents, keep, ref_features, identity_net) -> float:
@@ -748,7 +782,8 @@ class _Run:
         value, grads_finite = _loss_and_health(loss, list(self.trained.parameters()))
         if not math.isfinite(value) or not grads_finite:
             what = "loss" if not math.isfinite(value) else "gradient"
-            raise FinetuneDivergedError(step, _cpu_copy(self.trained.state_dict()), list(self.losses), what)
+            state = _cpu_copy(self.trained.state_dict())
+            raise FinetuneDivergedError(step, state, list(self.losses), what, self.trained.config)
         self.optimizer.step()
         self.losses.append(value)
         return value

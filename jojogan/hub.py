@@ -31,11 +31,12 @@ from jojogan.config import StylizeConfig
 from jojogan.convert import base_checkpoint_path
 from jojogan.domains import DEFAULT_PROFILE, DomainMismatchError, DomainProfile, profile_for
 from jojogan.errors import JojoganError
+from jojogan.fileio import file_sha256
 from jojogan.identity import DEFAULT_METRIC_NETWORK, FaceRecognizer, load_face_recognizer
 from jojogan.inversion.align import AlignedFace, align_face, align_faces, align_picture
 from jojogan.inversion.encoders import ENCODERS, Encoder, EncoderContext, InversionRequest
 from jojogan.inversion.images import ImageSource, image_name
-from jojogan.style_file import StyleFile, file_sha256, load_style
+from jojogan.style_file import StyleFile, load_style
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint
 from jojogan.weights import REGISTRY, check_cached, find_entry, mirror_url, resolve_weights
 

@@ -30,11 +30,11 @@ model does not have.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import torch
 
+from jojogan.components import LRUCache
 from jojogan.config import (
     MASK_PRESETS,
     MEAN_LATENT_SAMPLES,
@@ -42,13 +42,15 @@ from jojogan.config import (
     MaskSpec,
     check_mask_spec,
 )
-from jojogan.stylegan2.model import (
-    Generator,
+from jojogan.op.shapes import check_shape
+from jojogan.stylegan2.config import (
+    num_latents,
     num_style_layers,
     style_layer_is_rgb,
     style_layer_latent_index,
     style_layer_resolution,
 )
+from jojogan.stylegan2.model import Generator
 
 __all__ = [
     "RESOLUTION_BANDS",
@@ -56,7 +58,6 @@ __all__ = [
     "band_of",
     "layer_latents",
     "layer_styles",
-    "mean_style_code",
     "mix_styles",
     "reference_layer_latents",
     "resolve_mask",
@@ -166,8 +167,7 @@ def _mapping_layers(spec: Mapping, size: int) -> list[int]:
         raise ValueError(f"mask resolutions must be among {valid} at {size} px, got {bad}")
     layers += [k for k in range(count) if resolution[k] in resolutions]
     w_plus = list(spec.get("w_plus", ()))
-    n_latent = max(style_layer_latent_index(size)) + 1
-    _check_layer_indices(w_plus, n_latent, f"mask W+ indices at {size} px")
+    _check_layer_indices(w_plus, num_latents(size), f"mask W+ indices at {size} px")
     return layers + w_plus_swap_layers(w_plus, size)
 
 
@@ -240,11 +240,7 @@ def layer_latents(w_plus: torch.Tensor, size: int) -> torch.Tensor:
         ``[batch, num_styles, style_dim]``.
     """
     index = style_layer_latent_index(size)
-    n_latent = max(index) + 1
-    if w_plus.ndim != 3 or w_plus.shape[1] != n_latent:
-        raise ValueError(
-            f"expected W+ [batch, {n_latent}, style_dim] at {size} px, got {tuple(w_plus.shape)}"
-        )
+    check_shape(w_plus, "batch n_latent style_dim", f"W+ at {size} px", n_latent=num_latents(size))
     return w_plus[:, index]
 
 
@@ -259,11 +255,13 @@ def layer_styles(generator: Generator, latents: torch.Tensor) -> list[torch.Tens
         ``num_styles`` tensors ``[batch, channels_k]``.
     """
     convs = generator.modulated_convs()
-    if latents.ndim != 3 or latents.shape[1:] != (len(convs), generator.style_dim):
-        raise ValueError(
-            f"expected per-layer latents [batch, {len(convs)}, {generator.style_dim}], "
-            f"got {tuple(latents.shape)}"
-        )
+    check_shape(
+        latents,
+        "batch layers style_dim",
+        "per-layer latents",
+        layers=len(convs),
+        style_dim=generator.style_dim,
+    )
     return [conv.modulation(latents[:, k]) for k, conv in enumerate(convs)]
 
 
@@ -339,7 +337,7 @@ def reference_layer_latents(
     inverted = None
     if w_plus is not None:
         if w_plus.ndim == 2:
-            w_plus = w_plus.unsqueeze(1).expand(-1, max(style_layer_latent_index(size)) + 1, -1)
+            w_plus = w_plus.unsqueeze(1).expand(-1, num_latents(size), -1)
         inverted = layer_latents(w_plus, size)
         batch = inverted.shape[0]
     if reference_code == "invert":
@@ -363,23 +361,6 @@ def reference_layer_latents(
     return torch.where(from_mean.view(1, -1, 1), mean, inverted)
 
 
-@torch.no_grad()
-def mean_style_code(
-    generator: Generator, n: int = MEAN_LATENT_SAMPLES, seed: int = 0, batch: int = 2048
-) -> list[torch.Tensor]:
-    """Mean of ``S(mapping(z))`` over ``n`` seeded random z: ``num_styles`` tensors ``[1, channels_k]``.
-
-    Averaged in style space, over the same z as :meth:`Generator.mean_latent`; since every affine layer
-    is linear it equals ``generator.styles(generator.mean_latent(n, seed))`` up to rounding.
-    """
-    totals: list[torch.Tensor] | None = None
-    for w in generator.sample_latents(n, seed, batch):
-        parts = [s.double().sum(0, keepdim=True) for s in generator.styles(w)]
-        totals = parts if totals is None else [t + p for t, p in zip(totals, parts, strict=True)]
-    assert totals is not None
-    return [(t / n).float() for t in totals]
-
-
 class MeanLatentCache:
     """Small in-memory cache of :meth:`Generator.mean_latent`, keyed by a caller-chosen name of the model.
 
@@ -387,14 +368,16 @@ class MeanLatentCache:
     fine-tunes several styles from one base checkpoint keys this cache by the checkpoint's sha256.
 
     Args:
-        max_entries: how many means to keep (least recently used ones are dropped).
+        max_entries: how many means to keep (least recently used ones are dropped; the house's
+            :class:`~jojogan.components.LRUCache`).
     """
 
     def __init__(self, max_entries: int = 8):
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._entries: LRUCache[tuple, torch.Tensor] = LRUCache(max_entries)
+
+    @property
+    def max_entries(self) -> int:
+        return self._entries.max_entries
 
     def get(
         self, key: str, generator: Generator, n: int = MEAN_LATENT_SAMPLES, seed: int = 0, batch: int = 2048
@@ -407,14 +390,10 @@ class MeanLatentCache:
             generator: used only when the entry is missing.
             n, seed, batch: as in :meth:`Generator.mean_latent` (``n`` and ``seed`` are part of the key).
         """
-        entry = (key, n, seed)
-        if entry in self._entries:
-            self._entries.move_to_end(entry)
-        else:
-            self._entries[entry] = generator.mean_latent(n=n, seed=seed, batch=batch)[0].cpu()
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return self._entries[entry].to(generator.input.input.device)
+        mean = self._entries.get(
+            (key, n, seed), lambda: generator.mean_latent(n=n, seed=seed, batch=batch)[0].cpu()
+        )
+        return mean.to(generator.input.input.device)
 
     def clear(self) -> None:
         """Forget every entry."""

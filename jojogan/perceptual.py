@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from jojogan import weights as manager
+from jojogan.errors import CheckpointError, JojoganError
 from jojogan.stylegan2.checkpoint import read_weights_file
-from jojogan.stylegan2.errors import CheckpointError, JojoganError
 
 LpipsNet = Literal["vgg", "alex"]
 

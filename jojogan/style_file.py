@@ -5,8 +5,10 @@ StyleGAN2 names, without prefix, so any official-layout loader reads them. The s
 metadata (a ``str → str`` map) holds one key, ``"jojogan"``, whose value is a JSON object:
 
 * ``format_version`` (1), ``package_version``, ``created`` (UTC, ISO 8601);
-* ``generator``: ``size``, ``style_dim``, ``n_mlp``, ``channels`` (``{resolution: channels}``, keys as
-  strings), ``lr_mlp``, and ``conv_clamp`` when the generator clamps (models converted from NVIDIA's);
+* ``generator``: the generator's configuration, ``generator.config.to_dict()``: ``size``, ``style_dim``,
+  ``n_mlp``, ``channels`` (``{resolution: channels}``, keys as strings), ``lr_mlp``, ``blur_kernel`` and
+  ``conv_clamp`` (``null`` unless the generator clamps: models converted from NVIDIA's); loading builds
+  the generator from it (files without the last two get the official kernel and no clamp);
 * whatever the caller adds, typically :func:`style_metadata`'s fields: the run's settings (every
   :class:`~jojogan.config.FinetuneConfig` field, ``mask`` as the swapped style layers), the base
   checkpoint's name and sha256, the references' sha256s and the losses.
@@ -17,7 +19,6 @@ metadata (a ``str → str`` map) holds one key, ``"jojogan"``, whose value is a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -28,14 +29,14 @@ from pathlib import Path
 import torch
 
 from jojogan.errors import CheckpointError
-from jojogan.fileio import atomic_output
+from jojogan.fileio import atomic_output, file_sha256
 from jojogan.stylegan2.checkpoint import generator_from_state, read_weights_file
+from jojogan.stylegan2.config import GeneratorConfig
 from jojogan.stylegan2.model import Generator
 
 __all__ = [
     "STYLE_FORMAT_VERSION",
     "StyleFile",
-    "file_sha256",
     "is_style_file",
     "load_style",
     "read_style_metadata",
@@ -66,32 +67,23 @@ class StyleFile:
     path: Path
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _package_version() -> str:
     from jojogan import __version__
 
     return __version__
 
 
-def _generator_config(generator: Generator) -> dict:
-    config = {
-        "size": generator.size,
-        "style_dim": generator.style_dim,
-        "n_mlp": generator.n_mlp,
-        "channels": {str(res): ch for res, ch in sorted(generator.channels.items())},
-        "lr_mlp": generator.lr_mlp,
-    }
-    if generator.conv_clamp is not None:
-        config["conv_clamp"] = generator.conv_clamp
-    return config
+def _recorded_config(metadata: dict, name: str) -> GeneratorConfig:
+    """The generator configuration a style file records (``generator.config`` when it was saved)."""
+    recorded = metadata.get("generator")
+    if not isinstance(recorded, dict):
+        raise CheckpointError(f"{name}: the style metadata has no generator configuration")
+    try:
+        return GeneratorConfig.from_dict(recorded)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{name}: the style metadata's generator configuration is invalid ({error})"
+        ) from error
 
 
 def style_metadata(
@@ -160,7 +152,7 @@ def save_style(path: str | os.PathLike, generator: Generator, metadata: Mapping 
         format_version=STYLE_FORMAT_VERSION,
         package_version=_package_version(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        generator=_generator_config(generator),
+        generator=generator.config.to_dict(),
     )
     try:
         text = json.dumps(fields, allow_nan=False, sort_keys=True)
@@ -241,15 +233,6 @@ def _read_safetensors(path: Path) -> tuple[dict, dict | None]:
     return state, _parse_metadata(header, path.name)
 
 
-def _clamp_setting(config: dict, name: str) -> float | None:
-    clamp = config.get("conv_clamp")
-    if clamp is not None and (
-        isinstance(clamp, bool) or not isinstance(clamp, int | float) or not 0 < clamp < float("inf")
-    ):
-        raise CheckpointError(f"{name}: the style metadata's conv_clamp {clamp!r} is not a positive number")
-    return None if clamp is None else float(clamp)
-
-
 def load_style(path: str | os.PathLike, device: str | torch.device = "cpu") -> StyleFile:
     """Load a style file: ours (``.safetensors``) or an official JoJoGAN one (``{"g": state_dict}`` ``.pt``).
 
@@ -272,23 +255,9 @@ def load_style(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         if not path.is_file():
             raise CheckpointError(f"style file not found: {path}")
         state, metadata = _read_safetensors(path)
-        if metadata is None:
-            metadata = {"format": "state-dict", "source": path.name}
-            lr_mlp, conv_clamp = 0.01, None
-        else:
-            config = metadata.get("generator")
-            if not isinstance(config, dict):
-                raise CheckpointError(f"{path.name}: the style metadata has no generator configuration")
-            lr_mlp, conv_clamp = float(config.get("lr_mlp", 0.01)), _clamp_setting(config, path.name)
-        generator = generator_from_state(
-            state, path.name, lr_mlp=lr_mlp, device=device, conv_clamp=conv_clamp
-        )
-        config = metadata.get("generator")
-        if isinstance(config, dict) and config.get("size") not in (None, generator.size):
-            raise CheckpointError(
-                f"{path.name}: the metadata says {config.get('size')} px but the weights are a "
-                f"{generator.size} px generator"
-            )
+        config = None if metadata is None else _recorded_config(metadata, path.name)
+        generator = generator_from_state(state, path.name, device=device, config=config)
+        metadata = {"format": "state-dict", "source": path.name} if metadata is None else metadata
         return StyleFile(generator=generator, metadata=metadata, path=path)
 
     data = read_weights_file(path, device="cpu")

@@ -28,7 +28,6 @@ Design of a download (:func:`download`):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from jojogan.errors import CheckpointError
+from jojogan.fileio import file_sha256
 from jojogan.op._dispatch import home_dir
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ _STYLE_SIZE = 132_769_079
 _APPROX_TOLERANCE = 0.01
 _HF = "https://huggingface.co"
 _GITHUB = "https://github.com"
-_CHUNK = 1 << 20
 # Bytes read but not yet handed over are lost when a connection breaks, so network reads stay small.
 _NET_CHUNK = 1 << 16
 
@@ -111,9 +110,14 @@ class WeightsEntry:
     profile: str | None = None
 
     @property
+    def hf_page(self) -> str | None:
+        """The Hugging Face repository's page."""
+        return f"{_HF}/{self.hf_repo}" if self.hf_repo else None
+
+    @property
     def hf_url(self) -> str | None:
         """The browser/``curl`` URL of the Hugging Face copy."""
-        return f"{_HF}/{self.hf_repo}/resolve/main/{self.filename}" if self.hf_repo else None
+        return f"{self.hf_page}/resolve/main/{self.filename}" if self.hf_repo else None
 
     @property
     def drive_url(self) -> str | None:
@@ -440,15 +444,6 @@ def _lock_path(entry: WeightsEntry) -> Path:
 
 def _staging_dir() -> Path:
     return cache_dir() / ".incomplete"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def format_size(size: int | None) -> str:

@@ -10,11 +10,13 @@ mapped during heavy jobs (``JOJOGAN_CPU_MEMORY=reuse|system``).
 from jojogan.op._dispatch import active_impl, ops_report
 from jojogan.op.fused_act import FusedLeakyReLU, fused_leaky_relu
 from jojogan.op.memory import cpu_memory_reuse, memory_report
+from jojogan.op.shapes import check_shape
 from jojogan.op.upfirdn2d import make_kernel, upfirdn2d
 
 __all__ = [
     "FusedLeakyReLU",
     "active_impl",
+    "check_shape",
     "cpu_memory_reuse",
     "fused_leaky_relu",
     "make_kernel",

@@ -137,28 +137,3 @@ def upfirdn2d_ref(
     if down_x > 1 or down_y > 1:
         out = out[:, :, ::down_y, ::down_x]
     return out.reshape(batch, channels, out.shape[2], out.shape[3])
-
-
-def upfirdn2d_naive(
-    x: torch.Tensor,
-    kernel: torch.Tensor,
-    up: tuple[int, int],
-    down: tuple[int, int],
-    pad: tuple[int, int, int, int],
-) -> torch.Tensor:
-    """The definition written out literally (zero insertion, pad, full convolution, slice).
-
-    Slow and wasteful on purpose; only tests use it, to check the efficient reference against the
-    textbook formulation.
-    """
-    batch, channels, height, width = x.shape
-    up_x, up_y = up
-    down_x, down_y = down
-    x0, x1, y0, y1 = pad
-    kh, kw = kernel.shape
-    stuffed = x.new_zeros(batch, channels, height * up_y, width * up_x)
-    stuffed[:, :, ::up_y, ::up_x] = x
-    padded = F.pad(stuffed, [x0, x1, y0, y1])
-    weight = kernel.to(x).flip([0, 1]).view(1, 1, kh, kw).repeat(channels, 1, 1, 1)
-    out = F.conv2d(padded, weight, groups=channels)
-    return out[:, :, ::down_y, ::down_x]

@@ -9,14 +9,16 @@ Accepted files:
 * a bare generator state dict, and ``.safetensors`` files holding one (optionally prefixed ``g_ema.``,
   ``g.`` or ``generator.``, with ``d.``/``discriminator.`` for a discriminator).
 
-Architecture (size, style_dim, n_mlp, channel table) is inferred from tensor shapes; loading is strict and
-never executes pickled code. What shapes cannot tell (the mapping's learning-rate multiplier, NVIDIA's
+Architecture (size, style_dim, n_mlp, channel table) is inferred from tensor shapes into a
+:class:`~jojogan.stylegan2.config.GeneratorConfig`; loading is strict and never executes pickled code. What
+shapes cannot tell (the mapping's learning-rate multiplier, NVIDIA's
 ``conv_clamp``, the minibatch-stddev group) a file may carry under :data:`MODEL_CONFIG_KEY`: a top-level
 dict in a ``.pt`` file, a JSON string in a ``.safetensors`` header (see :func:`model_config`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pickle
@@ -29,6 +31,7 @@ from pathlib import Path
 import torch
 
 from jojogan.errors import CheckpointError
+from jojogan.stylegan2.config import GeneratorConfig
 from jojogan.stylegan2.model import Discriminator, Generator
 
 _STYLE_KEY = re.compile(r"^style\.(\d+)\.weight$")
@@ -149,8 +152,9 @@ def _shape(state: dict, key: str, name: str, what: str) -> torch.Size:
     return state[key].shape
 
 
-def infer_generator_config(state: dict, name: str = "checkpoint") -> dict:
-    """``size``, ``style_dim``, ``n_mlp`` and ``channels`` of a generator state dict, from shapes."""
+def infer_generator_config(state: dict, name: str = "checkpoint") -> GeneratorConfig:
+    """The architecture of a generator state dict, from its shapes: ``size``, ``style_dim``, ``n_mlp`` and
+    the channel table (``lr_mlp`` cannot be read from weights: the official :data:`LR_MLP`)."""
     style_ids = sorted(int(m.group(1)) for k in state if (m := _STYLE_KEY.match(k)))
     if not style_ids:
         raise CheckpointError(f"{name}: no mapping-network weights 'style.N.weight' in the generator")
@@ -162,7 +166,9 @@ def infer_generator_config(state: dict, name: str = "checkpoint") -> dict:
     channels = {4: int(_shape(state, "input.input", name, "generator")[1])}
     for j in range(levels):
         channels[2 ** (j + 3)] = int(_shape(state, f"convs.{2 * j}.conv.weight", name, "generator")[1])
-    return {"size": 4 * 2**levels, "style_dim": int(style_dim), "n_mlp": len(style_ids), "channels": channels}
+    return GeneratorConfig(
+        size=4 * 2**levels, style_dim=int(style_dim), n_mlp=len(style_ids), channels=tuple(channels.items())
+    )
 
 
 def infer_discriminator_config(state: dict, name: str = "checkpoint") -> dict:
@@ -185,13 +191,14 @@ def infer_discriminator_config(state: dict, name: str = "checkpoint") -> dict:
 def model_config(generator: Generator, discriminator: Discriminator | None = None, **extra: object) -> dict:
     """What a checkpoint records under :data:`MODEL_CONFIG_KEY` (JSON-ready): the settings of the models that
     their shapes cannot tell, the inferred ones for checking, and ``extra`` fields (e.g. ``source``)."""
-    config: dict = {"format_version": MODEL_CONFIG_VERSION, "generator": _json_ready(generator.config)}
+    config: dict = {"format_version": MODEL_CONFIG_VERSION, "generator": generator.config.to_dict()}
     if discriminator is not None:
         config["discriminator"] = _json_ready(discriminator.config)
     return {**config, **extra}
 
 
 def _json_ready(config: dict) -> dict:
+    """A discriminator's config with its channel keys as strings."""
     return {k: ({str(r): c for r, c in v.items()} if k == "channels" else v) for k, v in config.items()}
 
 
@@ -332,18 +339,32 @@ def _check_recorded_size(found: int, recorded: int | None, name: str, what: str)
 def generator_from_state(
     state: dict,
     name: str = "checkpoint",
-    lr_mlp: float = 0.01,
     device: str | torch.device = "cpu",
-    conv_clamp: float | None = None,
-    size: int | None = None,
+    config: GeneratorConfig | None = None,
+    **settings: object,
 ) -> Generator:
-    """Build a :class:`Generator` that fits ``state`` and load it strictly.
+    """Build the :class:`Generator` that ``state`` belongs to and load it strictly.
 
-    ``lr_mlp`` and ``conv_clamp`` are settings shapes cannot tell; ``size``, when given, must match.
+    Args:
+        state: a generator state dict in the official layout.
+        name: the file, for messages.
+        device: where to put the generator.
+        config: the whole configuration a file records (``generator.config`` of a style file); ``None``:
+            the one inferred from the shapes.
+        settings: what a file records that shapes cannot tell (``lr_mlp``, ``conv_clamp``), replacing the
+            inferred configuration's values; a recorded ``size`` is checked against the weights.
+
+    Raises:
+        CheckpointError: the recorded configuration disagrees with the weights, or the layout is wrong.
     """
-    config = infer_generator_config(state, name)
-    _check_recorded_size(config["size"], size, name, "generator")
-    gen = Generator(lr_mlp=lr_mlp, conv_clamp=conv_clamp, **config)
+    inferred = infer_generator_config(state, name)
+    recorded_size = settings.pop("size", None) if config is None else config.size
+    _check_recorded_size(inferred.size, recorded_size, name, "generator")
+    try:
+        config = config or dataclasses.replace(inferred, **settings)
+    except ValueError as error:  # e.g. a recorded lr_mlp above 1
+        raise CheckpointError(f"{name}: the recorded settings do not fit a generator ({error})") from error
+    gen = Generator.from_config(config)
     _load_strict(gen, state, name, "generator")
     return gen.to(device).eval()
 
@@ -366,15 +387,16 @@ def discriminator_from_state(
 
 
 def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu", lr_mlp: float = 0.01, discriminator: bool = True
+    path: str | Path, device: str | torch.device = "cpu", discriminator: bool = True
 ) -> StyleGAN2Checkpoint:
     """Load an official-layout StyleGAN2 checkpoint or JoJoGAN style file.
+
+    What the shapes cannot tell comes from the file's recorded settings (:func:`read_model_config`), else
+    the official values (:data:`~jojogan.stylegan2.config.LR_MLP`, no ``conv_clamp``).
 
     Args:
         path: ``.pt``/``.pth``/``.safetensors`` file (see the module docstring for the layouts).
         device: where to put the models.
-        lr_mlp: mapping-network learning-rate multiplier (0.01 for every official model; it cannot be read
-            from the weights) when the file records none (see :func:`read_model_config`).
         discriminator: build the discriminator when the file has one (fine-tuning needs it).
 
     Raises:
@@ -384,9 +406,7 @@ def load_checkpoint(
     data = read_weights_file(path, device="cpu")
     gen_state, disc_state, latent_avg = _split_sections(data, path.name)
     settings = read_model_config(path, data)
-    gen = generator_from_state(
-        gen_state, path.name, **{"lr_mlp": lr_mlp, **settings["generator"]}, device=device
-    )
+    gen = generator_from_state(gen_state, path.name, device=device, **settings["generator"])
     disc = None
     if discriminator and disc_state:
         disc = discriminator_from_state(disc_state, path.name, device, **settings["discriminator"])

@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jojogan.op import FusedLeakyReLU, fused_leaky_relu, make_kernel, upfirdn2d
-from jojogan.op.resample import conv2d_resample, conv_down_padding, conv_up_padding, upsample2d
-
-DEFAULT_BLUR_KERNEL = (1, 3, 3, 1)
+from jojogan.op import FusedLeakyReLU, fused_leaky_relu, make_kernel
+from jojogan.op.resample import conv2d_resample, upsample2d
+from jojogan.stylegan2.config import DEFAULT_BLUR_KERNEL
 
 
 def clamp_activations(x: torch.Tensor, limit: float | None, inplace: bool = False) -> torch.Tensor:
@@ -135,19 +134,13 @@ class EqualConv2d(nn.Module):
 
 
 class Blur(nn.Module):
-    """FIR low-pass filter (buffer ``kernel``), scaled by ``upsample_factor**2`` after up-sampling.
+    """The FIR low-pass filter of a resampling convolution (buffer ``kernel``, the checkpoints' name),
+    scaled by ``upsample_factor**2`` after up-sampling. :func:`jojogan.op.resample.conv2d_resample` applies
+    it and owns its padding; the module only keeps the kernel."""
 
-    ``pad`` comes from :mod:`jojogan.op.resample`, which also applies the filter inside the resampling
-    convolutions; calling the module filters without resampling.
-    """
-
-    def __init__(self, kernel: Sequence[int], pad: tuple[int, int], upsample_factor: int = 1):
+    def __init__(self, kernel: Sequence[int], upsample_factor: int = 1):
         super().__init__()
         self.register_buffer("kernel", make_kernel(kernel) * upsample_factor**2)
-        self.pad = pad
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, pad=self.pad)
 
 
 class Upsample(nn.Module):
@@ -189,8 +182,7 @@ class ModulatedConv2d(nn.Module):
         self.demodulate = demodulate
         self.upsample = upsample
         if upsample:
-            pad = conv_up_padding(len(blur_kernel), kernel_size)
-            self.blur = Blur(blur_kernel, pad=pad, upsample_factor=2)
+            self.blur = Blur(blur_kernel, upsample_factor=2)
         self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1)
@@ -346,7 +338,7 @@ class ConvLayer(nn.Sequential):
     ):
         layers: list[nn.Module] = []
         if downsample:
-            layers.append(Blur(blur_kernel, pad=conv_down_padding(len(blur_kernel), kernel_size)))
+            layers.append(Blur(blur_kernel))
             stride, padding = 2, 0
         else:
             stride, padding = 1, kernel_size // 2

@@ -2,20 +2,29 @@
 
 Style space: every modulated convolution reads a style vector ``s = modulation(w)``. At 1024 px there
 are 26 of them, in synthesis order ``conv1, to_rgb1`` and then, per resolution 8…1024, the up-sampling
-conv, the second conv and its to_rgb. ``STYLE_LAYER_LATENT_INDEX`` says which W+ entry each one reads.
+conv, the second conv and its to_rgb. The synthesis plan of :mod:`jojogan.stylegan2.config` lists them
+with the W+ entry each one reads, and the generator is built from it.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from jojogan.stylegan2.layers import (
+from jojogan.op.shapes import check_shape
+from jojogan.stylegan2.config import (
     DEFAULT_BLUR_KERNEL,
+    LR_MLP,
+    GeneratorConfig,
+    StyleLayer,
+    default_channels,
+    log2_size,
+)
+from jojogan.stylegan2.layers import (
     ConstantInput,
     ConvLayer,
     EqualLinear,
@@ -34,7 +43,7 @@ MEAN_LATENT_SAMPLES = 10_000
 
 @dataclass(frozen=True)
 class SynthesisLayer:
-    """One modulated layer of the synthesis network, in synthesis order.
+    """One modulated layer of a generator, in synthesis order: its module and the inputs it reads.
 
     Attributes:
         module: a ``StyledConv`` (reads and replaces the feature map) or a ``ToRGB`` (reads the feature
@@ -52,70 +61,23 @@ class SynthesisLayer:
         return self.noise is None
 
 
-def default_channels(channel_multiplier: int = 2) -> dict[int, int]:
-    """The official channel table ``{resolution: channels}``."""
-    return {
-        4: 512,
-        8: 512,
-        16: 512,
-        32: 512,
-        64: 256 * channel_multiplier,
-        128: 128 * channel_multiplier,
-        256: 64 * channel_multiplier,
-        512: 32 * channel_multiplier,
-        1024: 16 * channel_multiplier,
-    }
-
-
-def _log2_size(size: int) -> int:
-    log_size = int(math.log2(size)) if size > 0 else 0
-    if size < 8 or 2**log_size != size:
-        raise ValueError(f"size must be a power of two >= 8, got {size}")
-    return log_size
-
-
-def num_style_layers(size: int) -> int:
-    """Number of modulated layers (26 at 1024 px, 20 at 256 px)."""
-    return 2 + 3 * (_log2_size(size) - 2)
-
-
-def style_layer_latent_index(size: int) -> list[int]:
-    """For each modulated layer in synthesis order, the W+ index it reads."""
-    index = [0, 1]
-    for level in range(_log2_size(size) - 2):
-        index += [1 + 2 * level, 2 + 2 * level, 3 + 2 * level]
-    return index
-
-
-def style_layer_resolution(size: int) -> list[int]:
-    """For each modulated layer in synthesis order, the resolution of its output."""
-    res = [4, 4]
-    for level in range(_log2_size(size) - 2):
-        res += [2 ** (level + 3)] * 3
-    return res
-
-
-def style_layer_is_rgb(size: int) -> list[bool]:
-    """For each modulated layer in synthesis order, whether it is a to_rgb layer."""
-    flags = [False, True]
-    for _ in range(_log2_size(size) - 2):
-        flags += [False, False, True]
-    return flags
-
-
 class Generator(nn.Module):
-    """StyleGAN2 generator.
+    """StyleGAN2 generator, built from the rows of its :func:`~jojogan.stylegan2.config.synthesis_plan`.
 
     Args:
         size: output resolution (power of two ≥ 8).
         style_dim: dimension of z, w and W+ entries (512 for the official models).
         n_mlp: mapping-network depth.
-        channel_multiplier: 2 for config-f.
+        channel_multiplier: 2 for config-f (used when ``channels`` is not given).
         channels: ``{resolution: channels}`` replacing the default table (tests build tiny models).
         lr_mlp: learning-rate multiplier of the mapping network.
         blur_kernel: FIR kernel of the resampling filters.
         conv_clamp: clamp every synthesis and to-RGB layer's output to ``±conv_clamp`` (NVIDIA's
             stylegan2-ada/stylegan3 models use 256); ``None``, the default, clamps nothing.
+
+    Attributes:
+        config: the :class:`~jojogan.stylegan2.config.GeneratorConfig` it was built from;
+            :meth:`from_config` builds the same architecture again.
     """
 
     def __init__(
@@ -125,24 +87,21 @@ class Generator(nn.Module):
         n_mlp: int = 8,
         channel_multiplier: int = 2,
         channels: dict[int, int] | None = None,
-        lr_mlp: float = 0.01,
+        lr_mlp: float = LR_MLP,
         blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
         conv_clamp: float | None = None,
     ):
         super().__init__()
-        self.size = size
-        self.style_dim = style_dim
-        self.n_mlp = n_mlp
-        self.lr_mlp = lr_mlp
-        self.conv_clamp = conv_clamp
-        self.log_size = _log2_size(size)
-        self.channels = {
-            int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()
-        }
-        missing = [2**i for i in range(2, self.log_size + 1) if 2**i not in self.channels]
-        if missing:
-            raise ValueError(f"channels table has no entry for resolutions {missing}")
-
+        self.config = GeneratorConfig(
+            size,
+            style_dim,
+            n_mlp,
+            lr_mlp,
+            channels or default_channels(channel_multiplier),
+            blur_kernel,
+            conv_clamp,
+        )
+        plan = self.config.plan
         self.style = nn.Sequential(
             PixelNorm(),
             *[
@@ -150,52 +109,94 @@ class Generator(nn.Module):
                 for _ in range(n_mlp)
             ],
         )
-        ch = self.channels
-        self.input = ConstantInput(ch[4])
-        clamp = {"conv_clamp": conv_clamp}
-        self.conv1 = StyledConv(ch[4], ch[4], 3, style_dim, blur_kernel=blur_kernel, **clamp)
-        self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False, **clamp)
-
-        self.num_layers = (self.log_size - 2) * 2 + 1
-        self.n_latent = self.log_size * 2 - 2
+        self.input = ConstantInput(plan[0].in_channels)
+        self.conv1 = self._make_layer(plan[0])
+        self.to_rgb1 = self._make_layer(plan[1])
         self.convs = nn.ModuleList()
         self.upsamples = nn.ModuleList()  # empty; kept so module names match the official layout
         self.to_rgbs = nn.ModuleList()
         self.noises = nn.Module()
-        for layer_idx in range(self.num_layers):
-            res = (layer_idx + 5) // 2
-            self.noises.register_buffer(f"noise_{layer_idx}", torch.randn(1, 1, 2**res, 2**res))
-        in_ch = ch[4]
-        for i in range(3, self.log_size + 1):
-            out_ch = ch[2**i]
-            self.convs.append(
-                StyledConv(in_ch, out_ch, 3, style_dim, upsample=True, blur_kernel=blur_kernel, **clamp)
-            )
-            self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim, blur_kernel=blur_kernel, **clamp))
-            self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel, **clamp))
-            in_ch = out_ch
+        # The creation order (noise maps before the later layers) keeps seeded initialisations unchanged.
+        for row in plan:
+            if row.noise is not None:
+                self.noises.register_buffer(
+                    f"noise_{row.noise}", torch.randn(1, 1, row.resolution, row.resolution)
+                )
+        for row in plan[2:]:
+            (self.to_rgbs if row.is_rgb else self.convs).append(self._make_layer(row))
 
-    # ----------------------------------------------------------------- structure
-    @property
-    def config(self) -> dict:
-        """The keyword arguments that rebuild this architecture (``blur_kernel`` is always the default)."""
-        return {
-            "size": self.size,
-            "style_dim": self.style_dim,
-            "n_mlp": self.n_mlp,
-            "channels": {res: ch for res, ch in sorted(self.channels.items()) if res <= self.size},
-            "lr_mlp": self.lr_mlp,
+    def _make_layer(self, row: StyleLayer) -> nn.Module:
+        settings = {
+            "upsample": row.upsample,
+            "blur_kernel": self.config.blur_kernel,
             "conv_clamp": self.conv_clamp,
         }
+        if row.is_rgb:
+            return ToRGB(row.in_channels, self.style_dim, **settings)
+        return StyledConv(row.in_channels, row.out_channels, 3, self.style_dim, **settings)
+
+    @classmethod
+    def from_config(cls, config: GeneratorConfig) -> Generator:
+        """A freshly initialised generator of the architecture ``config`` describes."""
+        return cls(
+            config.size,
+            config.style_dim,
+            config.n_mlp,
+            channels=config.channel_table,
+            lr_mlp=config.lr_mlp,
+            blur_kernel=config.blur_kernel,
+            conv_clamp=config.conv_clamp,
+        )
+
+    # ----------------------------------------------------------------- structure (views of the config)
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    @property
+    def style_dim(self) -> int:
+        return self.config.style_dim
+
+    @property
+    def n_mlp(self) -> int:
+        return self.config.n_mlp
+
+    @property
+    def lr_mlp(self) -> float:
+        return self.config.lr_mlp
+
+    @property
+    def conv_clamp(self) -> float | None:
+        return self.config.conv_clamp
+
+    @property
+    def channels(self) -> dict[int, int]:
+        """``{resolution: channels}`` for the resolutions 4 … size."""
+        return self.config.channel_table
+
+    @property
+    def n_latent(self) -> int:
+        """Number of W+ entries (18 at 1024 px)."""
+        return self.config.n_latent
+
+    @property
+    def plan(self) -> tuple[StyleLayer, ...]:
+        """Every modulated layer in synthesis order (:func:`~jojogan.stylegan2.config.synthesis_plan`)."""
+        return self.config.plan
+
+    @property
+    def num_layers(self) -> int:
+        """Number of noise inputs (one per conv layer)."""
+        return sum(not row.is_rgb for row in self.plan)
 
     @property
     def num_styles(self) -> int:
         """Number of modulated layers (26 at 1024 px)."""
-        return num_style_layers(self.size)
+        return len(self.plan)
 
     @property
     def style_latent_index(self) -> list[int]:
-        return style_layer_latent_index(self.size)
+        return [row.w_index for row in self.plan]
 
     def modulated_convs(self) -> list[nn.Module]:
         """The ``ModulatedConv2d`` of every modulated layer, in synthesis order."""
@@ -216,8 +217,7 @@ class Generator(nn.Module):
     # ----------------------------------------------------------------- latent spaces
     def get_latent(self, z: torch.Tensor) -> torch.Tensor:
         """Mapping network: z ``[batch, style_dim]`` → w ``[batch, style_dim]``."""
-        if z.ndim != 2 or z.shape[1] != self.style_dim:
-            raise ValueError(f"z must have shape [batch, {self.style_dim}], got {tuple(z.shape)}")
+        check_shape(z, "batch style_dim", "z", style_dim=self.style_dim)
         return self.style(z)
 
     @torch.no_grad()
@@ -272,13 +272,10 @@ class Generator(nn.Module):
 
     def to_w_plus(self, w: torch.Tensor) -> torch.Tensor:
         """Broadcast w ``[batch, style_dim]`` to W+ ``[batch, n_latent, style_dim]`` (W+ passes through)."""
-        if w.ndim == 2:
-            w = w.unsqueeze(1).expand(-1, self.n_latent, -1)
-        if w.ndim != 3 or w.shape[1:] != (self.n_latent, self.style_dim):
-            raise ValueError(
-                f"expected w [batch, {self.style_dim}] or W+ [batch, {self.n_latent}, {self.style_dim}], "
-                f"got {tuple(w.shape)}"
-            )
+        if isinstance(w, torch.Tensor) and w.ndim == 2:
+            check_shape(w, "batch style_dim", "w", style_dim=self.style_dim)
+            return w.unsqueeze(1).expand(-1, self.n_latent, -1)
+        check_shape(w, "batch n_latent style_dim", "W+", n_latent=self.n_latent, style_dim=self.style_dim)
         return w
 
     def styles(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
@@ -308,15 +305,14 @@ class Generator(nn.Module):
 
     def synthesis_layers(self) -> list[SynthesisLayer]:
         """Every modulated layer in synthesis order with the style and noise inputs it reads."""
-        layers = [SynthesisLayer(self.conv1, 0, 0), SynthesisLayer(self.to_rgb1, 1, None)]
-        for j, to_rgb in enumerate(self.to_rgbs):
-            k = 2 + 3 * j
-            layers += [
-                SynthesisLayer(self.convs[2 * j], k, 1 + 2 * j),
-                SynthesisLayer(self.convs[2 * j + 1], k + 1, 2 + 2 * j),
-                SynthesisLayer(to_rgb, k + 2, None),
-            ]
-        return layers
+        return list(self._synthesis_layers)
+
+    @functools.cached_property
+    def _synthesis_layers(self) -> tuple[SynthesisLayer, ...]:
+        # looked up once: the modules stay the same objects through .to(), load_state_dict and deepcopy
+        return tuple(
+            SynthesisLayer(self.get_submodule(row.module), k, row.noise) for k, row in enumerate(self.plan)
+        )
 
     def check_synthesis_inputs(
         self, styles: Sequence[torch.Tensor], noise: Sequence[torch.Tensor] | None
@@ -395,7 +391,7 @@ class Discriminator(nn.Module):
         self.conv_clamp = conv_clamp
         self.stddev_group = stddev_group
         self.stddev_feat = stddev_feat
-        log_size = _log2_size(size)
+        log_size = log2_size(size)
         self.channels = {
             int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()
         }
@@ -424,8 +420,7 @@ class Discriminator(nn.Module):
         }
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1:] != (3, self.size, self.size):
-            raise ValueError(f"expected images [batch, 3, {self.size}, {self.size}], got {tuple(x.shape)}")
+        check_shape(x, "batch 3 size size", "images", size=self.size)
 
     def features(self, x: torch.Tensor, blocks: Sequence[int] = D_FEATURE_BLOCKS) -> list[torch.Tensor]:
         """Outputs of ``convs[i]`` for each ``i`` in ``blocks`` (JoJoGAN's loss reads blocks 1, 3, 4, 5).

@@ -8,7 +8,11 @@ when it is absent.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import os
+import platform
 import signal
 from pathlib import Path
 
@@ -85,3 +89,63 @@ def _slow_threads(request, _one_thread):
     torch.set_num_threads(_one_thread)
     yield
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def dlib():
+    """dlib, a required dependency: a missing or broken install fails the tests that use it (they skip
+    only when the shared photos are absent)."""
+    import dlib
+
+    return dlib
+
+
+_DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.fixture(params=_DEVICES)
+def device(request) -> torch.device:
+    """Each device the pipeline tests run on: the CPU, and CUDA when this machine has it."""
+    return torch.device(request.param)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library when it is glibc with ``mallinfo2`` (2.33 or later), else ``None``."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")  # our own handle: own signatures
+    if not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    return libc
+
+
+def large_blocks_are_mapped() -> bool:
+    """Whether glibc serves a request larger than every free chunk with an ``mmap`` of its own (its
+    defaults) rather than from the heap (what ``jojogan.op.memory.cpu_memory_reuse`` makes it do): the
+    effect of the CPU memory policy, seen through glibc's own accounting. Skips without glibc >= 2.33.
+
+    The block is never touched (no resident memory); inside the policy it is freed into the heap, which
+    the outermost exit trims.
+    """
+    libc = _libc()
+    if libc is None:
+        pytest.skip("needs Linux with glibc >= 2.33 (mallinfo2)")
+    before = libc.mallinfo2()
+    nbytes = before.fordblks + (64 << 20)  # over glibc's largest mmap threshold (32 MB) and every hole
+    pointer = libc.malloc(nbytes)
+    try:
+        return libc.mallinfo2().hblkhd - before.hblkhd >= nbytes
+    finally:
+        libc.free(pointer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from jojogan.stylegan2.model import Discriminator, Generator
@@ -45,6 +47,24 @@ def tiny_discriminator(size: int = 64, seed: int = 0) -> Discriminator:
         disc = Discriminator(size, channels=tiny_channels(size))
     _perturb(disc, seed)
     return disc.eval()
+
+
+def tiny_base(root: Path, size: int = 128, faces: int = 2) -> tuple[Path, list[Path]]:
+    """An official-layout checkpoint ``root/base.pt`` (``g_ema``, ``d``, ``latent_avg``) of tiny seeded
+    models, and ``faces`` aligned 'faces' its generator draws (``root/face{i}.png``)."""
+    from jojogan.imaging import to_pil
+
+    gen, disc = tiny_generator(size, seed=3), tiny_discriminator(size, seed=4)
+    latent_avg = gen.mean_latent(64).reshape(-1)
+    torch.save(
+        {"g_ema": gen.state_dict(), "d": disc.state_dict(), "latent_avg": latent_avg}, root / "base.pt"
+    )
+    with torch.no_grad():
+        images = gen(torch.randn(faces, gen.style_dim, generator=torch.Generator().manual_seed(5)))
+    paths = [root / f"face{i}.png" for i in range(faces)]
+    for path, image in zip(paths, images, strict=True):
+        to_pil(image).save(path)
+    return root / "base.pt", paths
 
 
 TINY_RESTYLE_WIDTHS = {"stem_channels": 8, "stage_channels": (8, 8, 16, 16), "se_reduction": 4}

@@ -25,11 +25,6 @@ def _psnr(a, b) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-@pytest.fixture(scope="module")
-def dlib():
-    return pytest.importorskip("dlib")
-
-
 @pytest.fixture
 def iu_path(shared):
     return shared("images", "jojogan", "test_input", "iu.jpeg")
@@ -235,39 +230,6 @@ def test_aligned_input_is_centre_cropped_and_resized():
     assert np.array_equal(np.asarray(same.image), pixels[50:250])
 
 
-# ------------------------------------------------------------------------------------------- paste-back
-
-
-def test_paste_back_replaces_only_the_crop():
-    photo = np.full((200, 300, 3), 40, np.uint8)
-    face = align_face(photo, output_size=64, aligned=True)  # the centre 200 x 200 square
-    red = Image.new("RGB", (128, 128), (255, 0, 0))
-    pasted = np.asarray(face.paste_back(red, photo, feather=0.1))
-    assert pasted.shape == photo.shape
-    assert tuple(pasted[100, 150]) == (255, 0, 0)  # centre of the crop
-    assert tuple(pasted[100, 20]) == (40, 40, 40)  # left of the crop
-    assert tuple(pasted[100, 280]) == (40, 40, 40)  # right of the crop
-    assert 40 < pasted[100, 52, 0] < 255  # inside the feathered margin: a blend
-    hard = np.asarray(face.paste_back(red, photo, feather=0.0))
-    assert tuple(hard[100, 52]) == (255, 0, 0)
-
-
-def test_paste_back_of_the_crop_restores_the_photo(iu_face, iu_path):
-    photo = load_image(iu_path)
-    pasted = np.asarray(iu_face.paste_back(iu_face.image, photo, feather=0.1))
-    original = np.asarray(photo)
-    # Inside the crop the photo comes back (up to resampling twice); far outside it is untouched.
-    centre = np.rint(iu_face.quad.mean(0)).astype(int)
-    window = (slice(centre[1] - 60, centre[1] + 60), slice(centre[0] - 60, centre[0] + 60))
-    assert _psnr(pasted[window], original[window]) > 30.0
-    top = int(iu_face.quad[:, 1].min()) - 1  # rows above the crop
-    assert top > 10 and np.array_equal(pasted[:top], original[:top])
-    with pytest.raises(ValueError, match="aligned from"):
-        iu_face.paste_back(iu_face.image, photo.crop((0, 0, 100, 100)))
-    with pytest.raises(ValueError, match="square"):
-        iu_face.paste_back(Image.new("RGB", (10, 20)), photo)
-
-
 def test_fft_blur_matches_scipy_gaussian_filter():
     image = np.random.default_rng(0).uniform(0, 255, (70, 50, 3)).astype(np.float32)
     for sigma in (1.3, 7.5, 20.0):  # the last kernel is wider than the image: repeated mirroring
@@ -286,8 +248,6 @@ def test_bad_arguments():
         align_face(pixels, face="biggest")
     with pytest.raises(ValueError, match="output_size"):
         align_face(pixels, output_size=0, aligned=True)
-    with pytest.raises(ValueError, match="feather"):
-        align_face(pixels, aligned=True).paste_back(pixels, pixels, feather=0.7)
 
 
 def test_landmark_model_found_without_importing_its_package():

@@ -36,8 +36,7 @@ def pixels_of(data: bytes):
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, workdir):  # noqa: F811
-    pytest.importorskip("dlib")
+def photos(tmp_path_factory, workdir, dlib):  # noqa: F811
     from conftest import shared_path
 
     return photo_folder(tmp_path_factory.mktemp("batch"), lambda *parts: shared_path(*parts))
@@ -253,59 +252,6 @@ def test_plan_resources_from_the_cluster():
     few = plan_resources({"CPU": 3.0}, workers=8)
     assert few.stylize_actors == 3 and few.align_actors == 0 and "3 CPUs" in few.note
     assert plan_resources({}, workers=2).stylize_actors == 1  # a cluster reporting nothing still runs
-
-
-def test_batch_size_two_stacks_faces_and_equals_single_within_tolerance(
-    workdir,  # noqa: F811
-    style,  # noqa: F811
-    tmp_path,
-    monkeypatch,
-):
-    """Aligned crops (no dlib: fast): batch 1 is the single-photo path, batch 2 stacks both faces."""
-    from jojogan.api import JoJoGAN
-
-    stacked = []
-    render_many = JoJoGAN.render_many
-
-    def spy(self, faces, *args, **kwargs):
-        stacked.append(len(faces))
-        return render_many(self, faces, *args, **kwargs)
-
-    monkeypatch.setattr(JoJoGAN, "render_many", spy)
-    faces = [workdir / "face0.png", workdir / "face1.png", workdir / "base.pt"]  # the last: not an image
-    settings = fast_settings(workdir, style, aligned=True, identity=None)
-    alone = stylize_many(faces, settings, tmp_path / "one", batch_size=1, progress=False)
-    assert stacked == [1, 1]
-    together = stylize_many(faces, settings, tmp_path / "two", batch_size=2, progress=False)
-    assert stacked == [1, 1, 2]  # both faces went through the generators together
-    assert together.counts == alone.counts == {"ok": 2, "error": 1, "skipped": 0}
-    assert together.rows[2]["error"] == alone.rows[2]["error"]  # the bad file is still its own line
-    for name in ("face0_styled.png", "face1_styled.png"):
-        one, two = pixels(tmp_path / "one" / name).astype(int), pixels(tmp_path / "two" / name).astype(int)
-        # CPU convolutions over a batch of two may sum in another order than over one
-        assert np.abs(one - two).max() <= 1, name
-    assert not np.array_equal(
-        pixels(tmp_path / "two" / "face0_styled.png"), pixels(tmp_path / "two" / "face1_styled.png")
-    )
-    # the command line's --batch-size reaches the engine: the same batched bytes
-    args = ["batch", *faces[:2], "--style", style, "--base", workdir / "base.pt", *FAST, "--aligned"]
-    result = run(
-        [
-            *args,
-            "--no-identity",
-            "--device",
-            "cpu",
-            "--batch-size",
-            "2",
-            "--no-progress",
-            "-o",
-            tmp_path / "cli",
-        ]
-    )
-    assert result.exit_code == 0, result.output
-    assert stacked == [1, 1, 2, 2]
-    for name in ("face0_styled.png", "face1_styled.png"):
-        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
 def test_a_batched_encoder_inverts_the_faces_of_a_batch_together_in_order(workdir, style, monkeypatch):  # noqa: F811

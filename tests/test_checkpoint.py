@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from jojogan.stylegan2 import CheckpointError, load_checkpoint
+from jojogan.errors import CheckpointError
+from jojogan.stylegan2 import load_checkpoint
 
 from factories import tiny_discriminator, tiny_generator
 

@@ -18,10 +18,10 @@ import jojogan.cleanup.cleaners
 import jojogan.finetune
 import jojogan.perceptual
 from jojogan.cli import main as cli
-from jojogan.imaging import to_pil
-from jojogan.style_file import file_sha256, load_style
+from jojogan.fileio import file_sha256
+from jojogan.style_file import load_style
 
-from factories import tiny_discriminator, tiny_generator
+from factories import tiny_base
 
 SIZE = 128
 FAST = ["--inversion", "optimize", "--inversion-steps", "3"]
@@ -31,15 +31,7 @@ FAST = ["--inversion", "optimize", "--inversion-steps", "3"]
 def workdir(tmp_path_factory):
     """A tiny official-layout checkpoint and two 'aligned' faces made by its generator."""
     root = tmp_path_factory.mktemp("cli")
-    gen, disc = tiny_generator(SIZE, seed=3), tiny_discriminator(SIZE, seed=4)
-    latent_avg = gen.mean_latent(64).reshape(-1)
-    torch.save(
-        {"g_ema": gen.state_dict(), "d": disc.state_dict(), "latent_avg": latent_avg}, root / "base.pt"
-    )
-    with torch.no_grad():
-        images = gen(torch.randn(2, gen.style_dim, generator=torch.Generator().manual_seed(5)))
-    for i, image in enumerate(images):
-        to_pil(image).save(root / f"face{i}.png")
+    tiny_base(root, SIZE)
     return root
 
 
@@ -80,30 +72,6 @@ def test_finetune_writes_a_style_file_with_provenance(workdir, style):
     assert meta["inversion"] == "optimize" and meta["format_version"] == 1
     assert not (workdir / "style.safetensors.resume.pt").exists()  # removed after success
     assert load_style(style).generator.size == SIZE
-
-
-def test_stylize_alpha_endpoints_and_folder_output(workdir, style):
-    base = ["--base", workdir / "base.pt", "--style", style, "--aligned", *FAST]
-    outs = {}
-    for alpha in ("0", "1"):
-        outs[alpha] = workdir / f"a{alpha}.png"
-        assert (
-            run(["stylize", workdir / "face1.png", *base, "--alpha", alpha, "-o", outs[alpha]]).exit_code == 0
-        )
-    a0, a1 = (np.asarray(Image.open(outs[k])) for k in ("0", "1"))
-    assert a0.shape == (SIZE, SIZE, 3) and np.abs(a0.astype(int) - a1).mean() > 1
-
-    # α = 0 is the base generator's reconstruction of the inverted face, bit for bit
-    pipe = jojogan.api.JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
-    face = pipe.prepare(workdir / "face1.png", inversion="optimize", aligned=True, inversion_steps=3)
-    with torch.no_grad():
-        expected = to_pil(pipe.generator.synthesis(face.w_plus)[0])
-    assert np.array_equal(np.asarray(expected), a0)
-
-    folder = workdir / "many"
-    result = run(["stylize", workdir / "face0.png", workdir / "face1.png", *base, "-o", folder])
-    assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in folder.iterdir()) == ["face0_styled.png", "face1_styled.png"]
 
 
 def test_slider_strip_and_gif(workdir, style):
@@ -303,8 +271,7 @@ def test_api_checkpoint_interval_needs_a_path(workdir):
         pipe.finetune([workdir / "face0.png"], config, inversion="optimize", aligned=True)
 
 
-def test_align_and_paste_back_on_a_real_photo(workdir, style, shared, tmp_path):
-    pytest.importorskip("dlib")
+def test_align_and_paste_back_on_a_real_photo(workdir, style, shared, dlib, tmp_path):
     photo = shared("images", "jojogan", "test_input", "iu.jpeg")
     result = run(["align", photo, "--size", "96", "-o", tmp_path / "aligned"])
     assert result.exit_code == 0, result.output
@@ -323,9 +290,8 @@ def test_align_and_paste_back_on_a_real_photo(workdir, style, shared, tmp_path):
     assert difference[:20, :20].max() == 0 and difference[-20:, -20:].max() == 0
 
 
-def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, tmp_path, monkeypatch):
+def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, dlib, tmp_path, monkeypatch):
     """stylize --cleanup codeformer --paste end to end: a real photo, the tiny base, a CodeFormer file."""
-    pytest.importorskip("dlib")
     from test_codeformer import TINY, seeded
 
     from jojogan.cleanup import CodeFormer, load_codeformer

@@ -19,8 +19,9 @@ import jojogan.finetune
 from jojogan.cli import main
 from jojogan.cli._options import unique_stems
 from jojogan.cli.finetune import finetune_lock_path
+from jojogan.fileio import file_sha256
 from jojogan.imaging import to_pil
-from jojogan.style_file import file_sha256, save_style
+from jojogan.style_file import save_style
 
 from factories import tiny_discriminator, tiny_generator
 

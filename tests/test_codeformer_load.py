@@ -22,7 +22,7 @@ from jojogan.cleanup import (
     load_codeformer,
     restore_image,
 )
-from jojogan.stylegan2.errors import CheckpointError, JojoganError
+from jojogan.errors import CheckpointError, JojoganError
 
 
 @pytest.fixture
@@ -158,7 +158,8 @@ def test_restore_image_keeps_the_size(tiny):
 
 
 def test_registry_name_reads_the_weights_cache(tiny, tmp_path, monkeypatch):
-    from jojogan.weights import REGISTRY, file_sha256
+    from jojogan.fileio import file_sha256
+    from jojogan.weights import REGISTRY
 
     monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path))
     with pytest.raises(CheckpointError, match=r"codeformer.pth .* is not in the weights cache"):

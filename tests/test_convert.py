@@ -20,10 +20,10 @@ from jojogan import weights as manager
 from jojogan.cli import main as cli
 from jojogan.convert import base_checkpoint_path, convert_network_pickle
 from jojogan.errors import CheckpointError
+from jojogan.fileio import file_sha256
 from jojogan.style_file import load_style, save_style
 from jojogan.stylegan2 import load_checkpoint
 from jojogan.stylegan2.checkpoint import MODEL_CONFIG_KEY
-from jojogan.weights import file_sha256
 
 from conftest import shared_path
 from nvidia_records import (

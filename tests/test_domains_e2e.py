@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from jojogan.cli import main as cli
-from jojogan.weights import file_sha256
+from jojogan.fileio import file_sha256
 
 from conftest import shared_path
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from jojogan.config import FinetuneConfig
+from jojogan.errors import JojoganError
 from jojogan.finetune import (
     FinetuneDivergedError,
     ResumeState,
@@ -18,7 +19,7 @@ from jojogan.finetune import (
     reference_features,
 )
 from jojogan.mixing import layer_latents, layer_styles, resolve_mask
-from jojogan.stylegan2 import JojoganError, load_checkpoint
+from jojogan.stylegan2 import load_checkpoint
 from jojogan.stylegan2.model import Generator
 
 from factories import TINY_STYLE_DIM, tiny_discriminator, tiny_generator

@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
+from jojogan.cli import main as cli_main
 from jojogan.identity import (
     RECOGNIZERS,
     IdentityCurve,
@@ -23,7 +24,6 @@ from jojogan.identity import (
     plot_identity_curve,
     verification_rule,
 )
-from jojogan.identity.cli import identity
 from jojogan.identity.verdict import MOBILEFACENET_ANGLE_DEG
 from jojogan.inversion.align import align_face
 
@@ -213,7 +213,7 @@ def test_embed_of_a_batch_matches_one_by_one(mobilefacenet):
 
 
 def test_cli_compares_two_photos_after_aligning_them():
-    result = CliRunner().invoke(identity, [str(_photo("iu")), str(_photo("iu")), "--json"])
+    result = CliRunner().invoke(cli_main, ["identity", str(_photo("iu")), str(_photo("iu")), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["network"] == "dlib" and report["similarity"] == pytest.approx(0.0, abs=1e-6)
@@ -225,7 +225,7 @@ def test_cli_says_two_people_are_not_the_same_person(tmp_path, faces):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     faces["iu"].save(a)
     faces["chris_hemsworth"].save(b)
-    result = CliRunner().invoke(identity, [str(a), str(b), "--aligned"])
+    result = CliRunner().invoke(cli_main, ["identity", str(a), str(b), "--aligned"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("not the same person (dlib: distance 1.0")
 
@@ -244,7 +244,7 @@ def test_cli_aligned_flag_and_chosen_network(tmp_path, faces):
         "--identity-weights",
         str(weights),
     ]
-    result = CliRunner().invoke(identity, args)
+    result = CliRunner().invoke(cli_main, ["identity", *args])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("same person (mobilefacenet: cosine 0.9")
     assert "≥ 0.2841" in result.output
@@ -253,7 +253,7 @@ def test_cli_aligned_flag_and_chosen_network(tmp_path, faces):
 def test_cli_photo_without_a_face_fails_with_one_line(tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (300, 300), (120, 130, 140)).save(blank)
-    result = CliRunner().invoke(identity, [str(blank), str(_photo("iu"))])
+    result = CliRunner().invoke(cli_main, ["identity", str(blank), str(_photo("iu"))])
     assert result.exit_code != 0
     assert "No face was found in" in result.output and "blank.png" in result.output
     assert "Traceback" not in result.output

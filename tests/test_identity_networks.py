@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from jojogan.errors import CheckpointError
 from jojogan.identity import IdentityError, MissingExtraError, load_face_recognizer
 from jojogan.identity.arcface_ir_se import IRSEBackbone, load_arcface_ir_se, stage_units_from_state
 from jojogan.identity.crops import ARCFACE_TEMPLATE, arcface_template_crop, psp_crop
@@ -18,7 +19,6 @@ from jojogan.identity.iresnet import IRESNET_LAYERS, IResNet, layers_from_state
 from jojogan.identity.mobilefacenet import MobileFaceNet, imagenet_normalize
 from jojogan.identity.onnx_recognizer import load_onnx_recognizer
 from jojogan.inversion.ir_se import IR_SE_STAGE_UNITS
-from jojogan.stylegan2.errors import CheckpointError
 
 from conftest import shared_path
 

@@ -6,7 +6,7 @@ import pytest
 
 from jojogan.config import DEFAULT_SWAP_W_PLUS, PRESERVE_COLOR_SWAP_W_PLUS, FinetuneConfig
 from jojogan.mixing import band_of, resolve_mask, style_resolutions, swapped_layers, w_plus_swap_layers
-from jojogan.stylegan2.model import num_style_layers, style_layer_resolution
+from jojogan.stylegan2.config import num_style_layers, style_layer_resolution
 
 SIZES = [8, 16, 32, 64, 128, 256, 512, 1024]
 

@@ -13,12 +13,13 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
 from jojogan.op import FusedLeakyReLU, _build, _dispatch, fused_leaky_relu, make_kernel, upfirdn2d
 from jojogan.op._cuda_autograd import fused_leaky_relu_cuda, upfirdn2d_adjoint, upfirdn2d_cuda
 from jojogan.op.fused_act import fused_leaky_relu_ref
-from jojogan.op.upfirdn2d import upfirdn2d_naive, upfirdn2d_ref
+from jojogan.op.upfirdn2d import upfirdn2d_ref
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -33,6 +34,30 @@ UPFIRDN_CASES = [
     ((5, 4), 3, 2, (2, 2, 3, 1)),
     ((1, 1), 2, 2, (0, 0)),
 ]
+
+
+def upfirdn2d_naive(
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    up: tuple[int, int],
+    down: tuple[int, int],
+    pad: tuple[int, int, int, int],
+) -> torch.Tensor:
+    """The definition written out literally (zero insertion, pad, full convolution, slice).
+
+    Slow and wasteful on purpose: the test oracle of the efficient reference.
+    """
+    batch, channels, height, width = x.shape
+    up_x, up_y = up
+    down_x, down_y = down
+    x0, x1, y0, y1 = pad
+    kh, kw = kernel.shape
+    stuffed = x.new_zeros(batch, channels, height * up_y, width * up_x)
+    stuffed[:, :, ::up_y, ::up_x] = x
+    padded = F.pad(stuffed, [x0, x1, y0, y1])
+    weight = kernel.to(x).flip([0, 1]).view(1, 1, kh, kw).repeat(channels, 1, 1, 1)
+    out = F.conv2d(padded, weight, groups=channels)
+    return out[:, :, ::down_y, ::down_x]
 
 
 def _case_kernel(spec, dtype=torch.float64) -> torch.Tensor:
@@ -666,3 +691,21 @@ def test_cuda_public_entry_points_use_the_extension(cuda_ext, monkeypatch):
     assert _build.is_cached()
     assert _build.load_extension() is cuda_ext
     assert isinstance(cuda_ext, types.ModuleType)
+
+
+def test_check_shape_names_what_was_expected_and_what_came():
+    from jojogan.op import check_shape
+
+    x = torch.zeros(2, 3, 8, 8)
+    assert check_shape(x, "batch 3 size size") == {"batch": 2, "size": 8}
+    assert check_shape(x, "* 3 h w", h=8) == {"h": 8, "w": 8}
+    with pytest.raises(
+        ValueError, match=r"^images must have shape \[batch, 3, 16, 16\], got \[2, 3, 8, 8\]$"
+    ):
+        check_shape(x, "batch 3 size size", "images", size=16)
+    with pytest.raises(ValueError, match=r"\[batch, 3, side, side\], got \[2, 3, 8, 4\]"):
+        check_shape(torch.zeros(2, 3, 8, 4), "batch 3 side side")  # one name, one size
+    with pytest.raises(ValueError, match=r"\[batch, 4\], got \[2, 3, 8, 8\]"):
+        check_shape(x, "batch 4")
+    with pytest.raises(ValueError, match=r"^z must be a tensor \[batch, 16\], got list$"):
+        check_shape([1.0], "batch style_dim", "z", style_dim=16)

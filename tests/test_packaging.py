@@ -76,3 +76,27 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "jojogan", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == f"jojogan, version {jojogan.__version__}"
+
+
+def test_the_version_has_one_owner():
+    """pyproject reads the version from ``jojogan.__version__``; the installed metadata agrees."""
+    import importlib.metadata
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "jojogan.__version__"}
+    assert importlib.metadata.version("jojogan") == jojogan.__version__
+
+
+def test_public_names_are_the_export_table():
+    """``__all__`` and the static analysers' eager imports are both the lazy ``_EXPORTS`` table."""
+    import ast
+
+    assert jojogan.__all__ == sorted([*jojogan._EXPORTS, "__version__"])
+    tree = ast.parse((REPO / "jojogan" / "__init__.py").read_text())
+    (block,) = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    eager = {alias.name: node.module for node in block.body for alias in node.names}
+    assert eager == jojogan._EXPORTS
+    for name in jojogan.__all__:
+        assert getattr(jojogan, name) is not None, name

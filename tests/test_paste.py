@@ -20,11 +20,6 @@ from factories import tiny_generator
 _cache: dict = {}
 
 
-@pytest.fixture(scope="module")
-def dlib():
-    return pytest.importorskip("dlib")
-
-
 @pytest.fixture
 def photo(shared, dlib):
     """The test photo scaled to 400 px wide and its face aligned at 256 px (computed once)."""

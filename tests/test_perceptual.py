@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from jojogan import weights as manager
+from jojogan.errors import CheckpointError, JojoganError
 from jojogan.inversion.project import project
 from jojogan.perceptual import LPIPS, lin_weights_path, load_lpips, lpips_available
-from jojogan.stylegan2.errors import CheckpointError, JojoganError
 
 from factories import tiny_generator
 

@@ -12,6 +12,7 @@ from jojogan.finetune import MEAN_LATENTS, finetune
 from jojogan.imaging import from_pil, to_pil
 from jojogan.style_file import save_style
 
+from conftest import large_blocks_are_mapped
 from factories import tiny_discriminator, tiny_generator
 
 SIZE = 128  # the smallest size whose discriminator has the blocks 1, 3, 4, 5 the loss reads
@@ -29,19 +30,19 @@ def base(tmp_path_factory):
 
 
 @pytest.mark.parametrize("reference_code", ["mean", "blend"])
-def test_api_and_low_level_train_the_same_weights_for_a_seed(base, reference_code):
+def test_api_and_low_level_train_the_same_weights_for_a_seed(base, reference_code, device):
     """Both entry points take the mean latent from one owner, seeded by config.seed (not by 0)."""
     path, face = base
     MEAN_LATENTS.clear()
     config = FinetuneConfig(iterations=1, seed=3, reference_code=reference_code, mean_code_samples=500)
-    pipe = JoJoGAN.from_pretrained(base=path, device="cpu")
+    pipe = JoJoGAN.from_pretrained(base=path, device=device)
     crops = [pipe.align(face, aligned=True)]
     latents = (
         None
         if reference_code == "mean"
         else pipe.invert(crops, inversion="optimize", inversion_steps=3, seed=config.seed)
     )
-    images = torch.cat([from_pil(c.image, SIZE) for c in crops])
+    images = torch.cat([from_pil(c.image, SIZE) for c in crops]).to(device)
 
     through_api = pipe.finetune([face], config, inversion="optimize", inversion_steps=3, aligned=True)
     assert len(MEAN_LATENTS) == 1  # the API's path went through the cache keyed by the file's sha256
@@ -64,10 +65,11 @@ def test_api_and_low_level_train_the_same_weights_for_a_seed(base, reference_cod
     assert other.losses != low_level.losses
 
 
-def test_style_files_record_the_config_and_the_run(base, tmp_path):
+def test_style_files_record_the_config_and_the_run(base, device):
     path, face = base
     config = FinetuneConfig(iterations=1, seed=2, reference_code="mean", mean_code_samples=100)
-    run = JoJoGAN.from_pretrained(base=path).finetune([face], config, aligned=True, show_progress=False)
+    pipe = JoJoGAN.from_pretrained(base=path, device=device)
+    run = pipe.finetune([face], config, aligned=True, show_progress=False)
     meta = run.metadata
     assert meta["seed"] == 2 and meta["iterations"] == 1 and meta["mean_code_samples"] == 100
     assert meta["reference_code"] == "mean" and meta["inversion"] is None  # no inversion was run
@@ -94,21 +96,25 @@ def test_components_registry_moves_every_model_and_the_style_cache_is_bounded(ba
     assert len(list(pipe.modules())) == 2 + pipe.max_styles
 
 
-def test_cpu_memory_policy_is_entered_at_the_api_edge_not_in_the_stage(base):
-    from jojogan.op import memory
-
+def test_cpu_memory_policy_is_entered_at_the_api_edge_not_in_the_stage(base, monkeypatch):
+    monkeypatch.delenv("JOJOGAN_CPU_MEMORY", raising=False)
     path, face = base
     config = FinetuneConfig(iterations=1, reference_code="mean", mean_code_samples=100)
     pipe = JoJoGAN.from_pretrained(base=path)
-    depths = []
+    assert large_blocks_are_mapped()  # outside any job: glibc's defaults (skips without glibc)
+    mapped = []
     pipe.finetune(
-        [face], config, aligned=True, show_progress=False, callback=lambda *a: depths.append(memory._depth)
+        [face],
+        config,
+        aligned=True,
+        show_progress=False,
+        callback=lambda *a: mapped.append(large_blocks_are_mapped()),
     )
-    expected = 1 if memory._glibc() is not None else 0
-    assert depths == [expected]
+    assert mapped == [False]  # during the API's call, freed blocks stay in the heap for reuse
     images = from_pil(pipe.align(face, aligned=True).image, SIZE)
     finetune(
         pipe.generator, pipe.discriminator, images, None, config, show_progress=False,
-        callback=lambda *a: depths.append(memory._depth),
+        callback=lambda *a: mapped.append(large_blocks_are_mapped()),
     )  # fmt: skip
-    assert depths[-1] == 0 and memory._depth == 0
+    assert mapped == [False, True]  # the stage itself leaves the allocator alone
+    assert large_blocks_are_mapped()

@@ -171,8 +171,9 @@ def test_callback_gets_every_step_and_its_loss(models):
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        (torch.zeros(3, 32, 32), r"\[batch, 3, height, width\], got \(3, 32, 32\)"),
-        (torch.zeros(1, 1, 32, 32), r"\[batch, 3, height, width\], got \(1, 1, 32, 32\)"),
+        (torch.zeros(3, 32, 32), r"\[batch, 3, height, width\], got \[3, 32, 32\]"),
+        (torch.zeros(1, 1, 32, 32), r"\[batch, 3, height, width\], got \[1, 1, 32, 32\]"),
+        (torch.zeros(0, 3, 32, 32), r"no image"),
         (torch.zeros(1, 3, 32, 16), r"square .* got 32×16"),
         (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), r"float tensor .* got dtype torch.uint8"),
         (torch.full((1, 3, 32, 32), 255.0), r"\[-1, 1\], got \[255, 255\]"),

@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import jojogan.style_file as style_file
-from jojogan.style_file import STYLE_FORMAT_VERSION, file_sha256, load_style, save_style, style_metadata
-from jojogan.stylegan2 import CheckpointError, JojoganError
+from jojogan.errors import CheckpointError, JojoganError
+from jojogan.fileio import file_sha256
+from jojogan.style_file import STYLE_FORMAT_VERSION, load_style, save_style, style_metadata
 
 from factories import TINY_STYLE_DIM, tiny_generator
 
@@ -58,7 +59,10 @@ def test_round_trip_gives_the_same_generator_and_metadata(tmp_path):
         "n_mlp": 2,
         "channels": {"4": 8, "8": 8, "16": 8, "32": 4, "64": 4},
         "lr_mlp": 0.01,
+        "blur_kernel": [1, 3, 3, 1],
+        "conv_clamp": None,
     }
+    assert loaded.generator.config == gen.config
     assert meta["package_version"] and meta["created"].endswith("+00:00")
     assert loaded.path == path
 
@@ -177,3 +181,19 @@ def test_save_validates_its_inputs(tmp_path):
     with pytest.raises(ValueError, match="JSON-serialisable"):
         save_style(tmp_path / "style.safetensors", _finetuned(), {"tensor": torch.zeros(1)})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_generator_config_travels_with_the_style(tmp_path):
+    """A style file records ``generator.config`` and loading builds that generator (lr_mlp and the blur
+    kernel cannot be read from the weights' shapes)."""
+    from jojogan.stylegan2.model import Generator
+
+    torch.manual_seed(0)
+    gen = Generator(
+        16, style_dim=8, n_mlp=2, channels={4: 4, 8: 4, 16: 4}, lr_mlp=0.05, blur_kernel=(1, 2, 1)
+    )
+    loaded = load_style(save_style(tmp_path / "style.safetensors", gen, {})).generator
+    assert loaded.config == gen.config and loaded.lr_mlp == 0.05
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(z), gen(z))

@@ -146,9 +146,6 @@ def test_stylize_caches_the_inversion_and_alpha_changes_the_face(studio, trained
     assert len(calls) == 1  # one inversion for the photo; moving α only runs the generators
     a0, a1, ah = (np.asarray(r.image, dtype=int) for r in (original, styled, half))
     assert np.abs(a0 - a1).mean() > 1 and not np.array_equal(ah, a0) and not np.array_equal(ah, a1)
-    with torch.no_grad():  # α = 0 is the base generator's picture of the cached code, bit for bit
-        expected = to_pil(studio.pipe.generator.synthesis(original.face.w_plus)[0])
-    assert np.array_equal(np.asarray(expected), a0)
     with pytest.raises(JojoganError, match="paste-back needs a photo"):
         studio.stylize(photo, "tiny", 1.0, aligned=True, paste=True)
     with pytest.raises(JojoganError, match="choose a style"):

@@ -34,7 +34,6 @@ from jojogan.video import io as vio
 from jojogan.video.store import store_path
 from jojogan.video.track import TrackConfig
 
-pytest.importorskip("dlib")
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 

@@ -14,7 +14,6 @@ from jojogan.video import io as vio
 from jojogan.video.smoothing import gaussian_weights, smooth
 from jojogan.video.track import TrackConfig, analyse
 
-pytest.importorskip("dlib")
 pytest.importorskip("av")
 
 SMALL = dict(min_face_size=32)

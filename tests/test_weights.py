@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from jojogan import weights as manager
+from jojogan.cli import main as cli_main
 from jojogan.weights import WeightsEntry
-from jojogan.weights_cli import weights as weights_group
 
 SIZE = 300_000
 
@@ -162,7 +162,7 @@ def _serve(server, monkeypatch, name="tiny", seed=0, *, sha256: str | None = "au
 
 
 def _run(*args):
-    return CliRunner().invoke(weights_group, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(cli_main, ["weights", *map(str, args)], catch_exceptions=False)
 
 
 def _leftovers(cache: Path) -> list[str]:

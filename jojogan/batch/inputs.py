@@ -224,7 +224,7 @@ def input_sha256(item: InputItem) -> str:
         OSError: it cannot be read.
     """
     if item.filesystem is None:
-        from jojogan.style_file import file_sha256
+        from jojogan.fileio import file_sha256
 
         return file_sha256(item.path)
     digest = hashlib.sha256()

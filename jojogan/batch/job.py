@@ -25,8 +25,8 @@ from PIL import Image
 
 from jojogan.batch.inputs import InputItem, local_photo, unreadable
 from jojogan.config import STYLED_SUFFIX, StylizeConfig
+from jojogan.fileio import file_sha256
 from jojogan.models import Models
-from jojogan.style_file import file_sha256
 
 if TYPE_CHECKING:
     from jojogan.api import StylizeResult

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import torch
 
 from jojogan.cleanup.network import CodeFormer, CodeFormerConfig
+from jojogan.errors import CheckpointError
 from jojogan.stylegan2.checkpoint import read_weights_file
-from jojogan.stylegan2.errors import CheckpointError
 from jojogan.weights import resolve_weights
 
 __all__ = ["check_layout", "codeformer_state_dict", "load_codeformer"]

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jojogan.stylegan2.errors import JojoganError
+from jojogan.errors import JojoganError
 
 __all__ = [
     "AttentionBlock",
@@ -265,20 +265,6 @@ class Codebook(nn.Module):
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Entries for a grid of indices ``[B, H, W]`` (int64), as features ``[B, code_dim, H, W]``."""
         return self.embedding(indices).permute(0, 3, 1, 2)
-
-    def nearest(self, features: torch.Tensor) -> torch.Tensor:
-        """Index of the nearest entry (Euclidean) for every cell of ``features`` ``[B, code_dim, H, W]``.
-
-        This is the VQGAN's quantiser, the map the codebook was trained with; CodeFormer's inference
-        predicts indices with its transformer instead. Returns ``[B, H, W]`` int64; ties go to the lower
-        index.
-        """
-        b, c, h, w = features.shape
-        flat = features.permute(0, 2, 3, 1).reshape(-1, c)
-        codes = self.embedding.weight
-        # |f - e|^2 = |f|^2 - 2 f.e + |e|^2; |f|^2 is the same for every entry, so it is left out.
-        distance = codes.square().sum(1) - 2.0 * flat @ codes.t()
-        return distance.argmin(1).reshape(b, h, w)
 
 
 class SelfAttention(nn.Module):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from jojogan.cleanup.network import CodeFormer, CodeFormerInputError
-from jojogan.stylegan2.errors import JojoganError
+from jojogan.errors import JojoganError
 
 __all__ = [
     "DEFAULT_FIDELITY",

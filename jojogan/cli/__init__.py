@@ -14,10 +14,8 @@ import click
 from jojogan import __version__
 
 # the command modules; the package namespace holds modules only, so no module shares a command's name
-from jojogan.cli import align, batch, convert, env, finetune, stylize, ui, video
+from jojogan.cli import align, batch, convert, env, finetune, identity, stylize, ui, video, weights
 from jojogan.errors import JojoganError
-from jojogan.identity.cli import identity
-from jojogan.weights_cli import weights
 
 __all__ = ["main"]
 
@@ -85,8 +83,8 @@ main.add_command(stylize.stylize)
 main.add_command(stylize.slider)
 main.add_command(stylize.sample)
 main.add_command(batch.batch)
-main.add_command(weights)
+main.add_command(weights.weights)
 main.add_command(convert.convert)
-main.add_command(identity)
+main.add_command(identity.identity)
 main.add_command(ui.ui)
 main.add_command(video.video)

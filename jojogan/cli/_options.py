@@ -376,7 +376,7 @@ def _pop_encoder_options(values: dict) -> dict[str, int]:
 
 def identity_options(command: Callable) -> Callable:
     """--identity-net, --identity-weights and --no-identity: the identity figure of the results."""
-    from jojogan.identity.cli import identity_net_options
+    from jojogan.cli.identity import identity_net_options
 
     # "auto": the default network where the base's pictures are faces, no figure otherwise
     return stack(identity_net_options("auto"), no_identity_option)(command)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from jojogan.batch import ENGINES
+from jojogan.batch.manifest import MANIFEST_NAME
 from jojogan.cli._options import (
     FINISHING,
     codeformer_option,
@@ -32,7 +34,7 @@ from jojogan.cli._options import (
 @codeformer_option
 @identity_options
 @click.option(
-    "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Where to run."
+    "--engine", type=click.Choice(ENGINES), default="local", show_default=True, help="Where to run."
 )
 @click.option(
     "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Stylize actors (ray)."
@@ -83,6 +85,6 @@ def batch(
     for row in report.rows:
         if row["status"] == "error" and not row.get("skipped"):
             click.echo(f"error: {row['input']}: {row['error']}", err=True)
-    click.echo(f"{report.summary()}; manifest {Path(output) / 'manifest.jsonl'}")
+    click.echo(f"{report.summary()}; manifest {Path(output) / MANIFEST_NAME}")
     if any(row["status"] == "error" for row in report.rows):
         raise click.exceptions.Exit(1)

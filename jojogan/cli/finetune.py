@@ -21,9 +21,9 @@ from jojogan.cli._options import (
     pipeline,
     stylize_config,
 )
+from jojogan.cli.identity import identity_net_options
 from jojogan.config import MASK_GROUPS, MASK_PRESETS, REFERENCE_CODES, FinetuneConfig
 from jojogan.identity import DEFAULT_LOSS_NETWORK
-from jojogan.identity.cli import identity_net_options
 from jojogan.op.precision import PRECISIONS
 
 # How each FinetuneConfig field appears on the command line; defaults come from the config itself.
@@ -155,7 +155,7 @@ def _train(pipe, references, config, inputs, output: Path, state_path: Path, sta
             resume=state if state is not None else False,
         )  # fmt: skip
     except FinetuneDivergedError as error:
-        _save_last_good(error, output, pipe.generator)
+        _save_last_good(error, output)
     except KeyboardInterrupt:
         hint = (
             f"progress up to the last resume state is in {state_path}; rerun the same command with --resume"
@@ -206,13 +206,13 @@ def _output_lock(output: Path):
     return held()
 
 
-def _save_last_good(error, output: Path, base) -> None:
-    """Keep the weights from before a divergence beside the output (with the base's settings: its mapping
-    learning rate and conv_clamp), then report it."""
+def _save_last_good(error, output: Path) -> None:
+    """Keep the weights from before a divergence beside the output (built from the trained generator's
+    configuration: its mapping learning rate and conv_clamp too), then report it."""
     from jojogan.style_file import save_style
     from jojogan.stylegan2.checkpoint import generator_from_state
 
     rescue = output.with_name(output.stem + ".last-good.safetensors")
-    last_good = generator_from_state(error.last_good_state, lr_mlp=base.lr_mlp, conv_clamp=base.conv_clamp)
+    last_good = generator_from_state(error.last_good_state, config=error.generator_config)
     save_style(rescue, last_good, {"diverged_at_step": error.step})
     raise click.ClickException(f"{error} The last good weights were saved to {rescue}.") from error

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from jojogan import weights
+from jojogan.errors import CheckpointError
 from jojogan.identity.arcface_ir_se import load_arcface_ir_se
 from jojogan.identity.crops import RECOGNITION_SIZE
 from jojogan.identity.dlib_recognizer import load_dlib_recognizer
@@ -41,7 +42,6 @@ from jojogan.identity.registry import (
 )
 from jojogan.identity.verdict import IdentityScore, VerificationRule
 from jojogan.stylegan2.checkpoint import read_weights_file
-from jojogan.stylegan2.errors import CheckpointError
 
 __all__ = [
     "DEFAULT_LOSS_NETWORK",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jojogan.stylegan2.errors import JojoganError
+from jojogan.errors import JojoganError
 
 __all__ = ["IdentityError", "MissingExtraError"]
 

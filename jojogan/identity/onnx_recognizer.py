@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from jojogan.errors import CheckpointError
 from jojogan.identity.crops import RECOGNITION_SIZE, arcface_template_crop
 from jojogan.identity.errors import MissingExtraError
 from jojogan.identity.recognizer import FaceRecognizer, check_embeddings
-from jojogan.stylegan2.errors import CheckpointError
 
 __all__ = ["OnnxRecognizer", "load_onnx_recognizer"]
 

@@ -16,13 +16,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from jojogan.errors import CheckpointError
 from jojogan.identity.crops import check_images
 from jojogan.identity.errors import IdentityError
 from jojogan.identity.registry import verification_rule
 from jojogan.identity.verdict import IdentityScore, VerificationRule
 from jojogan.imaging import from_pil
 from jojogan.stylegan2.checkpoint import layout_problems, read_weights_file
-from jojogan.stylegan2.errors import CheckpointError
 
 __all__ = ["FaceRecognizer", "TorchRecognizer", "check_embeddings", "face_tensor", "load_network_state"]
 

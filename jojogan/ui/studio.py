@@ -33,9 +33,10 @@ from jojogan.config import (
     StylizeConfig,
 )
 from jojogan.errors import JojoganError
+from jojogan.fileio import file_sha256
 from jojogan.imaging import image_grid, labelled_strip, save_gif, save_image, to_pil
 from jojogan.inversion.errors import FaceNotFoundError, FaceTooSmallError
-from jojogan.style_file import StyleFile, file_sha256
+from jojogan.style_file import StyleFile
 from jojogan.stylization import TRUNCATION
 from jojogan.ui.library import LibraryError, LibraryStyle, StyleLibrary, check_style_name
 from jojogan.weights import check_cached, format_size, is_offline, official_styles, resolve_weights

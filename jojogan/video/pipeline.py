@@ -493,7 +493,7 @@ def _face_video(info: VideoInfo, size: int) -> VideoInfo:
 def _record(pipe, info: VideoInfo, loaded, config: StylizeConfig, video: VideoConfig) -> dict:
     """What identifies a run's output: its input, style, base and every setting that changes frames."""
     from jojogan import __version__
-    from jojogan.style_file import file_sha256
+    from jojogan.fileio import file_sha256
 
     stat = info.path.stat()
     settings = dataclasses.asdict(video)

@@ -1,30 +1,14 @@
 """``jojogan weights``: list, download, verify and locate the registry's files (a thin layer over
 :mod:`jojogan.weights`).
 
-Registered on the main command group with ``main.add_command(weights)``.
+Registered on the main command group, which turns the manager's errors into one line.
 """
 
 from __future__ import annotations
 
-import functools
-
 import click
 
 from jojogan import weights as manager
-from jojogan.stylegan2.errors import JojoganError
-
-
-def _user_errors(command):
-    """The manager's errors become one ``Error: ...`` line and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except JojoganError as error:
-            raise click.ClickException(str(error)) from error
-
-    return wrapper
 
 
 def _entries(names: tuple[str, ...]) -> list[manager.WeightsEntry]:
@@ -61,7 +45,7 @@ def weights() -> None:
 def _source(entry: manager.WeightsEntry) -> str:
     """Where the file comes from, for the README table."""
     if entry.hf_repo:
-        return f"Hugging Face [{entry.hf_repo}](https://huggingface.co/{entry.hf_repo})"
+        return f"Hugging Face [{entry.hf_repo}]({entry.hf_page})"
     if entry.url:
         return f"<{entry.url}>"
     return f"by hand: [Google Drive]({entry.drive_url}) (the authors' link)"
@@ -119,7 +103,6 @@ def list_command(markdown: bool) -> None:
 @click.argument("names", nargs=-1, required=True)
 @click.option("--force", is_flag=True, help="Download again even when a good copy is cached.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
-@_user_errors
 def download_command(names: tuple[str, ...], force: bool, progress: bool) -> None:
     """Download NAMES (registry names or file names, or `all`) into the cache, verified.
 
@@ -151,7 +134,6 @@ def download_command(names: tuple[str, ...], force: bool, progress: bool) -> Non
 
 @weights.command("verify")
 @click.argument("names", nargs=-1)
-@_user_errors
 def verify_command(names: tuple[str, ...]) -> None:
     """Re-hash cached files (all of them without NAMES); exit 1 when one is damaged.
 
@@ -179,7 +161,6 @@ def verify_command(names: tuple[str, ...]) -> None:
 
 @weights.command("path")
 @click.argument("name")
-@_user_errors
 def path_command(name: str) -> None:
     """Print where NAME lives in the cache (where to put a file fetched by hand).
 
