@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS
+from jojogan.fileio import claim_outputs  # noqa: F401 - the one overwrite rule, re-exported to the commands
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -331,9 +332,12 @@ def face_option(choices_text: str, allow_all: bool) -> Callable:
         if text == "largest" or (allow_all and text == "all"):
             return text
         try:
-            return int(text)
+            index = int(text)
         except ValueError as error:
             raise click.BadParameter(f"--face takes {choices_text}, got {text!r}") from error
+        if index < 0:  # counted from the left: 0 is the leftmost face
+            raise click.BadParameter(f"--face takes {choices_text} (0 is the leftmost), got {text!r}")
+        return index
 
     return click.option(
         "--face", default="largest", show_default=True, callback=parse, help=f"{choices_text}."
@@ -380,45 +384,6 @@ force_option = click.option(
     is_flag=True,
     help="Replace existing output files (never an input); finetune: also start over a resume state.",
 )
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
-        return False
-
-
-def claim_outputs(inputs, outputs, force: bool) -> None:
-    """The one overwrite rule of every command, applied to the files it will write before any work starts:
-    an output never replaces an input, and an existing output is replaced only with ``--force``.
-
-    Args:
-        inputs: every file the command reads (images, style, base, ...); ``None`` entries are skipped.
-        outputs: every file the command will write.
-        force: ``--force`` was given: existing outputs that are not inputs may be replaced.
-
-    Raises:
-        click.ClickException: an output is an input, two outputs are one file, an output is a folder, or
-            an output exists without ``force``; the message names the path.
-    """
-    inputs = [Path(p) for p in inputs if p is not None]
-    seen: list[Path] = []
-    for output in map(Path, outputs):
-        for source in inputs:
-            if _same_file(output, source):
-                raise click.ClickException(
-                    f"the output {output} is also an input; an output never replaces an input "
-                    "(choose another -o)"
-                )
-        if any(_same_file(output, other) for other in seen):
-            raise click.ClickException(f"two outputs would both be written to {output}")
-        seen.append(output)
-        if output.is_dir():
-            raise click.ClickException(f"the output {output} is a folder; expected a file name")
-        if output.exists() and not force:
-            raise click.ClickException(f"{output} exists; pass --force to replace it")
-    log.debug("outputs: %s", ", ".join(map(str, seen)))
 
 
 def unique_stems(inputs) -> list[str]:

@@ -121,7 +121,11 @@ def finetune(
 
     config = config_from_options(FinetuneConfig, settings)
     check_inputs_exist(*references, base, e4e, identity_weights)
-    claim_outputs([*references, base, e4e, identity_weights], [output], force)
+    previews = output.with_name(output.name + ".previews")
+    claim_outputs(  # the rescue file of a divergence and the previews follow the same rule as the output
+        [*references, base, e4e, identity_weights], [output, _rescue_path(output)], force,
+        folders=[previews] if config.preview_every else [],
+    )  # fmt: skip
     state_path = output.with_name(output.name + ".resume.pt")
     click.get_current_context().with_resource(_output_lock(output))
     if resume and not state_path.is_file():
@@ -133,7 +137,6 @@ def finetune(
         )
     # read before any model loads: an unreadable (or unsafe) state fails in one line, at once
     state = load_resume_state(state_path) if resume else None
-    previews = output.with_name(output.name + ".previews")
 
     def on_step(step, loss, preview):
         if preview is not None:
@@ -201,11 +204,16 @@ def _output_lock(output: Path):
     return held()
 
 
+def _rescue_path(output: Path) -> Path:
+    """Where a diverged run keeps its last good weights (claimed with the output before the run)."""
+    return output.with_name(output.stem + ".last-good.safetensors")
+
+
 def _save_last_good(error, output: Path) -> None:
     """Keep the weights from before a divergence beside the output, then report it."""
     from jojogan.style_file import save_style
     from jojogan.stylegan2.checkpoint import generator_from_state
 
-    rescue = output.with_name(output.stem + ".last-good.safetensors")
+    rescue = _rescue_path(output)
     save_style(rescue, generator_from_state(error.last_good_state), {"diverged_at_step": error.step})
     raise click.ClickException(f"{error} The last good weights were saved to {rescue}.") from error
