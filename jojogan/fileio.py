@@ -149,7 +149,6 @@ def _disk_full(folder: Path) -> bool:
     return (space.f_bfree if os.geteuid() == 0 else space.f_bavail) == 0
 
 
-
 def _check_names(path: Path, shown: str | os.PathLike | None = None) -> Path:
     """Every name ``path`` would create fits the file system; returns the nearest existing folder above."""
     start = _nearest_existing(path.absolute())
