@@ -31,6 +31,8 @@ __all__ = [
     "check_folder_writable",
     "claim_outputs",
     "file_key",
+    "file_kind",
+    "not_a_file",
     "remove_stale_temporaries",
     "write_error",
 ]
@@ -58,6 +60,36 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_KINDS = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def file_kind(mode: int) -> str | None:
+    """What a file that is not a regular file is, in words (``None`` for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def not_a_file(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a regular file one can read (``"does not exist"``, ``"is a folder"``, ``"is a
+    character device, not a regular file"``), or ``None`` when it is one."""
+    try:
+        kind = file_kind(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if kind is None:
+        return None
+    return "is a folder" if kind == "a folder" else f"is {kind}, not a regular file"
 
 
 def file_key(path: str | os.PathLike) -> tuple[int, int] | None:

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from jojogan.batch.inputs import InputItem, local_photo, unreadable
+from jojogan.batch.manifest import output_name
 from jojogan.cleanup.restore import DEFAULT_FIDELITY
-from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS, STYLED_SUFFIX
+from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS
 from jojogan.identity import DEFAULT_METRIC_NETWORK
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 from jojogan.style_file import file_sha256
@@ -47,8 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-OUTPUT_SUFFIX = STYLED_SUFFIX  # as ``jojogan stylize`` names its results in a folder
 
 
 @dataclass(frozen=True)
@@ -370,7 +369,7 @@ class Stylizer:
         image = result.pasted if self.settings.paste else result.image
         identity = [] if result.identity is None else [result.identity]
         return PhotoResult(
-            outputs=[(stem + OUTPUT_SUFFIX, encode_png(image, result.png_metadata()))],
+            outputs=[(output_name(stem), encode_png(image, result.png_metadata()))],
             faces=1,
             identity=identity,
         )
@@ -388,10 +387,10 @@ class Stylizer:
                 path, [(r.image, crop) for r, crop in zip(results, crops, strict=True)],
                 match_colour=self.settings.match_colour,
             )  # fmt: skip
-            outputs = [(stem + OUTPUT_SUFFIX, encode_png(pasted, results[0].png_metadata()))]
+            outputs = [(output_name(stem), encode_png(pasted, results[0].png_metadata()))]
         else:
             outputs = [
-                (f"{stem}_face{crop.face_index}{OUTPUT_SUFFIX}", encode_png(r.image, r.png_metadata()))
+                (output_name(stem, crop.face_index), encode_png(r.image, r.png_metadata()))
                 for r, crop in zip(results, crops, strict=True)
             ]
         return PhotoResult(outputs=outputs, faces=len(results), identity=identity)

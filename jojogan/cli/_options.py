@@ -22,7 +22,10 @@ from pathlib import Path
 import click
 
 from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS
-from jojogan.fileio import claim_outputs  # noqa: F401 - the one overwrite rule, re-exported to the commands
+from jojogan.fileio import (
+    claim_outputs,  # noqa: F401 - the one overwrite rule, re-exported to the commands
+    not_a_file,
+)
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -405,6 +408,5 @@ def unique_stems(inputs) -> list[str]:
 def check_inputs_exist(*paths) -> None:
     """Refuse a missing input file in one line, before any model loads (``None`` entries are skipped)."""
     for path in paths:
-        if path is not None and not Path(path).is_file():
-            what = "is a folder" if Path(path).is_dir() else "does not exist"
+        if path is not None and (what := not_a_file(path)) is not None:  # a FIFO or /dev/zero too
             raise click.ClickException(f"{path} {what}; expected an existing file")

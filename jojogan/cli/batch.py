@@ -8,8 +8,10 @@ import click
 
 from jojogan.cli._options import (
     alpha_option,
+    check_inputs_exist,
     face_option,
     finishing_options,
+    force_option,
     inversion_options,
     model_options,
     no_identity_option,
@@ -52,6 +54,7 @@ from jojogan.identity.cli import identity_net_options
 @click.option("--retry-errors", is_flag=True, help="Retry inputs that failed in an earlier run.")
 @inversion_options
 @model_options
+@force_option
 def batch(
     inputs,
     style,
@@ -80,6 +83,7 @@ def batch(
     base,
     e4e,
     device,
+    force,
 ):
     """Stylize many photos into OUTPUT, with OUTPUT/manifest.jsonl listing every input.
 
@@ -87,6 +91,8 @@ def batch(
     URIs of any filesystem pyarrow reads (file://, s3://, gs://, ...: the ray extra brings pyarrow). A bad
     photo is an error line in the manifest, not the end of the batch. Rerunning the same command skips
     photos already done with the same content and settings. Outputs are those of `jojogan stylize`.
+    An output never replaces an input, and nothing in OUTPUT is taken as a photo; a rerun that would
+    replace earlier outputs (other settings, changed photos) says so and stops unless --force.
 
     \b
     Examples:
@@ -95,11 +101,12 @@ def batch(
         jojogan batch list.csv --style s.safetensors --engine ray --workers 4 -o out/
         jojogan batch s3://bucket/photos/ --style s.safetensors -o out/
     """
-    from jojogan.batch import BatchSettings, stylize_many
+    from jojogan.batch import stylize_many
 
     if paste and aligned:
         raise click.UsageError("--paste needs the photo's alignment, which --aligned inputs do not have")
-    settings = BatchSettings(
+    check_inputs_exist(style, base, e4e, codeformer, identity_weights)
+    settings = _settings(
         style=style, alpha=alpha, inversion=inversion, inversion_steps=inversion_steps, aligned=aligned,
         face=face, paste=paste, match_colour=match_colour, cleanup=None if cleanup == "none" else cleanup,
         fidelity=fidelity, restore_input=restore_input, identity_net=None if no_identity else identity_net,
@@ -117,10 +124,25 @@ def batch(
         address=address,
         progress=not no_progress,
         retry_errors=retry_errors,
+        force=force,
     )
     for row in report.rows:
         if row["status"] == "error" and not row.get("skipped"):
-            click.echo(f"error: {row['input']}: {row['error']}", err=True)
+            error = row["error"]  # most lines name the photo already
+            shown = error if error.startswith(row["input"]) else f"{row['input']}: {error}"
+            click.echo(f"error: {shown}", err=True)
+    for line in report.unlisted:
+        click.echo(f"error: {line}", err=True)
     click.echo(f"{report.summary()}; manifest {Path(output) / 'manifest.jsonl'}")
-    if any(row["status"] == "error" for row in report.rows):
+    if report.unlisted or any(row["status"] == "error" for row in report.rows):
         raise click.exceptions.Exit(1)
+
+
+def _settings(**fields):
+    """The batch's settings; a combination they refuse is a usage error (one line)."""
+    from jojogan.batch import BatchSettings
+
+    try:
+        return BatchSettings(**fields)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
