@@ -23,6 +23,7 @@ from pathlib import Path
 from jojogan.config import MASK_PRESETS, FinetuneConfig
 from jojogan.errors import JojoganError
 from jojogan.identity import DEFAULT_METRIC_NETWORK
+from jojogan.ui.guard import launch_options
 from jojogan.ui.library import LibraryStyle
 from jojogan.ui.studio import ALIGNED_LABEL, Studio
 
@@ -74,12 +75,17 @@ def _theme(gr):
     return gr.themes.Soft(primary_hue="orange", font=_SYSTEM_FONTS, font_mono=_SYSTEM_MONO)
 
 
-def _page_error(gr, error: BaseException):
-    """The exception as the page's one-line error."""
-    if isinstance(error, (JojoganError, ValueError)):
-        return gr.Error(str(error).splitlines()[0] if str(error) else type(error).__name__)
+def _page_error(gr, error: BaseException | str):
+    """The exception (or a sentence) as the page's one-line error; the server's terminal gets one line
+    for it, a traceback only for an unexpected error (Gradio prints none: ``print_exception=False``)."""
+    if isinstance(error, (str, JojoganError, ValueError)):
+        line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.info("page error: %s", line)
+        return gr.Error(line, print_exception=False)
     log.error("unexpected error in the web UI", exc_info=error)  # the traceback goes to the server's log
-    return gr.Error(f"unexpected {type(error).__name__}: {error} (details in the server's log)")
+    return gr.Error(
+        f"unexpected {type(error).__name__}: {error} (details in the server's log)", print_exception=False
+    )
 
 
 def _paths(files) -> list[str]:
@@ -158,7 +164,7 @@ def build_app(studio: Studio):
     def train(files, aligned, name, preset, iterations, identity_weight, progress=gr.Progress()):  # noqa: B008
         paths = _paths(files)
         if not paths:
-            raise gr.Error("add at least one reference face")
+            raise _page_error(gr, "add at least one reference face")
         try:
             job = studio.start_training(
                 paths, name, preset=preset, iterations=int(iterations),
@@ -233,7 +239,7 @@ def build_app(studio: Studio):
 
     def strip(photo, style, steps, aligned):
         if not photo:
-            raise gr.Error("upload a photo in the Stylize tab first")
+            raise _page_error(gr, "upload a photo in the Stylize tab first")
         try:
             gif = Path(tempfile.mkdtemp(dir=outputs_dir)) / "slider.gif"
             image, gif_path = studio.slider_strip(photo, style, int(steps), aligned=aligned, gif_path=gif)
@@ -249,7 +255,7 @@ def build_app(studio: Studio):
 
     def delete(name):
         if not name:
-            raise gr.Error("choose a style to delete")
+            raise _page_error(gr, "choose a style to delete")
         try:
             studio.library.delete(name)
         except Exception as error:
@@ -407,6 +413,7 @@ def launch(studio: Studio, host: str = "127.0.0.1", port: int = 7860, *, block: 
         theme=_theme(gr),
         css=_CSS,
         quiet=True,  # Gradio's own lines tell developers how to make a share link
+        **launch_options(host, port, studio.pipe.max_pixels),  # only this address, bounded uploads
     )
     print(f"jojogan ui: open {app.local_url} in a browser (Ctrl+C stops it)", flush=True)
     if block:
