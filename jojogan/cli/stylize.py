@@ -28,6 +28,7 @@ from jojogan.cli._options import (
 from jojogan.config import STYLED_SUFFIX
 from jojogan.errors import JojoganError
 from jojogan.identity.cli import identity_net_options
+from jojogan.limits import check_sample, check_slider
 
 style_option = click.option(
     "--style",
@@ -185,7 +186,7 @@ def slider(
     extra = ([] if no_identity else [curve_json, curve_png]) + ([] if gif is None else [gif])
     claim_outputs([input_image, style, models["base"], models["e4e"]], [output, *extra], force)
     pipe = pipeline(max_pixels=max_pixels, **models)
-    pipe.load_style(style)
+    check_slider(steps, tile, pipe.load_style(style).generator.size, output, gif)  # memory and formats
     recognizer = None if no_identity else pipe.recognizer(identity_net, identity_weights)
     face = pipe.prepare(input_image, inversion, aligned=aligned, steps=inversion_steps, show_progress=True)
     frames = pipe.slider(face, style, steps)
@@ -230,5 +231,6 @@ def sample(style, count, truncation, seed, alpha, tile, output, force, **models)
     claim_outputs([style, models["base"]], [output], force)
     pipe = pipeline(**models)
     check_alpha_length(alpha, pipe.load_style(style).generator)
+    check_sample(count, tile, pipe.load_style(style).generator.size, output)  # memory and formats
     originals, styled = pipe.sample(style, count, truncation=truncation, seed=seed, alpha=alpha)
     click.echo(f"grid -> {save_image(image_grid([originals, styled], tile=tile), output)}")

@@ -55,12 +55,15 @@ def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, d
         jojogan ui --port 8000 --device cuda
         jojogan ui --base stylegan2-ffhq-config-f.pt --inversion optimize
     """
+    from jojogan.fileio import check_folder_writable
     from jojogan.op.memory import missing_worker_env
     from jojogan.ui import Studio, StyleLibrary
     from jojogan.ui.app import launch, require_gradio
 
     require_gradio()  # before the models load: a missing extra or a taken port is one line at once
     _check_port(host, port)
+    library = StyleLibrary(library)
+    check_folder_writable(library.root)  # a JOJOGAN_HOME that is a file or read-only: one line, now
     if host not in _LOOPBACK:
         click.echo(f"warning: listening on {host}: other machines can reach this UI", err=True)
     pipe = pipeline(base, e4e, device, max_pixels)  # uploads larger than --max-pixels are refused
@@ -68,7 +71,7 @@ def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, d
     if missing:  # the page's work runs on worker threads: see jojogan.op.memory
         settings = " ".join(f"{key}={value}" for key, value in missing.items())
         click.echo(f"note: on a CPU, start it as '{settings} jojogan ui ...' to run faster", err=True)
-    studio = Studio(pipe, StyleLibrary(library), inversion=inversion, inversion_steps=inversion_steps)
+    studio = Studio(pipe, library, inversion=inversion, inversion_steps=inversion_steps)
     launch(studio, host=host, port=port)
 
 
