@@ -98,37 +98,28 @@ def stylize_many(
     max_photos: int = MAX_PHOTOS,
 ) -> BatchReport:
     """Stylize every photo named by ``inputs`` into ``output``; resumable; bad photos become error lines.
-
-    Three steps: :func:`~jojogan.batch.plan.plan_batch` lists, hashes and checks everything before any
-    model loads; the engine stylizes what is left to do; each result is recorded (outputs written
-    atomically, then its manifest line).
+    Plan (:func:`~jojogan.batch.plan.plan_batch`, before any model loads) → run (the engine) → record.
 
     Args:
-        inputs: folders (searched recursively), globs, ``.txt``/``.csv`` lists of paths, or photos; local
-            paths or URIs of filesystems pyarrow understands (:mod:`jojogan.batch.inputs`).
+        inputs: folders (searched recursively), globs, ``.txt``/``.csv`` lists, or photos; local paths or
+            URIs of filesystems pyarrow understands (:mod:`jojogan.batch.inputs`).
         settings: what to do with each photo.
         output: the output folder (``manifest.jsonl`` and ``STEM_styled.png`` files).
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install 'jojogan[ray]'``).
-        workers: stylize actors for ``ray`` (the ``local`` engine has one).
-        address: for ``ray``: a cluster address (default ``$RAY_ADDRESS``, else a local Ray).
-        num_cpus: for a local Ray: its CPUs (default all).
-        progress: show a progress bar (counts, rate, ETA) on stderr.
-        on_row: called with each new manifest line as it is written (after its outputs).
-        retry_errors: run again the inputs that failed before with the same content and settings
-            (by default their error line is kept: the same bytes and settings fail the same way).
-        filesystem: a ``pyarrow.fs.FileSystem`` in which every input is a path (default: local paths and
-            URIs).
-        batch_size: faces stylized together on the device (default: 1 on the CPU, 16 on CUDA); with 1,
-            outputs are byte-identical to ``jojogan stylize``, with more equal within float tolerance.
-        separate_align: for ``ray``: align in a pool of CPU actors (``True``) or in the stylize actors
-            (``False``); ``None`` follows :func:`jojogan.batch.ray_engine.plan_resources`.
-        force: replace outputs an earlier run left (made with other settings or from other content);
-            without it such a rerun stops before any model loads and says what it would redo.
+        workers, address, num_cpus, separate_align: for ``ray``: stylize actors, a cluster address
+            (default ``$RAY_ADDRESS``, else a local Ray) and its CPUs, and where alignment runs
+            (:func:`jojogan.batch.ray_engine.run_ray`).
+        progress, on_row: a progress bar on stderr; a function called with each manifest line written.
+        retry_errors: run again the inputs that failed before with the same content and settings.
+        filesystem: a ``pyarrow.fs.FileSystem`` in which every input is a path.
+        batch_size: faces stylized together (default: 1 on the CPU, byte-identical to ``jojogan stylize``;
+            16 on CUDA, equal within float tolerance).
+        force: replace outputs an earlier run left (other settings or content); without it such a rerun
+            stops before any model loads and says what it would redo.
         max_photos: the most photos one batch lists.
 
     Returns:
         The report: one manifest line per input, counts, timings, folders that could not be read.
-
     Raises:
         BatchError: no inputs, an unknown engine, an output that would replace an input or (without
             ``force``) an earlier output, or (as :class:`EngineUnavailableError`) Ray is missing.
@@ -140,12 +131,8 @@ def stylize_many(
         inputs, settings, output, engine=engine, filesystem=filesystem, retry_errors=retry_errors,
         force=force, max_photos=max_photos,
     )  # fmt: skip
-    for line in plan.unlisted:
-        log.warning("%s", line)
-    engine_args = {
-        "engine": engine, "workers": workers, "address": address, "num_cpus": num_cpus,
-        "batch_size": batch_size, "separate_align": separate_align,
-    }  # fmt: skip
+    engine_args = dict(engine=engine, workers=workers, address=address, num_cpus=num_cpus)  # noqa: C408
+    engine_args.update(batch_size=batch_size, separate_align=separate_align)
     first = _execute(plan, settings, engine_args, progress, on_row, start)
     return BatchReport(
         rows=list(plan.rows.values()), seconds=time.perf_counter() - start, first_result_seconds=first,

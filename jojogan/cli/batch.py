@@ -55,36 +55,7 @@ from jojogan.identity.cli import identity_net_options
 @inversion_options
 @model_options
 @force_option
-def batch(
-    inputs,
-    style,
-    output,
-    alpha,
-    face,
-    paste,
-    match_colour,
-    cleanup,
-    fidelity,
-    restore_input,
-    codeformer,
-    identity_net,
-    identity_weights,
-    no_identity,
-    engine,
-    workers,
-    batch_size,
-    address,
-    no_progress,
-    retry_errors,
-    max_pixels,
-    aligned,
-    inversion,
-    inversion_steps,
-    base,
-    e4e,
-    device,
-    force,
-):
+def batch(inputs, output, engine, workers, batch_size, address, no_progress, retry_errors, force, **options):
     """Stylize many photos into OUTPUT, with OUTPUT/manifest.jsonl listing every input.
 
     INPUTS are folders (searched recursively), globs, .txt/.csv files listing paths, or photos, local or as
@@ -103,29 +74,11 @@ def batch(
     """
     from jojogan.batch import stylize_many
 
-    if paste and aligned:
-        raise click.UsageError("--paste needs the photo's alignment, which --aligned inputs do not have")
-    check_inputs_exist(style, base, e4e, codeformer, identity_weights)
-    settings = _settings(
-        style=style, alpha=alpha, inversion=inversion, inversion_steps=inversion_steps, aligned=aligned,
-        face=face, paste=paste, match_colour=match_colour, cleanup=None if cleanup == "none" else cleanup,
-        fidelity=fidelity, restore_input=restore_input, identity_net=None if no_identity else identity_net,
-        identity_weights=None if identity_weights is None else Path(identity_weights), base=base, e4e=e4e,
-        codeformer=codeformer, device=device, max_pixels=max_pixels,
-        distance=click.get_current_context().meta.get("jojogan.distance", INVERSION_DISTANCES[0]),
-    )  # fmt: skip
+    settings = _settings(options)
     report = stylize_many(
-        inputs,
-        settings,
-        output,
-        engine=engine,
-        workers=workers,
-        batch_size=batch_size,
-        address=address,
-        progress=not no_progress,
-        retry_errors=retry_errors,
-        force=force,
-    )
+        inputs, settings, output, engine=engine, workers=workers, batch_size=batch_size, address=address,
+        progress=not no_progress, retry_errors=retry_errors, force=force,
+    )  # fmt: skip
     for row in report.rows:
         if row["status"] == "error" and not row.get("skipped"):
             error = row["error"]  # most lines name the photo already
@@ -138,11 +91,22 @@ def batch(
         raise click.exceptions.Exit(1)
 
 
-def _settings(**fields):
-    """The batch's settings; a combination they refuse is a usage error (one line)."""
+def _settings(options: dict):
+    """The batch's settings from the options; files are checked (a FIFO or /dev/zero is refused before it
+    is hashed) and a combination the settings refuse is a usage error (one line)."""
     from jojogan.batch import BatchSettings
 
+    o = dict(options)
+    if o["paste"] and o["aligned"]:
+        raise click.UsageError("--paste needs the photo's alignment, which --aligned inputs do not have")
+    check_inputs_exist(o["style"], o["base"], o["e4e"], o["codeformer"], o["identity_weights"])
+    no_identity, cleanup, weights = o.pop("no_identity"), o.pop("cleanup"), o.pop("identity_weights")
+    o["identity_net"] = None if no_identity else o["identity_net"]
     try:
-        return BatchSettings(**fields)
+        return BatchSettings(
+            **o, cleanup=None if cleanup == "none" else cleanup,
+            identity_weights=None if weights is None else Path(weights),
+            distance=click.get_current_context().meta.get("jojogan.distance", INVERSION_DISTANCES[0]),
+        )  # fmt: skip
     except ValueError as error:
         raise click.UsageError(str(error)) from error
