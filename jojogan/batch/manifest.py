@@ -151,7 +151,9 @@ def _parse(line: bytes | None, outdir: Path | None) -> tuple[dict | None, str]:
         row = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
-    except (json.JSONDecodeError, RecursionError, ValueError):
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError:
         return None, "not complete JSON (an interrupted run?)"
     problem = row_problem(row, outdir)
     return (None, problem) if problem else (row, "")
