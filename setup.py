@@ -17,6 +17,7 @@ PACKAGE_DIR = {
     "jojogan.cleanup": "jojogan/cleanup",
     "jojogan.batch": "jojogan/batch",
     "jojogan.ui": "jojogan/ui",
+    "jojogan.video": "jojogan/video",
 }
 
 setup(

@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 
 from jojogan.batch import BatchSettings, stylize_many
+from jojogan.config import StylizeConfig
+from jojogan.models import Models
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,9 +139,8 @@ def main() -> None:
         photos.mkdir()
         for i in range(args.photos):
             shutil.copy(sources[i % len(sources)], photos / f"p{i:03d}{sources[i % len(sources)].suffix}")
-        settings = BatchSettings(
-            style=style, base=base, inversion="optimize", inversion_steps=args.inversion_steps, device="cpu"
-        )
+        config = StylizeConfig(inversion="optimize", inversion_steps=args.inversion_steps, identity="auto")
+        settings = BatchSettings(style=style, config=config, models=Models(base=base, device="cpu"))
         results = []
         for name in args.engines.split(","):
             split = name.endswith("+align")

@@ -1,4 +1,4 @@
-"""Faces in: loading images safely, FFHQ alignment, and inversion to W+ (e4e or optimisation)."""
+"""Faces in: loading images safely, FFHQ alignment, and inversion to W+ (e4e, ReStyle or optimisation)."""
 
 from jojogan.inversion.align import MIN_FACE_SIZE, AlignedFace, align_face, align_faces, landmark_model_path
 from jojogan.inversion.e4e import (
@@ -18,6 +18,7 @@ from jojogan.inversion.errors import (
 )
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name, load_image
 from jojogan.inversion.project import ProjectionResult, project
+from jojogan.inversion.restyle import RestyleInverter, load_restyle
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -34,12 +35,14 @@ __all__ = [
     "ImageSource",
     "JojoganError",
     "ProjectionResult",
+    "RestyleInverter",
     "align_face",
     "align_faces",
     "image_name",
     "landmark_model_path",
     "load_e4e",
     "load_image",
+    "load_restyle",
     "project",
     "to_e4e_input",
 ]

@@ -32,10 +32,16 @@ from jojogan.inversion.images import DEFAULT_MAX_PIXELS, ImageSource, image_name
 
 __all__ = [
     "AlignedFace",
+    "FaceDetection",
     "MIN_FACE_SIZE",
     "align_face",
     "align_faces",
+    "align_picture",
+    "align_quad",
+    "detect_faces",
+    "face_quad",
     "landmark_model_path",
+    "landmarks_in_box",
     "warm_up_detector",
 ]
 
@@ -432,16 +438,65 @@ def _center_square(photo: Image.Image, output_size: int) -> AlignedFace:
     if side != output_size:
         image = image.resize((output_size, output_size), Image.Resampling.LANCZOS)
     quad = np.array([[left, top], [left, top + side], [left + side, top + side], [left + side, top]], float)
-    to_photo = _quad_to_photo_matrix(quad, output_size)
+    return _crop_of(image, quad, photo.size)
+
+
+def _center_picture(photo: Image.Image, output_size: int, picture: tuple[int, int]) -> AlignedFace:
+    """The largest centred box of ``picture``'s aspect ratio, scaled to ``picture`` and centred between
+    black bars in the ``output_size`` square, as a model trained on such frames draws them (LSUN cars:
+    512x384 inside 512x512). The geometry maps the square to the photo square around the box."""
+    width, height = photo.size
+    pic_w, pic_h = picture
+    if pic_w == pic_h:
+        return _center_square(photo, output_size)
+    box_w = min(width, height * pic_w / pic_h)
+    box_h = box_w * pic_h / pic_w
+    left, top = (width - box_w) / 2, (height - box_h) / 2
+    crop = photo.resize((pic_w, pic_h), Image.Resampling.LANCZOS, box=(left, top, left + box_w, top + box_h))
+    image = Image.new("RGB", (output_size, output_size))
+    image.paste(crop, ((output_size - pic_w) // 2, (output_size - pic_h) // 2))
+    side = output_size * box_w / pic_w  # photo pixels per frame pixel, times the frame's side
+    x0, y0 = width / 2 - side / 2, height / 2 - side / 2
+    quad = np.array([[x0, y0], [x0, y0 + side], [x0 + side, y0 + side], [x0 + side, y0]], float)
+    return _crop_of(image, quad, photo.size)
+
+
+def _crop_of(image: Image.Image, quad: np.ndarray, source_size: tuple[int, int]) -> AlignedFace:
+    """A crop without landmarks (no face was detected): ``image`` is the photo's square ``quad``."""
+    to_photo = _quad_to_photo_matrix(quad, image.size[0])
     return AlignedFace(
         image=image,
         quad=_frozen(quad),
         landmarks=None,
         face_index=0,
         num_faces=1,
-        source_size=photo.size,
+        source_size=source_size,
         to_aligned=_frozen(np.linalg.inv(to_photo)),
         to_photo=_frozen(to_photo),
+    )
+
+
+def align_picture(
+    image: ImageSource,
+    output_size: int,
+    picture: tuple[int, int] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> AlignedFace:
+    """A picture that is not a face in the generator's frame: the largest centred square, or, for a model
+    whose pictures are ``picture = (width, height)`` inside its square, the largest centred box of that
+    shape between black bars (see :func:`_center_picture`).
+
+    Raises:
+        ImageError: The image cannot be loaded.
+        ValueError: ``picture`` does not fit in the square.
+    """
+    if picture is not None and not (0 < min(picture) and max(picture) <= output_size):
+        raise ValueError(f"picture {picture} does not fit in a {output_size} px square")
+    photo = load_image(image, max_pixels=max_pixels)
+    return (
+        _center_square(photo, output_size)
+        if picture is None
+        else _center_picture(photo, output_size, picture)
     )
 
 
@@ -563,3 +618,125 @@ def align_faces(
             min_face_size,
         )
     return [_build(photo, detections[i], i, len(detections), output_size, supersample) for i in usable]
+
+
+# ------------------------------------------------------------------ helpers for face tracks (video)
+# A video's faces are detected on some frames, followed on others and smoothed over time before they are
+# cropped; these helpers expose the steps of align_face one by one, in continuous coordinates.
+
+
+@dataclass(frozen=True)
+class FaceDetection:
+    """One face found by :func:`detect_faces`.
+
+    Attributes:
+        box: ``(left, top, width, height)`` of dlib's detection box, in the photo's pixels.
+        landmarks: ``[68, 2]`` float array of dlib's landmarks (continuous coordinates).
+    """
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+
+    @property
+    def size(self) -> float:
+        """Shorter side of the detection box (what ``min_face_size`` is compared with)."""
+        return min(self.box[2], self.box[3])
+
+
+def _pixels(image: np.ndarray | Image.Image) -> np.ndarray:
+    pixels = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected an RGB image [height, width, 3], got shape {list(pixels.shape)}")
+    return pixels
+
+
+def landmarks_in_box(image: np.ndarray | Image.Image, box: tuple[float, float, float, float]) -> np.ndarray:
+    """dlib's 68 landmarks of the face inside ``box`` (no detection: the box is trusted).
+
+    Args:
+        image: RGB ``[height, width, 3]`` uint8.
+        box: ``(left, top, width, height)`` in pixels, as a detection box (about brows to chin).
+
+    Returns:
+        ``[68, 2]`` float64 landmarks in continuous coordinates.
+    """
+    import dlib
+
+    _, predictor = _dlib_models()
+    left, top, width, height = (int(round(v)) for v in box)
+    rect = dlib.rectangle(left, top, left + max(width, 1) - 1, top + max(height, 1) - 1)
+    shape = predictor(_pixels(image), rect)
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) + 0.5
+
+
+def detect_faces(
+    image: np.ndarray | Image.Image, upsample: int = 1, scale: float = 1.0
+) -> list[FaceDetection]:
+    """Every face of an image with its landmarks, ordered from left to right.
+
+    Args:
+        image: RGB ``[height, width, 3]`` uint8.
+        upsample: dlib's detector upsampling (as in :func:`align_face`).
+        scale: run the detector on the image resized by this factor (< 1: faster, finds only larger
+            faces); the landmarks are always predicted on the full image.
+    """
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"scale must lie in (0, 1], got {scale}")
+    pixels = _pixels(image)
+    small = pixels
+    if scale < 1.0:
+        height, width = pixels.shape[:2]
+        size = (max(int(round(width * scale)), 1), max(int(round(height * scale)), 1))
+        small = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+    detector, _ = _dlib_models()
+    found = []
+    for rect in detector(small, upsample):
+        box = (rect.left() / scale, rect.top() / scale, rect.width() / scale, rect.height() / scale)
+        found.append(FaceDetection(box, landmarks_in_box(pixels, box)))
+    return sorted(found, key=lambda d: (d.box[0] + d.box[2] / 2, d.box[1]))
+
+
+def face_quad(landmarks: np.ndarray) -> np.ndarray:
+    """The FFHQ crop square of 68 landmarks, both in continuous coordinates: ``[4, 2]`` in QUAD order."""
+    quad, _ = _ffhq_quad(np.asarray(landmarks, dtype=np.float64) - 0.5)
+    return quad + 0.5
+
+
+def align_quad(
+    image: np.ndarray | Image.Image,
+    quad: np.ndarray,
+    landmarks: np.ndarray,
+    output_size: int,
+    supersample: bool = False,
+    face_index: int = 0,
+    num_faces: int = 1,
+) -> AlignedFace:
+    """Crop a face from a given square (e.g. :func:`face_quad` of landmarks smoothed over time).
+
+    With ``quad = face_quad(landmarks)`` of a detection's landmarks this is :func:`align_face`'s crop.
+
+    Args:
+        image: the photo (RGB array or PIL image).
+        quad: ``[4, 2]`` corners in continuous coordinates, QUAD order (a square).
+        landmarks: ``[68, 2]`` the face's landmarks (continuous), kept for paste-back masks.
+        output_size: side of the crop.
+        supersample: as in :func:`align_face`.
+        face_index, num_faces: recorded in the result.
+    """
+    _check_common(output_size, 0, 0)
+    photo = image if isinstance(image, Image.Image) else Image.fromarray(_pixels(image))
+    quad = np.asarray(quad, dtype=np.float64)
+    qsize = float(np.hypot(*(quad[3] - quad[0])))
+    transform_size = output_size * SUPERSAMPLE_FACTOR if supersample else output_size
+    crop, photo_quad = _ffhq_crop(photo, quad - 0.5, qsize, output_size, transform_size)
+    to_photo = _quad_to_photo_matrix(photo_quad, output_size)
+    return AlignedFace(
+        image=crop,
+        quad=_frozen(photo_quad),
+        landmarks=_frozen(landmarks),
+        face_index=face_index,
+        num_faces=num_faces,
+        source_size=photo.size,
+        to_aligned=_frozen(np.linalg.inv(to_photo)),
+        to_photo=_frozen(to_photo),
+    )

@@ -1,10 +1,11 @@
-"""IR-SE building blocks shared by the e4e encoder and the IR-SE ArcFace recognizer.
+"""IR-SE building blocks shared by the e4e and ReStyle encoders and the IR-SE ArcFace recognizer.
 
 The improved-residual network with squeeze-and-excitation gates (Deng et al., ArcFace; the PyTorch
-port ``Backbone(112, 50, 'ir_se')`` of TreB1eN/InsightFace_Pytorch) is the body of two official files:
-the e4e encoder (``encoder.input_layer``/``encoder.body`` of ``e4e_ffhq_encode.pt``) and the identity
-network ``model_ir_se50.pth`` that pSp, e4e and ReStyle use in their identity loss. Both name their
-tensors the same way, so one implementation serves both and loads either file strictly:
+port ``Backbone(112, 50, 'ir_se')`` of TreB1eN/InsightFace_Pytorch) is the body of several official files:
+the e4e encoder (``encoder.input_layer``/``encoder.body`` of ``e4e_ffhq_encode.pt``), the FFHQ ReStyle
+encoders (``restyle_psp_ffhq_encode.pt``, ``restyle_e4e_ffhq_encode.pt``: the same names, with a 6-channel
+stem) and the identity network ``model_ir_se50.pth`` that pSp, e4e and ReStyle use in their identity loss.
+All name their tensors the same way, so one implementation serves them all and loads each file strictly:
 
 * ``input_layer.{0,1,2}``: conv 3×3 (no bias), BatchNorm, PReLU;
 * ``body.{i}``: :class:`IRSEBottleneck` units, ``stage_units`` of them per stage, the first unit of every
@@ -102,10 +103,13 @@ class IRSEBottleneck(nn.Module):
         return f"{self.in_channels}, {self.depth}, stride={self.stride}"
 
 
-def ir_se_input_layer(channels: int = 64) -> nn.Sequential:
-    """The stem, ``input_layer``: RGB ``[batch, 3, h, w]`` → ``[batch, channels, h, w]``."""
+def ir_se_input_layer(channels: int = 64, in_channels: int = 3) -> nn.Sequential:
+    """The stem, ``input_layer``: ``[batch, in_channels, h, w]`` → ``[batch, channels, h, w]``.
+
+    ``in_channels`` is 3 (RGB) for e4e and the recognizer, 6 for ReStyle (photo + reconstruction).
+    """
     return nn.Sequential(
-        nn.Conv2d(3, channels, kernel_size=3, stride=1, padding=1, bias=False),
+        nn.Conv2d(in_channels, channels, kernel_size=3, stride=1, padding=1, bias=False),
         nn.BatchNorm2d(channels),
         nn.PReLU(channels),
     )

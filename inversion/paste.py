@@ -63,10 +63,11 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 def face_mask(
     face: AlignedFace, side: int, feather: float = DEFAULT_FEATHER, forehead: float = DEFAULT_FOREHEAD
 ) -> np.ndarray:
-    """The soft face mask in the aligned frame.
+    """The soft face mask in the aligned frame; for a crop without landmarks (a picture cropped to the
+    generator's square, not a detected face), the whole crop with a feathered edge.
 
     Args:
-        face: an aligned face with landmarks.
+        face: an aligned face (with landmarks), or a centred crop of a photo.
         side: size of the mask in pixels (the size of the image that will be pasted).
         feather: width of the soft edge as a fraction of ``side``; 0 gives a hard edge.
         forehead: how far above the eyebrows the mask reaches, in eye-to-mouth distances.
@@ -75,15 +76,12 @@ def face_mask(
         ``[side, side]`` float32 in [0, 1]: 0 outside the face polygon, rising smoothly to 1 inside.
 
     Raises:
-        PasteError: the face has no landmarks (it was not detected in a photo), or an argument is out of
-            range.
+        PasteError: an argument is out of range.
     """
-    if face.landmarks is None:
-        raise PasteError(
-            "this face has no landmarks (aligned=True input): there is no photo to paste it back into"
-        )
     if not 0.0 <= feather <= 0.5:
         raise PasteError(f"feather must lie in [0, 0.5], got {feather}")
+    if face.landmarks is None:
+        return _feathered(np.ones((side, side), dtype=bool), feather, side)
     if forehead < 0.0:
         raise PasteError(f"forehead must be >= 0, got {forehead}")
     points = face.photo_to_aligned(face.landmarks) * (side / face.output_size)
@@ -94,7 +92,11 @@ def face_mask(
     canvas = Image.new("L", (side, side), 0)
     # Continuous coordinates: pixel (i, j) covers [i, i + 1) x [j, j + 1); Pillow fills by pixel index.
     ImageDraw.Draw(canvas).polygon([tuple(p) for p in polygon - 0.5], fill=1)
-    inside = np.asarray(canvas, dtype=bool)
+    return _feathered(np.asarray(canvas, dtype=bool), feather, side)
+
+
+def _feathered(inside: np.ndarray, feather: float, side: int) -> np.ndarray:
+    """``inside`` with a soft edge ``feather * side`` wide (the crop's own edge counts as outside)."""
     if feather == 0:
         return inside.astype(np.float32)
     # Distance to the nearest pixel outside; a zero border makes the crop's edge count as outside too.

@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from jojogan.cleanup.cleaners import CLEANERS
+from jojogan.cleanup.restore import DEFAULT_FIDELITY
+from jojogan.inversion.encoders import ENCODERS, INVERSION_DISTANCES, encoder_options
+from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 from jojogan.op.precision import check_precision
 from jojogan.stylegan2.model import D_FEATURE_BLOCKS, MEAN_LATENT_SAMPLES
 
@@ -30,36 +35,34 @@ __all__ = [
     "PRESERVE_COLOR_SWAP_W_PLUS",
     "REFERENCE_CODES",
     "AlphaSpec",
-    "CLEANUPS",
+    "FACE_CHOICES",
+    "SAMPLES",
+    "SLIDER_STEPS",
     "STYLED_SUFFIX",
+    "TILE",
     "FinetuneConfig",
-    "INVERSIONS",
     "INVERSION_DISTANCES",
     "MaskSpec",
+    "StylizeConfig",
     "check_alpha",
     "check_mask_spec",
 ]
 
 DEFAULT_SWAP_W_PLUS: tuple[int, ...] = tuple(range(7, 18))
-"""W+ indices the original code replaced by random latents ("default" preset; clipped to ``n_latent``)."""
+"""W+ indices the original code replaced by random latents: the "default" preset at 1024 px (the preset is
+defined by resolution in :mod:`jojogan.mixing`; a test pins it to this list)."""
 
 PRESERVE_COLOR_SWAP_W_PLUS: tuple[int, ...] = (9, 11, 15, 16, 17)
-"""W+ indices the original code replaced with ``preserve_color=True`` ("preserve-color" preset)."""
+"""W+ indices the original code replaced with ``preserve_color=True``: "preserve-color" at 1024 px."""
 
 MASK_PRESETS: tuple[str, ...] = ("default", "preserve-color", "preserve-colour")
 """Preset names of the training mask; they reproduce the original code's swap lists."""
 
-MASK_GROUPS: tuple[str, ...] = ("colour", "color", "structure", "all", "none")
+MASK_GROUPS: tuple[str, ...] = ("colour", "color", "structure", "coarse", "middle", "fine", "all", "none")
 """Named groups of style layers (see :func:`jojogan.mixing.resolve_mask` for their exact contents)."""
 
 MASK_MAPPING_KEYS: tuple[str, ...] = ("layers", "resolutions", "w_plus")
 """Keys a mapping mask spec may hold: S-layer indices, resolutions in px, W+ indices (all to swap)."""
-
-INVERSIONS: tuple[str, ...] = ("e4e", "optimize")
-"""How a face becomes a W+ code: the e4e encoder, or optimisation against the generator."""
-
-INVERSION_DISTANCES: tuple[str, ...] = ("discriminator", "lpips")
-"""What optimisation inversion minimises: the base discriminator's features, or LPIPS (VGG)."""
 
 REFERENCE_CODES: tuple[str, ...] = ("invert", "mean", "blend")
 """Where the reference's style code comes from: its inversion, the mean code, or a blend of the two."""
@@ -123,6 +126,19 @@ def _freeze_mask_spec(spec: MaskSpec) -> MaskSpec:
 def _check_fraction(value: float, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+
+
+def _check_inversion_options(options: object) -> dict[str, object]:
+    """A copy of ``options`` whose every key is a setting some encoder declares, with a valid value."""
+    if not isinstance(options, Mapping):
+        raise ValueError(f"inversion_options must be a mapping, got {type(options).__name__}")
+    known = encoder_options()
+    for key in options:
+        if key not in known:
+            raise ValueError(
+                f"inversion_options has no setting {key!r}; the encoders read {', '.join(known) or 'none'}"
+            )
+    return {key: known[key].check(value) for key, value in options.items()}
 
 
 def _check_count(value: int, name: str, minimum: int) -> None:
@@ -221,11 +237,17 @@ class FinetuneConfig:
         check_precision(self.precision)
 
 
+SLIDER_STEPS = 5
+"""α values of an alpha strip by default (``jojogan slider``, the UI)."""
+
+TILE = 256
+"""Side of one picture in a strip or grid, in px (``slider``, ``sample``, the UI)."""
+
+SAMPLES = 4
+"""Random pictures shown in a style by default (``jojogan sample``, the UI)."""
+
 STYLED_SUFFIX = "_styled.png"
 """What a stylized photo's file name appends to the input's stem when results go into a folder."""
-
-CLEANUPS: tuple[str, ...] = ("codeformer",)
-"""Cleanups of a stylized face (``None``/"none": no cleanup)."""
 
 AlphaSpec = float | Sequence[float]
 """Inference-time interpolation: one number, or one per style layer (``num_styles`` of them)."""
@@ -258,3 +280,98 @@ def check_alpha(alpha: AlphaSpec, num_styles: int | None = None) -> float | tupl
     if bad or not values:
         raise ValueError(f"per-layer alpha values must be numbers in [0, 1], got {bad[:3] or 'none'}")
     return tuple(float(v) for v in values)
+
+
+FACE_CHOICES: tuple[str, ...] = ("largest", "all")
+"""Which faces of a photo are stylized, besides an index from the left (negative: from the right)."""
+
+
+@dataclass(frozen=True)
+class StylizeConfig:
+    """Every setting of stylizing one photo: the one owner of their names, defaults and rules.
+
+    :meth:`jojogan.api.JoJoGAN.stylize` and its siblings take one (keyword arguments of the same names
+    are turned into one at the door), batch settings hold one, and the command-line options and the web
+    UI's controls are built from its fields. It is validated once, here.
+
+    Attributes:
+        alpha: 0 = the original face, 1 = fully stylized; or one value per style layer.
+        inversion: how a face becomes a W+ code, a name of :data:`jojogan.inversion.encoders.ENCODERS`;
+            ``None``: the base's domain profile chooses (e4e for FFHQ faces).
+        inversion_steps: optimisation steps for ``inversion="optimize"`` (``None``: its default).
+        distance: what optimisation inversion minimises (:data:`INVERSION_DISTANCES`).
+        aligned: the inputs are already aligned crops (no detection).
+        face: ``"largest"``, ``"all"`` (every face, each pasted back) or an index from the left.
+        paste: blend the result back into the photo (a feathered mask from the face's landmarks).
+        match_colour: with ``paste``, give the face the photo's colour and lighting.
+        cleanup: a name of :data:`jojogan.cleanup.CLEANERS` run on the stylized face, or ``None``.
+        fidelity: the cleaner's fidelity ``w`` in [0, 1] (0: most restoration, 1: most faithful).
+        restore_input: run the cleaner on the aligned input face before inversion.
+        identity: measure how much of the person survived with this face-recognition network (a name of
+            :data:`jojogan.identity.RECOGNIZERS`, or a loaded recognizer); ``"auto"``: the default network
+            when the domain is faces; ``None``: not measured.
+        identity_weights: the recognizer's weights file (``None``: the cache or the package).
+        max_pixels: refuse larger images before decoding them (``None``: no limit).
+        inversion_options: encoder-specific settings by name, each declared by an encoder
+            (:class:`~jojogan.inversion.encoders.EncoderOption`, e.g. ReStyle's ``iterations``); a setting
+            the chosen encoder does not read is ignored.
+    """
+
+    alpha: AlphaSpec = 1.0
+    inversion: str | None = None
+    inversion_steps: int | None = None
+    distance: str = INVERSION_DISTANCES[0]
+    aligned: bool = False
+    face: str | int = "largest"
+    paste: bool = False
+    match_colour: bool = False
+    cleanup: str | None = None
+    fidelity: float = DEFAULT_FIDELITY
+    restore_input: bool = False
+    identity: object = None
+    identity_weights: Path | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    inversion_options: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", check_alpha(self.alpha))
+        if self.inversion is not None and self.inversion not in ENCODERS:
+            raise ValueError(f"inversion must be one of {', '.join(ENCODERS)}, got {self.inversion!r}")
+        if self.inversion_steps is not None:
+            _check_count(self.inversion_steps, "inversion_steps", 3)
+        if self.distance not in INVERSION_DISTANCES:
+            raise ValueError(
+                f"distance must be one of {', '.join(INVERSION_DISTANCES)}, got {self.distance!r}"
+            )
+        self._check_face()
+        if self.cleanup == "none":
+            object.__setattr__(self, "cleanup", None)
+        if self.cleanup is not None and self.cleanup not in CLEANERS:
+            raise ValueError(f"cleanup must be None or one of {', '.join(CLEANERS)}, got {self.cleanup!r}")
+        _check_fraction(self.fidelity, "fidelity")
+        if self.paste and self.aligned:
+            raise ValueError("paste needs the photo's alignment, which aligned=True inputs do not have")
+        if self.match_colour and not self.paste:
+            raise ValueError("match_colour applies to pasted results; set paste=True")
+        if self.max_pixels is not None:
+            _check_count(self.max_pixels, "max_pixels", 1)
+        if self.identity_weights is not None:
+            object.__setattr__(self, "identity_weights", Path(self.identity_weights))
+        object.__setattr__(self, "inversion_options", _check_inversion_options(self.inversion_options))
+
+    def _check_face(self) -> None:
+        face = self.face
+        if isinstance(face, bool) or not (face in FACE_CHOICES or isinstance(face, int)):
+            raise ValueError(f"face must be {' or '.join(map(repr, FACE_CHOICES))} or an index, got {face!r}")
+
+    @property
+    def cleaner_runs(self) -> bool:
+        """A cleaner is needed (cleanup of the result or restoration of the input)."""
+        return self.cleanup is not None or self.restore_input
+
+    @property
+    def cleaner(self) -> str | None:
+        """The cleaner the settings use: ``cleanup``'s, else the first (for ``restore_input``)."""
+        if self.cleanup is not None:
+            return self.cleanup
+        return next(iter(CLEANERS)) if self.restore_input else None

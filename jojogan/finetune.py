@@ -16,15 +16,18 @@ import dataclasses
 import functools
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from jojogan.config import FinetuneConfig
-from jojogan.errors import JojoganError
+from jojogan.errors import CheckpointError, JojoganError
+from jojogan.fileio import atomic_output
 from jojogan.mixing import (
     MeanLatentCache,
     layer_styles,
@@ -34,8 +37,9 @@ from jojogan.mixing import (
 )
 from jojogan.mixing import swapped_layers as list_swapped_layers
 from jojogan.op.precision import autocast, precision_scope
+from jojogan.stylegan2.checkpoint import read_weights_file
 from jojogan.stylegan2.layers import frozen
-from jojogan.stylegan2.model import Discriminator, Generator
+from jojogan.stylegan2.model import D_FEATURE_BLOCKS, Discriminator, Generator
 
 __all__ = [
     "MEAN_LATENTS",
@@ -45,15 +49,19 @@ __all__ = [
     "IdentityNet",
     "ResumeMismatchError",
     "ResumeState",
+    "RunPlan",
     "accumulate_gradients",
     "check_resume",
     "default_micro_batch",
     "finetune",
     "identity_loss",
+    "load_resume_state",
+    "plan_run",
     "reference_features",
     "reference_mean_latent",
     "resume_settings",
     "run_record",
+    "save_resume_state",
 ]
 
 logger = logging.getLogger(__name__)
@@ -504,6 +512,7 @@ def finetune(
     """
     # 1. check the inputs and settings
     config = FinetuneConfig() if config is None else config
+    config = _fit_feature_blocks(config, discriminator)
     device = torch.device(device) if device is not None else generator.input.input.device
     _check_inputs(generator, discriminator, references, reference_latents, config, identity_net)
     if config.save_state_every and on_resume_state is None:
@@ -568,6 +577,16 @@ def _loop(
             value = run.step(step, discriminator, latents, keep, ref_features, identity_net)
             progress.set_postfix(loss=f"{value:.4f}")
             report(run, step, value, latents)
+
+
+def _fit_feature_blocks(config: FinetuneConfig, discriminator: Discriminator) -> FinetuneConfig:
+    """The default loss blocks (1, 3, 4, 5) are JoJoGAN's set from 128 px up; a smaller discriminator (64 px
+    has blocks 0..4) reads those of them it has. Any other set is used, and checked, as given."""
+    convs = getattr(discriminator, "convs", None)
+    if not isinstance(config, FinetuneConfig) or convs is None or config.d_blocks != D_FEATURE_BLOCKS:
+        return config
+    kept = tuple(block for block in config.d_blocks if block < len(convs))
+    return config if kept == config.d_blocks else dataclasses.replace(config, d_blocks=kept)
 
 
 def _check_inputs(
@@ -754,3 +773,105 @@ def _preview(generator: Generator, latents: torch.Tensor, micro_batch: int | Non
         for chunk in _chunks(latents.shape[0], micro_batch)
     ]
     return torch.cat(images).clamp(-1, 1).cpu()
+
+
+# ---------------------------------------------------------------------------------------------- run plan
+def save_resume_state(state: ResumeState, path: str | os.PathLike) -> Path:
+    """Write a resume state atomically (temporary file + rename).
+
+    Raises:
+        JojoganError: it could not be written (full disk, permissions); the previous file is kept.
+    """
+    with atomic_output(path) as tmp:
+        torch.save(state.to_dict(), tmp)
+    return Path(path)
+
+
+def load_resume_state(path: str | os.PathLike) -> ResumeState:
+    """Read a state written by :func:`save_resume_state` (weights only, never pickled code).
+
+    Raises:
+        JojoganError: the file is unreadable, holds Python objects (refused unexecuted) or is no state.
+    """
+    try:
+        return ResumeState.from_dict(read_weights_file(path))
+    except CheckpointError as error:
+        reason = "it holds Python objects, not only tensors" if "Python objects" in str(error) else error
+        raise JojoganError(
+            f"{path} is not a fine-tuning resume state jojogan can load safely ({reason}); delete it to "
+            "start over"
+        ) from error
+    except ValueError as error:
+        raise JojoganError(f"{path} is not a readable fine-tuning resume state ({error})") from error
+
+
+@dataclass
+class RunPlan:
+    """What a fine-tuning run settles before it inverts or trains (:func:`plan_run`).
+
+    Attributes:
+        provenance: the base's and references' sha256 and the inversion, recorded in resume states.
+        resume: the state the run continues, already checked against this run, or ``None``.
+        mean_latent: the code "mean"/"blend" references train towards, or ``None`` for "invert".
+        save_state: where resume states go (``on_resume_state`` of :func:`finetune`), or ``None``.
+    """
+
+    provenance: dict
+    resume: ResumeState | None
+    mean_latent: torch.Tensor | None
+    save_state: Callable[[ResumeState], object] | None
+
+    @property
+    def inverted(self) -> bool:
+        """The references' codes come from an inversion (not "mean")."""
+        return self.provenance["inversion"] is not None
+
+
+def plan_run(
+    generator: Generator,
+    config: FinetuneConfig,
+    *,
+    reference_sha256s: list[str],
+    base_sha256: str | None,
+    inversion: str,
+    resume: bool | ResumeState = False,
+    resume_state_path: str | os.PathLike | None = None,
+) -> RunPlan:
+    """Settle a run before anything expensive: its provenance, the resume state it continues (a state
+    from another run is refused here, before any inversion), its mean latent and its state saver.
+
+    Args:
+        generator: the base generator.
+        config: the run's settings.
+        reference_sha256s: one sha256 per reference (file bytes, or aligned pixels).
+        base_sha256: the base checkpoint's sha256 (also keys the cached mean latent), or ``None``.
+        inversion: how references are inverted (recorded unless ``reference_code="mean"``).
+        resume: continue the state at ``resume_state_path`` when it exists, or this loaded state.
+        resume_state_path: where resume states are kept.
+
+    Raises:
+        ValueError: ``config.save_state_every`` without ``resume_state_path``.
+        ResumeMismatchError: the resume state was made by another run; names what differs.
+    """
+    if config.save_state_every and resume_state_path is None:
+        raise ValueError("config.save_state_every needs resume_state_path (where the state is kept)")
+    inverted = config.reference_code != "mean"
+    provenance = {
+        "base_sha256": base_sha256,
+        "reference_sha256s": list(reference_sha256s),
+        "inversion": inversion if inverted else None,
+    }
+    state = resume if isinstance(resume, ResumeState) else None
+    if state is None and resume and resume_state_path is not None and Path(resume_state_path).is_file():
+        state = load_resume_state(resume_state_path)
+        logger.info("resuming from %s at step %d", resume_state_path, state.step)
+    if state is not None:
+        keep = resolve_mask(config.mask, generator.size)
+        check_resume(state, resume_settings(run_record(config, keep, len(reference_sha256s)), provenance))
+    mean = (
+        None if config.reference_code == "invert" else reference_mean_latent(generator, config, base_sha256)
+    )
+    saver = None
+    if resume_state_path is not None and config.save_state_every:
+        saver = functools.partial(save_resume_state, path=resume_state_path)
+    return RunPlan(provenance=provenance, resume=state, mean_latent=mean, save_state=saver)

@@ -17,6 +17,15 @@ modulations included) receives gradients.
 A reference code is therefore held as *per-layer latents* ``[batch, num_styles, style_dim]``: entry ``k``
 is the w that layer ``k`` reads. :func:`layer_latents` builds them from W+, and
 :func:`reference_layer_latents` from an inversion, the mean code, or a blend of the two.
+
+Presets are defined by resolution, not by layer index at 1024 px, so that a preset names the same spatial
+scale on a model of any size (a 4×4 layer sees the image as 4×4 blocks at 256 px as at 1024 px). Every
+layer has a *style resolution*: a convolution's is its output resolution; a to-RGB layer reads the W+ entry
+of the next level's up-sampling convolution, so its style resolution is twice its own. Karras et al.'s
+bands split style resolutions into coarse (4–8 px: pose, shape), middle (16–32 px: features) and fine
+(64 px and up: colour scheme, micro-structure) (:data:`RESOLUTION_BANDS`). At 1024 px the presets are
+exactly the original code's W+ swap lists; on smaller models they are those lists without the entries the
+model does not have.
 """
 
 from __future__ import annotations
@@ -27,9 +36,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from jojogan.config import (
-    DEFAULT_SWAP_W_PLUS,
+    MASK_PRESETS,
     MEAN_LATENT_SAMPLES,
-    PRESERVE_COLOR_SWAP_W_PLUS,
     REFERENCE_CODES,
     MaskSpec,
     check_mask_spec,
@@ -43,26 +51,64 @@ from jojogan.stylegan2.model import (
 )
 
 __all__ = [
+    "RESOLUTION_BANDS",
     "MeanLatentCache",
+    "band_of",
     "layer_latents",
     "layer_styles",
     "mean_style_code",
     "mix_styles",
     "reference_layer_latents",
     "resolve_mask",
+    "style_layer_kinds",
+    "style_resolutions",
     "swapped_layers",
     "w_plus_swap_layers",
 ]
 
-_PRESET_SWAP_W_PLUS = {
-    "default": DEFAULT_SWAP_W_PLUS,
-    "preserve-color": PRESERVE_COLOR_SWAP_W_PLUS,
-    "preserve-colour": PRESERVE_COLOR_SWAP_W_PLUS,
-}
+RESOLUTION_BANDS: dict[str, tuple[int, int]] = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
+"""Style-resolution bands ``name: (lowest, highest)`` in px (Karras et al.'s coarse / middle / fine)."""
 
 # Beyond this resolution a conv layer counts as "fine" (colour scheme, micro-structure) rather than
 # "structure" (pose, face shape, features): Karras et al.'s coarse + middle styles end at 32 px.
-_STRUCTURE_MAX_RESOLUTION = 32
+_STRUCTURE_MAX_RESOLUTION = RESOLUTION_BANDS["middle"][1]
+# preserve-color keeps these style resolutions' up-sampling entries (the up-sampling conv and the to-RGB
+# below it) and every layer from this style resolution up; the rest of the fine band is swapped no more.
+_PRESERVE_COLOR_UP_ENTRIES = (128, 256)
+_PRESERVE_COLOR_FROM = 1024
+
+
+def style_layer_kinds(size: int) -> list[str]:
+    """For each modulated layer in synthesis order: ``"up"`` (2× up-sampling), ``"conv"`` or ``"rgb"``."""
+    is_rgb = style_layer_is_rgb(size)
+    return ["rgb" if rgb else ("up" if k >= 2 and is_rgb[k - 1] else "conv") for k, rgb in enumerate(is_rgb)]
+
+
+def style_resolutions(size: int) -> list[int]:
+    """For each modulated layer, its style resolution (a to-RGB layer's is twice its output's: it reads the
+    W+ entry of the next level's up-sampling conv)."""
+    return [
+        r * 2 if rgb else r
+        for r, rgb in zip(style_layer_resolution(size), style_layer_is_rgb(size), strict=True)
+    ]
+
+
+def band_of(resolution: int) -> str:
+    """The :data:`RESOLUTION_BANDS` name of a style resolution."""
+    return next(name for name, (low, high) in RESOLUTION_BANDS.items() if low <= resolution <= high)
+
+
+def _preset_layers(name: str, size: int) -> list[int]:
+    """S layers swapped by a preset, from the layers' style resolutions (see the module docstring)."""
+    found = zip(style_layer_kinds(size), style_resolutions(size), strict=True)
+    if name == "default":  # the fine band: the original code's W+ range(7, 18) at 1024 px
+        return [k for k, (_, res) in enumerate(found) if band_of(res) == "fine"]
+    # preserve-color: the original code's W+ (9, 11, 15, 16, 17) at 1024 px
+    return [
+        k
+        for k, (kind, res) in enumerate(found)
+        if (kind != "conv" and res in _PRESERVE_COLOR_UP_ENTRIES) or res >= _PRESERVE_COLOR_FROM
+    ]
 
 
 def w_plus_swap_layers(w_plus_indices: Sequence[int], size: int) -> list[int]:
@@ -88,6 +134,8 @@ def _group_layers(name: str, size: int) -> list[int]:
     resolution = style_layer_resolution(size)
     is_rgb = style_layer_is_rgb(size)
     count = num_style_layers(size)
+    if name in RESOLUTION_BANDS:
+        return [k for k, res in enumerate(style_resolutions(size)) if band_of(res) == name]
     structure = [k for k in range(count) if not is_rgb[k] and resolution[k] <= _STRUCTURE_MAX_RESOLUTION]
     if name == "structure":
         return structure
@@ -105,14 +153,35 @@ def _check_layer_indices(indices: Sequence[int], count: int, what: str) -> None:
         raise ValueError(f"{what} must lie in [0, {count - 1}], got {bad}")
 
 
+def _mapping_layers(spec: Mapping, size: int) -> list[int]:
+    """The S layers a ``{"layers", "resolutions", "w_plus"}`` mask spec swaps (the union)."""
+    count = num_style_layers(size)
+    layers = list(spec.get("layers", ()))
+    _check_layer_indices(layers, count, f"mask layers at {size} px")
+    resolution = style_layer_resolution(size)
+    resolutions = list(spec.get("resolutions", ()))
+    valid = sorted(set(resolution))
+    bad = [r for r in resolutions if r not in valid]
+    if bad:
+        raise ValueError(f"mask resolutions must be among {valid} at {size} px, got {bad}")
+    layers += [k for k in range(count) if resolution[k] in resolutions]
+    w_plus = list(spec.get("w_plus", ()))
+    n_latent = max(style_layer_latent_index(size)) + 1
+    _check_layer_indices(w_plus, n_latent, f"mask W+ indices at {size} px")
+    return layers + w_plus_swap_layers(w_plus, size)
+
+
 def resolve_mask(spec: MaskSpec, size: int) -> torch.Tensor:
     """Turn a mask spec into the keep-mask of the style layers (True = keep the reference's code).
 
     Specs name the layers to *swap* (replace by random codes during training):
 
-    * ``"default"``: the S layers fed by W+ ``range(7, 18)`` (the original code; 10…25 at 1024 px).
-    * ``"preserve-color"`` (or ``"preserve-colour"``): those fed by W+ 9, 11, 15, 16, 17 (the original
-      ``preserve_color=True``; 13, 14, 16, 17, 22…25 at 1024 px).
+    * ``"default"``: the fine band (style resolution 64 px and up), at 1024 px the S layers fed by W+
+      ``range(7, 18)`` (the original code; 10…25).
+    * ``"preserve-color"`` (or ``"preserve-colour"``): the up-sampling entries of the 128 and 256 px levels
+      and every layer of style resolution 1024 px and up, at 1024 px those fed by W+ 9, 11, 15, 16, 17 (the
+      original ``preserve_color=True``; 13, 14, 16, 17, 22…25).
+    * ``"coarse"``, ``"middle"``, ``"fine"``: the layers of one :data:`RESOLUTION_BANDS` band.
     * ``"structure"``: the conv layers (not to_rgb) whose output is at most 32 px: pose, face shape and
       features (0, 2, 3, 5, 6, 8, 9 at any size ≥ 32).
     * ``"colour"`` (or ``"color"``): every other layer, i.e. all to_rgb layers plus every layer above
@@ -141,26 +210,12 @@ def resolve_mask(spec: MaskSpec, size: int) -> torch.Tensor:
             raise ValueError(f"a keep-mask tensor at {size} px needs {count} entries, got {spec.numel()}")
         return spec.detach().to("cpu", copy=True)
     if isinstance(spec, str):
-        if spec in _PRESET_SWAP_W_PLUS:
-            swap = w_plus_swap_layers(_PRESET_SWAP_W_PLUS[spec], size)
+        if spec in MASK_PRESETS:
+            swap = _preset_layers("default" if spec == "default" else "preserve-color", size)
         else:
             swap = _group_layers(spec, size)
     elif isinstance(spec, Mapping):
-        swap = []
-        layers = list(spec.get("layers", ()))
-        _check_layer_indices(layers, count, f"mask layers at {size} px")
-        swap += layers
-        resolution = style_layer_resolution(size)
-        resolutions = list(spec.get("resolutions", ()))
-        valid = sorted(set(resolution))
-        bad = [r for r in resolutions if r not in valid]
-        if bad:
-            raise ValueError(f"mask resolutions must be among {valid} at {size} px, got {bad}")
-        swap += [k for k in range(count) if resolution[k] in resolutions]
-        w_plus = list(spec.get("w_plus", ()))
-        n_latent = max(style_layer_latent_index(size)) + 1
-        _check_layer_indices(w_plus, n_latent, f"mask W+ indices at {size} px")
-        swap += w_plus_swap_layers(w_plus, size)
+        swap = _mapping_layers(spec, size)
     else:
         swap = list(spec)
         _check_layer_indices(swap, count, f"mask layer indices at {size} px")

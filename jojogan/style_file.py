@@ -6,7 +6,7 @@ metadata (a ``str → str`` map) holds one key, ``"jojogan"``, whose value is a 
 
 * ``format_version`` (1), ``package_version``, ``created`` (UTC, ISO 8601);
 * ``generator``: ``size``, ``style_dim``, ``n_mlp``, ``channels`` (``{resolution: channels}``, keys as
-  strings), ``lr_mlp``;
+  strings), ``lr_mlp``, and ``conv_clamp`` when the generator clamps (models converted from NVIDIA's);
 * whatever the caller adds, typically :func:`style_metadata`'s fields: the run's settings (every
   :class:`~jojogan.config.FinetuneConfig` field, ``mask`` as the swapped style layers), the base
   checkpoint's name and sha256, the references' sha256s and the losses.
@@ -84,13 +84,16 @@ def _package_version() -> str:
 
 
 def _generator_config(generator: Generator) -> dict:
-    return {
+    config = {
         "size": generator.size,
         "style_dim": generator.style_dim,
         "n_mlp": generator.n_mlp,
         "channels": {str(res): ch for res, ch in sorted(generator.channels.items())},
         "lr_mlp": generator.lr_mlp,
     }
+    if generator.conv_clamp is not None:
+        config["conv_clamp"] = generator.conv_clamp
+    return config
 
 
 def style_metadata(
@@ -224,6 +227,7 @@ def _generator_problem(config: object) -> str | None:
         "style_dim": lambda v: _is_int(v, 1, 8192),
         "n_mlp": lambda v: _is_int(v, 1, 64),
         "lr_mlp": lambda v: _is_number(v) and 0 < v <= 1,
+        "conv_clamp": lambda v: v is None or (_is_number(v) and v > 0),
         "channels": lambda v: (
             isinstance(v, dict)
             and all(
@@ -236,6 +240,7 @@ def _generator_problem(config: object) -> str | None:
         "style_dim": "a whole number from 1 to 8192",
         "n_mlp": "a whole number from 1 to 64",
         "lr_mlp": "a finite number in (0, 1] (0.01 for every official model)",
+        "conv_clamp": "a positive finite number (NVIDIA's models: 256), or none",
         "channels": 'an object {"resolution": channels}',
     }
     for key, check in checks.items():
@@ -379,6 +384,15 @@ def _dtype_names(state: Mapping) -> dict[str, str]:
     }
 
 
+def _clamp_setting(config: dict, name: str) -> float | None:
+    clamp = config.get("conv_clamp")
+    if clamp is not None and (
+        isinstance(clamp, bool) or not isinstance(clamp, int | float) or not 0 < clamp < float("inf")
+    ):
+        raise CheckpointError(f"{name}: the style metadata's conv_clamp {clamp!r} is not a positive number")
+    return None if clamp is None else float(clamp)
+
+
 def load_style(path: str | os.PathLike, device: str | torch.device = "cpu") -> StyleFile:
     """Load a style file: ours (``.safetensors``) or an official JoJoGAN one (``{"g": state_dict}`` ``.pt``).
 
@@ -403,13 +417,15 @@ def load_style(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         state, metadata = _read_safetensors(path)
         if metadata is None:
             metadata = {"format": "state-dict", "source": path.name}
-            lr_mlp = 0.01
+            lr_mlp, conv_clamp = 0.01, None
         else:
             config = metadata.get("generator")
             if not isinstance(config, dict):
                 raise CheckpointError(f"{path.name}: the style metadata has no generator configuration")
-            lr_mlp = float(config.get("lr_mlp", 0.01))
-        generator = generator_from_state(state, path.name, lr_mlp=lr_mlp, device=device)
+            lr_mlp, conv_clamp = float(config.get("lr_mlp", 0.01)), _clamp_setting(config, path.name)
+        generator = generator_from_state(
+            state, path.name, lr_mlp=lr_mlp, device=device, conv_clamp=conv_clamp
+        )
         config = metadata.get("generator")
         if isinstance(config, dict) and config.get("size") not in (None, generator.size):
             raise CheckpointError(

@@ -15,7 +15,17 @@ import torch
 from jojogan.config import AlphaSpec, check_alpha
 from jojogan.stylegan2.model import Generator, SynthesisLayer
 
-__all__ = ["alpha_coefficients", "sample_styled", "stylize_latents", "stylize_styles", "synthesize_blend"]
+__all__ = [
+    "TRUNCATION",
+    "alpha_coefficients",
+    "sample_styled",
+    "stylize_latents",
+    "stylize_styles",
+    "synthesize_blend",
+]
+
+TRUNCATION = 0.7
+"""How far random samples stay from the mean latent (the original notebook's ψ)."""
 
 
 def alpha_coefficients(alpha: AlphaSpec, num_styles: int) -> list[list[float]]:
@@ -100,7 +110,7 @@ def sample_styled(
     original: Generator,
     finetuned: Generator,
     n: int,
-    truncation: float = 0.7,
+    truncation: float = TRUNCATION,
     latent_avg: torch.Tensor | None = None,
     seed: int = 0,
     alpha: AlphaSpec = 1.0,

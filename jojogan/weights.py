@@ -96,6 +96,7 @@ class WeightsEntry:
         url: a plain HTTPS URL of the same bytes (e.g. a GitHub release asset).
         drive_id: Google Drive id the original project used; never fetched automatically.
         layout: what the loader expects inside.
+        profile: for a base generator, its domain profile (a key of :data:`jojogan.domains.PROFILES`).
     """
 
     name: str
@@ -111,6 +112,7 @@ class WeightsEntry:
     sha256_prefix: str | None = None
     approx_size: int | None = None
     max_size: int | None = None
+    profile: str | None = None
 
     @property
     def hf_url(self) -> str | None:
@@ -139,6 +141,99 @@ def _style(
     )
 
 
+_RESTYLE_LICENCE = "restyle-encoder code MIT; its decoder is NVIDIA's {}: " + NVIDIA_NC
+# ReStyle's README names what each decoder was trained on; the AFHQ wild one is a StyleGAN2-ADA model.
+_RESTYLE_DOMAINS = {
+    "ffhq": ("FFHQ faces", "FFHQ StyleGAN2", 1024),
+    "cars": ("Stanford Cars (read as 192x256 pictures)", "LSUN Car StyleGAN2", 512),
+    "church": ("LSUN Church", "LSUN Church StyleGAN2", 256),
+    "horse": ("LSUN Horse", "LSUN Horse StyleGAN2", 256),
+    "afhq_wild": ("AFHQ wild animals", "AFHQ Wild StyleGAN2-ADA", 512),
+}
+
+
+def _restyle(variant: str, domain: str, drive_id: str) -> WeightsEntry:
+    """A ReStyle encoder from the authors' Google Drive (yuval-alaluf/restyle-encoder README)."""
+    what, decoder, size = _RESTYLE_DOMAINS[domain]
+    backbone = "IR-SE50" if domain == "ffhq" else "ResNet-34"
+    encoder_type, title = {"psp": ("BackboneEncoder", "pSp"), "e4e": ("ProgressiveBackboneEncoder", "e4e")}[
+        variant
+    ]
+    if backbone == "ResNet-34":
+        encoder_type = "ResNet" + encoder_type
+    n_styles = 2 * (size.bit_length() - 1) - 2
+    return WeightsEntry(
+        name=f"restyle-{variant}" + ("" if domain == "ffhq" else f"-{domain.replace('_', '-')}"),
+        filename=f"restyle_{variant}_{domain}_encode.pt",
+        description=f"ReStyle-{title} iterative encoder ({backbone}) for {what}, W+ [{n_styles}, 512]",
+        licence=_RESTYLE_LICENCE.format(decoder),
+        drive_id=drive_id,
+        layout=(
+            f"{{'state_dict': {{'encoder.*' ({encoder_type}), 'decoder.*' ({size} px StyleGAN2)}}, "
+            f"'latent_avg': [{n_styles}, 512], 'opts': dict}}"
+        ),
+    )
+
+
+_ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
+_TF_ERA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks"
+_PICKLE_LAYOUT = (
+    "NVIDIA network pickle ({layout}); read as data, never run, and converted once to the official layout "
+    "(g_ema, d, latent_avg) in <cache>/converted (`jojogan convert`)"
+)
+
+
+def _nvidia(name: str, url: str, what: str, tf_era: bool = False) -> WeightsEntry:
+    # the row's name is its domain profile's (jojogan.domains.PROFILES)
+    """A base model NVIDIA publishes as a pickle (no size or sha256 published: pinned on first use)."""
+    layout = (
+        "TF-era (G, D, Gs) of dnnlib.tflib" if tf_era else "stylegan2-ada-pytorch {'G', 'D', 'G_ema', ...}"
+    )
+    return WeightsEntry(
+        name=name,
+        filename=url.rsplit("/", 1)[1],
+        description=f"{what}: generator, discriminator and mean latent",
+        licence=f"NVIDIA's StyleGAN2 models: {NVIDIA_NC}",
+        url=url,
+        layout=_PICKLE_LAYOUT.format(layout=layout),
+        profile=name,
+    )
+
+
+# NVIDIA's own base models (URLs from NVlabs' READMEs and stylegan2-ada-pytorch's train.py resume list).
+_NVIDIA_ROWS = (
+    _nvidia(
+        "ffhq-512",
+        f"{_ADA}/transfer-learning-source-nets/ffhq-res512-mirror-stylegan2-noaug.pkl",
+        "StyleGAN2 FFHQ faces, 512 px",
+    ),
+    _nvidia(
+        "ffhq-256",
+        f"{_ADA}/transfer-learning-source-nets/ffhq-res256-mirror-paper256-noaug.pkl",
+        "StyleGAN2 FFHQ faces, 256 px",
+    ),
+    _nvidia("metfaces", f"{_ADA}/metfaces.pkl", "StyleGAN2-ADA MetFaces (painted portraits), 1024 px"),
+    _nvidia("afhq-cat", f"{_ADA}/afhqcat.pkl", "StyleGAN2-ADA AFHQ cats, 512 px"),
+    _nvidia("afhq-dog", f"{_ADA}/afhqdog.pkl", "StyleGAN2-ADA AFHQ dogs, 512 px"),
+    _nvidia("afhq-wild", f"{_ADA}/afhqwild.pkl", "StyleGAN2-ADA AFHQ wild animals, 512 px"),
+    _nvidia(
+        "lsun-car",
+        f"{_TF_ERA}/stylegan2-car-config-f.pkl",
+        "StyleGAN2 LSUN cars, 512x384 inside 512 px",
+        tf_era=True,
+    ),
+    _nvidia("lsun-cat", f"{_TF_ERA}/stylegan2-cat-config-f.pkl", "StyleGAN2 LSUN cats, 256 px", tf_era=True),
+    _nvidia(
+        "lsun-church",
+        f"{_TF_ERA}/stylegan2-church-config-f.pkl",
+        "StyleGAN2 LSUN churches, 256 px",
+        tf_era=True,
+    ),
+    _nvidia(
+        "lsun-horse", f"{_TF_ERA}/stylegan2-horse-config-f.pkl", "StyleGAN2 LSUN horses, 256 px", tf_era=True
+    ),
+)
+
 _ROWS = (
     WeightsEntry(
         name="ffhq",
@@ -150,6 +245,7 @@ _ROWS = (
         hf_repo="akhaliq/jojogan-stylegan2-ffhq-config-f",
         drive_id="1Yr7KuD959btpmcKGAUsbAk5rPjX2MytK",
         layout="{'g_ema': ..., 'd': ..., 'latent_avg': [512]} in the rosinality layout",
+        profile="ffhq",
     ),
     WeightsEntry(
         name="e4e",
@@ -162,6 +258,29 @@ _ROWS = (
         drive_id="1cUv_reLE6k3604or78EranS7XzuVMWeO",
         layout="{'state_dict': {'encoder.*', 'decoder.*'}, 'latent_avg': [18, 512], 'opts': ...}",
     ),
+    # ReStyle (the JoJoGAN paper's encoder): the authors' files are on Google Drive only.
+    _restyle("psp", "ffhq", "1sw6I2lRIB0MpuJkpc8F5BJiSZrc0hjfE"),
+    _restyle("e4e", "ffhq", "1e2oXVeBPXMQoUoC_4TNwAWpOPpSEhE_e"),
+    WeightsEntry(
+        name="restyle-e4e-hf",
+        filename="restyle_e4e_ffhq.pt",
+        description=(
+            "ReStyle-e4e FFHQ encoder (IR-SE50), W+ [18, 512]: a third-party Hugging Face copy, not checked "
+            "against the authors' file (restyle-e4e)"
+        ),
+        licence=_RESTYLE_LICENCE.format("FFHQ StyleGAN2"),
+        sha256="89afa8b3255be61425714397be11f07b34312d76ea22382ecf80001da617da5b",
+        approx_size=809_000_000,
+        hf_repo="trysem/restyle-e4e-ffhq",
+        layout="as restyle-e4e",
+    ),
+    _restyle("psp", "cars", "1zJHqHRQ8NOnVohVVCGbeYMMr6PDhRpPR"),
+    _restyle("psp", "church", "1bcxx7mw-1z7dzbJI_z7oGpWG1oQAvMaD"),
+    _restyle("psp", "afhq_wild", "1GyFXVTNDUw3IIGHmGS71ChhJ1Rmslhk7"),
+    _restyle("e4e", "cars", "1v6Yi-Yne6JX0Pyas6XPS83IzKKUvCe8r"),
+    _restyle("e4e", "church", "1sCRzbM1fGTgTbWO87jP_rxApw-tS0CH_"),
+    _restyle("e4e", "horse", "19_sUpTYtJmhSAolKLm3VgI-ptYqd-hgY"),
+    _restyle("e4e", "afhq_wild", "1HQlUPKirShHyL3kGnwVRjhfcb-j9s4V3"),
     WeightsEntry(
         name="codeformer",
         filename="codeformer.pth",
@@ -261,6 +380,7 @@ _ROWS = (
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         layout="torchvision AlexNet state dict (features.*, classifier.*)",
     ),
+    *_NVIDIA_ROWS,
 )
 
 REGISTRY: dict[str, WeightsEntry] = {row.name: row for row in _ROWS}

@@ -64,7 +64,7 @@ def _source(entry: manager.WeightsEntry) -> str:
         return f"Hugging Face [{entry.hf_repo}](https://huggingface.co/{entry.hf_repo})"
     if entry.url:
         return f"<{entry.url}>"
-    return f"by hand: [Google Drive]({entry.drive_url}) (the original notebook's link)"
+    return f"by hand: [Google Drive]({entry.drive_url}) (the authors' link)"
 
 
 def _size(entry: manager.WeightsEntry) -> str:

@@ -10,11 +10,15 @@ Accepted files:
   ``g.`` or ``generator.``, with ``d.``/``discriminator.`` for a discriminator).
 
 Architecture (size, style_dim, n_mlp, channel table) is inferred from tensor shapes; loading is strict and
-never executes pickled code.
+never executes pickled code. What shapes cannot tell (the mapping's learning-rate multiplier, NVIDIA's
+``conv_clamp``, the minibatch-stddev group) a file may carry under :data:`MODEL_CONFIG_KEY`: a top-level
+dict in a ``.pt`` file, a JSON string in a ``.safetensors`` header (see :func:`model_config`).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import pickle
 import re
 import zipfile
@@ -31,6 +35,11 @@ _STYLE_KEY = re.compile(r"^style\.(\d+)\.weight$")
 _CONV_KEY = re.compile(r"^convs\.(\d+)\.conv\.weight$")
 _D_BLOCK_KEY = re.compile(r"^convs\.(\d+)\.conv1\.0\.weight$")
 
+MODEL_CONFIG_KEY = "jojogan_model"
+"""Where a checkpoint keeps the settings its shapes cannot tell (e.g. a converted NVIDIA model's)."""
+MODEL_CONFIG_VERSION = 1
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
 
 @dataclass
 class StyleGAN2Checkpoint:
@@ -41,12 +50,14 @@ class StyleGAN2Checkpoint:
         discriminator: the discriminator, or ``None`` when the file has none.
         latent_avg: mean w ``[style_dim]``, or ``None`` when the file has none.
         path: where it was read from.
+        profile: the domain profile the file records (a converted NVIDIA model's), or ``None``.
     """
 
     generator: Generator
     discriminator: Discriminator | None
     latent_avg: torch.Tensor | None
     path: Path | None = None
+    profile: str | None = None
 
 
 def read_weights_file(path: str | Path, device: str | torch.device = "cpu", safe_globals: tuple = ()) -> dict:
@@ -155,7 +166,7 @@ def infer_generator_config(state: dict, name: str = "checkpoint") -> dict:
 
 
 def infer_discriminator_config(state: dict, name: str = "checkpoint") -> dict:
-    """``size`` and ``channels`` of a discriminator state dict, from shapes."""
+    """``size``, ``channels`` and ``stddev_feat`` of a discriminator state dict, from shapes."""
     blocks = sorted(int(m.group(1)) for k in state if (m := _D_BLOCK_KEY.match(k)))
     if not blocks:
         raise CheckpointError(f"{name}: no residual blocks 'convs.N.conv1.0.weight' in the discriminator")
@@ -163,7 +174,90 @@ def infer_discriminator_config(state: dict, name: str = "checkpoint") -> dict:
     channels = {size: int(_shape(state, "convs.0.0.weight", name, "discriminator")[0])}
     for i in blocks:
         channels[size // 2**i] = int(_shape(state, f"convs.{i}.conv2.1.weight", name, "discriminator")[0])
-    return {"size": size, "channels": channels}
+    final_in = int(_shape(state, "final_conv.0.weight", name, "discriminator")[1])
+    stddev_feat = final_in - channels.get(4, final_in)
+    if stddev_feat < 1:
+        raise CheckpointError(f"{name}: the discriminator's final conv has no minibatch-stddev input channel")
+    return {"size": size, "channels": channels, "stddev_feat": stddev_feat}
+
+
+# ---------------------------------------------------------------------------------------------- settings
+def model_config(generator: Generator, discriminator: Discriminator | None = None, **extra: object) -> dict:
+    """What a checkpoint records under :data:`MODEL_CONFIG_KEY` (JSON-ready): the settings of the models that
+    their shapes cannot tell, the inferred ones for checking, and ``extra`` fields (e.g. ``source``)."""
+    config: dict = {"format_version": MODEL_CONFIG_VERSION, "generator": _json_ready(generator.config)}
+    if discriminator is not None:
+        config["discriminator"] = _json_ready(discriminator.config)
+    return {**config, **extra}
+
+
+def _json_ready(config: dict) -> dict:
+    return {k: ({str(r): c for r, c in v.items()} if k == "channels" else v) for k, v in config.items()}
+
+
+def _positive(value: object, what: str, name: str, optional: bool = False, integer: bool = False) -> object:
+    if value is None and optional:
+        return None
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < math.inf:
+        raise CheckpointError(f"{name}: the recorded {what} {value!r} is not a positive number")
+    return value if integer else float(value)
+
+
+def _parse_model_config(raw: object, name: str) -> dict:
+    """The loaders' keyword arguments from a recorded config, validated (parsed, never trusted)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("format_version"), int):
+        raise CheckpointError(f"{name}: the '{MODEL_CONFIG_KEY}' settings are not a versioned JSON object")
+    if raw["format_version"] > MODEL_CONFIG_VERSION:
+        raise CheckpointError(
+            f"{name} records model settings of format {raw['format_version']}; this jojogan reads up to "
+            f"{MODEL_CONFIG_VERSION}: upgrade jojogan"
+        )
+    gen, disc = raw.get("generator") or {}, raw.get("discriminator") or {}
+    if not isinstance(gen, dict) or not isinstance(disc, dict):
+        raise CheckpointError(f"{name}: the recorded generator/discriminator settings are not JSON objects")
+    parsed = {"generator": {}, "discriminator": {}}
+    if "lr_mlp" in gen:
+        parsed["generator"]["lr_mlp"] = _positive(gen["lr_mlp"], "lr_mlp", name)
+    for part, found in (("generator", gen), ("discriminator", disc)):
+        if "conv_clamp" in found:
+            parsed[part]["conv_clamp"] = _positive(found["conv_clamp"], "conv_clamp", name, optional=True)
+        if "size" in found:
+            parsed[part]["size"] = _positive(found["size"], f"{part} size", name, integer=True)
+    if "stddev_group" in disc:
+        group = _positive(disc["stddev_group"], "stddev_group", name, optional=True, integer=True)
+        parsed["discriminator"]["stddev_group"] = group
+    source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
+    profile = source.get("profile")
+    if profile is not None and not (isinstance(profile, str) and _PROFILE_NAME.fullmatch(profile)):
+        raise CheckpointError(f"{name}: the recorded domain profile {str(profile)[:40]!r} is not a name")
+    return {**parsed, "profile": profile}
+
+
+def read_model_config(path: Path, data: Mapping) -> dict:
+    """The recorded settings of a checkpoint, parsed: ``{"generator": {...}, "discriminator": {...}}`` of
+    keyword arguments for the loaders (empty dicts when the file records none), and ``"profile"``: the
+    domain profile's name recorded as the source's, or ``None``.
+
+    Args:
+        path: the file (a ``.safetensors`` header is read from it).
+        data: what :func:`read_weights_file` returned (a ``.pt`` file keeps the settings as a dict entry).
+    """
+    raw = data.get(MODEL_CONFIG_KEY)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            text = (handle.metadata() or {}).get(MODEL_CONFIG_KEY)
+        try:
+            raw = json.loads(text) if text is not None else None
+        except json.JSONDecodeError as error:
+            raise CheckpointError(
+                f"{path.name}: the '{MODEL_CONFIG_KEY}' header is not JSON ({error})"
+            ) from error
+    if raw is None:
+        return {"generator": {}, "discriminator": {}, "profile": None}
+    return _parse_model_config(raw, path.name)
 
 
 MAX_LISTED_KEYS = 5
@@ -228,19 +322,45 @@ def _load_strict(module: torch.nn.Module, state: dict, name: str, what: str) -> 
     module.load_state_dict(state, strict=True)
 
 
+def _check_recorded_size(found: int, recorded: int | None, name: str, what: str) -> None:
+    if recorded is not None and recorded != found:
+        raise CheckpointError(
+            f"{name}: the settings record a {recorded} px {what}, the weights are {found} px"
+        )
+
+
 def generator_from_state(
-    state: dict, name: str = "checkpoint", lr_mlp: float = 0.01, device: str | torch.device = "cpu"
+    state: dict,
+    name: str = "checkpoint",
+    lr_mlp: float = 0.01,
+    device: str | torch.device = "cpu",
+    conv_clamp: float | None = None,
+    size: int | None = None,
 ) -> Generator:
-    """Build a :class:`Generator` that fits ``state`` and load it strictly."""
+    """Build a :class:`Generator` that fits ``state`` and load it strictly.
+
+    ``lr_mlp`` and ``conv_clamp`` are settings shapes cannot tell; ``size``, when given, must match.
+    """
     config = infer_generator_config(state, name)
-    gen = Generator(lr_mlp=lr_mlp, **config)
+    _check_recorded_size(config["size"], size, name, "generator")
+    gen = Generator(lr_mlp=lr_mlp, conv_clamp=conv_clamp, **config)
     _load_strict(gen, state, name, "generator")
     return gen.to(device).eval()
 
 
-def discriminator_from_state(state: dict, name: str = "checkpoint", device="cpu") -> Discriminator:
-    """Build a :class:`Discriminator` that fits ``state`` and load it strictly."""
-    disc = Discriminator(**infer_discriminator_config(state, name))
+def discriminator_from_state(
+    state: dict,
+    name: str = "checkpoint",
+    device="cpu",
+    conv_clamp: float | None = None,
+    stddev_group: int | None = 4,
+    size: int | None = None,
+) -> Discriminator:
+    """Build a :class:`Discriminator` that fits ``state`` and load it strictly (settings as in
+    :func:`generator_from_state`)."""
+    config = infer_discriminator_config(state, name)
+    _check_recorded_size(config["size"], size, name, "discriminator")
+    disc = Discriminator(conv_clamp=conv_clamp, stddev_group=stddev_group, **config)
     _load_strict(disc, state, name, "discriminator")
     return disc.to(device).eval()
 
@@ -254,7 +374,7 @@ def load_checkpoint(
         path: ``.pt``/``.pth``/``.safetensors`` file (see the module docstring for the layouts).
         device: where to put the models.
         lr_mlp: mapping-network learning-rate multiplier (0.01 for every official model; it cannot be read
-            from the weights).
+            from the weights) when the file records none (see :func:`read_model_config`).
         discriminator: build the discriminator when the file has one (fine-tuning needs it).
 
     Raises:
@@ -263,8 +383,13 @@ def load_checkpoint(
     path = Path(path)
     data = read_weights_file(path, device="cpu")
     gen_state, disc_state, latent_avg = _split_sections(data, path.name)
-    gen = generator_from_state(gen_state, path.name, lr_mlp=lr_mlp, device=device)
-    disc = discriminator_from_state(disc_state, path.name, device) if (discriminator and disc_state) else None
+    settings = read_model_config(path, data)
+    gen = generator_from_state(
+        gen_state, path.name, **{"lr_mlp": lr_mlp, **settings["generator"]}, device=device
+    )
+    disc = None
+    if discriminator and disc_state:
+        disc = discriminator_from_state(disc_state, path.name, device, **settings["discriminator"])
     if disc is not None and disc.size != gen.size:
         raise CheckpointError(
             f"{path.name}: discriminator size {disc.size} differs from generator size {gen.size}"
@@ -276,4 +401,4 @@ def load_checkpoint(
                 f"{path.name}: latent_avg has shape {tuple(latent_avg.shape)}, expected [{gen.style_dim}]"
             )
         latent_avg = latent_avg.to(device)
-    return StyleGAN2Checkpoint(generator=gen, discriminator=disc, latent_avg=latent_avg, path=path)
+    return StyleGAN2Checkpoint(gen, disc, latent_avg, path=path, profile=settings["profile"])

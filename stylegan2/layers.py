@@ -20,6 +20,20 @@ from jojogan.op.resample import conv2d_resample, conv_down_padding, conv_up_padd
 DEFAULT_BLUR_KERNEL = (1, 3, 3, 1)
 
 
+def clamp_activations(x: torch.Tensor, limit: float | None, inplace: bool = False) -> torch.Tensor:
+    """Clamp a layer's output to ``[-limit, limit]`` (NVIDIA's ``conv_clamp``); ``None`` returns ``x``.
+
+    NVIDIA's stylegan2-ada and stylegan3 networks clamp every synthesis, to-RGB and discriminator conv
+    output after bias, activation and gain; models without the setting (the official StyleGAN2 files, the
+    product's own) pass ``None`` and run exactly as before.
+    """
+    if limit is None:
+        return x
+    if inplace and not (torch.is_grad_enabled() and x.requires_grad):
+        return x.clamp_(-limit, limit)
+    return x.clamp(-limit, limit)
+
+
 @contextlib.contextmanager
 def frozen(*modules: object) -> Iterator[None]:
     """Use modules as fixed functions: no parameter gradients, eval mode; both restored afterwards.
@@ -245,7 +259,10 @@ class ConstantInput(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """Modulated conv → noise → bias + leaky ReLU (names ``conv``, ``noise``, ``activate``)."""
+    """Modulated conv → noise → bias + leaky ReLU [→ clamp] (names ``conv``, ``noise``, ``activate``).
+
+    ``conv_clamp``: clamp the output to ``±conv_clamp`` (NVIDIA's setting), ``None`` for no clamp.
+    """
 
     def __init__(
         self,
@@ -255,8 +272,10 @@ class StyledConv(nn.Module):
         style_dim: int,
         upsample: bool = False,
         blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
+        conv_clamp: float | None = None,
     ):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.conv = ModulatedConv2d(
             in_channels, out_channels, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel
         )
@@ -268,19 +287,30 @@ class StyledConv(nn.Module):
     ) -> torch.Tensor:
         out = self.conv(x, style)
         if out.requires_grad:
-            return self.activate(self.noise(out, noise))
+            return clamp_activations(self.activate(self.noise(out, noise)), self.conv_clamp)
         # No gradient: ``out`` is this layer's own new tensor, so noise, bias and activation overwrite it
         # instead of allocating three more maps of its size (128 MB each per image at 1024 px).
-        return self.activate(self.noise(out, noise, inplace=True), inplace=True)
+        out = self.activate(self.noise(out, noise, inplace=True), inplace=True)
+        return clamp_activations(out, self.conv_clamp, inplace=True)
+
+    def extra_repr(self) -> str:
+        return "" if self.conv_clamp is None else f"conv_clamp={self.conv_clamp}"
 
 
 class ToRGB(nn.Module):
-    """1×1 modulated conv to RGB, plus the up-sampled skip from the previous resolution."""
+    """1×1 modulated conv to RGB [clamped to ``±conv_clamp``], plus the up-sampled skip from the previous
+    resolution."""
 
     def __init__(
-        self, in_channels: int, style_dim: int, upsample: bool = True, blur_kernel=DEFAULT_BLUR_KERNEL
+        self,
+        in_channels: int,
+        style_dim: int,
+        upsample: bool = True,
+        blur_kernel=DEFAULT_BLUR_KERNEL,
+        conv_clamp: float | None = None,
     ):
         super().__init__()
+        self.conv_clamp = conv_clamp
         if upsample:
             self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_channels, 3, 1, style_dim, demodulate=False)
@@ -289,14 +319,19 @@ class ToRGB(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, style)
         if out.requires_grad:
-            out = out + self.bias
+            out = clamp_activations(out + self.bias, self.conv_clamp)
             return out if skip is None else out + self.upsample(skip)
-        out.add_(self.bias)  # no gradient: the same sums, in the layer's own new tensor
+        # no gradient: the same sums, in the layer's own new tensor
+        out = clamp_activations(out.add_(self.bias), self.conv_clamp, inplace=True)
         return out if skip is None else out.add_(self.upsample(skip))
+
+    def extra_repr(self) -> str:
+        return "" if self.conv_clamp is None else f"conv_clamp={self.conv_clamp}"
 
 
 class ConvLayer(nn.Sequential):
-    """Discriminator conv: [blur] → equalized conv → [bias + leaky ReLU], indexed like the official files."""
+    """Discriminator conv: [blur] → equalized conv → [bias + leaky ReLU] [→ clamp to ``±conv_clamp``],
+    indexed like the official files."""
 
     def __init__(
         self,
@@ -307,6 +342,7 @@ class ConvLayer(nn.Sequential):
         blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
         bias: bool = True,
         activate: bool = True,
+        conv_clamp: float | None = None,
     ):
         layers: list[nn.Module] = []
         if downsample:
@@ -328,25 +364,38 @@ class ConvLayer(nn.Sequential):
             layers.append(FusedLeakyReLU(out_channels, bias=bias))
         super().__init__(*layers)
         self.downsample = downsample
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.downsample:
-            return super().forward(x)
+            return clamp_activations(super().forward(x), self.conv_clamp)
         # blur + stride-2 conv as one resampling conv, which owns the pads and the 1×1 fast path
         blur, conv, *rest = self
         x = conv2d_resample(x, conv.scaled_weight(), blur.kernel, down=2, bias=conv.bias)
         for module in rest:
             x = module(x)
-        return x
+        return clamp_activations(x, self.conv_clamp)
 
 
 class ResBlock(nn.Module):
-    """Residual down-sampling block of the discriminator (``conv1``, ``conv2``, ``skip``)."""
+    """Residual down-sampling block of the discriminator (``conv1``, ``conv2``, ``skip``).
 
-    def __init__(self, in_channels: int, out_channels: int, blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL):
+    ``conv_clamp`` clamps the outputs of ``conv1`` and ``conv2`` (not the linear ``skip``), as NVIDIA's
+    resnet blocks do.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
-        self.conv1 = ConvLayer(in_channels, in_channels, 3, blur_kernel=blur_kernel)
-        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_kernel=blur_kernel)
+        self.conv1 = ConvLayer(in_channels, in_channels, 3, blur_kernel=blur_kernel, conv_clamp=conv_clamp)
+        self.conv2 = ConvLayer(
+            in_channels, out_channels, 3, downsample=True, blur_kernel=blur_kernel, conv_clamp=conv_clamp
+        )
         self.skip = ConvLayer(
             in_channels, out_channels, 1, downsample=True, blur_kernel=blur_kernel, bias=False, activate=False
         )

@@ -114,6 +114,8 @@ class Generator(nn.Module):
         channels: ``{resolution: channels}`` replacing the default table (tests build tiny models).
         lr_mlp: learning-rate multiplier of the mapping network.
         blur_kernel: FIR kernel of the resampling filters.
+        conv_clamp: clamp every synthesis and to-RGB layer's output to ``±conv_clamp`` (NVIDIA's
+            stylegan2-ada/stylegan3 models use 256); ``None``, the default, clamps nothing.
     """
 
     def __init__(
@@ -125,12 +127,14 @@ class Generator(nn.Module):
         channels: dict[int, int] | None = None,
         lr_mlp: float = 0.01,
         blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
+        conv_clamp: float | None = None,
     ):
         super().__init__()
         self.size = size
         self.style_dim = style_dim
         self.n_mlp = n_mlp
         self.lr_mlp = lr_mlp
+        self.conv_clamp = conv_clamp
         self.log_size = _log2_size(size)
         self.channels = {
             int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()
@@ -148,8 +152,9 @@ class Generator(nn.Module):
         )
         ch = self.channels
         self.input = ConstantInput(ch[4])
-        self.conv1 = StyledConv(ch[4], ch[4], 3, style_dim, blur_kernel=blur_kernel)
-        self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False)
+        clamp = {"conv_clamp": conv_clamp}
+        self.conv1 = StyledConv(ch[4], ch[4], 3, style_dim, blur_kernel=blur_kernel, **clamp)
+        self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False, **clamp)
 
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.n_latent = self.log_size * 2 - 2
@@ -163,12 +168,26 @@ class Generator(nn.Module):
         in_ch = ch[4]
         for i in range(3, self.log_size + 1):
             out_ch = ch[2**i]
-            self.convs.append(StyledConv(in_ch, out_ch, 3, style_dim, upsample=True, blur_kernel=blur_kernel))
-            self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim, blur_kernel=blur_kernel))
-            self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel))
+            self.convs.append(
+                StyledConv(in_ch, out_ch, 3, style_dim, upsample=True, blur_kernel=blur_kernel, **clamp)
+            )
+            self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim, blur_kernel=blur_kernel, **clamp))
+            self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel, **clamp))
             in_ch = out_ch
 
     # ----------------------------------------------------------------- structure
+    @property
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this architecture (``blur_kernel`` is always the default)."""
+        return {
+            "size": self.size,
+            "style_dim": self.style_dim,
+            "n_mlp": self.n_mlp,
+            "channels": {res: ch for res, ch in sorted(self.channels.items()) if res <= self.size},
+            "lr_mlp": self.lr_mlp,
+            "conv_clamp": self.conv_clamp,
+        }
+
     @property
     def num_styles(self) -> int:
         """Number of modulated layers (26 at 1024 px)."""
@@ -354,10 +373,12 @@ class Discriminator(nn.Module):
         channel_multiplier: 2 for config-f.
         channels: ``{resolution: channels}`` replacing the default table.
         blur_kernel: FIR kernel of the down-sampling filters.
+        conv_clamp: clamp the from-RGB, residual-block and final conv outputs to ``±conv_clamp`` (NVIDIA's
+            stylegan2-ada/stylegan3 models); ``None``, the default, clamps nothing.
+        stddev_group: minibatch-stddev group size (4 in the official models, 8 in some of NVIDIA's);
+            ``None``: the whole batch is one group.
+        stddev_feat: minibatch-stddev feature channels appended before the final conv.
     """
-
-    stddev_group = 4
-    stddev_feat = 1
 
     def __init__(
         self,
@@ -365,25 +386,42 @@ class Discriminator(nn.Module):
         channel_multiplier: int = 2,
         channels: dict[int, int] | None = None,
         blur_kernel: Sequence[int] = DEFAULT_BLUR_KERNEL,
+        conv_clamp: float | None = None,
+        stddev_group: int | None = 4,
+        stddev_feat: int = 1,
     ):
         super().__init__()
         self.size = size
+        self.conv_clamp = conv_clamp
+        self.stddev_group = stddev_group
+        self.stddev_feat = stddev_feat
         log_size = _log2_size(size)
         self.channels = {
             int(k): int(v) for k, v in (channels or default_channels(channel_multiplier)).items()
         }
         ch = self.channels
-        convs: list[nn.Module] = [ConvLayer(3, ch[size], 1)]
+        convs: list[nn.Module] = [ConvLayer(3, ch[size], 1, conv_clamp=conv_clamp)]
         in_ch = ch[size]
         for i in range(log_size, 2, -1):
             out_ch = ch[2 ** (i - 1)]
-            convs.append(ResBlock(in_ch, out_ch, blur_kernel))
+            convs.append(ResBlock(in_ch, out_ch, blur_kernel, conv_clamp=conv_clamp))
             in_ch = out_ch
         self.convs = nn.Sequential(*convs)
-        self.final_conv = ConvLayer(in_ch + 1, ch[4], 3)
+        self.final_conv = ConvLayer(in_ch + stddev_feat, ch[4], 3, conv_clamp=conv_clamp)
         self.final_linear = nn.Sequential(
             EqualLinear(ch[4] * 4 * 4, ch[4], activation="fused_lrelu"), EqualLinear(ch[4], 1)
         )
+
+    @property
+    def config(self) -> dict:
+        """The keyword arguments that rebuild this architecture (``blur_kernel`` is always the default)."""
+        return {
+            "size": self.size,
+            "channels": {res: ch for res, ch in sorted(self.channels.items()) if res <= self.size},
+            "conv_clamp": self.conv_clamp,
+            "stddev_group": self.stddev_group,
+            "stddev_feat": self.stddev_feat,
+        }
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1:] != (3, self.size, self.size):
@@ -415,7 +453,7 @@ class Discriminator(nn.Module):
         self._check_input(x)
         out = self.convs(x)
         batch, channels, height, width = out.shape
-        group = min(batch, self.stddev_group)
+        group = batch if self.stddev_group is None else min(batch, self.stddev_group)
         if batch % group:
             raise ValueError(f"batch {batch} must be a multiple of the minibatch-stddev group {group}")
         stddev = out.view(group, -1, self.stddev_feat, channels // self.stddev_feat, height, width)

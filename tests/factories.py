@@ -45,3 +45,79 @@ def tiny_discriminator(size: int = 64, seed: int = 0) -> Discriminator:
         disc = Discriminator(size, channels=tiny_channels(size))
     _perturb(disc, seed)
     return disc.eval()
+
+
+TINY_RESTYLE_WIDTHS = {"stem_channels": 8, "stage_channels": (8, 8, 16, 16), "se_reduction": 4}
+
+
+def tiny_restyle_encoder(encoder_type: str, n_styles: int, seed: int = 0, picture_rows=None):
+    """A tiny seeded ReStyle encoder (official depth, narrow widths, ``TINY_STYLE_DIM`` styles), eval mode.
+
+    BatchNorm statistics and affine terms and PReLU slopes are random so that skipping them or running in
+    training mode shows; the heads' convs are He-scaled (their default init shrinks the signal about 3x per
+    conv, which would leave W+ almost independent of the input).
+    """
+    from jojogan.inversion.restyle import RestyleConfig, build_encoder
+
+    config = RestyleConfig(
+        encoder_type=encoder_type,
+        n_styles=n_styles,
+        style_dim=TINY_STYLE_DIM,
+        picture_rows=picture_rows,
+        **TINY_RESTYLE_WIDTHS,
+    )
+    gen = torch.Generator().manual_seed(seed + 2000)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder = build_encoder(config)
+    with torch.no_grad():
+        for name, module in encoder.named_modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
+                module.bias.normal_(0.0, 0.1, generator=gen)
+                module.running_mean.normal_(0.0, 0.1, generator=gen)
+                module.running_var.copy_(torch.rand(module.running_var.shape, generator=gen) * 1.5 + 0.5)
+            elif isinstance(module, torch.nn.PReLU):
+                module.weight.copy_(torch.rand(module.weight.shape, generator=gen) * 0.45 + 0.05)
+            elif name.startswith("styles.") and isinstance(module, torch.nn.Conv2d):
+                module.weight.normal_(0.0, (2.0 / module.weight[0].numel()) ** 0.5, generator=gen)
+                module.bias.normal_(0.0, 0.01, generator=gen)
+    return encoder.eval()
+
+
+def tiny_restyle_checkpoint(
+    path,
+    encoder_type: str = "BackboneEncoder",
+    size: int = 64,
+    seed: int = 0,
+    dataset_type: str = "ffhq_encode",
+) -> dict:
+    """Write a tiny ReStyle checkpoint in the official layout (with optimiser and discriminator entries
+    that a loader must ignore) and return what was saved."""
+    n_styles = 2 * (size.bit_length() - 1) - 2
+    rows = (32, 224) if dataset_type == "cars_encode" else None
+    encoder = tiny_restyle_encoder(encoder_type, n_styles, seed, rows)
+    decoder = tiny_generator(size, seed=seed + 1, n_mlp=8)
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    latent_avg = 0.5 * torch.randn(
+        n_styles, TINY_STYLE_DIM, generator=torch.Generator().manual_seed(seed + 3)
+    )
+    opts = {
+        "encoder_type": encoder_type,
+        "input_nc": 6,
+        "output_size": size,
+        "dataset_type": dataset_type,
+        "n_iters_per_batch": 5,
+        "start_from_latent_avg": True,
+        "checkpoint_path": None,
+    }
+    checkpoint = {
+        "state_dict": state,
+        "opts": opts,
+        "latent_avg": latent_avg,
+        "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]},
+        "discriminator_state_dict": {"final_linear.weight": torch.zeros(1, 4)},
+    }
+    torch.save(checkpoint, path)
+    return checkpoint

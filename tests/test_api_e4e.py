@@ -44,12 +44,12 @@ def test_e4e_inversion_feeds_stylize(tmp_path):
     style_path = save_style(tmp_path / "style.safetensors", base, {})
 
     pipe = JoJoGAN.from_pretrained(base=base_path, e4e=e4e_path)
-    assert pipe.components.get("e4e") is None  # loaded on first use only
-    face = pipe.prepare(Image.new("RGB", (1024, 1024), (90, 120, 150)), "e4e", aligned=True)
+    assert "encoder:e4e" not in pipe.components  # loaded on first use only
+    face = pipe.prepare(Image.new("RGB", (1024, 1024), (90, 120, 150)), inversion="e4e", aligned=True)
     assert face.w_plus.shape == (1, 18, 512) and torch.isfinite(face.w_plus).all()
-    encoder_module = pipe.components.get("e4e")
-    pipe.prepare(Image.new("RGB", (1024, 1024), (10, 20, 30)), "e4e", aligned=True)
-    assert pipe.components.get("e4e") is encoder_module  # cached, not reloaded
+    encoder_module = pipe.components["encoder:e4e"]
+    pipe.prepare(Image.new("RGB", (1024, 1024), (10, 20, 30)), inversion="e4e", aligned=True)
+    assert pipe.components["encoder:e4e"] is encoder_module  # cached, not reloaded
 
     styled = pipe.render(face, style_path, alpha=1.0)
     with torch.no_grad():
@@ -68,7 +68,7 @@ def test_non_finite_codes_are_refused(tmp_path):
     torch.save({"g_ema": hollow_state(Generator(1024, 512, 8, 2))}, base_path)
     pipe = JoJoGAN.from_pretrained(base=base_path, e4e=e4e_path)
     with pytest.raises(JojoganError, match="NaN or infinite"):
-        pipe.prepare(Image.new("RGB", (1024, 1024)), "e4e", aligned=True)
+        pipe.prepare(Image.new("RGB", (1024, 1024)), inversion="e4e", aligned=True)
 
 
 def test_e4e_codes_must_fit_the_base(tmp_path):
@@ -84,7 +84,7 @@ def test_e4e_codes_must_fit_the_base(tmp_path):
     pipe = JoJoGAN.from_pretrained(base=base_path, e4e=e4e_path)
     face_image = Image.new("RGB", (128, 128), (90, 120, 150))
     try:
-        pipe.prepare(face_image, "e4e", aligned=True)
+        pipe.prepare(face_image, inversion="e4e", aligned=True)
     except JojoganError as error:
         assert "produces W+ codes [18, 512] but the base generator needs [12, 16]" in str(error)
     else:

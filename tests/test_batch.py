@@ -26,6 +26,7 @@ from test_cli import FAST, run, style, workdir  # noqa: F401 - the tiny base and
 from jojogan.batch import BatchError, BatchSettings, EngineUnavailableError, list_inputs, stylize_many
 from jojogan.batch.manifest import read_manifest
 from jojogan.batch.ray_engine import plan_resources
+from jojogan.config import StylizeConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -130,10 +131,10 @@ def test_killed_local_run_resumes_to_the_uninterrupted_outputs(
 def test_changed_settings_or_content_rerun_only_what_changed(workdir, style, photos, tmp_path):  # noqa: F811
     out = tmp_path / "out"
     good = [next(photos.rglob(f"{stem}.jpeg")) for stem in GOOD]
-    settings = fast_settings(workdir, style, identity_net=None)
+    settings = fast_settings(workdir, style, identity=None)
     first = stylize_many(good, settings, out, progress=False)
     assert first.counts == {"ok": 2, "error": 0, "skipped": 0} and first.first_result_seconds > 0
-    changed = fast_settings(workdir, style, identity_net=None, alpha=0.5)
+    changed = fast_settings(workdir, style, identity=None, alpha=0.5)
     # another alpha is another fingerprint: the rerun says what it would redo, and redoes it with force
     with pytest.raises(BatchError, match=r"2 photo\(s\) would be redone \(2 with other settings\)"):
         stylize_many(good, changed, out, progress=False)
@@ -209,9 +210,10 @@ def test_fingerprint_follows_file_contents_not_paths(tmp_path):
     assert BatchSettings(style=a).fingerprint() == BatchSettings(style=b).fingerprint()
     b.write_bytes(b"two")
     assert BatchSettings(style=a).fingerprint() != BatchSettings(style=b).fingerprint()
-    assert BatchSettings(style=a).fingerprint() != BatchSettings(style=a, alpha=0.5).fingerprint()
+    half = BatchSettings(style=a, config=StylizeConfig(identity="auto", alpha=0.5))
+    assert BatchSettings(style=a).fingerprint() != half.fingerprint()
     with pytest.raises(ValueError, match="face must be"):
-        BatchSettings(style=a, face="biggest")
+        StylizeConfig(face="biggest")
 
 
 def test_ray_engine_without_ray_names_the_extra(tmp_path, monkeypatch):
@@ -275,7 +277,7 @@ def test_batch_size_two_stacks_faces_and_equals_single_within_tolerance(
 
     monkeypatch.setattr(JoJoGAN, "render_many", spy)
     faces = [workdir / "face0.png", workdir / "face1.png", workdir / "base.pt"]  # the last: not an image
-    settings = fast_settings(workdir, style, aligned=True, identity_net=None)
+    settings = fast_settings(workdir, style, aligned=True, identity=None)
     alone = stylize_many(faces, settings, tmp_path / "one", batch_size=1, progress=False)
     assert stacked == [1, 1]
     together = stylize_many(faces, settings, tmp_path / "two", batch_size=2, progress=False)
@@ -310,29 +312,35 @@ def test_batch_size_two_stacks_faces_and_equals_single_within_tolerance(
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
-def test_e4e_inverts_the_faces_of_a_batch_together_in_order(workdir, style, monkeypatch):  # noqa: F811
-    """JoJoGAN.stylize_many: one e4e call for the batch, each code back with its own face."""
+def test_a_batched_encoder_inverts_the_faces_of_a_batch_together_in_order(workdir, style, monkeypatch):  # noqa: F811
+    """JoJoGAN.stylize_many: one encoder call for the batch, each code back with its own face. The encoder
+    is a row added to the ENCODERS table, as a new encoder would be."""
     import torch
 
     from jojogan.api import JoJoGAN
+    from jojogan.inversion.encoders import ENCODERS, Encoder
 
-    pipe = JoJoGAN.from_pretrained(base=workdir / "base.pt")
     calls = []
 
-    class PixelMeanEncoder:  # a code that depends on its own face only, like e4e's
-        def invert(self, images):
-            calls.append(len(images))
-            shape = (pipe.generator.n_latent, pipe.generator.style_dim)
-            return torch.stack([torch.full(shape, np.asarray(i).mean() / 255 - 0.5) for i in images])
+    class PixelMeanEncoder(Encoder):  # a code that depends on its own face only, like e4e's
+        name = "pixel-mean"
 
-    monkeypatch.setattr(pipe, "encoder", lambda: PixelMeanEncoder())
+        def invert(self, faces, request):
+            calls.append(len(faces))
+            generator = self.context.generator
+            shape = (generator.n_latent, generator.style_dim)
+            return torch.stack([torch.full(shape, np.asarray(i).mean() / 255 - 0.5) for i in faces])
+
+    monkeypatch.setitem(ENCODERS, PixelMeanEncoder.name, PixelMeanEncoder)
+    pipe = JoJoGAN.from_pretrained(base=workdir / "base.pt")
     faces = [workdir / "face0.png", workdir / "face1.png"]
-    together = pipe.stylize_many(faces, style, inversion="e4e", aligned=True)
-    alone = [pipe.stylize(face, style, inversion="e4e", aligned=True) for face in faces]
+    together = pipe.stylize_many(faces, style, inversion="pixel-mean", aligned=True)
+    alone = [pipe.stylize(face, style, inversion="pixel-mean", aligned=True) for face in faces]
     assert calls == [2, 1, 1]
     assert not torch.equal(alone[0].face.w_plus, alone[1].face.w_plus)
     for one, batched in zip(alone, together, strict=True):
         assert torch.equal(one.face.w_plus, batched.face.w_plus) and one.face.name == batched.face.name
+        assert one.face.inversion == "pixel-mean"
         difference = np.abs(np.asarray(one.image, dtype=int) - np.asarray(batched.image, dtype=int))
         assert difference.max() <= 1
 

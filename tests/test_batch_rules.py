@@ -35,7 +35,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 @pytest.fixture
 def settings(workdir, style):  # noqa: F811
-    return fast_settings(workdir, style, aligned=True, identity_net=None)
+    return fast_settings(workdir, style, aligned=True, identity=None)
 
 
 @pytest.fixture
@@ -236,9 +236,14 @@ def test_a_manifest_that_is_a_folder_is_one_line(settings, album, tmp_path):
         stylize_many([album], settings, tmp_path / "out", progress=False)
 
 
-def test_face_minus_one_is_the_same_usage_error_as_stylize(workdir, style, album, tmp_path):  # noqa: F811
-    batch = cli(workdir, style, album, "--face", "-1", "-o", tmp_path / "o")
-    single = run(["stylize", album / "a.png", "--style", style, "--face", "-1", "-o", tmp_path / "o.png"])
-    for result in (batch, single):
-        assert result.exit_code == 2 and "Traceback" not in result.output
-        assert "--face takes largest" in result.output and "(0 is the leftmost), got '-1'" in result.output
+def test_a_face_index_means_the_same_to_batch_and_stylize(workdir, style, tmp_path, shared):  # noqa: F811
+    """--face counts from the left (negative: from the right) in both commands; an index the photo does
+    not have is the same one line in both (stylize's error, batch's manifest line)."""
+    photo = shared("images", "jojogan", "test_input", "iu.jpeg")
+    base = ["--style", style, "--base", workdir / "base.pt", *FAST, "--no-identity", "--device", "cpu"]
+    single = run(["stylize", photo, *base, "--face", "-3", "-o", tmp_path / "o.png"])
+    batch = run(["batch", photo, *base, "--face", "-3", "--no-progress", "-o", tmp_path / "o"])
+    assert single.exit_code == 1 and batch.exit_code == 1, (single.output, batch.output)
+    line = single.output.strip().splitlines()[-1].removeprefix("Error: ")
+    assert "Traceback" not in single.output + batch.output
+    assert manifest_lines(tmp_path / "o")[0]["error"] == line, (line, batch.output)

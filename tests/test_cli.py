@@ -14,6 +14,8 @@ from safetensors import safe_open
 
 import jojogan
 import jojogan.api
+import jojogan.cleanup.cleaners
+import jojogan.finetune
 import jojogan.perceptual
 from jojogan.cli import main as cli
 from jojogan.imaging import to_pil
@@ -73,6 +75,7 @@ def test_finetune_writes_a_style_file_with_provenance(workdir, style):
     assert meta["iterations"] == 3 and len(meta["losses"]) == 3
     assert meta["base_checkpoint"] == {"name": "base.pt", "sha256": file_sha256(workdir / "base.pt")}
     assert meta["reference_sha256s"] == [file_sha256(workdir / "face0.png")]
+    assert not list(workdir.glob("*.lock"))  # the run's lock lived in the cache, not beside the output
     assert meta["mask"] == list(range(10, 17))  # the default preset at 128 px: W+ 7.. → S layers 10..
     assert meta["inversion"] == "optimize" and meta["format_version"] == 1
     assert not (workdir / "style.safetensors.resume.pt").exists()  # removed after success
@@ -92,7 +95,7 @@ def test_stylize_alpha_endpoints_and_folder_output(workdir, style):
 
     # α = 0 is the base generator's reconstruction of the inverted face, bit for bit
     pipe = jojogan.api.JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
-    face = pipe.prepare(workdir / "face1.png", "optimize", aligned=True, steps=3)
+    face = pipe.prepare(workdir / "face1.png", inversion="optimize", aligned=True, inversion_steps=3)
     with torch.no_grad():
         expected = to_pil(pipe.generator.synthesis(face.w_plus)[0])
     assert np.array_equal(np.asarray(expected), a0)
@@ -128,6 +131,10 @@ def test_slider_strip_and_gif(workdir, style):
     assert result.exit_code == 0, result.output
     assert Image.open(strip).size == (4 * 48 + 3 * 4, 48 + 24)
     assert Image.open(gif).n_frames == 6  # 4 forward, 2 back
+    curve = json.loads((workdir / "strip.png.identity.json").read_text())
+    assert curve["network"] == "dlib" and curve["threshold"] == 0.6 and curve["metric"] == "euclidean"
+    assert curve["same_person"] == [d < 0.6 for d in curve["similarities"]] and len(curve["alphas"]) == 4
+    assert "identity (dlib: same person below distance 0.6) α 0.00:" in result.output
 
 
 def test_sample_grid(workdir, style):
@@ -177,7 +184,7 @@ def test_interrupted_finetune_resumes_to_the_same_result(workdir, monkeypatch):
     straight = workdir / "straight.safetensors"
     assert run([*args, "-o", straight]).exit_code == 0
 
-    stage = jojogan.api.finetune
+    stage = jojogan.finetune.finetune
 
     def interrupted(*a, callback=None, **kw):
         def stop_at_3(step, loss, preview):
@@ -187,11 +194,11 @@ def test_interrupted_finetune_resumes_to_the_same_result(workdir, monkeypatch):
         return stage(*a, callback=stop_at_3, **kw)
 
     resumed = workdir / "resumed.safetensors"
-    monkeypatch.setattr(jojogan.api, "finetune", interrupted)
+    monkeypatch.setattr(jojogan.finetune, "finetune", interrupted)
     result = run([*args, "-o", resumed])
     assert result.exit_code == 130
     assert "--resume" in result.output and not resumed.exists()
-    monkeypatch.setattr(jojogan.api, "finetune", stage)
+    monkeypatch.setattr(jojogan.finetune, "finetune", stage)
     result = run([*args, "-o", resumed, "--resume"])
     assert result.exit_code == 0, result.output
     a, b = load_style(straight), load_style(resumed)
@@ -329,7 +336,9 @@ def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, tmp_p
         restorer = seeded(CodeFormer(TINY), 6)
     torch.save({"params_ema": restorer.state_dict()}, tmp_path / "codeformer.pth")
     # The released architecture is 94 M parameters; the tests' file has the same structure at a tiny width.
-    monkeypatch.setattr(jojogan.api, "load_codeformer", functools.partial(load_codeformer, config=TINY))
+    monkeypatch.setattr(
+        jojogan.cleanup.cleaners, "load_codeformer", functools.partial(load_codeformer, config=TINY)
+    )
     common = ["stylize", photo, "--style", style, "--base", workdir / "base.pt", *FAST, "--paste"]
     plain, cleaned = tmp_path / "plain.png", tmp_path / "cleaned.png"
     assert run([*common, "-o", plain]).exit_code == 0
@@ -348,7 +357,9 @@ def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, shared, tmp_p
     with Image.open(photo) as original, Image.open(plain) as a, Image.open(cleaned) as b:
         assert b.size == original.size
         assert b.text["jojogan:cleanup"] == "codeformer" and b.text["jojogan:fidelity"] == "0.5"
-        assert -1 <= float(b.text["jojogan:identity"]) <= 1 and b.text["jojogan:identity_net"] == "dlib"
+        identity = json.loads(b.text["jojogan:identity"])
+        assert identity["network"] == "dlib" and identity["threshold"] == 0.6 and identity["similarity"] >= 0
+        assert identity["same_person"] == (identity["similarity"] < 0.6)
         assert "jojogan:cleanup" not in a.text
         photo_px, plain_px, cleaned_px = (np.asarray(i.convert("RGB"), dtype=int) for i in (original, a, b))
     assert np.abs(cleaned_px - plain_px).mean() > 0.1  # the cleanup changed the face
@@ -370,9 +381,9 @@ class _CountingDistance(torch.nn.Module):
 def test_distance_lpips_drives_optimisation_inversion(workdir, monkeypatch, tmp_path):
     pipe = jojogan.api.JoJoGAN.from_pretrained(base=workdir / "base.pt", device="cpu")
     face = pipe.align(workdir / "face0.png", aligned=True)
-    pipe.inversion_distance = "lpips"
-    pipe.components["lpips"] = distance = _CountingDistance()
-    w_plus = pipe.invert(face, "optimize", steps=3)
+    distance = _CountingDistance()
+    assert pipe.components.get("lpips", lambda device: distance) is distance  # instead of the VGG download
+    w_plus = pipe.invert(face, inversion="optimize", inversion_steps=3, distance="lpips")
     assert distance.calls >= 3 and torch.isfinite(w_plus).all()
     # On the command line it is refused in one line, before any model loads, when LPIPS cannot work here.
     monkeypatch.setattr(jojogan.perceptual, "lpips_available", lambda net="vgg": False)

@@ -15,8 +15,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import jojogan.api
+import jojogan.finetune
 from jojogan.cli import main
 from jojogan.cli._options import unique_stems
+from jojogan.cli.finetune import finetune_lock_path
 from jojogan.imaging import to_pil
 from jojogan.style_file import file_sha256, save_style
 
@@ -27,12 +29,11 @@ FAST = ["--aligned", "--inversion", "optimize", "--inversion-steps", "3"]
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder``. A finetune's lock file (OUTPUT.lock, empty) is left out:
-    it is taken before the checks that need it to be held."""
+    """sha256 of every file under ``folder`` (a finetune's lock lives in the cache, never here)."""
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.name.endswith(".lock")
+        if p.is_file()
     }
 
 
@@ -136,7 +137,7 @@ def interrupted(work, tmp_path_factory):
     folder = tmp_path_factory.mktemp("resume")
     args = ["finetune", work / "a" / "face.png", *FAST, "--base", work / "base.pt", "--iterations", "4"]
     args += ["--save-state-every", "1", "-o", folder / "style.safetensors"]
-    stage = jojogan.api.finetune
+    stage = jojogan.finetune.finetune
 
     def stop_after_2(*a, callback=None, **kw):
         def stop(step, loss, preview):
@@ -146,7 +147,7 @@ def interrupted(work, tmp_path_factory):
         return stage(*a, callback=stop, **kw)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(jojogan.api, "finetune", stop_after_2)
+        patch.setattr(jojogan.finetune, "finetune", stop_after_2)
         result = invoke(args)
     assert result.exit_code == 130, result.output
     assert (folder / "style.safetensors.resume.pt").is_file()
@@ -222,7 +223,7 @@ def test_a_second_finetune_on_the_same_output_stops(work, tmp_path):
 
     output = tmp_path / "s.safetensors"
     args = ["finetune", work / "a" / "face.png", *FAST, "--base", work / "base.pt", "-o", output]
-    with FileLock(str(output) + ".lock", timeout=0):
+    with FileLock(str(finetune_lock_path(output)), timeout=0):
         refused(args, tmp_path, ("another jojogan finetune", "s.safetensors"))
 
 
@@ -327,7 +328,9 @@ def test_a_style_from_another_base_warns(work, tmp_path, caplog):
 
 def test_the_progress_bar_names_the_image(work, capsys):
     pipe = jojogan.api.JoJoGAN.from_pretrained(base=work / "base.pt", device="cpu")
-    pipe.prepare(work / "b" / "face.png", "optimize", aligned=True, steps=3, show_progress=True)
+    pipe.prepare(
+        work / "b" / "face.png", inversion="optimize", aligned=True, inversion_steps=3, show_progress=True
+    )
     assert "projecting face.png" in capsys.readouterr().err
 
 

@@ -11,6 +11,7 @@ import pytest
 from test_cli_safety import FAST, STYLIZE, invoke, refused, work  # noqa: F401 - the tiny files
 
 import jojogan.api
+import jojogan.finetune
 import jojogan.limits
 from jojogan import fileio
 from jojogan.finetune import FinetuneDivergedError
@@ -31,13 +32,13 @@ def test_the_rescue_file_follows_the_output_rule_before_any_model_loads(work, tm
 def test_a_divergence_with_force_replaces_the_rescue_in_one_line(work, tmp_path, monkeypatch):  # noqa: F811
     output = tmp_path / "s.safetensors"
     (tmp_path / "s.last-good.safetensors").write_bytes(b"an earlier rescue")
-    stage = jojogan.api.finetune
+    stage = jojogan.finetune.finetune
 
     def diverge(*args, callback=None, **kwargs):
         run = stage(*args, callback=callback, **kwargs)
         raise FinetuneDivergedError(1, run.generator.state_dict(), [1.0], "loss")
 
-    monkeypatch.setattr(jojogan.api, "finetune", diverge)
+    monkeypatch.setattr(jojogan.finetune, "finetune", diverge)
     args = ["finetune", work / "a" / "face.png", *FAST, "--aligned", "--base", work / "base.pt"]
     result = invoke([*args, "--iterations", "1", "-o", output, "--force"])
     assert result.exit_code == 1 and "The last good weights were saved to" in result.output, result.output
@@ -66,7 +67,7 @@ def test_a_full_disk_while_saving_the_resume_state_is_one_line(work, tmp_path, m
         full.append(True)  # the disk fills up during the run, after the output was claimed
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
-    monkeypatch.setattr(jojogan.api.torch, "save", enforce_fail)
+    monkeypatch.setattr(jojogan.finetune.torch, "save", enforce_fail)
     monkeypatch.setattr(fileio, "_disk_full", lambda folder: bool(full))
     args = ["finetune", work / "a" / "face.png", *FAST, "--aligned", "--base", work / "base.pt"]
     result = invoke([*args, "--iterations", "2", "--save-state-every", "1", "-o", tmp_path / "s.safetensors"])

@@ -167,9 +167,6 @@ def test_bad_input_is_refused_with_a_message(photo):
         paste_faces(image, [(Image.new("RGB", (256, 200)), face)])
     with pytest.raises(PasteError, match=r"aligned from a photo of size .* the photo given is \(10, 10\)"):
         paste_faces(Image.new("RGB", (10, 10)), [(face.image, face)])
-    crop_only = align_face(face.image, output_size=64, aligned=True)
-    with pytest.raises(PasteError, match="no landmarks"):
-        paste_faces(face.image, [(crop_only.image, crop_only)])
     with pytest.raises(PasteError, match="feather"):
         face_mask(face, 64, feather=0.9)
     assert issubclass(PasteError, JojoganError)
@@ -194,3 +191,18 @@ def test_generated_face_cleaned_up_and_pasted_into_the_photo(photo):
     assert pasted.shape == original.shape
     assert np.array_equal(pasted[mask == 0], original[mask == 0])
     assert (pasted[mask == 1] != original[mask == 1]).any(-1).mean() > 0.9
+
+
+def test_a_crop_without_landmarks_goes_back_as_its_feathered_square():
+    """A non-face picture (``center-crop`` domains) pastes back its whole crop, softened at the edge."""
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8))
+    crop = align_face(photo, output_size=32, aligned=True)  # the centred 60 x 60 square
+    pasted = np.asarray(paste_faces(photo, [(Image.new("RGB", (32, 32), (255, 0, 0)), crop)]), dtype=int)
+    original = np.asarray(photo, dtype=int)
+    assert np.array_equal(pasted[:, :14], original[:, :14]) and np.array_equal(
+        pasted[:, 76:], original[:, 76:]
+    )
+    assert (pasted[28:32, 43:47] == [255, 0, 0]).all()  # the middle is the pasted picture
+    mask = face_mask(crop, 32, feather=0.1)
+    assert mask[16, 16] == 1 and 0 < mask[0, 16] < 0.1 < mask[2, 16] < 1  # rising from the crop's edge

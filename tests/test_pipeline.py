@@ -36,7 +36,11 @@ def test_api_and_low_level_train_the_same_weights_for_a_seed(base, reference_cod
     config = FinetuneConfig(iterations=1, seed=3, reference_code=reference_code, mean_code_samples=500)
     pipe = JoJoGAN.from_pretrained(base=path, device="cpu")
     crops = [pipe.align(face, aligned=True)]
-    latents = None if reference_code == "mean" else pipe.invert(crops, "optimize", steps=3, seed=config.seed)
+    latents = (
+        None
+        if reference_code == "mean"
+        else pipe.invert(crops, inversion="optimize", inversion_steps=3, seed=config.seed)
+    )
     images = torch.cat([from_pil(c.image, SIZE) for c in crops])
 
     through_api = pipe.finetune([face], config, inversion="optimize", inversion_steps=3, aligned=True)
@@ -74,8 +78,7 @@ def test_style_files_record_the_config_and_the_run(base, tmp_path):
 
 def test_components_registry_moves_every_model_and_the_style_cache_is_bounded(base, tmp_path):
     path, _ = base
-    pipe = JoJoGAN.from_pretrained(base=path)
-    pipe.max_styles = 2
+    pipe = JoJoGAN.from_pretrained(base=path, max_styles=2)
     assert set(pipe.components) == {"generator", "discriminator"}
     styles = []
     for seed in range(3):

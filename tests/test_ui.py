@@ -4,8 +4,14 @@ tests/test_ui_browser.py drives the real page)."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import socket
 import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +26,7 @@ from jojogan.imaging import to_pil
 from jojogan.style_file import load_style
 from jojogan.ui import LibraryError, Studio, StyleLibrary, TrainingCancelled
 from jojogan.ui.library import THUMBNAIL_PX, check_style_name
+from jojogan.ui.session import UiSession, serve_until_stopped
 from jojogan.ui.studio import ALIGNED_LABEL, OFFICIAL_PREFIX
 from jojogan.weights import official_styles
 
@@ -162,10 +169,13 @@ def test_a_real_photo_pasted_back_with_its_identity_score(studio, trained, share
     photo = shared("images", "jojogan", "test_input", "iu.jpeg")
     result = studio.stylize(photo, "tiny", 0.5, paste=True, identity="dlib")
     assert result.pasted.size == Image.open(photo).size and result.image.size == (SIZE, SIZE)
-    assert result.identity_net == "dlib" and -1 <= result.identity <= 1
+    # a tiny random generator paints noise, not the person: dlib's published rule says so
+    assert result.identity.network == "dlib" and result.identity.metric == "euclidean"
+    assert result.identity.similarity >= 0.6 and not result.identity.same_person
     saved = Image.open(studio.save_result(result, tmp_path, "iu"))
     assert saved.size == result.pasted.size  # the download is the pasted photo, not the face alone
-    assert saved.text["jojogan:identity"] == f"{result.identity:.4f}" and saved.text["jojogan:alpha"] == "0.5"
+    assert json.loads(saved.text["jojogan:identity"]) == result.identity.to_dict()
+    assert saved.text["jojogan:alpha"] == "0.5"
 
 
 def test_slider_strip_gif_and_samples(studio, trained, workdir, tmp_path):
@@ -221,17 +231,117 @@ def test_official_styles_from_the_registry_offline_only_cached_ones(studio, tmp_
     assert OFFICIAL_PREFIX + "jojo" not in offered  # only a Google Drive link: never fetched automatically
 
 
-def test_the_page_has_the_four_tabs_and_one_model_queue(studio):
+def _tab_of(block):
+    """The tab a component sits in (``None`` outside the tabs)."""
+    import gradio as gr
+
+    while block is not None and not isinstance(block, gr.Tab):
+        block = block.parent
+    return block.label if block is not None else None
+
+
+def test_the_page_has_four_tabs_one_model_queue_and_no_event_across_tabs(studio, tmp_path):
     pytest.importorskip("gradio", reason="the page needs the ui extra (gradio)")
     import gradio as gr
 
     from jojogan.ui.app import TABS, build_app
 
-    app = build_app(studio)
+    session = UiSession(tmp_path)
+    app = build_app(studio, session)
     tabs = [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
     assert tabs == list(TABS) == ["Train a style", "Stylize", "Slider & samples", "Library"]
     model_work = [dep for dep in app.fns.values() if dep.concurrency_id == "model"]
-    assert len(model_work) >= 8 and all(dep.concurrency_limit == 1 for dep in model_work)
+    assert len(model_work) >= 9 and all(dep.concurrency_limit == 1 for dep in model_work)
+    for dep in model_work:  # its progress and its errors stay on the tab where the user acted
+        triggers = {_tab_of(app.blocks[block_id]) for block_id, _ in dep.targets}
+        outputs = {_tab_of(block) for block in dep.outputs if not isinstance(block, gr.State)}
+        assert len(triggers | outputs) == 1, (dep.name, triggers, outputs)
+    refreshes = [dep for dep in app.fns.values() if dep.trigger_after is not None]
+    assert {dep.name for dep in refreshes} == {"after_training", "style_dropdown"}
+    assert all(dep.show_progress == "hidden" for dep in refreshes)  # quick view updates: no overlay
+
+
+@pytest.fixture
+def handlers(studio, tmp_path):
+    pytest.importorskip("gradio", reason="the page needs the ui extra (gradio)")
+    import gradio as gr
+
+    from jojogan.ui.handlers import PageHandlers
+
+    session = UiSession(tmp_path / "session")
+    yield PageHandlers(gr, studio, session)
+    session.remove()
+
+
+def test_a_refused_training_is_a_line_in_its_own_tab(handlers, trained, workdir, caplog):
+    caplog.set_level("WARNING", logger="jojogan")
+    args = ([str(workdir / "face0.png")], True, "tiny", "default", 1, 0)
+    (status, previews, saved), *rest = list(handlers.train(*args, progress=None))
+    assert not rest and saved is None
+    assert status == "**Error:** a style named 'tiny' already exists; choose another name or delete it"
+    assert handlers.after_training(saved) == (handlers.gr.skip(),) * 5  # the other tabs stay as they are
+    assert [r.getMessage() for r in caplog.records] == [
+        "training: a style named 'tiny' already exists; choose another name or delete it"
+    ]
+    (status, _, _), *rest = list(handlers.train([], True, "new", "default", 1, 0, progress=None))
+    assert status == "**Error:** add at least one reference face"
+
+
+def test_handler_errors_are_lines_in_their_tab(handlers, trained, workdir):
+    photo = str(workdir / "face1.png")
+    picture, info, download = handlers.stylize(photo, "gone", 1.0, False, False, False, True)
+    assert picture is None and download is None
+    assert info.startswith("**Error:** there is no style named 'gone'")
+    image, gif, status = handlers.strip(photo, "gone", 3, True)
+    assert image is None and status.startswith("**Error:** there is no style named 'gone'")
+    *views, status = handlers.delete("gone")
+    assert status.startswith("**Error:** there is no style named 'gone'")
+    grid, status = handlers.samples("tiny", 1, 0)
+    assert grid.size[0] > 0 and status == "1 random faces, seed 0"
+
+
+def test_results_go_into_the_server_folder_and_none_once_it_is_removed(handlers, trained, workdir):
+    photo = str(workdir / "face1.png")
+    picture, info, download = handlers.stylize(photo, "tiny", 1.0, False, False, True, True)
+    assert Path(download).is_relative_to(handlers.session.results_dir) and Path(download).is_file()
+    assert re.search(r"identity: (not the )?same person \(dlib: distance \d\.\d+ [<≥] 0\.6\)", info)
+    _, _, second = handlers.stylize(photo, "tiny", 0.5, False, False, False, True)
+    assert not Path(download).exists() and Path(second).is_file()  # the previous download is gone
+    handlers.session.remove()
+    assert not handlers.session.root.exists()
+    assert handlers.stylize(photo, "tiny", 1.0, False, False, False, True) == (
+        None,
+        "The server is stopping.",
+        None,
+    )
+    assert not handlers.session.root.exists()
+
+
+def test_a_stop_signal_closes_the_app_and_removes_the_folder(tmp_path):
+    """SIGTERM and Ctrl+C (SIGINT) end serve_until_stopped; the folder goes, the handlers are restored."""
+
+    class App:
+        is_running = True
+
+        def close(self, verbose=True):
+            self.is_running = False
+
+    stopped = []
+    gradio_env, torch_env = os.environ.get("GRADIO_TEMP_DIR"), os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        session = UiSession(tmp_path / str(sig))
+        session.use_for_caches()
+        (session.gradio_dir / "upload.png").write_bytes(b"photo")
+        before = signal.getsignal(sig)
+        stopped.clear()
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), sig))
+        timer.start()
+        assert serve_until_stopped(App(), session, before_close=lambda: stopped.append(1)) == sig
+        timer.join()
+        assert stopped == [1] and not session.root.exists()
+        assert signal.getsignal(sig) is before
+        assert os.environ.get("GRADIO_TEMP_DIR") == gradio_env  # as it was before
+        assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == torch_env
 
 
 def test_ui_command_without_gradio_is_one_line(monkeypatch):
@@ -253,3 +363,36 @@ def test_ui_command_refuses_a_taken_port_in_one_line(workdir):
         result.output == f"Error: cannot listen on 127.0.0.1:{port}: it is in use (another jojogan ui?); "
         "choose another --port\n"
     )
+
+
+def test_stopping_lets_running_events_finish_before_the_folder_goes(handlers):
+    """An event still running at SIGTERM writes its result first; then the folder is removed with it."""
+    from jojogan.ui.app import settle
+
+    class Queue:
+        active = 1
+
+        def get_active_worker_count(self):
+            return self.active
+
+    class App:
+        _queue = Queue()
+        is_running = True
+
+        def close(self, verbose=True):
+            self.is_running = False
+
+    app, session = App(), handlers.session
+
+    def running_event():  # Gradio caching a stylized picture while the server is told to stop
+        time.sleep(0.6)
+        session.gradio_dir.mkdir(parents=True, exist_ok=True)  # as Gradio makes its cache folders
+        (session.gradio_dir / "result.png").write_bytes(b"a stylized photo")
+        app._queue.active = 0
+
+    worker = threading.Thread(target=running_event)
+    worker.start()
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert serve_until_stopped(app, session, before_close=lambda: settle(app, handlers, 10)) == signal.SIGTERM
+    worker.join()
+    assert not session.root.exists()

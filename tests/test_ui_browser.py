@@ -1,21 +1,27 @@
 """The web UI as a person uses it: `jojogan ui` in a subprocess, driven by Chromium through Playwright.
 
-A tiny base checkpoint (the test factories) and a temporary JOJOGAN_HOME; a real aligned reference and a
-real photo from the shared test data. Every request the page makes to anything but 127.0.0.1 is blocked
-and recorded, and the test fails if there was one. Screenshots of each step go to $JOJOGAN_UI_SHOTS (or
-the test's temporary folder).
+As on a desktop, the server's home folder (so its style library) and its working folder both lie outside
+its system temp folder: they are made in a scratch folder outside the temp folder (beside the checkout, or
+in the home folder) that the test removes, and the server gets a temp folder of its own (TMPDIR) that must
+be empty again after it is stopped with SIGTERM. A tiny base checkpoint (the test factories); a real aligned
+reference and a real photo from the shared test data. Every request the page makes to anything but
+127.0.0.1 is blocked and recorded, and the test fails if there was one. Screenshots of each step go to
+$JOJOGAN_UI_SHOTS (or the test's temporary folder).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -30,6 +36,7 @@ from jojogan.ui.studio import ALIGNED_LABEL
 from conftest import time_cap
 from factories import tiny_discriminator, tiny_generator
 
+REPO = Path(__file__).resolve().parents[1]
 SIZE = 128
 TIME_CAP_S = 240
 """The whole test, server start included, is stopped after this long."""
@@ -103,8 +110,44 @@ socket.socket = _Socket
 
 
 @contextlib.contextmanager
-def _server(tmp_path: Path):
-    """`jojogan ui` on a free 127.0.0.1 port with a tiny base; yields its URL."""
+def _desktop_folders():
+    """(home, working folder) in a scratch folder outside the system temp folder, removed afterwards."""
+    temp = Path(tempfile.gettempdir()).resolve()
+    for parent in (REPO.parent, Path.home()):
+        parent = parent.resolve()
+        if not parent.is_relative_to(temp) and os.access(parent, os.W_OK):
+            break
+    else:
+        pytest.skip("no writable folder outside the system temp folder for the UI's home and working folder")
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-ui-", dir=parent))
+    try:
+        (scratch / "home").mkdir()
+        (scratch / "work").mkdir()
+        yield scratch / "home", scratch / "work"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _wait_until_served(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        if server.poll() is not None:
+            pytest.fail(f"jojogan ui exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("jojogan ui did not answer within 90 s")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def _server(tmp_path: Path, home: Path, cwd: Path, systemp: Path):
+    """`jojogan ui` on a free 127.0.0.1 port with a tiny base, started in ``cwd`` with ``home`` as its home
+    folder and ``systemp`` as its temp folder; yields its URL and process."""
     gen, disc = tiny_generator(SIZE, seed=3), tiny_discriminator(SIZE, seed=4)
     base = tmp_path / "base.pt"
     torch.save(
@@ -117,42 +160,31 @@ def _server(tmp_path: Path):
     (tmp_path / "outside.txt").write_text("")
     env = {
         **os.environ,
-        # the default library under a home folder of the test's own, so the page (and docs/ui.png) shows
-        # the path a user sees: ~/.cache/jojogan/styles
-        "HOME": str(tmp_path),
-        "JOJOGAN_HOME": str(tmp_path / ".cache" / "jojogan"),
+        # the default library under the home folder, so the page (and docs/ui.png) shows the path a user
+        # sees: ~/.cache/jojogan/styles
+        "HOME": str(home),
+        "JOJOGAN_HOME": str(home / ".cache" / "jojogan"),
+        "TMPDIR": str(systemp),
         "JOJOGAN_OFFLINE": "1",
         "JOJOGAN_TEST_OUTSIDE": str(tmp_path / "outside.txt"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(watch), os.environ.get("PYTHONPATH")])),
     }
+    env.pop("GRADIO_TEMP_DIR", None)
     command = [
         sys.executable, "-m", "jojogan", "ui", "--host", "127.0.0.1", "--port", str(port),
         "--base", str(base), "--device", "cpu", "--inversion", "optimize", "--inversion-steps", "3",
     ]  # fmt: skip
-    with open(tmp_path / "server.log", "w") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = tmp_path / "server.log"
+    with open(log, "w") as handle:
+        server = subprocess.Popen(command, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"jojogan ui exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("jojogan ui did not answer within 90 s")
-            time.sleep(0.5)
+        _wait_until_served(url, server, log)
         yield url, server
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
+        if server.poll() is None:
             server.kill()
+            server.wait(10)
 
 
 def _image_bytes(page, locator) -> bytes:
@@ -173,16 +205,123 @@ def _set_slider(page, label: str, value: float) -> None:
     box.press("Enter")
 
 
+def _train(page, expect, reference: Path, library: Path, shots: Path) -> None:
+    """Train a style from a real aligned reference; a taken name and a cancelled run stay in the Train tab."""
+    page.get_by_label(ALIGNED_LABEL).check()
+    page.locator("#jj-references input[type=file]").set_input_files(str(reference))
+    expect(page.get_by_text("sketch.png: used as an aligned crop")).to_be_visible()
+    page.get_by_label("Style name").fill("sketch")
+    _set_slider(page, "Iterations", 4)
+    page.get_by_role("button", name="Train", exact=True).click()
+    expect(page.get_by_text("to the library")).to_be_visible()
+    page.screenshot(path=shots / "2-trained.png")
+
+    # a taken name is one line in the Train tab's status, nowhere else
+    page.get_by_role("button", name="Train", exact=True).click()
+    status = page.locator("#jj-train-status")
+    expect(status).to_contain_text("Error: a style named 'sketch' already exists")
+    page.screenshot(path=shots / "2a-refused.png")
+    page.get_by_label("Style name").fill("long")
+    _set_slider(page, "Iterations", 1000)
+    page.get_by_role("button", name="Train", exact=True).click()
+    expect(page.get_by_text(re.compile(r"step \d+/1000")).first).to_be_visible()
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_text(re.compile(r"Cancelled after step \d+; nothing was saved"))).to_be_visible()
+    assert not list(library.glob("long*"))
+    page.screenshot(path=shots / "2b-cancelled.png")
+
+
+def _library(page, expect, shots: Path) -> None:
+    """The style is in the library, its thumbnail served from the home folder (outside temp and cwd)."""
+    page.get_by_role("tab", name="Library").click()
+    expect(page.get_by_text("sketch · default · 4 steps").first).to_be_visible()
+    thumbnail = page.locator("img[alt='sketch · default · 4 steps']").first
+    expect(thumbnail).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle())
+    assert thumbnail.evaluate("img => img.naturalWidth") == 256
+    page.screenshot(path=shots / "3-library.png")
+
+
+def _stylize(page, expect, photo: Path, shots: Path) -> None:
+    """Stylize a real photo: the style chooser works after the refused training, α moves the picture,
+    paste-back gives the whole photo, the identity verdict is shown, the download carries the metadata."""
+    photo_size = Image.open(photo).size
+    page.get_by_role("tab", name="Stylize").click()
+    page.locator("#jj-style input").click()  # fails if an error overlay covered the chooser
+    page.get_by_role("option", name="sketch", exact=True).click()
+    page.locator("#jj-photo input[type=file]").set_input_files(str(photo))
+    expect(page.get_by_text("α = 1.00")).to_be_visible()
+    result = page.locator(".jj-result img")
+    at_1 = _image_bytes(page, result)
+    page.screenshot(path=shots / "4-stylized.png")
+    _set_slider(page, "Strength α (0 = photo, 1 = style)", 0.5)
+    expect(page.get_by_text("α = 0.50")).to_be_visible()
+    at_half = _image_bytes(page, result)
+    _set_slider(page, "Strength α (0 = photo, 1 = style)", 0)
+    expect(page.get_by_text("α = 0.00")).to_be_visible()
+    at_0 = _image_bytes(page, result)
+    assert len({at_0, at_half, at_1}) == 3  # every move of the slider changed the picture
+    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in (at_0, at_1)]
+    assert images[0].size == images[1].size == (SIZE, SIZE)
+    assert images[0].tobytes() != images[1].tobytes()
+    page.screenshot(path=shots / "5-alpha-0.png")
+
+    page.get_by_label("Paste back into the photo").check()
+    expect(page.get_by_text(f"{photo_size[0]} × {photo_size[1]} px")).to_be_visible()
+    assert Image.open(io.BytesIO(_image_bytes(page, result))).size == photo_size
+    page.get_by_label("Measure identity").check()  # a tiny random base paints no person: dlib says so
+    verdict = re.compile(r"identity: not the same person \(dlib: distance \d\.\d{3} ≥ 0\.6\)")
+    expect(page.locator("#jj-stylize-status")).to_contain_text(verdict)
+    page.screenshot(path=shots / "6-pasted.png")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download PNG").click()
+    saved = Image.open(download.value.path())
+    assert saved.format == "PNG" and saved.size == photo_size
+    assert float(saved.text["jojogan:alpha"]) == 0.0
+    identity = json.loads(saved.text["jojogan:identity"])
+    assert identity["network"] == "dlib" and identity["same_person"] is False and identity["threshold"] == 0.6
+
+
+def _slider_and_samples(page, expect, shots: Path) -> None:
+    """The α strip and random samples, from the Stylize tab's photo and style."""
+    page.get_by_role("tab", name="Slider & samples").click()
+    page.get_by_role("button", name="Make the α strip").click()
+    expect(page.locator(".jj-strip img")).to_be_visible()
+    strip = Image.open(io.BytesIO(_image_bytes(page, page.locator(".jj-strip img"))))
+    assert strip.size == (5 * 256 + 4 * 4, 256 + 24)  # five α tiles with their captions
+    page.get_by_role("button", name="Draw random samples").click()
+    expect(page.locator(".jj-samples img")).to_be_visible()
+    grid = Image.open(io.BytesIO(_image_bytes(page, page.locator(".jj-samples img"))))
+    assert grid.size == (4 * 256 + 3 * 4, 2 * 256 + 4)  # four faces, and the same faces in the style
+    page.wait_for_timeout(500)  # Gradio fades a fresh output in; the screenshot waits for it
+    page.screenshot(path=shots / "7-slider-samples.png")
+
+
+def _stop_and_look(server: subprocess.Popen, systemp: Path, home: Path, cwd: Path, log: Path) -> None:
+    """SIGTERM: the server stops cleanly and no upload or result is left outside the library."""
+    assert [p.name for p in systemp.iterdir() if p.name.startswith("jojogan-ui-")]  # it was in use
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(60) == 0, log.read_text()[-2000:]
+    assert "jojogan ui: stopped; its temporary files are removed" in log.read_text()
+    assert list(systemp.iterdir()) == []  # no jojogan-ui-*, no Gradio cache
+    assert list(cwd.iterdir()) == []
+    library = home / ".cache" / "jojogan" / "styles"
+    assert sorted(p.name for p in library.iterdir()) == ["sketch.json", "sketch.png", "sketch.safetensors"]
+    leftovers = [p for p in home.rglob("*") if p.is_file() and not p.is_relative_to(library)]
+    assert leftovers == []
+
+
 def test_the_web_ui_in_a_real_browser(tmp_path, shared):
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright (the test extra)")
     reference = shared("images", "jojogan", "style_images_aligned", "sketch.png")
     photo = shared("images", "jojogan", "test_input", "iu.jpeg")
-    photo_size = Image.open(photo).size
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("not a picture")
     chromium = _chromium()
     shots = Path(os.environ.get("JOJOGAN_UI_SHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
+    systemp = tmp_path / "systemp"
+    systemp.mkdir()
     outside: list[str] = []
 
     def only_local(route):
@@ -195,105 +334,35 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
 
     started = time.monotonic()
     cap = time_cap(TIME_CAP_S, "the browser test")
-    with cap, _server(tmp_path) as (url, server), sync_api.sync_playwright() as play:
-        browser = play.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-        context.route("**/*", only_local)
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        expect = sync_api.expect
-        expect.set_options(timeout=60_000)
-        expect(page.get_by_text("jojogan studio").first).to_be_visible()
-        html = page.request.get(url).text()
-        assert not re.findall(r"""(?:src|href)\s*=\s*["']https?://(?!127\.0\.0\.1)""", html)
-        expect(page.get_by_role("button", name="Train", exact=True)).to_be_visible()  # the page has loaded
-        expect(page.get_by_text("Loading...")).to_have_count(0)  # and its outputs have their first values
-        page.screenshot(path=shots / "1-start.png")
-
-        # 1. train a style from a real aligned reference, a few iterations
-        page.get_by_label(ALIGNED_LABEL).check()
-        page.locator("#jj-references input[type=file]").set_input_files(str(reference))
-        expect(page.get_by_text("sketch.png: used as an aligned crop")).to_be_visible()
-        page.get_by_label("Style name").fill("sketch")
-        _set_slider(page, "Iterations", 4)
-        page.get_by_role("button", name="Train", exact=True).click()
-        expect(page.get_by_text("to the library")).to_be_visible()
-        page.screenshot(path=shots / "2-trained.png")
-
-        # a taken name is one readable error in the page; a long run can be cancelled while it trains
-        page.get_by_role("button", name="Train", exact=True).click()
-        expect(page.get_by_text("a style named 'sketch' already exists").first).to_be_visible()
-        page.get_by_label("Style name").fill("long")
-        _set_slider(page, "Iterations", 1000)
-        page.get_by_role("button", name="Train", exact=True).click()
-        expect(page.get_by_text(re.compile(r"step \d+/1000")).first).to_be_visible()
-        page.get_by_role("button", name="Cancel").click()
-        expect(page.get_by_text(re.compile(r"Cancelled after step \d+; nothing was saved"))).to_be_visible()
-        assert not list((tmp_path / ".cache" / "jojogan" / "styles").glob("long*"))
-        page.screenshot(path=shots / "2b-cancelled.png")
-
-        # 2. the style is in the library
-        page.get_by_role("tab", name="Library").click()
-        expect(page.get_by_text("sketch · default · 4 steps").first).to_be_visible()
-        page.screenshot(path=shots / "3-library.png")
-
-        # 3. stylize a real photo; the new style is already chosen
-        page.get_by_role("tab", name="Stylize").click()
-        page.locator("#jj-photo input[type=file]").set_input_files(str(photo))
-        info = page.get_by_text("α = 1.00")
-        expect(info).to_be_visible()
-        result = page.locator(".jj-result img")
-        at_1 = _image_bytes(page, result)
-        page.screenshot(path=shots / "4-stylized.png")
-        _set_slider(page, "Strength α (0 = photo, 1 = style)", 0.5)
-        expect(page.get_by_text("α = 0.50")).to_be_visible()
-        at_half = _image_bytes(page, result)
-        _set_slider(page, "Strength α (0 = photo, 1 = style)", 0)
-        expect(page.get_by_text("α = 0.00")).to_be_visible()
-        at_0 = _image_bytes(page, result)
-        assert len({at_0, at_half, at_1}) == 3  # every move of the slider changed the picture
-        images = [Image.open(io.BytesIO(b)).convert("RGB") for b in (at_0, at_1)]
-        assert images[0].size == images[1].size == (SIZE, SIZE)
-        assert images[0].tobytes() != images[1].tobytes()
-        page.screenshot(path=shots / "5-alpha-0.png")
-
-        # 4. paste-back: the result is the whole photo
-        page.get_by_label("Paste back into the photo").check()
-        expect(page.get_by_text(f"{photo_size[0]} × {photo_size[1]} px")).to_be_visible()
-        pasted = Image.open(io.BytesIO(_image_bytes(page, result)))
-        assert pasted.size == photo_size
-        page.screenshot(path=shots / "6-pasted.png")
-
-        # 5. download: a PNG of the photo's size carrying the result's metadata
-        with page.expect_download() as download:
-            page.get_by_role("button", name="Download PNG").click()
-        saved = Image.open(download.value.path())
-        assert saved.format == "PNG" and saved.size == photo_size
-        assert float(saved.text["jojogan:alpha"]) == 0.0
-
-        # 6. the α strip and random samples, from the Stylize tab's photo and style
-        page.get_by_role("tab", name="Slider & samples").click()
-        page.get_by_role("button", name="Make the α strip").click()
-        expect(page.locator(".jj-strip img")).to_be_visible()
-        strip = Image.open(io.BytesIO(_image_bytes(page, page.locator(".jj-strip img"))))
-        assert strip.size == (5 * 256 + 4 * 4, 256 + 24)  # five α tiles with their captions
-        page.get_by_role("button", name="Draw random samples").click()
-        expect(page.locator(".jj-samples img")).to_be_visible()
-        grid = Image.open(io.BytesIO(_image_bytes(page, page.locator(".jj-samples img"))))
-        assert grid.size == (4 * 256 + 3 * 4, 2 * 256 + 4)  # four faces, and the same faces in the style
-        page.wait_for_timeout(500)  # Gradio fades a fresh output in; the screenshot waits for it
-        page.screenshot(path=shots / "7-slider-samples.png")
-
-        # 7. a file that is no image: a message in the page, and the server keeps serving
-        page.get_by_role("tab", name="Train a style").click()
-        page.locator("#jj-references input[type=file]").set_input_files(str(not_an_image))
-        expect(page.get_by_text("notes.txt is not an image file that can be read")).to_be_visible()
-        page.screenshot(path=shots / "8-not-an-image.png")
-        assert server.poll() is None and page.request.get(url).ok
-        browser.close()
-    elapsed = time.monotonic() - started
-    print(f"browser test: {elapsed:.1f} s")
+    with cap, _desktop_folders() as (home, cwd), _server(tmp_path, home, cwd, systemp) as (url, server):
+        with sync_api.sync_playwright() as play:
+            browser = play.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            context.route("**/*", only_local)
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            expect = sync_api.expect
+            expect.set_options(timeout=60_000)
+            expect(page.get_by_text("jojogan studio").first).to_be_visible()
+            html = page.request.get(url).text()
+            assert not re.findall(r"""(?:src|href)\s*=\s*["']https?://(?!127\.0\.0\.1)""", html)
+            expect(page.get_by_role("button", name="Train", exact=True)).to_be_visible()  # the page loaded
+            expect(page.get_by_text("Loading...")).to_have_count(0)  # and its outputs have first values
+            page.screenshot(path=shots / "1-start.png")
+            _train(page, expect, reference, home / ".cache" / "jojogan" / "styles", shots)
+            _library(page, expect, shots)
+            _stylize(page, expect, photo, shots)
+            _slider_and_samples(page, expect, shots)
+            # a file that is no image: a message in the page, and the server keeps serving
+            page.get_by_role("tab", name="Train a style").click()
+            page.locator("#jj-references input[type=file]").set_input_files(str(not_an_image))
+            expect(page.get_by_text("notes.txt is not an image file that can be read")).to_be_visible()
+            page.screenshot(path=shots / "8-not-an-image.png")
+            assert server.poll() is None and page.request.get(url).ok
+            browser.close()
+        _stop_and_look(server, systemp, home, cwd, tmp_path / "server.log")
+    print(f"browser test: {time.monotonic() - started:.1f} s")
     assert outside == [], f"the page reached outside 127.0.0.1: {outside}"
     assert (tmp_path / "outside.txt.on").is_file()  # the server ran with the watch loaded
     server_outside = (tmp_path / "outside.txt").read_text().split()

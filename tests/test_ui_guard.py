@@ -51,24 +51,29 @@ def base(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(base):
-    """The page, served with the guard as ``jojogan ui`` serves it, and a small upload limit."""
+def server(base, tmp_path_factory):
+    """The page served by ``jojogan.ui.app.launch`` (as ``jojogan ui`` serves it), with a small upload limit
+    and --max-pixels."""
+    import functools
+
+    import jojogan.ui.app
     from jojogan.api import JoJoGAN
     from jojogan.ui import Studio, StyleLibrary
-    from jojogan.ui.app import build_app
     from jojogan.ui.guard import launch_options
+    from jojogan.ui.session import UiSession
 
     pipe = JoJoGAN.from_pretrained(base=base / "base.pt", device="cpu")
-    studio = Studio(pipe, StyleLibrary(base / "library"), inversion="optimize", inversion_steps=3)
+    library = StyleLibrary(base / "library")
+    studio = Studio(pipe, library, inversion="optimize", inversion_steps=3, max_pixels=MAX_PIXELS)
+    session = UiSession(tmp_path_factory.mktemp("session"))
     port = free_port()
-    with time_cap(120, "starting the UI"):
-        app = build_app(studio)
-        app.launch(
-            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
-            **launch_options("127.0.0.1", port, MAX_PIXELS, max_upload=LIMIT),
-        )  # fmt: skip
+    small = functools.partial(launch_options, max_upload=LIMIT)
+    with time_cap(120, "starting the UI"), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jojogan.ui.app, "launch_options", small)
+        app = jojogan.ui.app.launch(studio, "127.0.0.1", port, block=False, session=session)
     yield f"http://127.0.0.1:{port}", port, app
     app.close()
+    session.remove()
 
 
 def get(url, path="/", **headers):
@@ -166,17 +171,6 @@ def test_served_names_for_every_interface():
     local = Served("127.0.0.1", 80)
     assert local.allows_host("localhost") and local.allows_origin("http://127.0.0.1")
     assert not local.allows_host("10.0.0.1:80") and not local.allows_origin("file://")
-
-
-def test_page_errors_are_one_line_without_a_traceback(caplog):
-    from jojogan.errors import JojoganError
-    from jojogan.ui.app import _page_error
-
-    with caplog.at_level(logging.INFO, logger="jojogan"):
-        error = _page_error(gr, JojoganError("face.png: no face was found\nsecond line"))
-    assert str(error) == "face.png: no face was found" or error.message == "face.png: no face was found"
-    assert error.print_exception is False  # Gradio prints no traceback for it
-    assert [r.getMessage() for r in caplog.records] == ["page error: face.png: no face was found"]
 
 
 def test_jojogan_ui_refuses_a_rebinding_request_in_one_line(base, tmp_path):

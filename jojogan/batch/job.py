@@ -25,10 +25,8 @@ from PIL import Image
 
 from jojogan.batch.inputs import InputItem, local_photo, unreadable
 from jojogan.batch.manifest import output_name
-from jojogan.cleanup.restore import DEFAULT_FIDELITY
-from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS
-from jojogan.identity import DEFAULT_METRIC_NETWORK
-from jojogan.inversion.images import DEFAULT_MAX_PIXELS
+from jojogan.config import StylizeConfig
+from jojogan.models import Models
 from jojogan.style_file import file_sha256
 
 if TYPE_CHECKING:
@@ -54,43 +52,18 @@ log = logging.getLogger(__name__)
 class BatchSettings:
     """Everything that decides a batch's outputs (and, for resuming, its fingerprint).
 
-    The fields mean what the ``jojogan stylize`` options of the same names mean. ``face`` also takes
-    ``"all"``: every face of the photo, one output each (``STEM_face{i}_styled.png``), or with ``paste``
-    one photo with every face pasted back. ``identity_net=None`` does not measure identity.
+    Attributes:
+        style: the style file.
+        config: the stylize settings (:class:`StylizeConfig`), as ``jojogan stylize`` takes them; its
+            ``face="all"`` gives one output per face (``STEM_face{i}_styled.png``), or with ``paste`` one
+            photo with every face pasted back.
+        models: the models to load (base, domain, component files, device).
     """
 
     style: Path
-    alpha: float | tuple[float, ...] = 1.0
-    inversion: str = INVERSIONS[0]
-    inversion_steps: int | None = None
-    distance: str = INVERSION_DISTANCES[0]
-    aligned: bool = False
-    face: str | int = "largest"
-    paste: bool = False
-    match_colour: bool = False
-    cleanup: str | None = None
-    fidelity: float = DEFAULT_FIDELITY
-    restore_input: bool = False
-    identity_net: str | None = DEFAULT_METRIC_NETWORK
-    identity_weights: Path | None = None
-    base: Path | None = None
-    e4e: Path | None = None
-    codeformer: Path | None = None
-    device: str = "auto"
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    config: StylizeConfig = field(default_factory=lambda: StylizeConfig(identity="auto"))
+    models: Models = field(default_factory=Models)
     _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.inversion not in INVERSIONS:
-            raise ValueError(f"inversion must be one of {INVERSIONS}, got {self.inversion!r}")
-        if self.cleanup is not None and self.cleanup not in CLEANUPS:
-            raise ValueError(f"cleanup must be None or one of {CLEANUPS}, got {self.cleanup!r}")
-        if not (self.face in ("largest", "all") or (isinstance(self.face, int) and self.face >= 0)):
-            raise ValueError(f'face must be "largest", "all" or an index >= 0, got {self.face!r}')
-        if self.paste and self.aligned:
-            raise ValueError("paste needs the photo's alignment, which aligned inputs do not have")
-        if isinstance(self.alpha, list):
-            object.__setattr__(self, "alpha", tuple(self.alpha))
 
     def fingerprint(self) -> str:
         """sha256 over the settings and the contents of the files they name (the style, the base, ...).
@@ -99,20 +72,19 @@ class BatchSettings:
         device is part of it: CPU and GPU results differ in the last bits.
         """
         if not self._fingerprint:
-            values = {}
-            for item in dataclasses.fields(self):
-                if item.name.startswith("_"):
-                    continue
-                value = getattr(self, item.name)
-                if isinstance(value, Path):
-                    value = {"sha256": file_sha256(value)} if value.is_file() else {"missing": str(value)}
-                values[item.name] = value
+            values = {"style": _content(self.style)}
+            for part in (self.models, self.config):
+                values |= {item.name: _content(getattr(part, item.name)) for item in dataclasses.fields(part)}
             blob = json.dumps(values, sort_keys=True, default=str).encode()
             self._fingerprint.append(hashlib.sha256(blob).hexdigest())
         return self._fingerprint[0]
 
-    def alpha_arg(self) -> float | list[float]:
-        return self.alpha if isinstance(self.alpha, float | int) else list(self.alpha)
+
+def _content(value: object) -> object:
+    """A file by its contents (moving it keeps a fingerprint), anything else as it is."""
+    if isinstance(value, Path):
+        return {"sha256": file_sha256(value)} if value.is_file() else {"missing": str(value)}
+    return value
 
 
 @dataclass
@@ -122,7 +94,7 @@ class PhotoResult:
     Attributes:
         outputs: (name relative to the output folder, encoded PNG bytes) pairs; empty on error.
         faces: faces stylized.
-        identity: one score per face (empty when not measured).
+        identity: one score per face as :meth:`IdentityScore.to_dict` (empty when not measured).
         error: one readable line, or ``None``.
         seconds: the workers' time for the photo (alignment included).
         align_seconds: the part of ``seconds`` spent aligning (the stage that may run elsewhere).
@@ -132,7 +104,7 @@ class PhotoResult:
 
     outputs: list[tuple[str, bytes]]
     faces: int = 0
-    identity: list[float] = field(default_factory=list)
+    identity: list[dict] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
     align_seconds: float = 0.0
@@ -204,7 +176,7 @@ def align_photo(item: InputItem, settings: BatchSettings, size: int) -> AlignedP
 
     Args:
         item: the photo (a local file, or one on a pyarrow filesystem, read through it).
-        settings: the batch's settings (``face``, ``aligned``, ``max_pixels``).
+        settings: the batch's settings (its config's ``face``, ``aligned``, ``max_pixels``).
         size: the generator's side in pixels (:func:`generator_size`).
     """
     start = time.perf_counter()
@@ -217,21 +189,18 @@ def align_photo(item: InputItem, settings: BatchSettings, size: int) -> AlignedP
 def _align(item: InputItem, settings: BatchSettings, size: int) -> AlignedPhoto:
     from jojogan.inversion.align import align_face, align_faces
 
+    config = settings.config
     try:
         with local_photo(item) as path:
             try:
-                if settings.face == "all" and not settings.aligned:
-                    crops = align_faces(path, output_size=size, max_pixels=settings.max_pixels)
+                if config.face == "all" and not config.aligned:
+                    crops = align_faces(path, output_size=size, max_pixels=config.max_pixels)
                 else:
-                    face = "largest" if settings.face == "all" else settings.face  # a crop has one face
+                    face = "largest" if config.face == "all" else config.face  # a crop has one face
                     crops = [
                         align_face(
-                            path,
-                            output_size=size,
-                            face=face,
-                            aligned=settings.aligned,
-                            max_pixels=settings.max_pixels,
-                        )  # fmt: skip
+                            path, size, face=face, aligned=config.aligned, max_pixels=config.max_pixels
+                        )
                     ]
             except Exception as error:  # a bad photo is a manifest line, never the end of the batch
                 return AlignedPhoto(crops=[], error=_named(_one_line(error), path, item))
@@ -262,21 +231,13 @@ class Stylizer:
     """
 
     def __init__(self, settings: BatchSettings, batch_size: int | None = None):
-        from jojogan.api import JoJoGAN
-
         self.settings = settings
-        self.pipe = JoJoGAN.from_pretrained(base=settings.base, e4e=settings.e4e, device=settings.device)
-        self.pipe.max_pixels = settings.max_pixels
-        self.pipe.inversion_distance = settings.distance
-        self.pipe.codeformer_path = settings.codeformer
+        self.pipe = settings.models.load()
+        self.config = self.pipe.settings(settings.config)
         self.pipe.load_style(settings.style)
-        if settings.cleanup or settings.restore_input:
-            self.pipe.codeformer()  # a missing CodeFormer file fails here, before any photo
-        self.recognizer = (
-            None
-            if settings.identity_net is None
-            else self.pipe.recognizer(settings.identity_net, settings.identity_weights)
-        )
+        if self.config.cleaner_runs:
+            self.pipe.cleaner(self.config.cleaner)  # a missing cleaner file fails here, before any photo
+        self.pipe.recognizer_for(self.config)  # and so does a missing identity network
         self.batch_size = default_batch_size(self.pipe.device) if batch_size is None else batch_size
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
@@ -325,21 +286,18 @@ class Stylizer:
     def _photo(self, item: InputItem) -> contextlib.AbstractContextManager[Path]:
         """The photo as the pipeline gets it once its faces are aligned: only ``paste`` reads it again,
         so a photo on another filesystem is fetched a second time only then (else its name stands in)."""
-        if item.filesystem is None or self.settings.paste:
+        if item.filesystem is None or self.config.paste:
             return local_photo(item)
         return contextlib.nullcontext(Path(PurePosixPath(item.fs_path).name))
 
     def _stylize(self, images: list, crops: list, **options) -> list[StylizeResult]:
         """``pipe.stylize_many`` over the faces, :attr:`batch_size` at a time."""
-        s = self.settings
         results = []
         for first in range(0, len(images), self.batch_size):
             chunk = slice(first, first + self.batch_size)
             results += self.pipe.stylize_many(
-                images[chunk], s.style, s.alpha_arg(), inversion=s.inversion, crops=crops[chunk],
-                inversion_steps=s.inversion_steps, identity=self.recognizer, cleanup=s.cleanup,
-                fidelity=s.fidelity, restore_input=s.restore_input, **options,
-            )  # fmt: skip
+                images[chunk], self.settings.style, config=self.config, crops=crops[chunk], **options
+            )
         return results
 
     def _photos(self, photos: list[tuple[Path, str, list[AlignedFace]]]) -> list[PhotoResult]:
@@ -348,17 +306,19 @@ class Stylizer:
         Args:
             photos: ``(local path, output stem, aligned faces)`` per photo.
         """
-        s = self.settings
-        if not (s.face == "all" and not s.aligned):
-            face = "largest" if s.face == "all" else s.face  # "all" of an aligned crop: the crop's one face
+        c = self.config
+        if not (c.face == "all" and not c.aligned):
+            face = "largest" if c.face == "all" else c.face  # "all" of an aligned crop: the crop's one face
             results = self._stylize(
-                [path for path, _, _ in photos], [crops[0] for _, _, crops in photos], aligned=s.aligned,
-                face=face, paste=s.paste, match_colour=s.match_colour,
-            )  # fmt: skip
+                [path for path, _, _ in photos], [crops[0] for _, _, crops in photos], face=face
+            )
             return [self._one(stem, r) for (_, stem, _), r in zip(photos, results, strict=True)]
         # every face: each goes through as an aligned crop, so its code path is a single photo's
         crops = [crop for _, _, faces in photos for crop in faces]
-        results = self._stylize([crop.image for crop in crops], [None] * len(crops), aligned=True)
+        results = self._stylize(
+            [crop.image for crop in crops], [None] * len(crops), aligned=True, face="largest", paste=False,
+            match_colour=False,
+        )  # fmt: skip
         done, first = [], 0
         for path, stem, faces in photos:
             done.append(self._every(path, stem, faces, results[first : first + len(faces)]))
@@ -366,8 +326,8 @@ class Stylizer:
         return done
 
     def _one(self, stem: str, result: StylizeResult) -> PhotoResult:
-        image = result.pasted if self.settings.paste else result.image
-        identity = [] if result.identity is None else [result.identity]
+        image = result.pasted if self.config.paste else result.image
+        identity = [] if result.identity is None else [result.identity.to_dict()]
         return PhotoResult(
             outputs=[(output_name(stem), encode_png(image, result.png_metadata()))],
             faces=1,
@@ -381,11 +341,11 @@ class Stylizer:
         faces back into the photo together."""
         from jojogan.inversion.paste import paste_faces
 
-        identity = [r.identity for r in results if r.identity is not None]
-        if self.settings.paste:
+        identity = [r.identity.to_dict() for r in results if r.identity is not None]
+        if self.config.paste:
             pasted = paste_faces(
                 path, [(r.image, crop) for r, crop in zip(results, crops, strict=True)],
-                match_colour=self.settings.match_colour,
+                match_colour=self.config.match_colour,
             )  # fmt: skip
             outputs = [(output_name(stem), encode_png(pasted, results[0].png_metadata()))]
         else:

@@ -6,7 +6,8 @@ run the manifest is rewritten atomically with exactly one line per input (the la
 
 A line: ``input`` (absolute path), ``status`` (``"ok"`` or ``"error"``), ``outputs`` (paths written,
 relative to the output folder), ``faces``, ``error`` (one readable line, or ``None``), ``identity`` (one
-score per face when measured), ``input_sha256`` and ``settings_sha256`` (what resuming compares),
+object per face when measured: ``network``, ``similarity``, ``threshold``, ``same_person``, ``metric``,
+``source``), ``input_sha256`` and ``settings_sha256`` (what resuming compares),
 ``seconds`` (the workers' time for the photo), ``align_seconds`` (the part of it spent aligning),
 ``worker_peak_rss_mb`` and ``align_worker_peak_rss_mb`` (the peak memory so far of the process that
 stylized the photo and of the one that aligned it),
@@ -99,13 +100,23 @@ def _safe_output(name: object, outdir: Path | None) -> bool:
         return False
 
 
+def _identity_entry(value: object) -> bool:
+    """One face's identity score: an object whose ``similarity`` and ``threshold`` (when present) are
+    finite numbers (a bare number in manifests written before the verdicts)."""
+    if _number(value):
+        return True
+    if not isinstance(value, dict) or not _number(value.get("similarity")):
+        return False
+    return value.get("threshold") is None or _number(value["threshold"])
+
+
 def row_problem(row: object, outdir: Path | None = None) -> str | None:
     """Why a manifest line is not a record this code wrote (``None``: it is one).
 
     Every field that is present must have its type and range: ``input`` a non-empty string, ``status``
     ``"ok"`` or ``"error"``, ``outputs`` a list of file names inside ``outdir``, ``faces`` a count,
-    ``error`` a string or ``null``, ``identity`` finite numbers, the sha256 fields 64 hex digits, the
-    timings finite numbers.
+    ``error`` a string or ``null``, ``identity`` scores with finite numbers, the sha256 fields 64 hex
+    digits, the timings finite numbers.
     """
     if not isinstance(row, dict):
         return "not a JSON object"
@@ -121,8 +132,8 @@ def row_problem(row: object, outdir: Path | None = None) -> str | None:
     if not (row.get("error") is None or isinstance(row["error"], str)):
         return "error is not a line of text"
     identity = row.get("identity", [])
-    if not isinstance(identity, list) or not all(_number(v) for v in identity):
-        return "identity must be a list of numbers"
+    if not isinstance(identity, list) or not all(_identity_entry(v) for v in identity):
+        return "identity must be a list of scores (objects with a finite similarity)"
     if not (_digest(row.get("input_sha256")) and _digest(row.get("settings_sha256"))):
         return "a sha256 field is not 64 hex digits"
     timings = ("seconds", "align_seconds", "worker_peak_rss_mb", "align_worker_peak_rss_mb")

@@ -143,7 +143,7 @@ def plan_batch(
     if listing.excluded:
         log.debug("%d outputs of an earlier run in %s are not taken as photos", listing.excluded, outdir)
     plan = BatchPlan(outdir, manifest, {}, [], previous, InputFiles(), force, listing.problems)
-    for path in (settings.style, settings.base, settings.e4e, settings.codeformer, settings.identity_weights):
+    for path in (settings.style, *settings.models.files, settings.config.identity_weights):
         if path is not None:
             plan.inputs.add(path)
     fingerprint = settings.fingerprint()
@@ -178,7 +178,8 @@ def _plan_item(plan: BatchPlan, item: InputItem, engine: str, fingerprint: str, 
 def expected_outputs(plan: BatchPlan, item: InputItem, settings: BatchSettings) -> list[Path]:
     """The files stylizing ``item`` will write that can be named now (with ``--face all``, one file per
     face: those already there)."""
-    if settings.face == "all" and not settings.aligned and not settings.paste:
+    config = settings.config
+    if config.face == "all" and not config.aligned and not config.paste:
         return face_outputs(plan.outdir, item.stem)
     return [plan.outdir / output_name(item.stem)]
 

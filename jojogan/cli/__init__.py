@@ -14,7 +14,7 @@ import click
 from jojogan import __version__
 
 # the command modules; the package namespace holds modules only, so no module shares a command's name
-from jojogan.cli import align, batch, env, finetune, stylize, ui
+from jojogan.cli import align, batch, convert, env, finetune, stylize, ui, video
 from jojogan.errors import JojoganError
 from jojogan.identity.cli import identity
 from jojogan.weights_cli import weights
@@ -86,5 +86,7 @@ main.add_command(stylize.slider)
 main.add_command(stylize.sample)
 main.add_command(batch.batch)
 main.add_command(weights)
+main.add_command(convert.convert)
 main.add_command(identity)
 main.add_command(ui.ui)
+main.add_command(video.video)

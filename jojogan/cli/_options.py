@@ -4,9 +4,10 @@ Every option is validated by its type while the command line is parsed, before a
 floats (:class:`FiniteFloat`), 64-bit seeds (:data:`SEED`), devices that exist here (:class:`Device`),
 output suffixes we can write (:class:`OutputFile`).
 
-A setting that a config owns (:class:`~jojogan.config.FinetuneConfig`) becomes an option through
-:func:`config_options`: its default is read from the dataclass field, its name is the field's name with
-dashes, and the command receives the values back as one config (:func:`config_from_options`).
+A setting that a config owns becomes an option from the config: :class:`~jojogan.config.FinetuneConfig`'s
+through :func:`config_options`, :class:`~jojogan.config.StylizeConfig`'s through :func:`stylize_options`.
+The default is read from the dataclass field, the name is the field's name with dashes, and the command
+receives the values back as one config (:func:`config_from_options`, :func:`stylize_config`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from pathlib import Path
 
 import click
 
-from jojogan.config import CLEANUPS, INVERSION_DISTANCES, INVERSIONS
+from jojogan.config import FACE_CHOICES, INVERSION_DISTANCES, StylizeConfig
+from jojogan.domains import ALIGNERS, PROFILES
 from jojogan.fileio import (
     claim_outputs,  # noqa: F401 - the one overwrite rule, re-exported to the commands
     not_a_file,
 )
-from jojogan.inversion.images import DEFAULT_MAX_PIXELS
+from jojogan.models import Models
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +175,8 @@ _base_option = click.option(
     "--base",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="StyleGAN2 checkpoint, official layout (default: stylegan2-ffhq-config-f.pt in the cache).",
+    help="StyleGAN2 checkpoint: official layout, or NVIDIA's stylegan2-ada/stylegan3 .pkl (converted once "
+    "into the cache, nothing in it runs), or a registry name (default: stylegan2-ffhq-config-f.pt).",
 )
 _device_option = click.option(
     "--device",
@@ -184,15 +187,47 @@ _device_option = click.option(
 )
 
 
+_domain_options = (
+    click.option(
+        "--domain",
+        type=click.Choice(sorted(PROFILES)),
+        default=None,
+        help="What the base's pictures are (default: its weights-registry row's, else ffhq faces).",
+    ),
+    click.option(
+        "--aligner",
+        type=click.Choice(ALIGNERS),
+        default=None,
+        help="How a photo becomes the generator's frame (default: the domain's; center-crop and none skip "
+        "face detection, the identity figure and paste-back).",
+    ),
+)
+
+MODEL_KEYS = ("base", "e4e", "device", "domain", "aligner", "codeformer")
+"""The options that say which models a command loads (gathered into one :class:`Models`)."""
+
+
+def _gathered(command: Callable) -> Callable:
+    """Hand the command its model options as one :class:`Models` (``models=``)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        kwargs["models"] = Models(**{key: kwargs.pop(key) for key in MODEL_KEYS if key in kwargs})
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
 def base_options(command: Callable) -> Callable:
-    """--base/--device, for commands that never invert a face (no --e4e to offer)."""
-    return stack(_base_option, _device_option)(command)
+    """--base/--domain/--aligner/--device, for commands that never invert a face (no --e4e to offer)."""
+    return stack(_base_option, *_domain_options, _device_option)(_gathered(command))
 
 
 def model_options(command: Callable) -> Callable:
-    """--base/--e4e/--device, shared by every command that loads models."""
+    """--base/--domain/--aligner/--e4e/--device, shared by every command that loads models."""
     return stack(
         _base_option,
+        *_domain_options,
         click.option(
             "--e4e",
             "e4e",
@@ -201,16 +236,7 @@ def model_options(command: Callable) -> Callable:
             help="e4e_ffhq_encode.pt (default: the weights cache).",
         ),
         _device_option,
-    )(command)
-
-
-max_pixels_option = click.option(
-    "--max-pixels",
-    default=DEFAULT_MAX_PIXELS,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Refuse larger images (decompression-bomb guard).",
-)
+    )(_gathered(command))
 
 
 def output_file_option(description: str, suffixes: tuple[str, ...] | None = None, folder_ok: bool = False):
@@ -220,90 +246,16 @@ def output_file_option(description: str, suffixes: tuple[str, ...] | None = None
     )
 
 
-def finishing_options(command: Callable) -> Callable:
-    """--paste, --match-colour, --cleanup, --fidelity, --restore-input and --codeformer: what happens to a
-    face around the generator (stylize and batch)."""
-    from jojogan.cleanup.restore import DEFAULT_FIDELITY
-
-    return stack(
-        click.option(
-            "--paste",
-            is_flag=True,
-            help="Blend the stylized face back into the photo (feathered landmark mask).",
-        ),
-        click.option(
-            "--match-colour", is_flag=True, help="With --paste: take the photo's colour and lighting."
-        ),
-        click.option(
-            "--cleanup",
-            type=click.Choice(["none", *CLEANUPS]),
-            default="none",
-            show_default=True,
-            help="Clean the stylized face up (CodeFormer).",
-        ),
-        click.option(
-            "--fidelity",
-            type=FiniteFloat(0, 1),
-            default=DEFAULT_FIDELITY,
-            show_default=True,
-            help="CodeFormer's w: 0 restores most, 1 keeps most of its input.",
-        ),
-        click.option("--restore-input", is_flag=True, help="CodeFormer on the input face before inversion."),
-        click.option(
-            "--codeformer",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            default=None,
-            help="codeformer.pth (default: the weights cache, downloaded on first use).",
-        ),
-    )(command)
-
-
-no_identity_option = click.option(
-    "--no-identity", is_flag=True, help="Do not measure how much of the person survived the style."
-)
-
-
-def _remember(ctx: click.Context, param: click.Parameter, value):
-    """Keep an option the pipeline reads (not the command) in the context's meta, as ``jojogan.NAME``."""
-    ctx.meta[f"jojogan.{param.name}"] = value
-    return value
-
-
-def inversion_options(command: Callable) -> Callable:
-    """--aligned, --inversion, --inversion-steps and --max-pixels: how inputs become W+ codes."""
-    return stack(
-        click.option(
-            "--aligned", is_flag=True, help="Inputs are already FFHQ-aligned face crops: skip detection."
-        ),
-        click.option(
-            "--inversion",
-            type=click.Choice(INVERSIONS),
-            default=INVERSIONS[0],
-            show_default=True,
-            help="How faces become W+ codes: e4e (needs its weights) or optimize (StyleGAN2 file only).",
-        ),
-        click.option(
-            "--distance",
-            type=click.Choice(INVERSION_DISTANCES),
-            default=INVERSION_DISTANCES[0],
-            show_default=True,
-            expose_value=False,  # the pipeline reads it (see pipeline()), the commands need not
-            callback=_remember,
-            help="What --inversion optimize minimises: the base discriminator's features, or LPIPS (VGG; "
-            "needs the jojogan[lpips] extra, the backbone downloads on first use).",
-        ),
-        click.option(
-            "--inversion-steps",
-            type=click.IntRange(min=3),
-            default=None,
-            help="Optimisation steps for --inversion optimize (default 300: 200 in W, 100 in W+).",
-        ),
-        max_pixels_option,
-    )(command)
-
-
-def alpha_option(help_text: str) -> Callable:
-    return click.option("--alpha", default="1.0", show_default=True, callback=_parse_alpha, help=help_text)
+def _parse_face(ctx: click.Context, param: click.Parameter, text: str) -> str | int:
+    """``largest``, ``all`` or an index from the left (negative: from the right)."""
+    if text in FACE_CHOICES:
+        return text
+    try:
+        return int(text)
+    except ValueError as error:
+        raise click.BadParameter(
+            f"--face takes {', '.join(FACE_CHOICES)} or an index, got {text!r}"
+        ) from error
 
 
 def _parse_alpha(ctx: click.Context, param: click.Parameter, text: str):
@@ -319,10 +271,162 @@ def _parse_alpha(ctx: click.Context, param: click.Parameter, text: str):
     return values[0] if len(values) == 1 else values
 
 
+def _stylize_specs() -> dict[str, dict]:
+    """``click.option`` settings of every :class:`StylizeConfig` field that is an option (the identity
+    fields come from :func:`identity_options`); defaults are read from the config."""
+    from jojogan.cleanup import CLEANERS
+    from jojogan.inversion.encoders import ENCODERS
+
+    return {
+        "alpha": dict(
+            type=str, callback=_parse_alpha, show_default=True,
+            help="Style strength in [0, 1], or one comma-separated value per style layer.",
+        ),
+        "face": dict(
+            type=str, callback=_parse_face, help="Which face: largest, all, or an index from the left."
+        ),
+        "paste": dict(is_flag=True, help="Blend the stylized face back into the photo (feathered mask)."),
+        "match_colour": dict(is_flag=True, help="With --paste: take the photo's colour and lighting."),
+        "cleanup": dict(
+            type=click.Choice(["none", *CLEANERS]), help="Clean the stylized face up (CodeFormer)."
+        ),
+        "fidelity": dict(
+            type=FiniteFloat(0, 1), help="The cleaner's w: 0 restores most, 1 keeps most of its input."
+        ),
+        "restore_input": dict(is_flag=True, help="Run the cleaner on the input face before inversion."),
+        "aligned": dict(is_flag=True, help="Inputs are already aligned crops: skip detection."),
+        "inversion": dict(
+            type=click.Choice(list(ENCODERS)), show_default="the base's domain: e4e for FFHQ faces",
+            help="How pictures become W+ codes: " + "; ".join(
+                f"{name} ({'needs its weights' if cls.weights else 'the StyleGAN2 file only'})"
+                for name, cls in ENCODERS.items()
+            ) + ".",
+        ),
+        "distance": dict(
+            type=click.Choice(INVERSION_DISTANCES),
+            help="What --inversion optimize minimises: the base discriminator's features, or LPIPS (VGG; "
+            "needs the jojogan[lpips] extra, the backbone downloads on first use).",
+        ),
+        "inversion_steps": dict(
+            type=click.IntRange(min=3),
+            help="Optimisation steps for --inversion optimize (default 300: 200 in W, 100 in W+).",
+        ),
+        "max_pixels": dict(
+            type=click.IntRange(min=1), help="Refuse larger images (decompression-bomb guard)."
+        ),
+    }  # fmt: skip
+
+
+STYLIZE_OPTION_NAMES = {"identity": "identity_net", "identity_weights": "identity_weights"}
+"""CLI parameter names that differ from the :class:`StylizeConfig` field they feed."""
+
+FINISHING = ("paste", "match_colour", "cleanup", "fidelity", "restore_input")
+"""What happens to a face around the generator (stylize, batch, video)."""
+
+INPUTS = ("aligned", "inversion", "distance", "inversion_steps", "max_pixels")
+"""How inputs become W+ codes (every command that inverts)."""
+
+
+def stylize_options(*fields: str) -> Callable:
+    """Options for these :class:`StylizeConfig` fields (``--field-name``), defaults read from the config."""
+    specs = _stylize_specs()
+    options = []
+    for name in fields:
+        spec = dict(specs[name])
+        default = field_default(StylizeConfig, name)
+        default = {"alpha": "1.0", "cleanup": "none"}.get(name, default)
+        spec.setdefault("show_default", default is not None and not spec.get("is_flag"))
+        options.append(click.option(f"--{name.replace('_', '-')}", name, default=default, **spec))
+    return stack(*options)
+
+
+def inversion_options(command: Callable) -> Callable:
+    """--aligned, --inversion, --distance, --inversion-steps and --max-pixels: how inputs become codes; and
+    one option per setting an encoder declares (``--restyle-iterations``), which goes to
+    ``StylizeConfig.inversion_options``."""
+    from jojogan.inversion.encoders import encoder_options
+
+    declared = [
+        click.option(
+            f"--{option.flag}",
+            option.flag.replace("-", "_"),
+            type=click.IntRange(min=option.minimum),
+            default=option.default,
+            show_default=True,
+            help=option.help,
+        )  # fmt: skip
+        for option in encoder_options().values()
+    ]
+    return stack(stylize_options(*INPUTS), *declared)(command)
+
+
+def _pop_encoder_options(values: dict) -> dict[str, int]:
+    """The encoders' settings among a command's keyword arguments (taken out), by their keys, where they
+    differ from the encoder's default."""
+    from jojogan.inversion.encoders import encoder_options
+
+    given = {}
+    for option in encoder_options().values():
+        value = values.pop(option.flag.replace("-", "_"), option.default)
+        if value != option.default:  # a default is the encoder's own: the config (and a batch's
+            given[option.key] = value  # fingerprint) then equal the API's defaults
+    return given
+
+
+def identity_options(command: Callable) -> Callable:
+    """--identity-net, --identity-weights and --no-identity: the identity figure of the results."""
+    from jojogan.identity.cli import identity_net_options
+
+    # "auto": the default network where the base's pictures are faces, no figure otherwise
+    return stack(identity_net_options("auto"), no_identity_option)(command)
+
+
+def stylize_config(values: dict) -> StylizeConfig:
+    """One :class:`StylizeConfig` from a command's keyword arguments, taking (and removing) its options.
+
+    Raises:
+        click.UsageError: a combination the config refuses (e.g. --paste with --aligned), in its words.
+    """
+    names = {item.name for item in dataclasses.fields(StylizeConfig)} - set(STYLIZE_OPTION_NAMES)
+    settings = {name: values.pop(name) for name in list(values) if name in names}
+    if "identity_net" in values:
+        settings["identity"] = None if values.pop("no_identity", False) else values.pop("identity_net")
+        settings["identity_weights"] = values.pop("identity_weights", None)
+    if isinstance(settings.get("alpha"), list):
+        settings["alpha"] = tuple(settings["alpha"])
+    declared = _pop_encoder_options(values)
+    if declared:
+        settings["inversion_options"] = declared
+    try:
+        return StylizeConfig(**settings)
+    except ValueError as error:
+        raise click.UsageError(_option_words(str(error))) from error
+
+
+def _option_words(message: str) -> str:
+    """A config's message in the command line's words (``match_colour`` → ``--match-colour``)."""
+    for name in (item.name for item in dataclasses.fields(StylizeConfig)):
+        flag = "--" + STYLIZE_OPTION_NAMES.get(name, name).replace("_", "-")
+        message = message.replace(f"{name}=True", flag).replace(f"{name}", flag)
+    return message
+
+
+no_identity_option = click.option(
+    "--no-identity", is_flag=True, help="Do not measure how much of the person survived the style."
+)
+
+codeformer_option = click.option(
+    "--codeformer",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="codeformer.pth (default: the weights cache, downloaded on first use).",
+)
+
+
 def check_alpha_length(alpha, generator) -> None:
     """A per-layer ``--alpha`` list needs one value per style layer of the generator; checked before any
     face is inverted."""
-    if isinstance(alpha, list) and len(alpha) != generator.num_styles:
+    if isinstance(alpha, (list, tuple)) and len(alpha) != generator.num_styles:
         raise click.BadParameter(
             f"a per-layer list needs {generator.num_styles} values (one per style layer of this "
             f"{generator.size} px generator), got {len(alpha)}",
@@ -330,35 +434,17 @@ def check_alpha_length(alpha, generator) -> None:
         )
 
 
-def face_option(choices_text: str, allow_all: bool) -> Callable:
-    def parse(ctx: click.Context, param: click.Parameter, text: str) -> str | int:
-        if text == "largest" or (allow_all and text == "all"):
-            return text
-        try:
-            index = int(text)
-        except ValueError as error:
-            raise click.BadParameter(f"--face takes {choices_text}, got {text!r}") from error
-        if index < 0:  # counted from the left: 0 is the leftmost face
-            raise click.BadParameter(f"--face takes {choices_text} (0 is the leftmost), got {text!r}")
-        return index
-
-    return click.option(
-        "--face", default="largest", show_default=True, callback=parse, help=f"{choices_text}."
-    )
-
-
-def pipeline(base, e4e=None, device="auto", max_pixels=None):
+def pipeline(models: Models, distance: str = INVERSION_DISTANCES[0]):
     """The API pipeline for one command; the command is one job of the CPU memory policy."""
-    from jojogan.api import JoJoGAN
     from jojogan.op.memory import cpu_memory_reuse
     from jojogan.style_file import is_style_file
 
+    base = models.base
     if base is not None and is_style_file(base):
         raise click.ClickException(
             f"--base {base} is a jojogan style file (a fine-tuned generator); --base takes the StyleGAN2 "
             "checkpoint a style is made from, and a style file goes to --style"
         )
-    distance = click.get_current_context().meta.get("jojogan.distance", INVERSION_DISTANCES[0])
     if distance == "lpips":
         from jojogan.perceptual import lpips_available
 
@@ -368,14 +454,12 @@ def pipeline(base, e4e=None, device="auto", max_pixels=None):
                 "VGG16 weights in the weights cache or a network to fetch them "
                 "(`jojogan weights download vgg16`)"
             )
-    log.debug("loading the base %s (e4e: %s) on device %s", base or "from the cache", e4e or "cache", device)
+    log.debug("loading the base %s on device %s", base or "from the cache", models.device)
     started = time.perf_counter()
-    pipe = JoJoGAN.from_pretrained(base=base, e4e=e4e, device=device)
+    pipe = models.load()
     log.debug(
         "loaded a %d px generator on %s in %.2f s", pipe.size, pipe.device, time.perf_counter() - started
     )
-    pipe.max_pixels = max_pixels
-    pipe.inversion_distance = distance
     # a command is one job: freed CPU memory stays mapped across all of its inputs (jojogan.op.memory)
     click.get_current_context().with_resource(cpu_memory_reuse(pipe.device))
     return pipe

@@ -10,13 +10,13 @@ import click
 from jojogan.cli._options import (
     check_inputs_exist,
     claim_outputs,
-    face_option,
     force_option,
     inversion_options,
-    max_pixels_option,
     model_options,
     output_file_option,
     pipeline,
+    stylize_config,
+    stylize_options,
     unique_stems,
 )
 from jojogan.errors import JojoganError
@@ -28,9 +28,9 @@ from jojogan.errors import JojoganError
     "-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder."
 )
 @click.option("--size", default=1024, show_default=True, type=click.IntRange(min=16), help="Crop size in px.")
-@face_option("largest, all, or an index from the left", allow_all=True)
+@stylize_options("face")
 @click.option("--supersample", is_flag=True, help="Higher-quality FFHQ transform (slower).")
-@max_pixels_option
+@stylize_options("max_pixels")
 @force_option
 def align(inputs, output, size, face, supersample, max_pixels, force):
     """FFHQ-align faces (dlib 68 landmarks), as StyleGAN2 and JoJoGAN expect.
@@ -94,7 +94,7 @@ def _align_all(inputs, stems, size, face, supersample, max_pixels):
 @inversion_options
 @model_options
 @force_option
-def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base, e4e, device, force):
+def invert(inputs, output, force, models, **settings):
     """Invert faces to W+ codes; the aligned crops are saved beside the codes, in OUTPUT_aligned/.
 
     Inputs with the same file name get _2, _3, ... in the order given. An output never replaces an
@@ -110,15 +110,13 @@ def invert(inputs, output, max_pixels, aligned, inversion, inversion_steps, base
     from jojogan.fileio import atomic_output
     from jojogan.imaging import save_image
 
-    check_inputs_exist(*inputs, base, e4e)
+    config = stylize_config(settings)
+    check_inputs_exist(*inputs, *models.files)
     crops = output.with_name(f"{output.stem}_aligned")
     crop_files = [crops / f"{stem}.png" for stem in unique_stems(inputs)]
-    claim_outputs([*inputs, base, e4e], [output, *crop_files], force)
-    pipe = pipeline(base, e4e, device, max_pixels)
-    faces = [
-        pipe.prepare(path, inversion, aligned=aligned, steps=inversion_steps, show_progress=True)
-        for path in inputs
-    ]
+    claim_outputs([*inputs, *models.files], [output, *crop_files], force)
+    pipe = pipeline(models, config.distance)
+    faces = [pipe.prepare(path, config, show_progress=True) for path in inputs]
     w_plus = torch.cat([f.w_plus.cpu() for f in faces])
     names = [f.name for f in faces]
     with atomic_output(output) as tmp:

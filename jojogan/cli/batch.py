@@ -7,17 +7,16 @@ from pathlib import Path
 import click
 
 from jojogan.cli._options import (
-    alpha_option,
+    FINISHING,
     check_inputs_exist,
-    face_option,
-    finishing_options,
+    codeformer_option,
     force_option,
+    identity_options,
     inversion_options,
     model_options,
-    no_identity_option,
+    stylize_config,
+    stylize_options,
 )
-from jojogan.config import INVERSION_DISTANCES
-from jojogan.identity.cli import identity_net_options
 
 
 @click.command()
@@ -31,11 +30,9 @@ from jojogan.identity.cli import identity_net_options
 @click.option(
     "-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
 )
-@alpha_option("Style strength in [0, 1], or one comma-separated value per style layer.")
-@face_option("largest, all, or an index from the left", allow_all=True)
-@finishing_options
-@identity_net_options()
-@no_identity_option
+@stylize_options("alpha", "face", *FINISHING)
+@codeformer_option
+@identity_options
 @click.option(
     "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Where to run."
 )
@@ -55,7 +52,10 @@ from jojogan.identity.cli import identity_net_options
 @inversion_options
 @model_options
 @force_option
-def batch(inputs, output, engine, workers, batch_size, address, no_progress, retry_errors, force, **options):
+def batch(
+    inputs, style, output, engine, workers, batch_size, address, no_progress, retry_errors, models, force,
+    **options,
+):  # fmt: skip
     """Stylize many photos into OUTPUT, with OUTPUT/manifest.jsonl listing every input.
 
     INPUTS are folders (searched recursively), globs, .txt/.csv files listing paths, or photos, local or as
@@ -72,9 +72,11 @@ def batch(inputs, output, engine, workers, batch_size, address, no_progress, ret
         jojogan batch list.csv --style s.safetensors --engine ray --workers 4 -o out/
         jojogan batch s3://bucket/photos/ --style s.safetensors -o out/
     """
-    from jojogan.batch import stylize_many
+    from jojogan.batch import BatchSettings, stylize_many
 
-    settings = _settings(options)
+    # a FIFO or /dev/zero is refused here, before the settings' fingerprint would read it
+    check_inputs_exist(style, *models.files, options.get("identity_weights"))
+    settings = BatchSettings(style=style, config=stylize_config(options), models=models)
     report = stylize_many(
         inputs, settings, output, engine=engine, workers=workers, batch_size=batch_size, address=address,
         progress=not no_progress, retry_errors=retry_errors, force=force,
@@ -89,24 +91,3 @@ def batch(inputs, output, engine, workers, batch_size, address, no_progress, ret
     click.echo(f"{report.summary()}; manifest {Path(output) / 'manifest.jsonl'}")
     if report.unlisted or any(row["status"] == "error" for row in report.rows):
         raise click.exceptions.Exit(1)
-
-
-def _settings(options: dict):
-    """The batch's settings from the options; files are checked (a FIFO or /dev/zero is refused before it
-    is hashed) and a combination the settings refuse is a usage error (one line)."""
-    from jojogan.batch import BatchSettings
-
-    o = dict(options)
-    if o["paste"] and o["aligned"]:
-        raise click.UsageError("--paste needs the photo's alignment, which --aligned inputs do not have")
-    check_inputs_exist(o["style"], o["base"], o["e4e"], o["codeformer"], o["identity_weights"])
-    no_identity, cleanup, weights = o.pop("no_identity"), o.pop("cleanup"), o.pop("identity_weights")
-    o["identity_net"] = None if no_identity else o["identity_net"]
-    try:
-        return BatchSettings(
-            **o, cleanup=None if cleanup == "none" else cleanup,
-            identity_weights=None if weights is None else Path(weights),
-            distance=click.get_current_context().meta.get("jojogan.distance", INVERSION_DISTANCES[0]),
-        )  # fmt: skip
-    except ValueError as error:
-        raise click.UsageError(str(error)) from error

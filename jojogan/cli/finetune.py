@@ -19,6 +19,7 @@ from jojogan.cli._options import (
     model_options,
     output_file_option,
     pipeline,
+    stylize_config,
 )
 from jojogan.config import MASK_GROUPS, MASK_PRESETS, REFERENCE_CODES, FinetuneConfig
 from jojogan.identity import DEFAULT_LOSS_NETWORK
@@ -85,22 +86,7 @@ CLI_DEFAULTS = {"save_state_every": 25}  # an interrupted command line run shoul
 )
 @model_options
 @force_option
-def finetune(
-    references,
-    output,
-    max_pixels,
-    aligned,
-    inversion,
-    inversion_steps,
-    identity_net,
-    identity_weights,
-    resume,
-    base,
-    e4e,
-    device,
-    force,
-    **settings,
-):
+def finetune(references, output, identity_net, identity_weights, resume, models, force, **settings):
     """Fine-tune StyleGAN2 on one or more stylized reference faces (JoJoGAN).
 
     \b
@@ -113,21 +99,37 @@ def finetune(
     An output never replaces an input; an existing output is replaced only with --force. While it runs,
     the run keeps a resume state in OUTPUT.resume.pt: --resume continues it, --force starts over and
     replaces it, and without either the command refuses to start. OUTPUT is locked while a run writes
-    it (OUTPUT.lock): a second run on the same output stops at once.
+    it (a lock file in the cache's .locks folder, never beside OUTPUT): a second run on the same output
+    stops at once.
     """
-    from jojogan.api import load_resume_state
-    from jojogan.finetune import FinetuneDivergedError
-    from jojogan.imaging import save_image, to_pil
-
     config = config_from_options(FinetuneConfig, settings)
-    check_inputs_exist(*references, base, e4e, identity_weights)
+    inputs = stylize_config(settings)
+    check_inputs_exist(*references, *models.files, identity_weights)
     previews = output.with_name(output.name + ".previews")
     claim_outputs(  # the rescue file of a divergence and the previews follow the same rule as the output
-        [*references, base, e4e, identity_weights], [output, _rescue_path(output)], force,
+        [*references, *models.files, identity_weights], [output, _rescue_path(output)], force,
         folders=[previews] if config.preview_every else [],
     )  # fmt: skip
     state_path = output.with_name(output.name + ".resume.pt")
     click.get_current_context().with_resource(_output_lock(output))
+    state = _resume_state(state_path, resume, force)
+    pipe = pipeline(models, inputs.distance)
+    loss_net = None
+    if pipe.check_finetune(config).identity_weight > 0:
+        from jojogan.identity import load_identity_loss_network
+
+        loss_net = load_identity_loss_network(identity_net, identity_weights, pipe.device).embed
+    run = _train(pipe, references, config, inputs, output, state_path, state, loss_net)
+    path = run.save(output)
+    state_path.unlink(missing_ok=True)
+    click.echo(f"style -> {path} (final loss {run.losses[-1]:.4f} after {len(run.losses)} steps)")
+
+
+def _resume_state(state_path: Path, resume: bool, force: bool):
+    """The resume state to continue (read before any model loads: an unreadable or unsafe state fails in
+    one line, at once), or ``None``; a state left by an earlier run needs --resume or --force."""
+    from jojogan.finetune import load_resume_state
+
     if resume and not state_path.is_file():
         raise click.UsageError(f"--resume: no resume state at {state_path}")
     if not resume and state_path.is_file() and not force:
@@ -135,33 +137,29 @@ def finetune(
             f"a resume state of an earlier run is at {state_path}: add --resume to continue it, or --force "
             "to start over (the state is then replaced)"
         )
-    # read before any model loads: an unreadable (or unsafe) state fails in one line, at once
-    state = load_resume_state(state_path) if resume else None
+    return load_resume_state(state_path) if resume else None
+
+
+def _train(pipe, references, config, inputs, output: Path, state_path: Path, state, loss_net):
+    """Run the fine-tuning with previews and resume states; a divergence keeps the last good weights,
+    an interruption says how to resume."""
+    from jojogan.finetune import FinetuneDivergedError
+    from jojogan.imaging import save_image, to_pil
+
+    previews = output.with_name(output.name + ".previews")
 
     def on_step(step, loss, preview):
         if preview is not None:
             save_image(to_pil(preview[0]), previews / f"step_{step:05d}.png")
 
-    pipe = pipeline(base, e4e, device, max_pixels)
-    loss_net = None
-    if config.identity_weight > 0:
-        from jojogan.identity import load_identity_loss_network
-
-        loss_net = load_identity_loss_network(identity_net, identity_weights, pipe.device).embed
     try:
-        run = pipe.finetune(
-            references,
-            config,
-            inversion=inversion,
-            inversion_steps=inversion_steps,
-            aligned=aligned,
-            callback=on_step,
+        return pipe.finetune(
+            references, config, inputs=inputs, callback=on_step, identity_net=loss_net,
             resume_state_path=state_path if config.save_state_every else None,
             resume=state if state is not None else False,
-            identity_net=loss_net,
-        )
+        )  # fmt: skip
     except FinetuneDivergedError as error:
-        _save_last_good(error, output)
+        _save_last_good(error, output, pipe.generator)
     except KeyboardInterrupt:
         hint = (
             f"progress up to the last resume state is in {state_path}; rerun the same command with --resume"
@@ -170,9 +168,17 @@ def finetune(
         )
         click.echo(f"\ninterrupted: {hint}", err=True)
         sys.exit(130)
-    path = run.save(output)
-    state_path.unlink(missing_ok=True)
-    click.echo(f"style -> {path} (final loss {run.losses[-1]:.4f} after {len(run.losses)} steps)")
+
+
+def finetune_lock_path(output: Path) -> Path:
+    """The lock of a run writing ``output``: in the cache's ``.locks`` folder (``$JOJOGAN_HOME/.locks``),
+    named by a hash of the output's resolved path, so that no run, failed or not, leaves a file beside it."""
+    import hashlib
+
+    from jojogan.op._dispatch import home_dir
+
+    key = hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:24]
+    return home_dir() / ".locks" / f"finetune-{key}.lock"
 
 
 def _output_lock(output: Path):
@@ -181,7 +187,7 @@ def _output_lock(output: Path):
 
     from filelock import FileLock, Timeout
 
-    lock_path = output.with_name(output.name + ".lock")
+    lock_path = finetune_lock_path(output)
 
     @contextlib.contextmanager
     def held():
@@ -209,11 +215,13 @@ def _rescue_path(output: Path) -> Path:
     return output.with_name(output.stem + ".last-good.safetensors")
 
 
-def _save_last_good(error, output: Path) -> None:
-    """Keep the weights from before a divergence beside the output, then report it."""
+def _save_last_good(error, output: Path, base) -> None:
+    """Keep the weights from before a divergence beside the output (with the base's settings: its mapping
+    learning rate and conv_clamp), then report it."""
     from jojogan.style_file import save_style
     from jojogan.stylegan2.checkpoint import generator_from_state
 
     rescue = _rescue_path(output)
-    save_style(rescue, generator_from_state(error.last_good_state), {"diverged_at_step": error.step})
+    last_good = generator_from_state(error.last_good_state, lr_mlp=base.lr_mlp, conv_clamp=base.conv_clamp)
+    save_style(rescue, last_good, {"diverged_at_step": error.step})
     raise click.ClickException(f"{error} The last good weights were saved to {rescue}.") from error

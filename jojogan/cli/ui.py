@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from jojogan.cli._options import max_pixels_option, model_options, pipeline
-from jojogan.config import INVERSIONS
+from jojogan.cli._options import model_options, pipeline, stylize_config, stylize_options
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -21,33 +20,21 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
     help="Address to listen on; 127.0.0.1 keeps the UI private to this machine.",
 )
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="Port.")
-@click.option(
-    "--inversion",
-    type=click.Choice(INVERSIONS),
-    default=INVERSIONS[0],
-    show_default=True,
-    help="How photos and references become W+ codes: e4e (needs its weights) or optimize.",
-)
-@click.option(
-    "--inversion-steps",
-    type=click.IntRange(min=3),
-    default=None,
-    help="Optimisation steps for --inversion optimize (default: those of jojogan stylize).",
-)
+@stylize_options("inversion", "inversion_steps")
 @click.option(
     "--library",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Style library folder (default: $JOJOGAN_HOME/styles).",
 )
-@max_pixels_option
+@stylize_options("max_pixels")
 @model_options
-def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, device):
+def ui(host, port, library, models, **settings):
     """Serve the web UI on this machine (open the address it prints): train styles, stylize photos, browse
     the library.
 
     Nothing leaves the machine: no share link, no analytics, no fonts or scripts from the internet. Stop it
-    with Ctrl+C.
+    with Ctrl+C (or SIGTERM): uploads and results live in a temporary folder of its own, removed then.
 
     \b
     Examples:
@@ -59,20 +46,26 @@ def ui(host, port, inversion, inversion_steps, library, max_pixels, base, e4e, d
     from jojogan.op.memory import missing_worker_env
     from jojogan.ui import Studio, StyleLibrary
     from jojogan.ui.app import launch, require_gradio
+    from jojogan.ui.session import UiSession, exit_on_stop_signals
 
-    require_gradio()  # before the models load: a missing extra or a taken port is one line at once
+    config = stylize_config(settings)  # the page's defaults: how photos become codes, the upload limit
+    require_gradio(load=False)  # before the models load: a missing extra or a taken port is one line at once
     _check_port(host, port)
     library = StyleLibrary(library)
     check_folder_writable(library.root)  # a JOJOGAN_HOME that is a file or read-only: one line, now
+    # the server's temporary folder first: Gradio and PyTorch read where their caches go when imported
+    session = UiSession.create()
+    session.use_for_caches()
+    exit_on_stop_signals()  # a SIGTERM while the models load still removes the folder
     if host not in _LOOPBACK:
         click.echo(f"warning: listening on {host}: other machines can reach this UI", err=True)
-    pipe = pipeline(base, e4e, device, max_pixels)  # uploads larger than --max-pixels are refused
+    pipe = pipeline(models)
     missing = missing_worker_env(os.environ) if pipe.device.type == "cpu" else {}
     if missing:  # the page's work runs on worker threads: see jojogan.op.memory
         settings = " ".join(f"{key}={value}" for key, value in missing.items())
         click.echo(f"note: on a CPU, start it as '{settings} jojogan ui ...' to run faster", err=True)
-    studio = Studio(pipe, library, inversion=inversion, inversion_steps=inversion_steps)
-    launch(studio, host=host, port=port)
+    studio = Studio(pipe, library, config=config)  # uploads above --max-pixels are refused
+    launch(studio, host=host, port=port, session=session)
 
 
 def _check_port(host: str, port: int) -> None:

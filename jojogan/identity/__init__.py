@@ -2,15 +2,15 @@
 
 ``load_face_recognizer(name, path=None, device="cpu")`` returns a :class:`FaceRecognizer` whose
 ``.embed`` is the identity network of :func:`jojogan.finetune.finetune` (for the differentiable ones) and
-whose ``.similarity`` compares two aligned faces. :data:`RECOGNIZERS` is the table of networks, their
-weights and licences. :mod:`jojogan.identity.metric` measures results (one similarity, the curve over a
-slider's alphas, a plot).
+whose ``.score`` compares two aligned faces and judges them by the network's published "same person"
+rule (:class:`IdentityScore`: raw score, threshold, verdict, source). :data:`RECOGNIZERS` is the table of
+networks, their weights, licences and verification rules. :mod:`jojogan.identity.metric` measures results
+(one score, the curve over a slider's alphas, a plot).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,12 +26,20 @@ from jojogan.identity.metric import (
     compare_faces,
     identity_curve,
     identity_metadata,
-    identity_similarity,
+    identity_score,
     plot_identity_curve,
 )
 from jojogan.identity.mobilefacenet import load_mobilefacenet
 from jojogan.identity.onnx_recognizer import load_onnx_recognizer
 from jojogan.identity.recognizer import FaceRecognizer, TorchRecognizer
+from jojogan.identity.registry import (
+    DEFAULT_LOSS_NETWORK,
+    DEFAULT_METRIC_NETWORK,
+    RECOGNIZERS,
+    RecognizerInfo,
+    verification_rule,
+)
+from jojogan.identity.verdict import IdentityScore, VerificationRule
 from jojogan.stylegan2.checkpoint import read_weights_file
 from jojogan.stylegan2.errors import CheckpointError
 
@@ -43,100 +51,21 @@ __all__ = [
     "FaceRecognizer",
     "IdentityCurve",
     "IdentityError",
+    "IdentityScore",
     "MissingExtraError",
     "RecognizerInfo",
     "TorchRecognizer",
+    "VerificationRule",
     "compare_faces",
     "identity_curve",
     "identity_metadata",
-    "identity_similarity",
+    "identity_score",
     "load_face_recognizer",
     "load_identity_loss_network",
     "plot_identity_curve",
+    "verification_rule",
 ]
 
-
-@dataclass(frozen=True)
-class RecognizerInfo:
-    """One row of the table of recognizers.
-
-    Attributes:
-        name: the name used by ``--identity-net`` and :func:`load_face_recognizer`.
-        description: what it is.
-        embedding_dim: width of its embedding.
-        differentiable: usable as the fine-tuning identity loss (else metric only).
-        weights: the weights-registry name of its file (``jojogan.weights``), or ``None`` when it ships in
-            a package or must be given as a path.
-        source: where the weights come from.
-        licence: the weights' licence as their authors state it.
-    """
-
-    name: str
-    description: str
-    embedding_dim: int
-    differentiable: bool
-    weights: str | None
-    source: str
-    licence: str
-
-
-RECOGNIZERS: dict[str, RecognizerInfo] = {
-    info.name: info
-    for info in (
-        RecognizerInfo(
-            "arcface-ir-se50",
-            "ArcFace IR-SE50 (TreB1eN Backbone(112, 50, 'ir_se')), pSp/e4e/ReStyle's identity loss, 512-d",
-            512,
-            True,
-            "arcface-ir-se50",
-            "model_ir_se50.pth (pSp/e4e downloads; facexlib release v0.1.0 recognition_arcface_ir_se50.pth)",
-            "MIT (TreB1eN/InsightFace_Pytorch); trained on MS-Celeb-1M",
-        ),
-        RecognizerInfo(
-            "arcface-iresnet",
-            "insightface arcface_torch iresnet r18/r34/r50/r100/r200 (backbone.pth), 512-d",
-            512,
-            True,
-            None,
-            "insightface arcface_torch model zoo (backbone.pth); pass its path",
-            "insightface pretrained models: non-commercial research use only",
-        ),
-        RecognizerInfo(
-            "arcface-w600k-r50",
-            "insightface buffalo_l recognizer w600k_r50.onnx via onnxruntime (jojogan[onnx]), 512-d",
-            512,
-            False,
-            "arcface-w600k-r50",
-            "insightface buffalo_l pack (w600k_r50.onnx)",
-            "insightface pretrained models: non-commercial research use only",
-        ),
-        RecognizerInfo(
-            "mobilefacenet",
-            "MobileFaceNet (foamliu/MobileFaceNet), 1.0 M parameters, 128-d: the fast CPU choice",
-            128,
-            True,
-            None,
-            "foamliu/MobileFaceNet releases (mobilefacenet.pt); pass its path",
-            "Apache-2.0 (foamliu/MobileFaceNet); trained on refined MS-Celeb-1M",
-        ),
-        RecognizerInfo(
-            "dlib",
-            "dlib face-recognition ResNet (face_recognition_models), 128-d, works offline, metric only",
-            128,
-            False,
-            None,
-            "ships inside the face_recognition_models package",
-            "public domain (Davis King, dlib-models README)",
-        ),
-    )
-}
-"""The recognizers, by name."""
-
-DEFAULT_METRIC_NETWORK = "dlib"
-"""Measures stylize/slider results when no network is chosen: no download, no GPU needed."""
-
-DEFAULT_LOSS_NETWORK = "arcface-ir-se50"
-"""The identity loss of pSp/e4e/ReStyle (``--identity-weight`` without ``--identity-net``)."""
 
 _Loader = Callable[..., FaceRecognizer]
 _LOADERS: dict[str, _Loader] = {

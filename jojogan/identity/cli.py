@@ -1,4 +1,4 @@
-"""``jojogan identity A B``: how alike two faces are, as a click command the main CLI registers.
+"""``jojogan identity A B``: are two faces the same person, as a click command the main CLI registers.
 
 A thin layer over :func:`jojogan.identity.compare_faces`; the shared options ``--identity-net`` and
 ``--identity-weights`` are exposed as :func:`identity_net_options` so that ``finetune``, ``stylize`` and
@@ -6,8 +6,6 @@ A thin layer over :func:`jojogan.identity.compare_faces`; the shared options ``-
 """
 
 from __future__ import annotations
-
-import json
 
 import click
 
@@ -56,9 +54,11 @@ def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def identity(image_a, image_b, identity_net, identity_weights, aligned, device, as_json):
-    """Say how alike the faces in IMAGE_A and IMAGE_B are (cosine similarity of identity embeddings).
+    """Say whether the faces in IMAGE_A and IMAGE_B are the same person, with the network's raw score.
 
-    Each photo is FFHQ-aligned first (the largest face), unless --aligned.
+    Each photo is FFHQ-aligned first (the largest face), unless --aligned. The verdict follows the
+    network's published rule (dlib: descriptors closer than 0.6; the others: a cosine threshold), which is
+    printed with its score; --json prints network, similarity, threshold, same_person, metric and source.
 
     \b
     Examples:
@@ -67,10 +67,7 @@ def identity(image_a, image_b, identity_net, identity_weights, aligned, device, 
     """
     try:
         recognizer = load_face_recognizer(identity_net, identity_weights, device)
-        similarity = compare_faces(image_a, image_b, recognizer, aligned=aligned)
+        score = compare_faces(image_a, image_b, recognizer, aligned=aligned)
     except JojoganError as error:
         raise click.ClickException(str(error)) from error
-    if as_json:
-        click.echo(json.dumps({"similarity": similarity, "network": recognizer.name}))
-    else:
-        click.echo(f"identity similarity ({recognizer.name}): {similarity:.4f}")
+    click.echo(score.to_json() if as_json else score.line())

@@ -1,25 +1,23 @@
-"""How much of the person survives: identity similarity of a face and its stylizations.
+"""How much of the person survives: identity of a face and its stylizations, judged by each network's rule.
 
-Values in, values out: these functions never write files (the CLI and API do). A similarity is the cosine
-of two embeddings of the chosen recognizer, 1 for identical embeddings. Scales differ between networks:
-on the test photos (a face against its mirror image or another crop, and against another person)
-MobileFaceNet gives 0.91-0.99 for the same person and about -0.1 for different people, dlib 0.99 or more
-and about 0.75 (its descriptors all lie in one half-space). Compare values of one network only.
+Values in, values out: these functions never write files (the CLI and API do). Raw scores differ between
+networks (on the test photos MobileFaceNet gives a cosine of 0.91-0.99 for the same person and about -0.1
+for different people; dlib's descriptors lie 0.1-0.2 apart for the same person and about 1.05 for different
+people), so every score comes with its network's published "same person" rule
+(:class:`jojogan.identity.verdict.IdentityScore`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from jojogan.identity.errors import IdentityError
 from jojogan.identity.recognizer import FaceRecognizer, face_tensor
+from jojogan.identity.verdict import COSINE, IdentityScore, VerificationRule
 from jojogan.inversion.align import align_face
 from jojogan.inversion.images import ImageSource
 
@@ -28,19 +26,22 @@ __all__ = [
     "compare_faces",
     "identity_curve",
     "identity_metadata",
-    "identity_similarity",
+    "identity_score",
     "plot_identity_curve",
 ]
 
+METADATA_KEY = "jojogan:identity"
+"""The PNG text chunk holding a result's :class:`IdentityScore` as JSON."""
 
-def identity_similarity(face_a: Image.Image, face_b: Image.Image, recognizer: FaceRecognizer) -> float:
-    """Cosine similarity of two aligned faces (square PIL images, e.g. an input crop and its stylization).
+
+def identity_score(face_a: Image.Image, face_b: Image.Image, recognizer: FaceRecognizer) -> IdentityScore:
+    """Two aligned faces (square PIL images, e.g. an input crop and its stylization) compared and judged.
 
     Raises:
         ValueError: an image is not square.
         IdentityError: an embedding is NaN or zero.
     """
-    return recognizer.similarity(face_a, face_b)
+    return recognizer.score(face_a, face_b)
 
 
 def compare_faces(
@@ -49,8 +50,8 @@ def compare_faces(
     recognizer: FaceRecognizer,
     aligned: bool = False,
     output_size: int = 256,
-) -> float:
-    """Similarity of the faces in two photos, aligning each (FFHQ) first unless ``aligned``.
+) -> IdentityScore:
+    """The faces in two photos compared and judged, aligning each (FFHQ) first unless ``aligned``.
 
     Args:
         image_a: a photo (path, PIL image or array).
@@ -64,26 +65,51 @@ def compare_faces(
         ImageError: an image cannot be read.
     """
     faces = [align_face(image, output_size, aligned=aligned).image for image in (image_a, image_b)]
-    return recognizer.similarity(*faces)
+    return recognizer.score(*faces)
 
 
 @dataclass(frozen=True)
 class IdentityCurve:
-    """Identity of the input face at each alpha of a slider.
+    """Identity of the input face at each alpha of a slider, with the network's "same person" rule.
 
     Attributes:
         network: the recognizer's name.
         alphas: the slider's alphas.
-        similarities: cosine similarity between the input face and the stylized face at each alpha.
+        similarities: the raw score of the stylized face against the input face at each alpha (a cosine, or
+            dlib's descriptor distance: see ``rule.metric``).
+        rule: the network's verification rule (metric, threshold, source).
     """
 
     network: str
     alphas: tuple[float, ...]
     similarities: tuple[float, ...]
+    rule: VerificationRule
+
+    @property
+    def same_person(self) -> tuple[bool, ...]:
+        """The verdict at each alpha."""
+        return tuple(self.rule.same_person(s) for s in self.similarities)
+
+    def line(self) -> str:
+        """One line for people, e.g. ``(dlib: same person below distance 0.6) α 0.00: 0.000 same, ...``."""
+        rule = self.rule
+        side = "above cosine" if rule.metric == COSINE else "below distance"
+        points = zip(self.alphas, self.similarities, self.same_person, strict=True)
+        values = ", ".join(f"{a:.2f}: {v:.3f} {'same' if same else 'not same'}" for a, v, same in points)
+        return f"({self.network}: same person {side} {rule.threshold:g}) α {values}"
 
     def to_json(self) -> str:
-        """``{"network": ..., "alphas": [...], "similarities": [...]}``, indented."""
-        return json.dumps(asdict(self), indent=2)
+        """``{"network", "alphas", "similarities", "same_person", "threshold", "metric", "source"}``."""
+        record = {
+            "network": self.network,
+            "alphas": list(self.alphas),
+            "similarities": list(self.similarities),
+            "same_person": list(self.same_person),
+            "threshold": self.rule.threshold,
+            "metric": self.rule.metric,
+            "source": self.rule.source,
+        }
+        return json.dumps(record, indent=2)
 
 
 def identity_curve(
@@ -92,7 +118,7 @@ def identity_curve(
     alphas: Sequence[float],
     recognizer: FaceRecognizer,
 ) -> IdentityCurve:
-    """identity(α): the similarity of ``face`` to each stylized image of a slider.
+    """identity(α): the score of each stylized image of a slider against ``face``.
 
     Args:
         face: the aligned input face.
@@ -115,40 +141,48 @@ def identity_curve(
             embeddings = recognizer.embed(torch.cat(tensors))
         else:
             embeddings = torch.cat([recognizer.embed(t) for t in tensors])
-    similarities = F.cosine_similarity(embeddings.double(), reference.double(), dim=1)
-    return IdentityCurve(recognizer.name, tuple(float(a) for a in alphas), tuple(similarities.tolist()))
+    rule = recognizer.verification
+    scores = tuple(rule.scores(embeddings, reference).tolist())
+    return IdentityCurve(recognizer.name, tuple(float(a) for a in alphas), scores, rule)
 
 
-def identity_metadata(similarity: float, network: str) -> dict[str, str]:
-    """Text entries for a result image's metadata (PNG ``tEXt`` chunks) and logs.
+def identity_metadata(score: IdentityScore) -> dict[str, str]:
+    """Text entries for a result image's metadata (PNG ``tEXt`` chunks): :data:`METADATA_KEY` holding the
+    score as JSON (``network``, ``similarity``, ``threshold``, ``same_person``, ``metric``, ``source``)."""
+    return {METADATA_KEY: score.to_json()}
 
-    Raises:
-        IdentityError: ``similarity`` is not a finite number.
-    """
-    if not math.isfinite(similarity):
-        raise IdentityError(f"identity similarity must be a finite number, got {similarity!r}")
-    return {"jojogan:identity": f"{similarity:.4f}", "jojogan:identity_net": network}
+
+def _value_range(curve: IdentityCurve) -> tuple[float, float]:
+    """The plot's y range: [min(0, lowest), 1] for a cosine, [0, max(1.2, highest)] for a distance; the
+    threshold always inside, so that curves of different runs compare at a glance."""
+    values = (*curve.similarities, curve.rule.threshold)
+    if curve.rule.metric == COSINE:
+        return min(0.0, *values), 1.0
+    return 0.0, max(1.2, *values)
+
+
+def _dashed(draw: ImageDraw.ImageDraw, x0: float, x1: float, y: float, fill, dash: int = 6) -> None:
+    for x in range(round(x0), round(x1), 2 * dash):
+        draw.line([x, y, min(x + dash, x1), y], fill=fill)
 
 
 def plot_identity_curve(curve: IdentityCurve, width: int = 480, height: int = 300) -> Image.Image:
-    """A small line plot of identity(α) (Pillow only): α on x, similarity on y, points labelled.
-
-    The y axis spans [min(0, lowest), 1] so that curves of different runs compare at a glance.
-    """
+    """A small line plot of identity(α) (Pillow only): α on x, the raw score on y, points labelled, and
+    the network's "same person" threshold as a dashed line."""
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     left, right, top, bottom = 48, width - 16, 24, height - 36
-    low = min(0.0, *curve.similarities)
+    low, high = _value_range(curve)
     a_min, a_max = min(curve.alphas), max(curve.alphas)
     a_span = (a_max - a_min) or 1.0
 
     def point(alpha: float, value: float) -> tuple[float, float]:
         x = left + (alpha - a_min) / a_span * (right - left)
-        y = bottom - (value - low) / (1.0 - low) * (bottom - top)
+        y = bottom - (value - low) / (high - low) * (bottom - top)
         return x, y
 
     draw.rectangle([left, top, right, bottom], outline="black")
-    for value in (low, (low + 1) / 2, 1.0):
+    for value in (low, (low + high) / 2, high):
         y = point(a_min, value)[1]
         draw.line([left - 4, y, left, y], fill="black")
         draw.text((4, y - 6), f"{value:.2f}", fill="black")
@@ -156,7 +190,13 @@ def plot_identity_curve(curve: IdentityCurve, width: int = 480, height: int = 30
         x = point(alpha, low)[0]
         draw.line([x, bottom, x, bottom + 4], fill="black")
         draw.text((x - 8, bottom + 6), f"{alpha:g}", fill="black")
-    draw.text((left, 4), f"identity vs alpha ({curve.network})", fill="black")
+    measure = "cosine" if curve.rule.metric == COSINE else "descriptor distance"
+    draw.text((left, 4), f"identity vs alpha ({curve.network}, {measure})", fill="black")
+    threshold_y = point(a_min, curve.rule.threshold)[1]
+    _dashed(draw, left, right, threshold_y, fill=(110, 110, 110))
+    side = "above" if curve.rule.metric == COSINE else "below"
+    note = f"same person {side} {curve.rule.threshold:g}"
+    draw.text((right - 4 - draw.textlength(note), threshold_y + 2), note, fill=(90, 90, 90))
     points = [point(a, s) for a, s in zip(curve.alphas, curve.similarities, strict=True)]
     if len(points) > 1:
         draw.line(points, fill=(200, 40, 40), width=2)

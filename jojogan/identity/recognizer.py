@@ -1,7 +1,7 @@
 """What every face recognizer offers, and the shared parts of the PyTorch ones.
 
 A recognizer turns FFHQ-aligned faces into identity embeddings. :class:`FaceRecognizer` is the contract
-(``embed``, ``similarity``, ``network``); :class:`TorchRecognizer` is a differentiable one built from a
+(``embed``, ``score``, ``network``); :class:`TorchRecognizer` is a differentiable one built from a
 network, the crop it was trained on and its input normalisation. :func:`load_network_state` reads an
 official weights file strictly into a freshly built network.
 """
@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from jojogan.identity.crops import check_images
 from jojogan.identity.errors import IdentityError
+from jojogan.identity.registry import verification_rule
+from jojogan.identity.verdict import IdentityScore, VerificationRule
 from jojogan.imaging import from_pil
 from jojogan.stylegan2.checkpoint import layout_problems, read_weights_file
 from jojogan.stylegan2.errors import CheckpointError
@@ -84,8 +85,16 @@ class FaceRecognizer(abc.ABC):
             ``[batch, embedding_dim]`` (not normalised; compare with the cosine).
         """
 
-    def similarity(self, face_a: Image.Image, face_b: Image.Image) -> float:
-        """Cosine similarity of two aligned face images (square PIL images, any size and mode).
+    @property
+    def verification(self) -> VerificationRule:
+        """How this network decides "same person" (its row of :data:`jojogan.identity.RECOGNIZERS`)."""
+        return verification_rule(self.name)
+
+    def score(self, face_a: Image.Image, face_b: Image.Image) -> IdentityScore:
+        """Compare two aligned face images (square PIL images, any size and mode) by this network's rule.
+
+        Returns:
+            The raw score (cosine, or dlib's descriptor distance), the threshold and the verdict.
 
         Raises:
             ValueError: an image is not square.
@@ -97,7 +106,8 @@ class FaceRecognizer(abc.ABC):
                 emb_a, emb_b = self.embed(torch.cat([a, b])).split(1)
             else:
                 emb_a, emb_b = self.embed(a), self.embed(b)
-        return float(F.cosine_similarity(emb_a.double(), emb_b.double(), dim=1))
+        rule = self.verification
+        return rule.judge(self.name, float(rule.scores(emb_a, emb_b)[0]))
 
     def to(self, device: str | torch.device) -> FaceRecognizer:
         """Move to ``device`` (a no-op for recognizers that run outside PyTorch); returns ``self``."""

@@ -15,7 +15,6 @@ import hashlib
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,11 +22,21 @@ from pathlib import Path
 from PIL import Image
 
 from jojogan.api import Face, JoJoGAN, StylizeResult
-from jojogan.config import INVERSIONS, STYLED_SUFFIX, AlphaSpec, FinetuneConfig
+from jojogan.components import LRUCache
+from jojogan.config import (
+    SAMPLES,
+    SLIDER_STEPS,
+    STYLED_SUFFIX,
+    TILE,
+    AlphaSpec,
+    FinetuneConfig,
+    StylizeConfig,
+)
 from jojogan.errors import JojoganError
 from jojogan.imaging import image_grid, labelled_strip, save_gif, save_image, to_pil
 from jojogan.inversion.errors import FaceNotFoundError, FaceTooSmallError
 from jojogan.style_file import StyleFile, file_sha256
+from jojogan.stylization import TRUNCATION
 from jojogan.ui.library import LibraryError, LibraryStyle, StyleLibrary, check_style_name
 from jojogan.weights import check_cached, format_size, is_offline, official_styles, resolve_weights
 
@@ -180,14 +189,67 @@ class TrainingJob:
         return self.done
 
 
+class _Reporter:
+    """Turns the fine-tuning loop's callback into :class:`TrainingProgress` snapshots, and stops the loop
+    when ``cancel`` is set.
+
+    Args:
+        iterations: steps asked for.
+        on_progress: receives each snapshot (a copy), or ``None``.
+        cancel: set it to stop after the current step.
+    """
+
+    def __init__(
+        self,
+        iterations: int,
+        on_progress: Callable[[TrainingProgress], None] | None,
+        cancel: threading.Event | None,
+    ):
+        self.progress = TrainingProgress(total=iterations)
+        self._report = on_progress or (lambda _: None)
+        self._cancel = cancel
+        self._started = time.monotonic()
+        self._first_step: float | None = None  # when training proper began (after the inversion)
+
+    def _send(self) -> None:
+        self._report(replace(self.progress, previews=list(self.progress.previews)))
+
+    def stage(self, stage: str) -> None:
+        """Report a new stage ("preparing", "saving", "done")."""
+        self.progress.stage = stage
+        if stage == "done":
+            self.progress.elapsed_s, self.progress.eta_s = time.monotonic() - self._started, 0.0
+        self._send()
+
+    def on_step(self, step: int, loss: float, preview) -> None:
+        """The fine-tuning callback: one step done (with a preview ``[1, 3, H, W]`` or ``None``).
+
+        Raises:
+            TrainingCancelled: ``cancel`` is set.
+        """
+        now = time.monotonic()
+        if self._first_step is None:
+            self._first_step = now
+        total = self.progress.total
+        per_step = (now - self._first_step) / max(step - 1, 1) if step > 1 else now - self._started
+        p = self.progress
+        p.stage, p.step, p.loss = "training", step, loss
+        p.elapsed_s, p.eta_s = now - self._started, per_step * (total - step)
+        if preview is not None:
+            p.previews.append((step, to_pil(preview[0])))
+        self._send()
+        if self._cancel is not None and self._cancel.is_set():
+            raise TrainingCancelled(step)
+
+
 class Studio:
     """Everything the web UI does, as plain Python over one pipeline and one style library.
 
     Args:
         pipe: the loaded pipeline (its base checkpoint, device and e4e weights).
         library: where trained styles go; ``None`` for ``$JOJOGAN_HOME/styles``.
-        inversion: how photos and references become W+ codes, "e4e" or "optimize".
-        inversion_steps: optimisation steps for ``inversion="optimize"`` (``None``: the API's default).
+        config: the page's stylize settings (how photos become codes, the upload limit, ...); the page's
+            controls replace its fields per call. Keyword ``overrides`` replace fields too.
         max_faces: how many prepared photos to keep.
     """
 
@@ -196,18 +258,14 @@ class Studio:
         pipe: JoJoGAN,
         library: StyleLibrary | None = None,
         *,
-        inversion: str = INVERSIONS[0],
-        inversion_steps: int | None = None,
+        config: StylizeConfig | None = None,
         max_faces: int = DEFAULT_MAX_FACES,
+        **overrides,
     ):
-        if inversion not in INVERSIONS:
-            raise ValueError(f"inversion must be one of {INVERSIONS}, got {inversion!r}")
         self.pipe = pipe
         self.library = library if library is not None else StyleLibrary()
-        self.inversion = inversion
-        self.inversion_steps = inversion_steps
-        self.max_faces = max_faces
-        self._faces: OrderedDict[tuple, Face] = OrderedDict()
+        self.config = pipe.settings(config, **overrides)
+        self._faces: LRUCache[tuple, Face] = LRUCache(max_faces)
         self._model_lock = threading.RLock()  # one piece of model work at a time, whoever calls
 
     # ------------------------------------------------------------------ references
@@ -222,7 +280,7 @@ class Studio:
         for source in files:
             name = _name(source)
             try:
-                crop = self.pipe.align(source, aligned=aligned)
+                crop = self.pipe.align(source, self.config, aligned=aligned)
             except FaceNotFoundError as error:
                 crops.append(ReferenceCrop(name, None, _page_wording(error, name)))
                 continue
@@ -270,56 +328,13 @@ class Studio:
             TrainingCancelled: ``cancel`` was set.
             JojoganError: a reference cannot be used, the weights are missing, ...
         """
-        name = check_style_name(name)
-        if name in self.library:
-            raise LibraryError(f"a style named {name!r} already exists; choose another name or delete it")
-        if not files:
-            raise JojoganError("add at least one reference face")
+        name = self._check_new_style(files, name)
         every = preview_every if preview_every is not None else max(1, iterations // 8)
         config = FinetuneConfig(
             iterations=iterations, mask=preset, identity_weight=identity_weight, preview_every=every
         )
-        progress = TrainingProgress(total=iterations)
-        report = on_progress or (lambda _: None)
-        started = time.monotonic()
-        first_step: list[float] = []  # when training proper began (after the inversion)
-
-        def on_step(step: int, loss: float, preview) -> None:
-            now = time.monotonic()
-            if not first_step:
-                first_step.append(now)
-            per_step = (now - first_step[0]) / max(step - 1, 1) if step > 1 else now - started
-            progress.stage, progress.step, progress.loss = "training", step, loss
-            progress.elapsed_s, progress.eta_s = now - started, per_step * (iterations - step)
-            if preview is not None:
-                progress.previews.append((step, to_pil(preview[0])))
-            report(replace(progress, previews=list(progress.previews)))
-            if cancel is not None and cancel.is_set():
-                raise TrainingCancelled(step)
-
-        report(replace(progress))
-        with self._model_lock:
-            identity_net = None
-            if identity_weight > 0:
-                from jojogan.identity import DEFAULT_LOSS_NETWORK, load_identity_loss_network
-
-                identity_net = load_identity_loss_network(DEFAULT_LOSS_NETWORK, None, self.pipe.device).embed
-            run = self.pipe.finetune(
-                list(files),
-                config,
-                inversion=self.inversion,
-                inversion_steps=self.inversion_steps,
-                aligned=aligned,
-                identity_net=identity_net,
-                callback=on_step,
-                show_progress=False,
-            )
-            progress.stage = "saving"
-            report(replace(progress, previews=list(progress.previews)))
-            style = StyleFile(
-                generator=run.generator, metadata=run.metadata, path=Path(f"{name}.safetensors")
-            )
-            _, styled = self.pipe.sample(style, 1, seed=0)
+        reporter = _Reporter(iterations, on_progress, cancel)
+        run, thumbnail = self._finetune(name, files, config, aligned, reporter)
         info = {
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "references": run.metadata.get("reference_names", [_name(f) for f in files]),
@@ -327,16 +342,55 @@ class Studio:
             "iterations": iterations,
             "identity_weight": identity_weight,
             "final_loss": run.losses[-1] if run.losses else None,
-            "inversion": self.inversion,
+            "inversion": self.config.inversion,
             "base": self.pipe.base_path.name if self.pipe.base_path else None,
         }
-        saved = self.library.add(name, run.save, styled[0], info)
-        progress.stage, progress.elapsed_s, progress.eta_s = "done", time.monotonic() - started, 0.0
-        report(replace(progress, previews=list(progress.previews)))
+        saved = self.library.add(name, run.save, thumbnail, info)
+        reporter.stage("done")
         return saved
 
+    def _check_new_style(self, files: Sequence[PhotoSource], name: str) -> str:
+        """The cleaned name of a new style, refused (before any work) when it is not allowed or taken, or
+        when there is no reference."""
+        name = check_style_name(name)
+        if name in self.library:
+            raise LibraryError(f"a style named {name!r} already exists; choose another name or delete it")
+        if not files:
+            raise JojoganError("add at least one reference face")
+        return name
+
+    def _finetune(self, name: str, files, config: FinetuneConfig, aligned: bool, reporter: _Reporter):
+        """Run the fine-tuning (one piece of model work) and draw the style's thumbnail.
+
+        Returns:
+            ``(the API's fine-tuning output, a thumbnail image)``.
+        """
+        reporter.stage("preparing")
+        with self._model_lock:
+            identity_net = None
+            if config.identity_weight > 0:
+                from jojogan.identity import DEFAULT_LOSS_NETWORK, load_identity_loss_network
+
+                identity_net = load_identity_loss_network(DEFAULT_LOSS_NETWORK, None, self.pipe.device).embed
+            run = self.pipe.finetune(
+                list(files), config, inputs=self.config, aligned=aligned, identity_net=identity_net,
+                callback=reporter.on_step, show_progress=False,
+            )  # fmt: skip
+            reporter.stage("saving")
+            style = StyleFile(
+                generator=run.generator, metadata=run.metadata, path=Path(f"{name}.safetensors")
+            )
+            _, styled = self.pipe.sample(style, 1, seed=0)
+        return run, styled[0]
+
     def start_training(self, files: Sequence[PhotoSource], name: str, **settings) -> TrainingJob:
-        """:meth:`train` in a background thread (same arguments, less ``on_progress`` and ``cancel``)."""
+        """:meth:`train` in a background thread (same arguments, less ``on_progress`` and ``cancel``).
+
+        Raises:
+            LibraryError: the name is not allowed or taken (at once, before the thread starts).
+            JojoganError: there is no reference.
+        """
+        self._check_new_style(files, name)
         return TrainingJob(self.train, files=list(files), name=name, **settings).start()
 
     # ------------------------------------------------------------------ styles
@@ -372,16 +426,13 @@ class Studio:
         The key is the photo's sha256 (its file's bytes, or its pixels) with the alignment and inversion
         settings, so the same picture uploaded again is not inverted again.
         """
-        key = (_content_sha256(photo), aligned, self.inversion, self.inversion_steps)
-        if key in self._faces:
-            self._faces.move_to_end(key)
-            return self._faces[key]
-        with self._model_lock:
-            prepared = self.pipe.prepare(photo, self.inversion, aligned=aligned, steps=self.inversion_steps)
-        self._faces[key] = prepared
-        while len(self._faces) > self.max_faces:
-            self._faces.popitem(last=False)
-        return prepared
+        key = (_content_sha256(photo), aligned, self.config.inversion, self.config.inversion_steps)
+
+        def prepare() -> Face:
+            with self._model_lock:
+                return self.pipe.prepare(photo, self.config, aligned=aligned)
+
+        return self._faces.get(key, prepare)
 
     def stylize(
         self,
@@ -414,8 +465,8 @@ class Studio:
         prepared = self.face(photo, aligned)
         with self._model_lock:
             return self.pipe.stylize_face(
-                prepared, style_path, alpha, paste_into=photo if paste else None, identity=identity,
-                cleanup=cleanup,
+                prepared, style_path, alpha, paste_into=photo if paste else None, config=self.config,
+                identity=identity, cleanup=cleanup, aligned=aligned,
             )  # fmt: skip
 
     @staticmethod
@@ -431,9 +482,9 @@ class Studio:
         self,
         photo: PhotoSource,
         style: str,
-        steps: int = 5,
+        steps: int = SLIDER_STEPS,
         *,
-        tile: int = 256,
+        tile: int = TILE,
         aligned: bool = False,
         gif_path: str | os.PathLike | None = None,
     ) -> tuple[Image.Image, Path | None]:
@@ -453,7 +504,7 @@ class Studio:
         return strip, gif
 
     def samples(
-        self, style: str, n: int = 4, *, seed: int = 0, truncation: float = 0.7, tile: int = 256
+        self, style: str, n: int = SAMPLES, *, seed: int = 0, truncation: float = TRUNCATION, tile: int = TILE
     ) -> Image.Image:
         """Random faces (top row) and the same faces in the style (bottom row), as ``jojogan sample``."""
         style_path = self.style_path(style)

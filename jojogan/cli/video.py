@@ -1,0 +1,159 @@
+"""``jojogan video``: stylize the faces of a video, its sound and timing kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from jojogan.cli._options import (
+    check_alpha_length,
+    check_inputs_exist,
+    claim_outputs,
+    codeformer_option,
+    config_from_options,
+    config_options,
+    force_option,
+    model_options,
+    output_file_option,
+    pipeline,
+    stack,
+    stylize_config,
+    stylize_options,
+)
+from jojogan.cli.stylize import style_option
+from jojogan.video.io import CONTAINERS
+
+__all__ = ["video"]
+
+
+def _video_options(command):
+    """The video's own settings, from :class:`~jojogan.video.VideoConfig` and the configs it holds."""
+    from jojogan.video import LATENT_MODES, EncodeSettings, TrackConfig, VideoConfig
+
+    return stack(
+        config_options(
+            VideoConfig,
+            {
+                "latent": dict(
+                    type=click.Choice(LATENT_MODES),
+                    help="smooth: every frame inverted, codes smoothed over time within a shot; shot: one "
+                    "code per face per shot; frame: raw per-frame codes (for comparison).",
+                ),
+                "report": dict(
+                    is_flag=True,
+                    help="Measure flicker and write a JSON report (OUT.json) with stage timings.",
+                ),
+                "batch_size": dict(
+                    type=click.IntRange(min=1), help="Faces per encoder/generator batch (default: by device)."
+                ),
+                "chunk_frames": dict(
+                    type=click.IntRange(min=1),
+                    help="Frames per chunk: the unit an interrupted run resumes at.",
+                ),
+            },
+        ),
+        config_options(
+            TrackConfig,
+            {
+                "detect_every": dict(
+                    type=click.IntRange(min=1),
+                    help="Run the face detector on every N-th frame (and at each cut); follow faces between.",
+                )
+            },
+        ),
+        config_options(
+            EncodeSettings,
+            {
+                "codec": dict(
+                    help="FFmpeg video encoder (libx264, libx265, libvpx-vp9, libsvtav1, mpeg4, ...)."
+                ),
+                "crf": dict(
+                    type=click.FloatRange(min=0), help="Quality factor of the encoder (lower is better)."
+                ),
+                "preset": dict(
+                    help="The encoder's speed preset (x264: ultrafast ... veryslow; default its own)."
+                ),
+            },
+        ),
+    )(command)
+
+
+def _video_config(values: dict):
+    from jojogan.video import EncodeSettings, TrackConfig, VideoConfig
+
+    values["track"] = config_from_options(TrackConfig, values)
+    values["encode"] = config_from_options(EncodeSettings, values)
+    return config_from_options(VideoConfig, values)
+
+
+@click.command()
+@click.argument("source", metavar="IN", type=click.Path(path_type=Path))
+@style_option
+@output_file_option(
+    "The stylized video (.mp4, .mkv, .mov, .webm with --codec libvpx-vp9, ...).", tuple(CONTAINERS)
+)
+@stylize_options("alpha", "face")
+@click.option(
+    "--paste/--no-paste",
+    "paste",
+    default=True,
+    show_default=True,
+    help="Paste the stylized faces back into the frames; --no-paste writes the stylized face itself.",
+)
+@stylize_options("match_colour", "cleanup", "fidelity", "restore_input")
+@_video_options
+@click.option("--restart", is_flag=True, help="Start over instead of resuming an interrupted run's chunks.")
+@codeformer_option
+@stylize_options("inversion", "distance", "inversion_steps", "max_pixels")
+@model_options
+@force_option
+def video(source, style, output, force, restart, models, **settings):
+    """Stylize every tracked face of a video; sound, timing and rotation are kept.
+
+    Faces are tracked (detected, followed and smoothed over time, restarted at each cut); frames without
+    a face pass through. The work is kept chunk by chunk beside OUT, so an interrupted run continues
+    where it stopped when run again (--restart starts over). An existing OUT is replaced only with
+    --force.
+
+    \b
+    Examples:
+        jojogan video clip.mp4 --style mystyle.safetensors -o clip_styled.mp4
+        jojogan video party.mov --style s.safetensors --face all --match-colour --report -o party.mp4
+        jojogan video talk.mkv --style s.safetensors --latent shot --codec libx265 --crf 24 -o talk.mkv
+    """
+    from jojogan.video import video_settings
+
+    config = stylize_config(settings)
+    video_config = _video_config(settings)
+    check_inputs_exist(source, style, *models.files)
+    report = output.with_name(output.name + ".json")
+    claim_outputs([source, style, *models.files], [output] + ([report] if video_config.report else []), force)
+    pipe = pipeline(models, config.distance)
+    config = video_settings(pipe, config)
+    check_alpha_length(config.alpha, pipe.load_style(style).generator)
+    if config.cleaner_runs:
+        pipe.cleaner(config.cleaner)  # a missing cleaner file fails before any frame
+    result = pipe.stylize_video(
+        source, output, style, config, video_config, resume=not restart, show_progress=True
+    )
+    facts = result.report
+    click.echo(
+        f"{source} -> {result.path} ({facts['frames']} frames, {facts['frames_with_faces']} with faces, "
+        f"{facts['frames_per_second']} frames/s)"
+    )
+    if facts["corrupt_frames_skipped"]:
+        click.echo(f"skipped {facts['corrupt_frames_skipped']} corrupt frame(s)", err=True)
+    if result.report_path is not None:
+        click.echo(f"report -> {result.report_path}{_flicker_words(facts['flicker'])}")
+
+
+def _flicker_words(figures: dict | None) -> str:
+    if not figures:
+        return ""
+    parts = [
+        f"{region} {values['ratio']:.2f}x"
+        for region, values in figures.items()
+        if values["ratio"] is not None
+    ]
+    return f" (flicker vs the input: {', '.join(parts)})" if parts else ""

@@ -1,0 +1,267 @@
+"""What the page's events call: :class:`PageHandlers`, one method per event, over a :class:`Studio`.
+
+Every handler returns values for components of its own tab only, and reports a refusal or a failure as
+one line in that tab's status text (never ``gr.Error``): an error attached to outputs of another tab would
+cover that tab's controls with Gradio's error overlay. Each such line is also logged once on the server.
+Results offered for download are written into the server's own folder (:class:`UiSession`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from jojogan.cleanup import CLEANERS
+from jojogan.errors import JojoganError
+from jojogan.identity import DEFAULT_METRIC_NETWORK
+from jojogan.ui.library import LibraryStyle
+from jojogan.ui.session import SessionClosedError, UiSession
+from jojogan.ui.studio import Studio, TrainingJob
+
+__all__ = ["PageHandlers", "error_line"]
+
+log = logging.getLogger("jojogan")
+
+POLL_S = 0.5
+"""How often the page asks a training run for progress."""
+
+STOP_WAIT_S = 60
+"""How long a stopping server waits for a training run to end after cancelling it."""
+
+EMPTY_LIBRARY = "The library is empty: train a style first."
+
+
+def error_line(error: BaseException, where: str) -> str:
+    """The exception as one line for the page (bold "Error:"), also logged once on the server."""
+    if isinstance(error, (JojoganError, ValueError)):
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.warning("%s: %s", where, text)
+    else:  # a bug: the traceback goes to the server's log
+        log.error("unexpected error in the web UI (%s)", where, exc_info=error)
+        text = f"unexpected {type(error).__name__}: {error} (details in the server's log)"
+    return f"**Error:** {text}"
+
+
+def paths(files) -> list[str]:
+    """Uploaded files as paths (Gradio hands over paths, or objects with a ``name``)."""
+    return [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files or []]
+
+
+def library_cards(styles: list[LibraryStyle]) -> list[tuple[str, str]]:
+    """(thumbnail path, caption) of every style that has a thumbnail."""
+    cards = []
+    for style in styles:
+        info = style.info
+        caption = f"{style.name} · {info.get('preset', '?')} · {info.get('iterations', '?')} steps"
+        if style.thumbnail is not None:
+            cards.append((str(style.thumbnail), caption))
+    return cards
+
+
+def describe_style(style: LibraryStyle) -> str:
+    """The Library tab's description of a style (Markdown)."""
+    info = style.info
+    loss = info.get("final_loss")
+    lines = [
+        f"**{style.name}**",
+        f"- trained {info.get('created', '?')} from {', '.join(info.get('references', [])) or '?'}",
+        f"- preset {info.get('preset', '?')}, {info.get('iterations', '?')} steps, identity weight "
+        f"{info.get('identity_weight', 0)}, inversion {info.get('inversion', '?')}",
+        f"- final loss {loss:.4f}" if isinstance(loss, (int, float)) else "- final loss unknown",
+        f"- file: `{style.path}`",
+    ]
+    return "\n".join(lines)
+
+
+class PageHandlers:
+    """The page's event handlers over one studio and one server folder.
+
+    Args:
+        gr: the Gradio module (for ``gr.update`` and ``gr.skip``).
+        studio: what the page drives.
+        session: the server's folder, where downloads are written.
+    """
+
+    def __init__(self, gr, studio: Studio, session: UiSession):
+        self.gr = gr
+        self.studio = studio
+        self.session = session
+        self.job: TrainingJob | None = None
+        self.download: Path | None = None
+
+    # ------------------------------------------------------------------ views of the library
+    def style_dropdown(self, value=None):
+        """The Stylize tab's style chooser as it is now, ``value`` chosen when it exists."""
+        choices = self.studio.style_choices()
+        values = [v for _, v in choices]
+        chosen = value if value in values else (values[0] if values else None)
+        return self.gr.update(choices=choices, value=chosen)
+
+    def library_state(self, selected=None):
+        """(cards, names, chosen name, its description, its file) of the library as it is now."""
+        styles = self.studio.library.list()
+        names = [s.name for s in styles]
+        chosen = selected if selected in names else (names[0] if names else None)
+        picked = next((s for s in styles if s.name == chosen), None)
+        detail = describe_style(picked) if picked else EMPTY_LIBRARY
+        return library_cards(styles), names, chosen, detail, str(picked.path) if picked else None
+
+    def library_views(self, selected=None):
+        """Values of the Library tab's gallery, chooser, description and file button."""
+        cards, names, chosen, detail, file = self.library_state(selected)
+        return cards, self.gr.update(choices=names, value=chosen), detail, file
+
+    def library_detail(self, name):
+        """The description and file of the chosen style."""
+        return self.library_state(name)[3:]
+
+    # ------------------------------------------------------------------ Train tab
+    def show_crops(self, files, aligned):
+        """The crops the references give, with a sentence per file."""
+        try:
+            crops = self.studio.reference_crops(paths(files), aligned=aligned)
+        except Exception as error:  # noqa: BLE001 - shown in the tab, not as an overlay
+            return [], error_line(error, "reference crops")
+        gallery = [(c.image, c.name) for c in crops if c.ok]
+        notes = "\n\n".join(c.message if c.ok else f"**Cannot use this file.** {c.message}" for c in crops)
+        return gallery, notes
+
+    def train(self, files, aligned, name, preset, iterations, identity_weight, progress):
+        """Start a run and report it; yields (status, previews, name of the saved style or ``None``)."""
+        skip = self.gr.skip()
+        if not paths(files):
+            yield "**Error:** add at least one reference face", skip, None
+            return
+        try:
+            job = self.studio.start_training(
+                paths(files), name, preset=preset, iterations=int(iterations),
+                identity_weight=float(identity_weight), aligned=aligned,
+            )  # fmt: skip
+        except Exception as error:  # noqa: BLE001 - a refused name is a line in this tab
+            yield error_line(error, "training"), skip, None
+            return
+        self.job = job
+        try:
+            yield from self._follow(job, progress)
+        finally:
+            # The page went away (Gradio closes the generator): stop the run and keep the model queue's slot
+            # until it has stopped, so that no second run can start beside it.
+            if not job.done:
+                job.cancel()
+                job.wait()
+            self.job = None
+        yield self._outcome(job)
+
+    def _follow(self, job: TrainingJob, progress):
+        while not job.done:
+            snapshot = job.progress
+            if snapshot.stage == "training":
+                progress((snapshot.step, snapshot.total), desc=snapshot.describe(), unit="steps")
+            yield snapshot.describe(), [(img, f"step {s}") for s, img in snapshot.previews], None
+            time.sleep(POLL_S)
+
+    def _outcome(self, job: TrainingJob):
+        snapshot = job.progress
+        previews = [(img, f"step {s}") for s, img in snapshot.previews]
+        if snapshot.stage == "cancelled":
+            return f"Cancelled after step {snapshot.step}; nothing was saved.", previews, None
+        if job.error is not None:
+            return error_line(job.error, "training"), previews, None
+        saved = job.result
+        return f"Saved **{saved.name}** to the library · {snapshot.describe()}", previews, saved.name
+
+    def after_training(self, saved_name):
+        """The Stylize tab's chooser and the Library tab once a style was saved (else unchanged)."""
+        if not saved_name:
+            return (self.gr.skip(),) * 5
+        return self.style_dropdown(saved_name), *self.library_views(saved_name)
+
+    def cancel(self):
+        job = self.job
+        if job is None:
+            return "Nothing is training."
+        job.cancel()
+        return "Cancelling after the current step…"
+
+    def stop(self) -> None:
+        """The server is stopping: cancel a training run and wait (bounded) until it has ended, so that the
+        library gets no half-saved style."""
+        job = self.job
+        if job is not None and not job.done:
+            job.cancel()
+            job.wait(STOP_WAIT_S)
+
+    # ------------------------------------------------------------------ Stylize tab
+    def stylize(self, photo, style, alpha, paste, cleanup, identity, aligned):
+        """(picture, info line, file to download) for the Stylize tab."""
+        if not photo:
+            return None, "Upload a photo (or take one with the webcam) to start.", None
+        if not style:
+            return None, "Choose a style: train one in the first tab, or pick an official one.", None
+        try:
+            result = self.studio.stylize(
+                photo, style, float(alpha), paste=paste, cleanup=next(iter(CLEANERS)) if cleanup else None,
+                identity=DEFAULT_METRIC_NETWORK if identity else None, aligned=aligned,
+            )  # fmt: skip
+            saved = self.session.write(
+                lambda folder: self.studio.save_result(result, folder, Path(photo).stem)
+            )
+        except SessionClosedError:
+            return None, "The server is stopping.", None
+        except Exception as error:  # noqa: BLE001 - shown in this tab's info line
+            return None, error_line(error, "stylize"), None
+        if self.download is not None:  # Gradio serves its own copy of the one it was handed
+            shutil.rmtree(self.download.parent, ignore_errors=True)
+        self.download = saved
+        picture = result.pasted if result.pasted is not None else result.image
+        text = f"α = {float(alpha):.2f}"
+        if result.identity is not None:
+            text += f" · identity: {result.identity.line()}"
+        return picture, f"{text} · {picture.width} × {picture.height} px", str(saved)
+
+    # ------------------------------------------------------------------ Slider & samples tab
+    def strip(self, photo, style, steps, aligned):
+        """(α strip, its GIF, status line) for the Slider & samples tab."""
+        if not photo:
+            return None, None, "**Error:** upload a photo in the Stylize tab first"
+        try:
+            image, gif = None, None
+
+            def save(folder: Path) -> Path:
+                nonlocal image, gif
+                image, gif = self.studio.slider_strip(
+                    photo, style, int(steps), aligned=aligned, gif_path=folder / "slider.gif"
+                )
+                return gif
+
+            self.session.write(save)
+        except SessionClosedError:
+            return None, None, "The server is stopping."
+        except Exception as error:  # noqa: BLE001 - shown in this tab's status line
+            return None, None, error_line(error, "α strip")
+        return image, str(gif), f"α strip of {int(steps)} steps"
+
+    def samples(self, style, count, seed):
+        """(grid of random faces and their stylizations, status line)."""
+        try:
+            grid = self.studio.samples(style, int(count), seed=int(seed))
+        except Exception as error:  # noqa: BLE001 - shown in this tab's status line
+            return None, error_line(error, "samples")
+        return grid, f"{int(count)} random faces, seed {int(seed)}"
+
+    # ------------------------------------------------------------------ Library tab
+    def delete(self, name):
+        """Delete the chosen style: the Library tab's views and its status line."""
+        if not name:
+            return *(self.gr.skip(),) * 4, "**Error:** choose a style to delete"
+        try:
+            self.studio.library.delete(name)
+        except Exception as error:  # noqa: BLE001 - shown in this tab's status line
+            return *(self.gr.skip(),) * 4, error_line(error, "delete")
+        return *self.library_views(), f"Deleted **{name}**."
+
+    def refresh(self, selected):
+        """The Library tab as the folder is now."""
+        return *self.library_views(selected), ""

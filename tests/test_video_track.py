@@ -1,0 +1,125 @@
+"""Face tracks (jojogan.video.track): shot cuts, tracks per person, gaps, the smoothing filter, against
+clips whose camera motion is known."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from video_clips import HEIGHT, WIDTH, face_photo, pair_clip, story_clip, write_video
+
+from jojogan.inversion.align import align_face, align_quad, detect_faces, face_quad
+from jojogan.video import io as vio
+from jojogan.video.smoothing import gaussian_weights, smooth
+from jojogan.video.track import TrackConfig, analyse
+
+pytest.importorskip("dlib")
+pytest.importorskip("av")
+
+SMALL = dict(min_face_size=32)
+
+
+def _plan(path, **settings):
+    info = vio.probe(path)
+    stats = vio.ReadStats()
+    face = settings.pop("face", "largest")
+    config = TrackConfig(**{**SMALL, **settings})
+    return info, analyse(vio.read_frames(info, stats=stats), info, config, stats, face=face)
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory):
+    """The story clip with its tracks: smoothed (the defaults) and raw (every sigma 0)."""
+    clip = story_clip(tmp_path_factory.mktemp("track") / "story.mp4", audio=False)
+    _, smoothed = _plan(clip.path, face="all")
+    _, raw = _plan(clip.path, face="all", centre_sigma=0, size_sigma=0, landmark_sigma=0)
+    return clip, smoothed, raw
+
+
+def test_align_quad_of_a_detection_is_align_face():
+    photo = face_photo(height=240)
+    (found,) = detect_faces(photo)
+    ours = align_quad(photo, face_quad(found.landmarks), found.landmarks, 128)
+    reference = align_face(photo, output_size=128)
+    assert np.array_equal(np.asarray(ours.image), np.asarray(reference.image))
+    assert np.allclose(ours.to_photo, reference.to_photo) and np.allclose(ours.landmarks, reference.landmarks)
+
+
+def test_cuts_shots_and_tracks_of_the_story(story):
+    clip, plan, _ = story
+    kinds = np.array(clip.kinds)
+    # a new shot at each cut: face -> cat -> black -> the other face
+    starts = np.flatnonzero(np.diff(plan.shots)) + 1
+    assert starts.tolist() == np.flatnonzero(kinds[1:] != kinds[:-1]).__add__(1).tolist()
+    assert [t.frames.tolist() for t in plan.tracks] == [
+        np.flatnonzero(kinds == "face").tolist(),
+        np.flatnonzero(kinds == "face2").tolist(),
+    ]
+    assert all(t.seen.all() for t in plan.tracks)
+    assert plan.faces_at(int(np.flatnonzero(kinds == "cat")[0])) == []  # passes through
+
+
+def test_the_filter_follows_the_known_camera_motion(story):
+    """The crop squares, mapped back through the camera, stay on one square of the photo."""
+    clip, plan, raw = story
+    track = plan.tracks[0]
+    cameras = np.stack([clip.cameras[f] for f in track.frames])
+    homogeneous = np.concatenate([track.quads, np.ones((len(track.quads), 4, 1))], axis=2)
+    in_photo = np.einsum("nij,nkj->nki", np.linalg.inv(cameras), homogeneous)[..., :2]
+    predicted = np.einsum("nij,kj->nki", cameras, np.concatenate([in_photo.mean(0), np.ones((4, 1))], 1))
+    error = np.linalg.norm(predicted[..., :2] - track.quads, axis=-1)
+    side = np.linalg.norm(track.quads[:, 3] - track.quads[:, 0], axis=-1).mean()
+    assert side > 100 and error.mean() < 0.6 and error.max() < 2.0  # measured: 0.33 and 1.05 px
+    assert not np.allclose(raw.tracks[0].quads, track.quads)  # the smoothing does something
+
+
+def test_two_people_get_a_track_each_and_largest_picks_one(tmp_path):
+    clip = pair_clip(tmp_path / "pair.mp4")
+    _, both = _plan(clip.path, face="all")
+    assert len(both.tracks) == 2 and all(len(t.frames) == len(clip.pts) for t in both.tracks)
+    left, right = sorted(both.tracks, key=lambda t: t.boxes[0, 0])
+    assert left.boxes[:, 0].max() < right.boxes[:, 0].min()
+    _, largest = _plan(clip.path, face="largest")
+    assert [t.track for t in largest.tracks] == [max(both.tracks, key=lambda t: t.area).track]
+    _, second = _plan(clip.path, face=1)
+    assert [t.track for t in second.tracks] == [right.track]
+
+
+def test_short_gaps_are_bridged_and_long_ones_split_the_track(tmp_path):
+    face = face_photo(height=150)
+    frame = np.full((HEIGHT, WIDTH, 3), 60, np.uint8)
+    frame[5 : 5 + 150, 20 : 20 + face.shape[1]] = face[:, : WIDTH - 20]
+    covered = frame.copy()
+    covered[40:120, 50:150] = (150, 120, 100)  # a hand over the face: no detection
+    pattern = "FFFCCFFFFCCCCCCCCFFF"  # a 2-frame gap (bridged), an 8-frame gap (the track ends)
+    frames = [frame if c == "F" else covered for c in pattern]
+    path = write_video(
+        tmp_path / "gaps.mp4", frames, [3600 * i for i in range(len(frames))], Fraction(1, 90000)
+    )
+    _, plan = _plan(path, face="all", cut_threshold=0.9)
+    assert [t.frames.tolist() for t in plan.tracks] == [list(range(0, 9)), list(range(17, 20))]
+    assert plan.tracks[0].seen.tolist() == [c == "F" for c in pattern[:9]]
+    assert len(set(plan.shots.tolist())) == 1
+
+
+def test_gaussian_smoothing_on_timestamps():
+    times = np.cumsum([0.0, 0.04, 0.02, 0.06, 0.04, 0.04])
+    weights = gaussian_weights(times, 0.04)
+    assert np.allclose(weights.sum(1), 1)
+    # the weights follow time, not frame numbers: the frame 0.02 s away weighs more than the one 0.06 s away
+    assert weights[2, 1] > weights[2, 3]
+    values = np.random.default_rng(0).normal(size=(len(times), 3))
+    assert np.allclose(smooth(values, times, 0.04), weights @ values)
+    assert np.allclose(smooth(np.ones((6, 2)), times, 0.04), 1.0)  # renormalised at the ends
+    assert np.array_equal(smooth(values, times, 0.0), values)
+
+
+def test_following_faces_between_detections_keeps_the_tracks(story):
+    """With the detector on every 4th frame (and at cuts), the landmark predictor alone follows the faces
+    in between: the same tracks, crop squares within a pixel of detecting on every frame."""
+    clip, every, _ = story
+    _, sparse = _plan(clip.path, face="all", detect_every=4)
+    assert [t.frames.tolist() for t in sparse.tracks] == [t.frames.tolist() for t in every.tracks]
+    for dense, followed in zip(every.tracks, sparse.tracks, strict=True):
+        assert np.abs(dense.quads - followed.quads).max() < 1.5  # measured: 0.57 px
