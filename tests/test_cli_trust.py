@@ -175,3 +175,12 @@ def test_align_face_all_checks_every_output_before_writing_the_first(tmp_path, s
     assert sorted(p.name for p in out.iterdir()) == ["iu_0.png"]  # the first input's crop was not written
     assert invoke([*args, "-o", out, "--force"]).exit_code == 0
     assert sorted(p.name for p in out.iterdir()) == ["chris_hemsworth_0.png", "iu_0.png"]
+
+
+def test_stylize_face_all_refuses_earlier_face_files_before_any_model_loads(work, tmp_path, monkeypatch):  # noqa: F811
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "face_face1_styled.png").write_bytes(b"an earlier face")
+    monkeypatch.setattr(jojogan.api.JoJoGAN, "from_pretrained", no_model)
+    args = ["stylize", work / "a" / "face.png", "--style", work / "style.safetensors", "--face", "all"]
+    refused([*args, "-o", out], tmp_path, "face_face1_styled.png exists; pass --force")

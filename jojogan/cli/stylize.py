@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from jojogan.batch.manifest import face_outputs
 from jojogan.cli._options import (
     FINISHING,
     SEED,
@@ -73,6 +74,10 @@ def stylize(inputs, style, output, force, models, **settings):
     several = not output.suffix  # a folder: one NAME_styled.png per input
     targets = [output / f"{stem}{STYLED_SUFFIX}" for stem in unique_stems(inputs)] if several else [output]
     claim_outputs([*inputs, style, *models.files], targets, force)
+    if config.face == "all" and not config.paste:  # one file per face: those already there, before any work
+        claim_outputs(
+            inputs, [f for t in targets for f in face_outputs(t.parent, t.name[: -len(STYLED_SUFFIX)])], force
+        )
     pipe = pipeline(models, config.distance)
     config = pipe.settings(config)
     check_alpha_length(config.alpha, pipe.load_style(style).generator)
