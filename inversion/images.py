@@ -111,6 +111,8 @@ def _load_path(path: Path, name: str, max_pixels: int | None) -> Image.Image:
         raise ImageError(f"{name} is not an image file that can be read (not a JPEG, PNG, ...).") from exc
     except OSError as exc:
         raise ImageError(f"The image file {name} could not be read: {exc}.") from exc
+    except ValueError as exc:  # Pillow's bounds on PNG text chunks (a text-chunk bomb) say it this way
+        raise ImageError(f"{name} cannot be read safely: {exc}.") from exc
     with opened as image:
         # Only the header has been read so far: reject oversized images before allocating their pixels.
         _check_size(image.size, name, max_pixels)

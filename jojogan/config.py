@@ -199,8 +199,10 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         _check_count(self.iterations, "iterations", 0)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (0 < self.lr < math.inf):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (0 < self.lr <= 1):
+            # above 1 an Adam step moves each weight by more than its own scale (and past 3.4e38 the step
+            # overflows float32): the run can only diverge
+            raise ValueError(f"lr must be a number in (0, 1] (the recipe's is 0.002), got {self.lr!r}")
         betas = tuple(self.betas) if isinstance(self.betas, Sequence) else ()
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")

@@ -28,6 +28,7 @@ Design of a download (:func:`download`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -88,6 +89,8 @@ class WeightsEntry:
             them in its file names and checks them the same way).
         approx_size: the size in bytes when it is known only roughly (the official styles); a file more than
             1% off is refused, which catches an HTML error page or a truncated copy saved under the name.
+        max_size: for a row whose size is not published, the most bytes a download may bring before it
+            is stopped (:func:`byte_limit`).
         hf_repo: Hugging Face model repository holding ``filename`` at its root.
         url: a plain HTTPS URL of the same bytes (e.g. a GitHub release asset).
         drive_id: Google Drive id the original project used; never fetched automatically.
@@ -107,6 +110,7 @@ class WeightsEntry:
     layout: str = ""
     sha256_prefix: str | None = None
     approx_size: int | None = None
+    max_size: int | None = None
     profile: str | None = None
 
     @property
@@ -366,6 +370,7 @@ _ROWS = (
         description="torchvision VGG16 ImageNet weights (the LPIPS 'vgg' backbone)",
         licence=_TORCHVISION_LICENCE,
         sha256_prefix="397923af",
+        max_size=700_000_000,  # torchvision publishes no size; the file is about 528 MiB
         url="https://download.pytorch.org/models/vgg16-397923af.pth",
         layout="torchvision VGG16 state dict (features.*, classifier.*)",
     ),
@@ -375,6 +380,7 @@ _ROWS = (
         description="torchvision AlexNet ImageNet weights (the LPIPS 'alex' backbone)",
         licence=_TORCHVISION_LICENCE,
         sha256_prefix="7be5be79",
+        max_size=350_000_000,  # torchvision publishes no size; the file is about 233 MiB
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         layout="torchvision AlexNet state dict (features.*, classifier.*)",
     ),
@@ -495,13 +501,20 @@ def _read_meta(entry: WeightsEntry) -> dict | None:
 
 
 def _write_meta(entry: WeightsEntry, path: Path, sha256: str) -> None:
+    """Record the file's size, time and sha256; a cache folder that cannot take the record (read-only)
+    only costs a hash next time."""
     stat = path.stat()
     record = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
     meta = _meta_path(entry)
-    meta.parent.mkdir(parents=True, exist_ok=True)
     tmp = meta.with_name(f"{meta.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, meta)
+    try:
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, meta)
+    except OSError as error:
+        log.debug("cannot record the sha256 of %s in %s: %s", path, meta, error)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _size_problem(entry: WeightsEntry, size: int) -> str | None:
@@ -596,10 +609,18 @@ class _RangeDownloader:
     start again from zero. Within one call it retries as long as each attempt made progress.
     """
 
-    def __init__(self, partial: Path, expected_size: int | None, progress: bool, timeout: float = 30.0):
+    def __init__(
+        self,
+        partial: Path,
+        expected_size: int | None,
+        progress: bool,
+        limit: tuple[int, str],
+        timeout: float = 30.0,
+    ):
         self.partial = partial
         self.expected_size = expected_size
         self.progress = progress
+        self.limit, self.why = limit
         self.timeout = timeout
 
     def __call__(self, url: str, output_file: str, pooch: object, check_only: bool = False) -> None:
@@ -633,7 +654,7 @@ class _RangeDownloader:
         import requests
         from tqdm.auto import tqdm
 
-        if self.expected_size is not None and offset > self.expected_size:
+        if offset > min(self.expected_size or self.limit, self.limit):  # not the start of this file
             self.partial.unlink()
             offset = 0
         if self.expected_size is not None and offset == self.expected_size:
@@ -647,7 +668,10 @@ class _RangeDownloader:
             if offset and response.status_code != 206:
                 offset = 0  # the server ignored Range and sends the whole file
             length = response.headers.get("Content-Length")
-            total = offset + int(length) if length is not None else self.expected_size
+            total = offset + int(length) if length is not None and length.isdigit() else self.expected_size
+            if total is not None and total > self.limit:  # announced too large: not one byte read
+                self.partial.unlink(missing_ok=True)
+                raise _TooLarge(total, self.limit, f"{self.why}; the server announced {total:,}")
             with (
                 open(self.partial, "ab" if offset else "wb") as handle,
                 tqdm(
@@ -661,6 +685,11 @@ class _RangeDownloader:
                 ) as bar,
             ):
                 for block in response.iter_content(chunk_size=_NET_CHUNK):
+                    offset += len(block)
+                    if offset > self.limit:  # a server streaming without (or beyond) a length: stop here
+                        handle.close()
+                        self.partial.unlink(missing_ok=True)
+                        raise _TooLarge(offset, self.limit, self.why)
                     handle.write(block)
                     bar.update(len(block))
         if total is not None and self._have() < total:
@@ -671,7 +700,7 @@ def _fetch_url(entry: WeightsEntry, url: str, staging: Path, progress: bool) -> 
     import pooch
 
     known = f"sha256:{entry.sha256}" if entry.sha256 else None
-    downloader = _RangeDownloader(staging / f"{entry.filename}.part", entry.size, progress)
+    downloader = _RangeDownloader(staging / f"{entry.filename}.part", entry.size, progress, byte_limit(entry))
     # pooch's own INFO line repeats ours; keep it out of the user's terminal.
     pooch.get_logger().setLevel(logging.WARNING)
     return Path(pooch.retrieve(url, known, fname=entry.filename, path=staging, downloader=downloader))
@@ -687,7 +716,8 @@ def _fetch_hf(entry: WeightsEntry, staging: Path) -> Path:
     if not log.isEnabledFor(logging.DEBUG):
         hub_logger.setLevel(logging.ERROR)
     try:
-        return Path(hf_hub_download(entry.hf_repo, entry.filename, local_dir=staging / "hf"))
+        bar = _bounded_bar(*byte_limit(entry))
+        return Path(hf_hub_download(entry.hf_repo, entry.filename, local_dir=staging / "hf", tqdm_class=bar))
     finally:
         hub_logger.setLevel(level)
 
@@ -710,6 +740,49 @@ def _check_staged(entry: WeightsEntry, staged: Path, hashed: bool) -> str:
     return digest
 
 
+UNKNOWN_SIZE_CAP = 2_000_000_000
+"""The most bytes a download may bring for a row with no size at all (more than any registry file)."""
+
+
+def byte_limit(entry: WeightsEntry) -> tuple[int, str]:
+    """The most bytes a download of ``entry`` may bring before it is stopped, and where that bound comes
+    from: the registry's exact size, its approximate size plus the 1% tolerance, the row's own cap, or
+    :data:`UNKNOWN_SIZE_CAP`."""
+    if entry.size is not None:
+        return entry.size, "the registry's size"
+    if entry.approx_size is not None:
+        return int(entry.approx_size * (1 + _APPROX_TOLERANCE)), "the registry's approximate size"
+    if entry.max_size is not None:
+        return entry.max_size, "the cap for this file, whose size is not published"
+    return UNKNOWN_SIZE_CAP, "the cap for files of unknown size"
+
+
+class _TooLarge(ValueError):
+    """A download that brought (or announced) more bytes than its row allows; stopped, nothing kept."""
+
+    def __init__(self, received: int, limit: int, why: str):
+        super().__init__(f"the server sent more than {limit:,} bytes ({why}); stopped after {received:,}")
+
+
+def _bounded_bar(limit: int, why: str):
+    """A progress-bar class for the hub client that stops a download once it passes ``limit`` bytes (its
+    bar sees every chunk; this counts them whether the bar shows or not)."""
+    from huggingface_hub.utils import tqdm as hub_tqdm
+
+    class Bounded(hub_tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.received = kwargs.get("initial", 0) or 0
+
+        def update(self, n=1):
+            self.received += n or 0
+            if self.received > limit:
+                raise _TooLarge(self.received, limit, why)
+            return super().update(n)
+
+    return Bounded
+
+
 def _announced_size(entry: WeightsEntry) -> str:
     if entry.size is not None:
         return format_size(entry.size)
@@ -719,6 +792,23 @@ def _announced_size(entry: WeightsEntry) -> str:
 def _short(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _prepare_cache(*folders: Path) -> None:
+    """Create the cache's working folders, or say in one line why the cache cannot take files."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = (
+                "a file is in the way"
+                if isinstance(error, (FileExistsError, NotADirectoryError))
+                else (error.strerror or str(error))
+            )
+            raise WeightsError(
+                f"the weights cache {cache_dir()} cannot take files ({reason}: {folder}); set JOJOGAN_HOME "
+                "to a folder you can write, or download the file by hand"
+            ) from error
 
 
 def download(entry: WeightsEntry, *, progress: bool = True, force: bool = False) -> Path:
@@ -744,8 +834,7 @@ def download(entry: WeightsEntry, *, progress: bool = True, force: bool = False)
         )
     target = cached_path(entry)
     staging = _staging_dir()
-    staging.mkdir(parents=True, exist_ok=True)
-    _lock_path(entry).parent.mkdir(parents=True, exist_ok=True)
+    _prepare_cache(staging, _lock_path(entry).parent)
     failures = []
     with FileLock(str(_lock_path(entry))):
         if not force:

@@ -133,8 +133,12 @@ def test_changed_settings_or_content_rerun_only_what_changed(workdir, style, pho
     settings = fast_settings(workdir, style, identity=None)
     first = stylize_many(good, settings, out, progress=False)
     assert first.counts == {"ok": 2, "error": 0, "skipped": 0} and first.first_result_seconds > 0
-    other = stylize_many(good, fast_settings(workdir, style, identity=None, alpha=0.5), out, progress=False)
-    assert other.counts["ok"] == 2  # another alpha is another fingerprint
+    changed = fast_settings(workdir, style, identity=None, alpha=0.5)
+    # another alpha is another fingerprint: the rerun says what it would redo, and redoes it with force
+    with pytest.raises(BatchError, match=r"2 photo\(s\) would be redone \(2 with other settings\)"):
+        stylize_many(good, changed, out, progress=False)
+    other = stylize_many(good, changed, out, progress=False, force=True)
+    assert other.counts["ok"] == 2
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / "iu.jpeg").write_bytes(good[1].read_bytes())

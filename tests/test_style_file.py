@@ -145,7 +145,9 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(style_file.os, "fsync", full_disk)
-    with pytest.raises(JojoganError, match=r"could not write .*style\.safetensors: No space left on device"):
+    with pytest.raises(
+        JojoganError, match=r"could not write .*style\.safetensors: no space is left on the device"
+    ):
         save_style(path, _finetuned(seed=2), {"note": "new"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["style.safetensors"]
     assert path.read_bytes() == before
@@ -197,3 +199,84 @@ def test_the_generator_config_travels_with_the_style(tmp_path):
     z = torch.randn(2, 8)
     with torch.no_grad():
         assert torch.equal(loaded(z), gen(z))
+
+
+# --------------------------------------------------------------------------- issue 23: a schema, not trust
+def _tampered(tmp_path, change) -> tuple:
+    """A real style file whose metadata (the parsed object) ``change`` edits, or whose JSON text it
+    replaces when it returns a string; returns (path, tensors)."""
+    source = save_style(tmp_path / "good.safetensors", _finetuned(), _metadata())
+    with _open(source) as handle:
+        meta = json.loads(handle.metadata()["jojogan"])
+    tensors = load_file(source)
+    text = change(meta, tensors)
+    path = tmp_path / "tampered.safetensors"
+    save_file(tensors, str(path), metadata={"jojogan": text if isinstance(text, str) else json.dumps(meta)})
+    return path, tensors
+
+
+def _open(path):
+    from safetensors import safe_open
+
+    return safe_open(str(path), framework="pt")
+
+
+def _set_generator(key, value):
+    def change(meta, tensors):
+        meta["generator"][key] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda m, t: json.dumps(m).replace('"lr_mlp": 0.01', '"lr_mlp": NaN'), "NaN is not a finite number"),
+        (_set_generator("lr_mlp", 1e308), "generator.lr_mlp = 1e+308; expected a finite number in (0, 1]"),
+        (_set_generator("lr_mlp", "abc"), 'generator.lr_mlp = "abc"'),
+        (_set_generator("lr_mlp", [1]), "generator.lr_mlp = [1]"),
+        (_set_generator("size", 100), "generator.size = 100; expected a power of two"),
+        (_set_generator("channels", [1]), "generator.channels = [1]"),
+        (lambda m, t: m.update(generator="abc"), "has no generator configuration"),
+        (lambda m, t: m.update(losses=[0.1, "abc"]), "losses is"),
+        (lambda m, t: m.update(base_checkpoint=[1]), "base_checkpoint is [1]"),
+        (lambda m, t: '"abc"', 'not a JSON object (got "abc")'),
+        (lambda m, t: "[1]", "not a JSON object (got [1])"),
+        (lambda m, t: "[" * 100_000 + "]" * 100_000, "nested more than 32 levels deep"),
+        (lambda m, t: t.update({"convs.0.conv.weight": t["convs.0.conv.weight"].to(torch.int64)}), "I64"),
+    ],
+    ids=[
+        "lr_mlp-nan",
+        "lr_mlp-1e308",
+        "lr_mlp-abc",
+        "lr_mlp-list",
+        "size",
+        "channels",
+        "generator-abc",
+        "losses",
+        "base",
+        "abc",
+        "list",
+        "deep",
+        "int64",
+    ],
+)
+def test_metadata_and_dtypes_are_checked_before_anything_is_built(tmp_path, monkeypatch, change, expected):
+    path, _ = _tampered(tmp_path, change)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a generator was built from metadata that was not checked")
+
+    monkeypatch.setattr(style_file, "generator_from_state", never)
+    with pytest.raises(CheckpointError) as refused:
+        load_style(path)
+    message = str(refused.value)
+    assert expected in message and "tampered.safetensors" in message and "\n" not in message, message
+
+
+def test_an_official_style_with_integer_weights_is_refused(tmp_path):
+    state = {k: v.clone() for k, v in _finetuned().state_dict().items()}
+    state["to_rgb1.conv.weight"] = state["to_rgb1.conv.weight"].to(torch.int64)
+    torch.save({"g": state}, tmp_path / "official.pt")
+    with pytest.raises(CheckpointError, match="to_rgb1.conv.weight is stored as int64"):
+        load_style(tmp_path / "official.pt")

@@ -74,6 +74,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
+        if name in self.server.endless:  # a mirror that streams without a length, on and on
+            self.end_headers()
+            self._stream_endlessly(name, body)
+            return
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
@@ -90,6 +94,16 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.delay:
                 time.sleep(self.server.delay)
 
+    def _stream_endlessly(self, name: str, body: bytes) -> None:
+        """The file, then the file again, ..., until the client hangs up (or 100 MB, a test's bound)."""
+        self.close_connection = True
+        try:
+            while self.server.sent.get(name, 0) < 100_000_000:
+                self.wfile.write(body)
+                self.server.sent[name] = self.server.sent.get(name, 0) + len(body)
+        except OSError:  # the client stopped reading: what a bounded download does
+            pass
+
     def log_message(self, *args):  # keep the test output clean
         pass
 
@@ -103,6 +117,7 @@ class _Server(ThreadingHTTPServer):
         self.requests: list[tuple[str, str | None]] = []
         self.drop_after: dict[str, int] = {}
         self.sent: dict[str, int] = {}
+        self.endless: set[str] = set()
         self.delay = 0.0
 
     def gets(self, name: str) -> list[str | None]:
@@ -236,6 +251,76 @@ def test_a_wrong_size_is_refused(env, server, monkeypatch):
     with pytest.raises(manager.WeightsDownloadError, match=f"{SIZE:,} bytes arrived.*{SIZE + 1:,}"):
         manager.resolve_weights("tiny", download=True, progress=False)
     assert _leftovers(env) == []
+
+
+def test_a_stream_without_length_stops_at_the_registry_size(env, server, monkeypatch):
+    """Issue 23: a mirror that sends no Content-Length and never stops is cut off at the registry's size,
+    not after gigabytes; nothing of it stays in the cache."""
+    _serve(server, monkeypatch)
+    server.endless.add("tiny.bin")
+    started = time.monotonic()
+    with pytest.raises(
+        manager.WeightsDownloadError, match=rf"sent more than {SIZE:,} bytes \(the registry's size\)"
+    ):
+        manager.resolve_weights("tiny", download=True, progress=False)
+    assert time.monotonic() - started < 20
+    assert server.sent["tiny.bin"] < 30 * SIZE  # what the sockets buffered at most, far from 100 MB
+    assert _leftovers(env) == []
+
+
+def test_a_row_of_unknown_size_stops_at_its_cap(env, server, monkeypatch):
+    """vgg16/alexnet publish no size: their rows carry a cap, and a server announcing more is refused
+    before a byte is read; without a length the stream is cut at the cap."""
+    assert manager.byte_limit(manager.REGISTRY["vgg16"])[0] == manager.REGISTRY["vgg16"].max_size
+    _serve(server, monkeypatch, size=None, sha256=None, max_size=SIZE // 2)
+    with pytest.raises(manager.WeightsDownloadError, match=r"the cap for this file.*announced 300,000"):
+        manager.resolve_weights("tiny", download=True, progress=False)
+    server.endless.add("tiny.bin")
+    with pytest.raises(manager.WeightsDownloadError, match=rf"sent more than {SIZE // 2:,} bytes"):
+        manager.resolve_weights("tiny", download=True, progress=False)
+    assert _leftovers(env) == []
+
+
+def test_the_hub_client_is_stopped_at_the_registry_size(env, server, monkeypatch):
+    from huggingface_hub import constants
+
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", base)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", base + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    monkeypatch.delenv("JOJOGAN_WEIGHTS_MIRROR")
+    monkeypatch.setenv("HF_HOME", str(env.parent / "hf-home"))
+    _serve(server, monkeypatch, name="hub", hf_repo="someone/repo", size=SIZE // 3, sha256=None)
+    with pytest.raises(manager.WeightsDownloadError, match=rf"sent more than {SIZE // 3:,} bytes"):
+        manager.resolve_weights("hub", download=True, progress=False)
+    assert _leftovers(env) == []
+
+
+@pytest.mark.parametrize("kind", ["file", "read-only"])
+def test_a_weights_cache_that_cannot_take_files_is_one_line(env, server, monkeypatch, tmp_path, kind):
+    import errno
+
+    _serve(server, monkeypatch)
+    home = tmp_path / "home"
+    if kind == "file":
+        home.write_text("not a folder")
+    else:  # root writes anywhere: the kernel's answer for a read-only mount, where it is given
+        home.mkdir()
+        real = Path.mkdir
+
+        def read_only(self, *args, **kwargs):
+            if self.is_relative_to(home):
+                raise OSError(errno.EROFS, "Read-only file system", str(self))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", read_only)
+    monkeypatch.setenv("JOJOGAN_HOME", str(home))
+    result = _run("download", "tiny", "--no-progress")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    reason = "a file is in the way" if kind == "file" else "Read-only file system"
+    assert f"the weights cache {home} cannot take files ({reason}" in lines[0] and "JOJOGAN_HOME" in lines[0]
 
 
 def test_server_down_is_one_clear_line(env, server, monkeypatch):

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from jojogan.batch.inputs import InputItem, local_photo, unreadable
-from jojogan.config import STYLED_SUFFIX, StylizeConfig
+from jojogan.batch.manifest import output_name
+from jojogan.config import StylizeConfig
 from jojogan.fileio import file_sha256
 from jojogan.models import Models
 
@@ -45,8 +46,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-OUTPUT_SUFFIX = STYLED_SUFFIX  # as ``jojogan stylize`` names its results in a folder
 
 
 @dataclass(frozen=True)
@@ -330,7 +329,7 @@ class Stylizer:
         image = result.pasted if self.config.paste else result.image
         identity = [] if result.identity is None else [result.identity.to_dict()]
         return PhotoResult(
-            outputs=[(stem + OUTPUT_SUFFIX, encode_png(image, result.png_metadata()))],
+            outputs=[(output_name(stem), encode_png(image, result.png_metadata()))],
             faces=1,
             identity=identity,
         )
@@ -348,10 +347,10 @@ class Stylizer:
                 path, [(r.image, crop) for r, crop in zip(results, crops, strict=True)],
                 match_colour=self.config.match_colour,
             )  # fmt: skip
-            outputs = [(stem + OUTPUT_SUFFIX, encode_png(pasted, results[0].png_metadata()))]
+            outputs = [(output_name(stem), encode_png(pasted, results[0].png_metadata()))]
         else:
             outputs = [
-                (f"{stem}_face{crop.face_index}{OUTPUT_SUFFIX}", encode_png(r.image, r.png_metadata()))
+                (output_name(stem, crop.face_index), encode_png(r.image, r.png_metadata()))
                 for r, crop in zip(results, crops, strict=True)
             ]
         return PhotoResult(outputs=outputs, faces=len(results), identity=identity)

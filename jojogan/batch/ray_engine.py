@@ -20,6 +20,7 @@ import os
 import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from jojogan.batch.errors import EngineUnavailableError
 from jojogan.batch.inputs import InputItem
@@ -31,6 +32,7 @@ from jojogan.batch.job import (
     align_photo,
     generator_size,
 )
+from jojogan.batch.ray_cleanup import clean_orphans, forget_cluster, record_cluster, signals_as_exit
 from jojogan.op.memory import worker_env
 
 __all__ = ["ResourcePlan", "plan_resources", "run_ray"]
@@ -159,16 +161,19 @@ class _RayStylizer:
         return {"meta": metas, "data": blobs}
 
 
-def _connect(ray, address: str | None, num_cpus: int | None) -> bool:
-    """Start or join Ray; returns whether this call started it (and so should shut it down)."""
+def _connect(ray, address: str | None, num_cpus: int | None) -> tuple[bool, Path | None]:
+    """Start or join Ray; returns whether this call started it (and so should shut it down) and, for a
+    local cluster it started, the record that lets the next run clean up after a killed driver."""
     if ray.is_initialized():
-        return False
+        return False, None
     address = address or os.environ.get("RAY_ADDRESS") or "local"
-    if address == "local":
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    else:
+    if address != "local":
         ray.init(address=address, log_to_driver=False)
-    return True
+        return True, None
+    clean_orphans()  # what a killed batch's local Ray left running
+    context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    session = (getattr(context, "address_info", None) or {}).get("session_dir")
+    return True, record_cluster(session) if session else None
 
 
 def run_ray(
@@ -194,55 +199,74 @@ def run_ray(
             :func:`plan_resources`.
         batch_size: photos each stylize actor takes at a time, their faces batched on its device
             (default: 16 with GPUs, else 1).
+
+    A local Ray started here is shut down on every way out this process survives (``SIGTERM`` and
+    ``SIGHUP`` included); what a killed driver's Ray left running is stopped by the next run
+    (:mod:`jojogan.batch.ray_cleanup`).
     """
     if not items:
         return
     ray = _import_ray()
-    started = _connect(ray, address, num_cpus)
+    started, record = _connect(ray, address, num_cpus)
     try:
-        resources = ray.cluster_resources()
-        plan = plan_resources(resources, workers)
-        if separate_align is not None:
-            spare = int(resources.get("CPU", 0)) - plan.stylize_actors
-            plan = dataclasses.replace(plan, align_actors=max(1, spare) if separate_align else 0)
-        if plan.note:
-            log.warning("ray: %s: %d stylize actor(s)", plan.note, plan.stylize_actors)
-        log.info("ray: %s", plan)
-        rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
-        if plan.align_actors:
-            dataset = dataset.map_batches(
-                _RayAligner,
-                fn_constructor_kwargs={"settings": settings, "size": generator_size(settings.style)},
-                batch_size=1,
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.align_actors),
-                num_cpus=1,
-            )
-        if batch_size is None:
-            batch_size = GPU_BATCH_SIZE if "num_gpus" in plan.stylize_resources else 1
-        # Ray Data calls an actor on a worker thread: one glibc arena keeps the CPU memory policy in force
-        # there (1024 px, one CPU: 64 s of stylizing a photo without it, 36 s in the local engine)
-        env = {} if "num_gpus" in plan.stylize_resources else worker_env()
-        dataset = dataset.map_batches(
-            _RayStylizer,
-            fn_constructor_kwargs={"settings": settings, "batch_size": batch_size},
-            batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=plan.stylize_actors),
-            **({"runtime_env": {"env_vars": env}} if env else {}),
-            **plan.stylize_resources,
-        )
-        for row in dataset.iter_rows():
-            meta = json.loads(row["meta"])
-            data, offset, outputs = row["data"], 0, []
-            for name, size in zip(meta["names"], meta["sizes"], strict=True):
-                outputs.append((name, bytes(data[offset : offset + size])))
-                offset += size
-            result = PhotoResult(
-                outputs=outputs, faces=meta["faces"], identity=meta["identity"], error=meta["error"],
-                seconds=meta["seconds"], align_seconds=meta["align_seconds"], peak_rss_mb=meta["peak_rss_mb"],
-                align_peak_rss_mb=meta["align_peak_rss_mb"],
-            )  # fmt: skip
-            yield items[meta["index"]], result
+        # installed after ray.init, which puts its own (aborting) SIGTERM handler in place
+        with signals_as_exit():  # SIGTERM/SIGHUP: the finally below still shuts Ray down
+            yield from _run(ray, items, settings, workers, separate_align, batch_size)
     finally:
         if started:
             ray.shutdown()
+            forget_cluster(record)
+
+
+def _run(
+    ray, items, settings, workers, separate_align, batch_size
+) -> Iterator[tuple[InputItem, PhotoResult]]:
+    """The results of the pipeline on a connected Ray (see :func:`run_ray`), as they stream back."""
+    dataset = _dataset(ray, items, settings, workers, separate_align, batch_size)
+    for row in dataset.iter_rows():
+        meta = json.loads(row["meta"])
+        data, offset, outputs = row["data"], 0, []
+        for name, size in zip(meta["names"], meta["sizes"], strict=True):
+            outputs.append((name, bytes(data[offset : offset + size])))
+            offset += size
+        result = PhotoResult(
+            outputs=outputs, faces=meta["faces"], identity=meta["identity"], error=meta["error"],
+            seconds=meta["seconds"], align_seconds=meta["align_seconds"], peak_rss_mb=meta["peak_rss_mb"],
+            align_peak_rss_mb=meta["align_peak_rss_mb"],
+        )  # fmt: skip
+        yield items[meta["index"]], result
+
+
+def _dataset(ray, items, settings, workers, separate_align, batch_size):
+    """The Ray Data pipeline: read → align (a pool, or none) → invert + stylize, planned from the cluster."""
+    resources = ray.cluster_resources()
+    plan = plan_resources(resources, workers)
+    if separate_align is not None:
+        spare = int(resources.get("CPU", 0)) - plan.stylize_actors
+        plan = dataclasses.replace(plan, align_actors=max(1, spare) if separate_align else 0)
+    if plan.note:
+        log.warning("ray: %s: %d stylize actor(s)", plan.note, plan.stylize_actors)
+    log.info("ray: %s", plan)
+    rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
+    dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+    if plan.align_actors:
+        dataset = dataset.map_batches(
+            _RayAligner,
+            fn_constructor_kwargs={"settings": settings, "size": generator_size(settings.style)},
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.align_actors),
+            num_cpus=1,
+        )
+    if batch_size is None:
+        batch_size = GPU_BATCH_SIZE if "num_gpus" in plan.stylize_resources else 1
+    # Ray Data calls an actor on a worker thread: one glibc arena keeps the CPU memory policy in force
+    # there (1024 px, one CPU: 64 s of stylizing a photo without it, 36 s in the local engine)
+    env = {} if "num_gpus" in plan.stylize_resources else worker_env()
+    return dataset.map_batches(
+        _RayStylizer,
+        fn_constructor_kwargs={"settings": settings, "batch_size": batch_size},
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=plan.stylize_actors),
+        **({"runtime_env": {"env_vars": env}} if env else {}),
+        **plan.stylize_resources,
+    )

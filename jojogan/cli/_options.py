@@ -24,6 +24,10 @@ import click
 
 from jojogan.config import FACE_CHOICES, INVERSION_DISTANCES, StylizeConfig
 from jojogan.domains import ALIGNERS, PROFILES
+from jojogan.fileio import (
+    claim_outputs,  # noqa: F401 - the one overwrite rule, re-exported to the commands
+    not_a_file,
+)
 from jojogan.models import Models
 
 log = logging.getLogger(__name__)
@@ -474,45 +478,6 @@ force_option = click.option(
 )
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
-        return False
-
-
-def claim_outputs(inputs, outputs, force: bool) -> None:
-    """The one overwrite rule of every command, applied to the files it will write before any work starts:
-    an output never replaces an input, and an existing output is replaced only with ``--force``.
-
-    Args:
-        inputs: every file the command reads (images, style, base, ...); ``None`` entries are skipped.
-        outputs: every file the command will write.
-        force: ``--force`` was given: existing outputs that are not inputs may be replaced.
-
-    Raises:
-        click.ClickException: an output is an input, two outputs are one file, an output is a folder, or
-            an output exists without ``force``; the message names the path.
-    """
-    inputs = [Path(p) for p in inputs if p is not None]
-    seen: list[Path] = []
-    for output in map(Path, outputs):
-        for source in inputs:
-            if _same_file(output, source):
-                raise click.ClickException(
-                    f"the output {output} is also an input; an output never replaces an input "
-                    "(choose another -o)"
-                )
-        if any(_same_file(output, other) for other in seen):
-            raise click.ClickException(f"two outputs would both be written to {output}")
-        seen.append(output)
-        if output.is_dir():
-            raise click.ClickException(f"the output {output} is a folder; expected a file name")
-        if output.exists() and not force:
-            raise click.ClickException(f"{output} exists; pass --force to replace it")
-    log.debug("outputs: %s", ", ".join(map(str, seen)))
-
-
 def unique_stems(inputs) -> list[str]:
     """One output name stem per input: the file's stem, with ``_2``, ``_3``, ... added to a stem already
     taken by an earlier input (``a/face.png`` and ``b/face.png`` become ``face`` and ``face_2``)."""
@@ -532,6 +497,5 @@ def unique_stems(inputs) -> list[str]:
 def check_inputs_exist(*paths) -> None:
     """Refuse a missing input file in one line, before any model loads (``None`` entries are skipped)."""
     for path in paths:
-        if path is not None and not Path(path).is_file():
-            what = "is a folder" if Path(path).is_dir() else "does not exist"
+        if path is not None and (what := not_a_file(path)) is not None:  # a FIFO or /dev/zero too
             raise click.ClickException(f"{path} {what}; expected an existing file")

@@ -44,13 +44,34 @@ def align(inputs, output, size, face, supersample, max_pixels, force):
         jojogan align photo.jpg group.png -o aligned/ --face all
     """
     from jojogan.imaging import save_image
-    from jojogan.inversion.align import align_face, align_faces
+    from jojogan.limits import check_crop_size
 
     check_inputs_exist(*inputs)
+    check_crop_size(size, supersample, crops=len(inputs))  # every crop is kept until all are written
     stems = unique_stems(inputs)
     if face != "all":  # one crop per input: every name is known before any work
         claim_outputs(inputs, [output / f"{stem}.png" for stem in stems], force)
-    failures = 0
+    aligned, failures = _align_all(inputs, stems, size, face, supersample, max_pixels)
+    writes = [
+        (path, crop, output / (f"{stem}_{crop.face_index}.png" if face == "all" else f"{stem}.png"))
+        for path, stem, crops in aligned
+        for crop in crops
+    ]
+    if face == "all":  # the number of faces is known only now: every output is checked before the first write
+        claim_outputs(inputs, [target for _, _, target in writes], force)
+    for path, crop, target in writes:
+        save_image(crop.image, target)
+        click.echo(f"{path} -> {target} (face {crop.face_index + 1} of {crop.num_faces})")
+    if failures:
+        raise click.ClickException(f"{failures} of {len(inputs)} inputs failed")
+
+
+def _align_all(inputs, stems, size, face, supersample, max_pixels):
+    """Every input's crops, ``[(path, stem, crops)]``, and how many inputs failed (each said on stderr; a
+    single input's failure is raised)."""
+    from jojogan.inversion.align import align_face, align_faces
+
+    aligned, failures = [], 0
     for path, stem in zip(inputs, stems, strict=True):
         try:
             if face == "all":
@@ -63,15 +84,8 @@ def align(inputs, output, size, face, supersample, max_pixels, force):
             click.echo(f"error: {error}", err=True)
             failures += 1
             continue
-        names = [f"{stem}_{c.face_index}.png" if face == "all" else f"{stem}.png" for c in crops]
-        targets = [output / name for name in names]
-        if face == "all":  # the number of faces is known only now
-            claim_outputs(inputs, targets, force)
-        for crop, target in zip(crops, targets, strict=True):
-            save_image(crop.image, target)
-            click.echo(f"{path} -> {target} (face {crop.face_index + 1} of {crop.num_faces})")
-    if failures:
-        raise click.ClickException(f"{failures} of {len(inputs)} inputs failed")
+        aligned.append((path, stem, crops))
+    return aligned, failures
 
 
 @click.command()

@@ -10,7 +10,9 @@ from jojogan.batch import ENGINES
 from jojogan.batch.manifest import MANIFEST_NAME
 from jojogan.cli._options import (
     FINISHING,
+    check_inputs_exist,
     codeformer_option,
+    force_option,
     identity_options,
     inversion_options,
     model_options,
@@ -51,8 +53,10 @@ from jojogan.cli._options import (
 @click.option("--retry-errors", is_flag=True, help="Retry inputs that failed in an earlier run.")
 @inversion_options
 @model_options
+@force_option
 def batch(
-    inputs, style, output, engine, workers, batch_size, address, no_progress, retry_errors, models, **options
+    inputs, style, output, engine, workers, batch_size, address, no_progress, retry_errors, models, force,
+    **options,
 ):  # fmt: skip
     """Stylize many photos into OUTPUT, with OUTPUT/manifest.jsonl listing every input.
 
@@ -60,6 +64,8 @@ def batch(
     URIs of any filesystem pyarrow reads (file://, s3://, gs://, ...: the ray extra brings pyarrow). A bad
     photo is an error line in the manifest, not the end of the batch. Rerunning the same command skips
     photos already done with the same content and settings. Outputs are those of `jojogan stylize`.
+    An output never replaces an input, and nothing in OUTPUT is taken as a photo; a rerun that would
+    replace earlier outputs (other settings, changed photos) says so and stops unless --force.
 
     \b
     Examples:
@@ -70,21 +76,20 @@ def batch(
     """
     from jojogan.batch import BatchSettings, stylize_many
 
+    # a FIFO or /dev/zero is refused here, before the settings' fingerprint would read it
+    check_inputs_exist(style, *models.files, options.get("identity_weights"))
     settings = BatchSettings(style=style, config=stylize_config(options), models=models)
     report = stylize_many(
-        inputs,
-        settings,
-        output,
-        engine=engine,
-        workers=workers,
-        batch_size=batch_size,
-        address=address,
-        progress=not no_progress,
-        retry_errors=retry_errors,
-    )
+        inputs, settings, output, engine=engine, workers=workers, batch_size=batch_size, address=address,
+        progress=not no_progress, retry_errors=retry_errors, force=force,
+    )  # fmt: skip
     for row in report.rows:
         if row["status"] == "error" and not row.get("skipped"):
-            click.echo(f"error: {row['input']}: {row['error']}", err=True)
+            error = row["error"]  # most lines name the photo already
+            shown = error if error.startswith(row["input"]) else f"{row['input']}: {error}"
+            click.echo(f"error: {shown}", err=True)
+    for line in report.unlisted:
+        click.echo(f"error: {line}", err=True)
     click.echo(f"{report.summary()}; manifest {Path(output) / MANIFEST_NAME}")
-    if any(row["status"] == "error" for row in report.rows):
+    if report.unlisted or any(row["status"] == "error" for row in report.rows):
         raise click.exceptions.Exit(1)

@@ -105,7 +105,11 @@ def finetune(references, output, identity_net, identity_weights, resume, models,
     config = config_from_options(FinetuneConfig, settings)
     inputs = stylize_config(settings)
     check_inputs_exist(*references, *models.files, identity_weights)
-    claim_outputs([*references, *models.files, identity_weights], [output], force)
+    previews = output.with_name(output.name + ".previews")
+    claim_outputs(  # the rescue file of a divergence and the previews follow the same rule as the output
+        [*references, *models.files, identity_weights], [output, _rescue_path(output)], force,
+        folders=[previews] if config.preview_every else [],
+    )  # fmt: skip
     state_path = output.with_name(output.name + ".resume.pt")
     click.get_current_context().with_resource(_output_lock(output))
     state = _resume_state(state_path, resume, force)
@@ -206,13 +210,18 @@ def _output_lock(output: Path):
     return held()
 
 
+def _rescue_path(output: Path) -> Path:
+    """Where a diverged run keeps its last good weights (claimed with the output before the run)."""
+    return output.with_name(output.stem + ".last-good.safetensors")
+
+
 def _save_last_good(error, output: Path) -> None:
     """Keep the weights from before a divergence beside the output (built from the trained generator's
     configuration: its mapping learning rate and conv_clamp too), then report it."""
     from jojogan.style_file import save_style
     from jojogan.stylegan2.checkpoint import generator_from_state
 
-    rescue = output.with_name(output.stem + ".last-good.safetensors")
+    rescue = _rescue_path(output)
     last_good = generator_from_state(error.last_good_state, config=error.generator_config)
     save_style(rescue, last_good, {"diverged_at_step": error.step})
     raise click.ClickException(f"{error} The last good weights were saved to {rescue}.") from error

@@ -34,12 +34,23 @@ def identity_net_options(default: str = DEFAULT_METRIC_NETWORK):
     return decorate
 
 
+def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The devices every command accepts (checked while parsing; imported late: the CLI imports us)."""
+    from jojogan.api import pick_device
+    from jojogan.cli._options import Device
+
+    return str(pick_device(Device().convert(value, param, ctx)))
+
+
 @click.command()
 @click.argument("image_a", type=click.Path(exists=True, dir_okay=False))
 @click.argument("image_b", type=click.Path(exists=True, dir_okay=False))
 @identity_net_options()
 @click.option("--aligned", is_flag=True, help="Both images are already aligned face crops: skip detection.")
-@click.option("--device", default="cpu", show_default=True, help="Where the network runs (cpu, cuda, ...).")
+@click.option(
+    "--device", default="cpu", show_default=True, callback=_device,
+    help="Where the network runs (cpu, cuda, ...).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def identity(image_a, image_b, identity_net, identity_weights, aligned, device, as_json):
     """Say whether the faces in IMAGE_A and IMAGE_B are the same person, with the network's raw score.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from jojogan.batch.manifest import face_outputs
 from jojogan.cli._options import (
     FINISHING,
     SEED,
@@ -28,6 +29,7 @@ from jojogan.cli._options import (
 )
 from jojogan.config import SAMPLES, SLIDER_STEPS, STYLED_SUFFIX, TILE, StylizeConfig
 from jojogan.errors import JojoganError
+from jojogan.limits import check_sample, check_slider
 from jojogan.stylization import TRUNCATION
 
 style_option = click.option(
@@ -72,6 +74,10 @@ def stylize(inputs, style, output, force, models, **settings):
     several = not output.suffix  # a folder: one NAME_styled.png per input
     targets = [output / f"{stem}{STYLED_SUFFIX}" for stem in unique_stems(inputs)] if several else [output]
     claim_outputs([*inputs, style, *models.files], targets, force)
+    if config.face == "all" and not config.paste:  # one file per face: those already there, before any work
+        claim_outputs(
+            inputs, [f for t in targets for f in face_outputs(t.parent, t.name[: -len(STYLED_SUFFIX)])], force
+        )
     pipe = pipeline(models, config.distance)
     config = pipe.settings(config)
     check_alpha_length(config.alpha, pipe.load_style(style).generator)
@@ -166,7 +172,7 @@ def slider(input_image, style, steps, output, gif, tile, force, models, **settin
     claim_outputs([input_image, style, *models.files], [output, *extra], force)
     pipe = pipeline(models, config.distance)
     config = pipe.settings(config)
-    pipe.load_style(style)
+    check_slider(steps, tile, pipe.load_style(style).generator.size, output, gif)  # memory and formats
     recognizer = pipe.recognizer_for(config)
     face = pipe.prepare(input_image, config, show_progress=True)
     frames = pipe.slider(face, style, steps)
@@ -217,5 +223,6 @@ def sample(style, count, truncation, seed, alpha, tile, output, force, models):
     claim_outputs([style, *models.files], [output], force)
     pipe = pipeline(models)
     check_alpha_length(alpha, pipe.load_style(style).generator)
+    check_sample(count, tile, pipe.load_style(style).generator.size, output)  # memory and formats
     originals, styled = pipe.sample(style, count, truncation=truncation, seed=seed, alpha=alpha)
     click.echo(f"grid -> {save_image(image_grid([originals, styled], tile=tile), output)}")

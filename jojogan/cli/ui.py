@@ -43,6 +43,7 @@ def ui(host, port, library, models, **settings):
         jojogan ui --port 8000 --device cuda
         jojogan ui --base stylegan2-ffhq-config-f.pt --inversion optimize
     """
+    from jojogan.fileio import check_folder_writable
     from jojogan.op.memory import missing_worker_env
     from jojogan.ui import Studio, StyleLibrary
     from jojogan.ui.app import launch, require_gradio
@@ -51,6 +52,8 @@ def ui(host, port, library, models, **settings):
     config = stylize_config(settings)  # the page's defaults: how photos become codes, the upload limit
     require_gradio(load=False)  # before the models load: a missing extra or a taken port is one line at once
     _check_port(host, port)
+    library = StyleLibrary(library)
+    check_folder_writable(library.root)  # a JOJOGAN_HOME that is a file or read-only: one line, now
     # the server's temporary folder first: Gradio and PyTorch read where their caches go when imported
     session = UiSession.create()
     session.use_for_caches()
@@ -62,7 +65,7 @@ def ui(host, port, library, models, **settings):
     if missing:  # the page's work runs on worker threads: see jojogan.op.memory
         settings = " ".join(f"{key}={value}" for key, value in missing.items())
         click.echo(f"note: on a CPU, start it as '{settings} jojogan ui ...' to run faster", err=True)
-    studio = Studio(pipe, StyleLibrary(library), config=config)  # uploads above --max-pixels are refused
+    studio = Studio(pipe, library, config=config)  # uploads above --max-pixels are refused
     launch(studio, host=host, port=port, session=session)
 
 

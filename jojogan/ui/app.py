@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 from jojogan.config import MASK_PRESETS, FinetuneConfig
 from jojogan.errors import JojoganError
+from jojogan.ui.guard import launch_options
 from jojogan.ui.handlers import STOP_WAIT_S, PageHandlers
 from jojogan.ui.session import UiSession, serve_until_stopped
 from jojogan.ui.studio import ALIGNED_LABEL, Studio
@@ -350,6 +351,7 @@ def launch(
         css=_CSS,
         quiet=True,  # Gradio's own lines tell developers how to make a share link
         allowed_paths=[str(studio.library.root.resolve())],  # thumbnails and style files, wherever home is
+        **launch_options(host, port, studio.config.max_pixels),  # only this address, bounded uploads
     )
     print(f"jojogan ui: open {app.local_url} in a browser (Ctrl+C stops it)", flush=True)
     if block:
