@@ -33,7 +33,7 @@ from PIL import Image
 from torch import nn
 
 from jojogan.errors import JojoganError
-from jojogan.imaging import from_pil
+from jojogan.inversion.images import from_pil
 from jojogan.inversion.project import ProjectionConfig, project
 
 __all__ = [

@@ -18,11 +18,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jojogan.inversion.errors import ImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageSource", "image_name", "load_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageSource", "from_pil", "image_name", "load_image"]
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Largest image (width × height) :func:`load_image` decodes unless told otherwise: 64 megapixels."""
@@ -229,3 +230,17 @@ def _from_array(
     if pixels.shape[2] == 4:
         return _to_rgb(Image.fromarray(pixels), name)
     return Image.fromarray(pixels)
+
+
+def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
+    """A PIL image as a tensor ``[1, 3, H, W]`` in [-1, 1] (float32, CPU).
+
+    Args:
+        image: any mode; converted to RGB.
+        size: resize to ``size × size`` (Lanczos) first, when given and different.
+    """
+    image = image.convert("RGB")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
+    return (pixels.permute(2, 0, 1).float() / 127.5 - 1).unsqueeze(0)

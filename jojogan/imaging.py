@@ -6,11 +6,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from jojogan.fileio import atomic_output
+from jojogan.inversion.images import from_pil
 
 __all__ = ["from_pil", "image_grid", "labelled_strip", "save_gif", "save_image", "to_pil"]
 
@@ -29,20 +29,6 @@ def to_pil(image: torch.Tensor) -> Image.Image:
         raise ValueError(f"expected one image [3, H, W] or [1, 3, H, W], got {tuple(image.shape)}")
     pixels = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy())
-
-
-def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
-    """A PIL image as a tensor ``[1, 3, H, W]`` in [-1, 1] (float32, CPU).
-
-    Args:
-        image: any mode; converted to RGB.
-        size: resize to ``size × size`` (Lanczos) first, when given and different.
-    """
-    image = image.convert("RGB")
-    if size is not None and image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.LANCZOS)
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
-    return (pixels.permute(2, 0, 1).float() / 127.5 - 1).unsqueeze(0)
 
 
 def save_image(image: Image.Image, path: str | os.PathLike, **params) -> Path:
