@@ -193,6 +193,7 @@ NOT_CONFIG = {
         "address": "the Ray cluster",
         "no_progress": "the progress bar",
         "retry_errors": "which inputs run again",
+        "force": "replacing earlier outputs",
     },
 }
 
