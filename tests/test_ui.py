@@ -393,3 +393,69 @@ def test_stopping_lets_running_events_finish_before_the_folder_goes(handlers):
     assert serve_until_stopped(app, session, before_close=lambda: settle(app, handlers, 10)) == signal.SIGTERM
     worker.join()
     assert not session.root.exists()
+
+
+# ------------------------------------------------------------------ the Video tab's studio call
+
+
+@pytest.fixture(scope="module")
+def video_studio(tmp_path_factory):
+    """A studio over the tiny video pipeline (the linear stand-in encoder), its style in the library, and
+    a short clip of a moving face, a cat and black frames, with a tone."""
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    from video_clips import LINEAR, encoder_row, story_clip, tiny_video_pipe
+
+    from jojogan.video import VideoConfig
+    from jojogan.video.track import TrackConfig
+
+    folder = tmp_path_factory.mktemp("video-ui")
+    with encoder_row():
+        pipe, style = tiny_video_pipe(folder)
+        studio = Studio(pipe, StyleLibrary(folder / "library"), inversion=LINEAR)
+        studio.video = VideoConfig(batch_size=4, track=TrackConfig(min_face_size=32))
+        studio.library.add(
+            "tiny-video", lambda path: path.write_bytes(style.read_bytes()), Image.new("RGB", (8, 8)), {}
+        )
+        yield studio, story_clip(folder / "clip.mp4", moving=6), folder
+
+
+def test_a_video_is_stylized_with_its_sound_and_the_flicker_figure(video_studio, tmp_path):
+    import av
+
+    studio, clip, _ = video_studio
+    reports = []
+    path, report = studio.stylize_video(
+        clip.path, "tiny-video", tmp_path, alpha=0.8, face="largest", on_progress=reports.append
+    )
+    assert path.parent == tmp_path and path.name == "clip_styled.mp4"
+    with av.open(str(path)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+        assert len(container.streams.audio) == 1
+    assert frames == len(clip.pts) == report["frames"]
+    for region in ("face", "seam"):
+        assert report["flicker"][region]["ratio"] > 0
+    assert [r.stage for r in reports][0] == "tracking faces" and reports[-1].stage == "done"
+    assert "rendering" in {r.stage for r in reports}
+    assert reports[-1].frames == reports[-1].total == frames
+    assert reports[-1].describe().startswith(f"done · frame {frames}/{frames}")
+
+
+def test_a_cancelled_video_leaves_nothing(video_studio, tmp_path):
+    studio, clip, _ = video_studio
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(JojoganError, match="cancelled"):
+        studio.stylize_video(clip.path, "tiny-video", tmp_path, cancel=stop)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_video_is_one_line(video_studio, tmp_path):
+    studio, _, folder = video_studio
+    upload = tmp_path / "upload-1234" / "notes.txt"
+    upload.parent.mkdir()
+    upload.write_text("not a video")
+    with pytest.raises(JojoganError) as caught:
+        studio.stylize_video(upload, "tiny-video", tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "notes.txt" in message and str(upload.parent) not in message
