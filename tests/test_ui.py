@@ -237,7 +237,7 @@ def _tab_of(block):
     return block.label if block is not None else None
 
 
-def test_the_page_has_four_tabs_one_model_queue_and_no_event_across_tabs(studio, tmp_path):
+def test_the_page_has_five_tabs_one_model_queue_and_no_event_across_tabs(studio, tmp_path):
     pytest.importorskip("gradio", reason="the page needs the ui extra (gradio)")
     import gradio as gr
 
@@ -246,9 +246,9 @@ def test_the_page_has_four_tabs_one_model_queue_and_no_event_across_tabs(studio,
     session = UiSession(tmp_path)
     app = build_app(studio, session)
     tabs = [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
-    assert tabs == list(TABS) == ["Train a style", "Stylize", "Slider & samples", "Library"]
+    assert tabs == list(TABS) == ["Train a style", "Stylize", "Slider & samples", "Library", "Video"]
     model_work = [dep for dep in app.fns.values() if dep.concurrency_id == "model"]
-    assert len(model_work) >= 9 and all(dep.concurrency_limit == 1 for dep in model_work)
+    assert len(model_work) >= 10 and all(dep.concurrency_limit == 1 for dep in model_work)
     for dep in model_work:  # its progress and its errors stay on the tab where the user acted
         triggers = {_tab_of(app.blocks[block_id]) for block_id, _ in dep.targets}
         outputs = {_tab_of(block) for block in dep.outputs if not isinstance(block, gr.State)}
@@ -459,3 +459,29 @@ def test_a_file_that_is_not_a_video_is_one_line(video_studio, tmp_path):
         studio.stylize_video(upload, "tiny-video", tmp_path)
     message = str(caught.value)
     assert "\n" not in message and "notes.txt" in message and str(upload.parent) not in message
+
+
+def test_the_video_tab_shows_the_result_the_flicker_line_and_errors_as_lines(video_studio, tmp_path):
+    import gradio as gr
+
+    from jojogan.ui.handlers import PageHandlers
+
+    studio, clip, _ = video_studio
+    session = UiSession(tmp_path / "session")
+    handlers = PageHandlers(gr, studio, session)
+    *running, (status, video, flicker) = list(
+        handlers.video(str(clip.path), "tiny-video", 1, "all", True, None)
+    )
+    assert running and all(r[1] == gr.skip() for r in running)
+    assert Path(video).is_file() and Path(video).is_relative_to(session.results_dir)
+    assert status.startswith("done · frame ") and re.fullmatch(
+        r"Flicker against the input's \(1 = as steady\): face \d+\.\d\d×, seam \d+\.\d\d×", flicker
+    )
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    *_, (status, video, flicker) = list(handlers.video(str(notes), "tiny-video", 1, "largest", True, None))
+    assert video is None and status.startswith("**Error:** ") and "\n" not in status and "notes.txt" in status
+    *_, (status, _, _) = list(handlers.video(str(clip.path), "tiny-video", 1, "all", False, None))
+    assert status == "**Error:** face 'all' needs paste: without it each output frame shows one stylized face"
+    assert handlers.cancel_video() == "Nothing is running."
+    session.remove()
