@@ -94,7 +94,8 @@ class VideoProgress:
         frames: frames of this stage done.
         total: frames of the video (an estimate until the run is done).
         elapsed_s: seconds since the run started.
-        fps: frames per second over the inverting and rendering so far, or ``None`` before a chunk.
+        fps: frames per second: while running, of the inverting and rendering passes together since the
+            start; once done, of the whole run (video frames over its seconds); ``None`` before a chunk.
         eta_s: estimated seconds left, or ``None`` before a chunk.
     """
 
@@ -323,6 +324,7 @@ class _VideoReporter:
         p = self.progress
         p.stage, p.frames, p.total, p.eta_s = "done", frames, frames, 0.0
         p.elapsed_s = time.monotonic() - self._started
+        p.fps = frames / p.elapsed_s if p.elapsed_s > 0 else None
         self._report(replace(p))
 
 
