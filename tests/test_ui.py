@@ -237,7 +237,7 @@ def _tab_of(block):
     return block.label if block is not None else None
 
 
-def test_the_page_has_four_tabs_one_model_queue_and_no_event_across_tabs(studio, tmp_path):
+def test_the_page_has_five_tabs_one_model_queue_and_no_event_across_tabs(studio, tmp_path):
     pytest.importorskip("gradio", reason="the page needs the ui extra (gradio)")
     import gradio as gr
 
@@ -246,9 +246,9 @@ def test_the_page_has_four_tabs_one_model_queue_and_no_event_across_tabs(studio,
     session = UiSession(tmp_path)
     app = build_app(studio, session)
     tabs = [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
-    assert tabs == list(TABS) == ["Train a style", "Stylize", "Slider & samples", "Library"]
+    assert tabs == list(TABS) == ["Train a style", "Stylize", "Slider & samples", "Library", "Video"]
     model_work = [dep for dep in app.fns.values() if dep.concurrency_id == "model"]
-    assert len(model_work) >= 9 and all(dep.concurrency_limit == 1 for dep in model_work)
+    assert len(model_work) >= 10 and all(dep.concurrency_limit == 1 for dep in model_work)
     for dep in model_work:  # its progress and its errors stay on the tab where the user acted
         triggers = {_tab_of(app.blocks[block_id]) for block_id, _ in dep.targets}
         outputs = {_tab_of(block) for block in dep.outputs if not isinstance(block, gr.State)}
@@ -393,3 +393,95 @@ def test_stopping_lets_running_events_finish_before_the_folder_goes(handlers):
     assert serve_until_stopped(app, session, before_close=lambda: settle(app, handlers, 10)) == signal.SIGTERM
     worker.join()
     assert not session.root.exists()
+
+
+# ------------------------------------------------------------------ the Video tab's studio call
+
+
+@pytest.fixture(scope="module")
+def video_studio(tmp_path_factory):
+    """A studio over the tiny video pipeline (the linear stand-in encoder), its style in the library, and
+    a short clip of a moving face, a cat and black frames, with a tone."""
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    from video_clips import LINEAR, encoder_row, story_clip, tiny_video_pipe
+
+    from jojogan.video import VideoConfig
+    from jojogan.video.track import TrackConfig
+
+    folder = tmp_path_factory.mktemp("video-ui")
+    with encoder_row():
+        pipe, style = tiny_video_pipe(folder)
+        studio = Studio(pipe, StyleLibrary(folder / "library"), inversion=LINEAR)
+        studio.video = VideoConfig(batch_size=4, track=TrackConfig(min_face_size=32))
+        studio.library.add(
+            "tiny-video", lambda path: path.write_bytes(style.read_bytes()), Image.new("RGB", (8, 8)), {}
+        )
+        yield studio, story_clip(folder / "clip.mp4", moving=6), folder
+
+
+def test_a_video_is_stylized_with_its_sound_and_the_flicker_figure(video_studio, tmp_path):
+    import av
+
+    studio, clip, _ = video_studio
+    reports = []
+    path, report = studio.stylize_video(
+        clip.path, "tiny-video", tmp_path, alpha=0.8, face="largest", on_progress=reports.append
+    )
+    assert path.parent == tmp_path and path.name == "clip_styled.mp4"
+    with av.open(str(path)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+        assert len(container.streams.audio) == 1
+    assert frames == len(clip.pts) == report["frames"]
+    for region in ("face", "seam"):
+        assert report["flicker"][region]["ratio"] > 0
+    assert [r.stage for r in reports][0] == "tracking faces" and reports[-1].stage == "done"
+    assert "rendering" in {r.stage for r in reports}
+    assert reports[-1].frames == reports[-1].total == frames
+    assert reports[-1].describe().startswith(f"done · frame {frames}/{frames}")
+
+
+def test_a_cancelled_video_leaves_nothing(video_studio, tmp_path):
+    studio, clip, _ = video_studio
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(JojoganError, match="cancelled"):
+        studio.stylize_video(clip.path, "tiny-video", tmp_path, cancel=stop)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_video_is_one_line(video_studio, tmp_path):
+    studio, _, folder = video_studio
+    upload = tmp_path / "upload-1234" / "notes.txt"
+    upload.parent.mkdir()
+    upload.write_text("not a video")
+    with pytest.raises(JojoganError) as caught:
+        studio.stylize_video(upload, "tiny-video", tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "notes.txt" in message and str(upload.parent) not in message
+
+
+def test_the_video_tab_shows_the_result_the_flicker_line_and_errors_as_lines(video_studio, tmp_path):
+    import gradio as gr
+
+    from jojogan.ui.handlers import PageHandlers
+
+    studio, clip, _ = video_studio
+    session = UiSession(tmp_path / "session")
+    handlers = PageHandlers(gr, studio, session)
+    *running, (status, video, flicker) = list(
+        handlers.video(str(clip.path), "tiny-video", 1, "all", True, None)
+    )
+    assert running and all(r[1] == gr.skip() for r in running)
+    assert Path(video).is_file() and Path(video).is_relative_to(session.results_dir)
+    assert status.startswith("done · frame ") and re.fullmatch(
+        r"Flicker against the input's \(1 = as steady\): face \d+\.\d\d×, seam \d+\.\d\d×", flicker
+    )
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    *_, (status, video, flicker) = list(handlers.video(str(notes), "tiny-video", 1, "largest", True, None))
+    assert video is None and status.startswith("**Error:** ") and "\n" not in status and "notes.txt" in status
+    *_, (status, _, _) = list(handlers.video(str(clip.path), "tiny-video", 1, "all", False, None))
+    assert status == "**Error:** face 'all' needs paste: without it each output frame shows one stylized face"
+    assert handlers.cancel_video() == "Nothing is running."
+    session.remove()

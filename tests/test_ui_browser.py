@@ -5,7 +5,8 @@ its system temp folder: they are made in a scratch folder outside the temp folde
 in the home folder) that the test removes, and the server gets a temp folder of its own (TMPDIR) that must
 be empty again after it is stopped with SIGTERM. A tiny base checkpoint (the test factories); a real aligned
 reference and a real photo from the shared test data. Every request the page makes to anything but
-127.0.0.1 is blocked and recorded, and the test fails if there was one. Screenshots of each step go to
+127.0.0.1 is blocked and recorded, and the test fails if there was one. Last, a short clip of a real face
+(made by the test, with a tone) goes through the Video tab. Screenshots of each step go to
 $JOJOGAN_UI_SHOTS (or the test's temporary folder).
 """
 
@@ -297,6 +298,46 @@ def _slider_and_samples(page, expect, shots: Path) -> None:
     page.screenshot(path=shots / "7-slider-samples.png")
 
 
+def _face_clip(path: Path, count: int = 8) -> Path:
+    """A short clip of a real face panning slowly, with a tone (big enough for the default face size)."""
+    from fractions import Fraction
+
+    from video_clips import affine, face_photo, render, write_video
+
+    face = face_photo("iu.jpeg", height=256)
+    centre = (face.shape[1] / 2, face.shape[0] * 0.5)
+    frames = [
+        render(face, affine(0.0, 1.0, (2.0 * i, 0.0), centre, (256, 256)), (256, 256)) for i in range(count)
+    ]
+    return write_video(
+        path, frames, [3600 * i for i in range(count)], Fraction(1, 90000), audio_seconds=count / 25
+    )
+
+
+def _video(page, expect, clip: Path, shots: Path) -> None:
+    """The Video tab: upload a clip, choose the style, Start; the result plays with its sound, every frame
+    kept, and the flicker line is shown."""
+    import av
+
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#jj-video-upload input[type=file]").set_input_files(str(clip))
+    page.locator("#jj-video-style input").click()
+    page.get_by_role("option", name="sketch", exact=True).click()
+    page.locator("#jj-video-start").click()
+    status = page.locator("#jj-video-status")
+    expect(status).to_contain_text("done · frame 8/8")
+    expect(page.locator("#jj-video-flicker")).to_contain_text(re.compile(r"face \d+\.\d\d×, seam"))
+    video = page.locator("#jj-video-result video")
+    expect(video).to_be_visible()
+    src = video.get_attribute("src")
+    response = page.request.get(src if src.startswith("http") else page.url.rstrip("/") + "/" + src)
+    assert response.ok
+    with av.open(io.BytesIO(response.body())) as container:
+        assert len(container.streams.audio) == 1
+        assert sum(1 for _ in container.decode(video=0)) == 8
+    page.screenshot(path=shots / "9-video.png")
+
+
 def _stop_and_look(server: subprocess.Popen, systemp: Path, home: Path, cwd: Path, log: Path) -> None:
     """SIGTERM: the server stops cleanly and no upload or result is left outside the library."""
     assert [p.name for p in systemp.iterdir() if p.name.startswith("jojogan-ui-")]  # it was in use
@@ -360,6 +401,7 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
             expect(page.get_by_text("notes.txt is not an image file that can be read")).to_be_visible()
             page.screenshot(path=shots / "8-not-an-image.png")
             assert server.poll() is None and page.request.get(url).ok
+            _video(page, expect, _face_clip(tmp_path / "clip.mp4"), shots)
             browser.close()
         _stop_and_look(server, systemp, home, cwd, tmp_path / "server.log")
     print(f"browser test: {time.monotonic() - started:.1f} s")

@@ -1,7 +1,7 @@
 """The Gradio page of ``jojogan ui``: a thin layer over :class:`jojogan.ui.studio.Studio`.
 
-Four tabs (Train, Stylize, Slider & samples, Library), each built by its own function; the events call a
-:class:`jojogan.ui.handlers.PageHandlers`. Every piece of model work shares one queue slot
+Five tabs (Train, Stylize, Slider & samples, Library, Video), each built by its own function; the events
+call a :class:`jojogan.ui.handlers.PageHandlers`. Every piece of model work shares one queue slot
 (``concurrency_id="model"``, limit 1), so a GPU never trains two styles at once; the page stays responsive
 because Gradio runs the work off its event loop and training runs in a :class:`TrainingJob` thread the page
 polls. A refusal or an error is one line in the status text of the tab where the user acted.
@@ -35,7 +35,7 @@ __all__ = ["build_app", "launch", "require_gradio"]
 
 log = logging.getLogger("jojogan")
 
-TABS = ("Train a style", "Stylize", "Slider & samples", "Library")
+TABS = ("Train a style", "Stylize", "Slider & samples", "Library", "Video")
 """The page's tabs, in order."""
 
 CACHE_S = 3600
@@ -208,7 +208,40 @@ def _library_tab(gr, handlers: PageHandlers) -> SimpleNamespace:
     )  # fmt: skip
 
 
-def _wire_train(gr, h: PageHandlers, train: SimpleNamespace, style, library: SimpleNamespace) -> None:
+def _video_tab(gr, studio: Studio) -> SimpleNamespace:
+    """The Video tab's components."""
+    with gr.Row():
+        with gr.Column(scale=2):
+            upload = gr.File(label="Video", file_types=["video"], elem_id="jj-video-upload")
+            style = gr.Dropdown(label="Style", choices=studio.style_choices(), elem_id="jj-video-style")
+            alpha = gr.Slider(0, 1, value=1, step=0.05, label="Strength α (0 = video, 1 = style)")
+            with gr.Row():
+                face = gr.Radio(["largest", "all"], value="largest", label="Faces")
+                paste = gr.Checkbox(label="Paste back into the frames", value=True)
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", elem_id="jj-video-start")
+                cancel = gr.Button("Cancel", variant="stop")
+        with gr.Column(scale=3):
+            status = gr.Markdown("Upload a video, choose a style, then Start.", elem_id="jj-video-status")
+            result = gr.Video(label="Result (with its sound)", interactive=False, elem_id="jj-video-result")
+            flicker = gr.Markdown(elem_id="jj-video-flicker")
+    return SimpleNamespace(
+        upload=upload, style=style, alpha=alpha, face=face, paste=paste, start=start, cancel=cancel,
+        status=status, result=result, flicker=flicker,
+    )  # fmt: skip
+
+
+def _wire_video(gr, h: PageHandlers, tab: SimpleNamespace) -> None:
+    # Gradio hands its progress tracker to the parameter whose default is gr.Progress()
+    def run(upload, style, alpha, face, paste, progress=gr.Progress()):  # noqa: B008
+        yield from h.video(upload, style, alpha, face, paste, progress)
+
+    inputs = [tab.upload, tab.style, tab.alpha, tab.face, tab.paste]
+    tab.start.click(run, inputs, [tab.status, tab.result, tab.flicker], **MODEL_QUEUE)
+    tab.cancel.click(h.cancel_video, None, tab.status, concurrency_limit=None, concurrency_id="cancel")
+
+
+def _wire_train(gr, h: PageHandlers, train: SimpleNamespace, styles: list, library: SimpleNamespace) -> None:
     """Train-tab events; the other tabs' views are refreshed by a separate, quick event once a style is
     saved, so that a long or refused run never covers them."""
 
@@ -228,7 +261,9 @@ def _wire_train(gr, h: PageHandlers, train: SimpleNamespace, style, library: Sim
         train.identity_weight,
     ]
     started = train.train.click(run, inputs, [train.status, train.previews, train.saved], **MODEL_QUEUE)
-    started.then(h.after_training, train.saved, [style, *library.views], show_progress="hidden")
+    started.then(h.after_training, train.saved, [styles[0], *library.views], show_progress="hidden")
+    for style in styles[1:]:  # the other style choosers keep their choice
+        started.then(h.style_dropdown, style, style, show_progress="hidden")
     train.cancel.click(h.cancel, None, train.status, concurrency_limit=None, concurrency_id="cancel")
 
 
@@ -251,11 +286,12 @@ def _wire_slider(h: PageHandlers, tab: SimpleNamespace, stylize: SimpleNamespace
     )
 
 
-def _wire_library(h: PageHandlers, tab: SimpleNamespace, style) -> None:
+def _wire_library(h: PageHandlers, tab: SimpleNamespace, styles: list) -> None:
     tab.choice.change(h.library_detail, tab.choice, [tab.detail, tab.file])
     for button, handler in ((tab.delete, h.delete), (tab.refresh, h.refresh)):
         done = button.click(handler, tab.choice, [*tab.views, tab.status])
-        done.then(h.style_dropdown, style, style, show_progress="hidden")
+        for style in styles:
+            done.then(h.style_dropdown, style, style, show_progress="hidden")
 
 
 def build_app(studio: Studio, session: UiSession, handlers: PageHandlers | None = None):
@@ -283,10 +319,14 @@ def build_app(studio: Studio, session: UiSession, handlers: PageHandlers | None 
                 slider = _slider_tab(gr)
             with gr.Tab(TABS[3]):
                 library = _library_tab(gr, handlers)
-        _wire_train(gr, handlers, train, stylize.style, library)
+            with gr.Tab(TABS[4]):
+                video = _video_tab(gr, studio)
+        styles = [stylize.style, video.style]
+        _wire_train(gr, handlers, train, styles, library)
         _wire_stylize(handlers, stylize)
         _wire_slider(handlers, slider, stylize)
-        _wire_library(handlers, library, stylize.style)
+        _wire_library(handlers, library, styles)
+        _wire_video(gr, handlers, video)
     app.queue(default_concurrency_limit=1)
     return app
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from jojogan.errors import JojoganError
 from jojogan.identity import DEFAULT_METRIC_NETWORK
 from jojogan.ui.library import LibraryStyle
 from jojogan.ui.session import SessionClosedError, UiSession
-from jojogan.ui.studio import Studio, TrainingJob
+from jojogan.ui.studio import Studio, TrainingJob, VideoCancelled
 
-__all__ = ["PageHandlers", "error_line"]
+__all__ = ["PageHandlers", "error_line", "flicker_line"]
 
 log = logging.getLogger("jojogan")
 
@@ -60,6 +61,19 @@ def library_cards(styles: list[LibraryStyle]) -> list[tuple[str, str]]:
     return cards
 
 
+def flicker_line(report: dict) -> str:
+    """The report's flicker figure as one line: the output's warping error over the input's, on the face and
+    on the paste seam (1 = as steady as the input)."""
+    figures = report.get("flicker")
+    if not figures:
+        return "Flicker is measured only when the faces are pasted back."
+    parts = []
+    for region in ("face", "seam"):
+        ratio = (figures.get(region) or {}).get("ratio")
+        parts.append(f"{region} {ratio:.2f}×" if ratio is not None else f"{region} not measured")
+    return "Flicker against the input's (1 = as steady): " + ", ".join(parts)
+
+
 def describe_style(style: LibraryStyle) -> str:
     """The Library tab's description of a style (Markdown)."""
     info = style.info
@@ -90,6 +104,8 @@ class PageHandlers:
         self.session = session
         self.job: TrainingJob | None = None
         self.download: Path | None = None
+        self.video_cancel: threading.Event | None = None  # set by the Video tab's Cancel
+        self.video_output: Path | None = None
 
     # ------------------------------------------------------------------ views of the library
     def style_dropdown(self, value=None):
@@ -188,6 +204,8 @@ class PageHandlers:
     def stop(self) -> None:
         """The server is stopping: cancel a training run and wait (bounded) until it has ended, so that the
         library gets no half-saved style."""
+        if self.video_cancel is not None:
+            self.video_cancel.set()
         job = self.job
         if job is not None and not job.done:
             job.cancel()
@@ -250,6 +268,67 @@ class PageHandlers:
         except Exception as error:  # noqa: BLE001 - shown in this tab's status line
             return None, error_line(error, "samples")
         return grid, f"{int(count)} random faces, seed {int(seed)}"
+
+    # ------------------------------------------------------------------ Video tab
+    def video(self, upload, style, alpha, face, paste, progress):
+        """Stylize an uploaded video; yields (status line, result video, flicker line) while it runs."""
+        upload = (paths([upload]) or [None])[0]
+        if not upload:
+            yield "Upload a video to start.", None, ""
+            return
+        if not style:
+            yield "Choose a style: train one in the first tab, or pick an official one.", None, ""
+            return
+        cancel = threading.Event()
+        self.video_cancel = cancel
+        run = {"progress": None}
+
+        def work() -> None:
+            def save(folder: Path) -> Path:
+                run["output"], run["report"] = self.studio.stylize_video(
+                    upload, style, folder, alpha=float(alpha), face=face, paste=bool(paste),
+                    on_progress=lambda snapshot: run.update(progress=snapshot), cancel=cancel,
+                )  # fmt: skip
+                return run["output"]
+
+            try:
+                self.session.write(save)
+            except BaseException as error:  # noqa: BLE001 - handed to the page as one line
+                run["error"] = error
+
+        thread = threading.Thread(target=work, name="jojogan-video", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                snapshot = run["progress"]
+                if snapshot is not None and progress is not None and snapshot.stage != "tracking faces":
+                    progress((snapshot.frames, snapshot.total), desc=snapshot.stage, unit="frames")
+                yield (snapshot.describe() if snapshot else "starting…"), self.gr.skip(), self.gr.skip()
+                thread.join(POLL_S)
+        finally:
+            cancel.set()  # the page went away: stop after the current chunk, keep the model slot until then
+            thread.join()
+        yield self._video_outcome(run)
+
+    def _video_outcome(self, run: dict):
+        error = run.get("error")
+        if isinstance(error, VideoCancelled):
+            return "Cancelled; nothing was written.", None, ""
+        if isinstance(error, SessionClosedError):
+            return "The server is stopping.", None, ""
+        if error is not None:
+            return error_line(error, "video"), None, ""
+        if self.video_output is not None:  # Gradio serves its own copy of the one it was handed
+            shutil.rmtree(self.video_output.parent, ignore_errors=True)
+        self.video_output = run["output"]
+        return run["progress"].describe(), str(run["output"]), flicker_line(run["report"])
+
+    def cancel_video(self):
+        cancel = self.video_cancel
+        if cancel is None or cancel.is_set():
+            return "Nothing is running."
+        cancel.set()
+        return "Cancelling after the current chunk of frames…"
 
     # ------------------------------------------------------------------ Library tab
     def delete(self, name):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,8 @@ __all__ = [
     "TrainingCancelled",
     "TrainingJob",
     "TrainingProgress",
+    "VideoCancelled",
+    "VideoProgress",
 ]
 
 OFFICIAL_PREFIX = "official:"
@@ -57,6 +60,9 @@ contain ``:``)."""
 
 ALIGNED_LABEL = "References are aligned crops"
 """The page's checkbox for references that need no face detection (the errors name it)."""
+
+VIDEO_CHUNK = 24
+"""Frames per chunk of a video run (how often the page hears of its progress, and can cancel it)."""
 
 DEFAULT_MAX_FACES = 8
 """Prepared (aligned and inverted) photos a studio keeps."""
@@ -70,6 +76,48 @@ class TrainingCancelled(JojoganError):
     def __init__(self, step: int):
         self.step = step
         super().__init__(f"training was cancelled after step {step}; nothing was saved")
+
+
+class VideoCancelled(JojoganError):
+    """A video run was stopped on request; no output was written."""
+
+    def __init__(self):
+        super().__init__("the video was cancelled; nothing was written")
+
+
+@dataclass
+class VideoProgress:
+    """A snapshot of a video run.
+
+    Attributes:
+        stage: "tracking faces", "inverting faces", "rendering" or "done".
+        frames: frames of this stage done.
+        total: frames of the video (an estimate until the run is done).
+        elapsed_s: seconds since the run started.
+        fps: frames per second: while running, of the inverting and rendering passes together since the
+            start; once done, of the whole run (video frames over its seconds); ``None`` before a chunk.
+        eta_s: estimated seconds left, or ``None`` before a chunk.
+    """
+
+    stage: str = "tracking faces"
+    frames: int = 0
+    total: int = 0
+    elapsed_s: float = 0.0
+    fps: float | None = None
+    eta_s: float | None = None
+
+    def describe(self) -> str:
+        """One line for the page, e.g. ``rendering · frame 48/120 · 3.1 frames/s · 0:23 left``."""
+        if self.stage == "tracking faces":
+            return f"tracking faces in {self.total} frames…"
+        text = f"{self.stage} · frame {self.frames}/{self.total}"
+        if self.fps is not None:
+            text += f" · {self.fps:.1f} frames/s"
+        if self.stage == "done":
+            return text + f" · {_clock(self.elapsed_s)} in all"
+        if self.eta_s is not None:
+            text += f" · {_clock(self.eta_s)} left"
+        return text
 
 
 @dataclass
@@ -243,6 +291,43 @@ class _Reporter:
             raise TrainingCancelled(step)
 
 
+class _VideoReporter:
+    """Turns the video engine's chunk callback into :class:`VideoProgress` snapshots, and stops the run when
+    ``cancel`` is set."""
+
+    def __init__(self, total: int, chunk: int, on_progress, cancel: threading.Event | None):
+        self.progress = VideoProgress(total=total)
+        self._chunk = chunk
+        self._report = on_progress or (lambda _: None)
+        self._cancel = cancel
+        self._started = time.monotonic()
+        self._report(replace(self.progress))
+
+    def on_chunk(self, stage: str, number: int) -> None:
+        """The engine's callback: chunk ``number`` of ``stage`` ("codes" or "render") is stored.
+
+        Raises:
+            VideoCancelled: ``cancel`` is set.
+        """
+        p, now = self.progress, time.monotonic()
+        p.frames = min((number + 1) * self._chunk, p.total)
+        p.stage = "inverting faces" if stage == "codes" else "rendering"
+        work = p.frames + (p.total if stage == "render" else 0)  # both passes go over every frame
+        p.elapsed_s = now - self._started
+        p.fps = work / p.elapsed_s if p.elapsed_s > 0 else None
+        p.eta_s = (2 * p.total - work) / p.fps if p.fps else None
+        self._report(replace(p))
+        if self._cancel is not None and self._cancel.is_set():
+            raise VideoCancelled()
+
+    def done(self, frames: int) -> None:
+        p = self.progress
+        p.stage, p.frames, p.total, p.eta_s = "done", frames, frames, 0.0
+        p.elapsed_s = time.monotonic() - self._started
+        p.fps = frames / p.elapsed_s if p.elapsed_s > 0 else None
+        self._report(replace(p))
+
+
 class Studio:
     """Everything the web UI does, as plain Python over one pipeline and one style library.
 
@@ -266,6 +351,7 @@ class Studio:
         self.pipe = pipe
         self.library = library if library is not None else StyleLibrary()
         self.config = pipe.settings(config, **overrides)
+        self.video = None  # the video settings (a jojogan.video.VideoConfig; None: its defaults)
         self._faces: LRUCache[tuple, Face] = LRUCache(max_faces)
         self._model_lock = threading.RLock()  # one piece of model work at a time, whoever calls
 
@@ -503,6 +589,68 @@ class Studio:
         if gif_path is not None:
             gif = Path(save_gif([img.resize((tile, tile)) for _, img in frames], gif_path))
         return strip, gif
+
+    def stylize_video(
+        self,
+        video_path: str | os.PathLike,
+        style: str,
+        folder: str | os.PathLike,
+        *,
+        alpha: float = 1.0,
+        face: str = "largest",
+        paste: bool = True,
+        report: bool = True,
+        on_progress: Callable[[VideoProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> tuple[Path, dict]:
+        """Stylize the faces of a video (sound and timing kept) into ``folder/STEM_styled.mp4``.
+
+        Args:
+            video_path: the uploaded video.
+            style: a choice from :meth:`style_choices`.
+            folder: where the output (and its report, ``.json`` beside it) is written.
+            alpha: 0 = the original faces, 1 = fully stylized.
+            face: "largest" (one face per frame) or "all" (needs ``paste``).
+            paste: put the stylized faces back into the frames (else the output is the face itself).
+            report: measure flicker (the report's ``flicker`` figures of the face and the seam).
+            on_progress: receives a :class:`VideoProgress` at the start and after every chunk.
+            cancel: set it to stop after the current chunk (:class:`VideoCancelled` is raised).
+
+        Returns:
+            ``(output path, the run's report)``.
+
+        Raises:
+            VideoCancelled: ``cancel`` was set; nothing is left in ``folder``.
+            JojoganError: not a video, no face in any frame, a missing style, ...
+        """
+        from jojogan.video.io import probe
+        from jojogan.video.store import store_path
+
+        source = Path(video_path)
+        try:
+            total = probe(source, self.config.max_pixels).packets
+        except JojoganError as error:  # the messages name the upload's temporary path: keep its name
+            raise JojoganError(str(error).replace(str(source), source.name)) from error
+        out = Path(folder) / f"{source.stem}{Path(STYLED_SUFFIX).stem}.mp4"
+        follow = _VideoReporter(total, VIDEO_CHUNK, on_progress, cancel)
+        style_path = self.style_path(style)
+        try:
+            with self._model_lock:
+                result = self.pipe.stylize_video(
+                    source, out, style_path, self.config, self._video_settings(report),
+                    alpha=float(alpha), face=face, paste=paste, on_chunk=follow.on_chunk,
+                )  # fmt: skip
+        except VideoCancelled:
+            shutil.rmtree(store_path(out), ignore_errors=True)
+            raise
+        follow.done(result.report.get("frames", total))
+        return result.path, result.report
+
+    def _video_settings(self, report: bool):
+        from jojogan.video import VideoConfig
+
+        video = self.video if self.video is not None else VideoConfig()
+        return replace(video, chunk_frames=VIDEO_CHUNK, report=report)
 
     def samples(
         self, style: str, n: int = SAMPLES, *, seed: int = 0, truncation: float = TRUNCATION, tile: int = TILE
