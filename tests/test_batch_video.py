@@ -144,3 +144,19 @@ def test_on_ray_a_video_is_one_task_and_equals_the_local_engine(library, tmp_pat
     assert rows["bad.mp4"]["status"] == "error" and "bad.mp4" in rows["bad.mp4"]["error"]
     for name in ("clip_styled.mov", "iu_styled.png"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+
+
+def test_the_ray_aligner_pool_leaves_a_video_to_its_stylize_actor(library):
+    """With an alignment pool, a video passes through it untouched (tracked later, frame by frame)."""
+    import pickle
+
+    from jojogan.batch.inputs import InputItem
+    from jojogan.batch.ray_engine import _RayAligner
+
+    folder, settings = library
+    aligner = _RayAligner(settings, PIPE_SIZE)
+    items = [InputItem(folder / "clip.mov", "clip"), InputItem(folder / "iu.jpeg", "iu")]
+    batch = aligner({"index": [0, 1], "item": [pickle.dumps(item) for item in items]})
+    video, photo = (pickle.loads(blob) for blob in batch["aligned"])
+    assert video.crops == [] and video.error is None
+    assert len(photo.crops) == 1 and photo.error is None
