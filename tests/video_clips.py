@@ -320,3 +320,16 @@ def tiny_video_pipe(folder: Path):
 
     base, style = tiny_base(folder)
     return JoJoGAN.from_pretrained(base=base), style
+
+
+def face_clip(path: Path, count: int = 8, audio: bool = True) -> Clip:
+    """A short clip: the camera moving slowly over one face (``count`` frames at 25 fps), with a tone
+    as long as the video when ``audio``; in the codec the suffix's container takes by default (H.264)."""
+    face = face_photo("iu.jpeg")
+    centre = (face.shape[1] / 2, face.shape[0] * 0.52)
+    cameras = [m @ _translate(-centre[0], -centre[1]) for m in camera_path(count)]
+    time_base = Fraction(1, 90000)
+    pts = [3600 * i for i in range(count)]
+    seconds = count / 25 if audio else 0.0
+    write_video(path, [render(face, m) for m in cameras], pts, time_base, audio_seconds=seconds)
+    return Clip(path, pts, time_base, ["face"] * count, cameras, seconds)

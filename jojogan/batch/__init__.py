@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jojogan.batch.errors import BatchError, EngineUnavailableError
-from jojogan.batch.inputs import InputItem, list_inputs
+from jojogan.batch.inputs import InputItem, is_video, list_inputs
 from jojogan.batch.job import BatchSettings, PhotoResult
 from jojogan.batch.manifest import ManifestWriter, write_manifest
 from jojogan.batch.plan import BatchPlan, plan_batch
@@ -198,6 +198,8 @@ def _record(plan: BatchPlan, results, writer: ManifestWriter, bar, on_row, start
             align_seconds=round(result.align_seconds, 4), worker_peak_rss_mb=round(result.peak_rss_mb, 1),
             align_worker_peak_rss_mb=round(result.align_peak_rss_mb, 1),
         )  # fmt: skip
+        if is_video(item):
+            row["frames"] = result.frames
         try:
             if result.error is not None:
                 raise _Refused(result.error)

@@ -29,10 +29,12 @@ from jojogan.fileio import file_kind
 __all__ = [
     "IMAGE_SUFFIXES",
     "LIST_SUFFIXES",
+    "VIDEO_SUFFIXES",
     "MAX_PHOTO_BYTES",
     "InputItem",
     "Listing",
     "input_sha256",
+    "is_video",
     "list_inputs",
     "local_photo",
     "scan_inputs",
@@ -45,6 +47,11 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 )
 """Suffixes collected when a folder is searched; files named explicitly are taken whatever their suffix."""
+
+VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
+"""Suffixes of videos collected when a folder is searched; each video is one job of the batch."""
+
+_COLLECTED = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 LIST_SUFFIXES: frozenset[str] = frozenset({".txt", ".csv", ".lst"})
 """An INPUT with one of these suffixes lists photo paths (one a line; for CSV, the first column)."""
@@ -119,7 +126,7 @@ def _remote(spec: str, filesystem: Any, name: str) -> list[tuple[str, str, str]]
         infos = filesystem.get_file_info(fs.FileSelector(spec, recursive=True))
         files = sorted(
             i.path for i in infos if i.type == fs.FileType.File and PurePosixPath(i.path).suffix.lower()
-            in IMAGE_SUFFIXES
+            in _COLLECTED
         )  # fmt: skip
         base = PurePosixPath(spec)
         found = []
@@ -169,7 +176,7 @@ def _local(text: str, lister: Lister) -> list[tuple[Path, str]]:
     """``(path, stem)`` of the photos a local folder, glob, list or file names."""
     path = Path(text)
     if path.is_dir():
-        files = sorted(p for p in lister.walk(path) if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in lister.walk(path) if p.suffix.lower() in _COLLECTED)
         lister.count(text, len(files))
         return [(p, PurePosixPath(*p.relative_to(path).with_suffix("").parts).as_posix()) for p in files]
     if _GLOB_CHARS & set(text) and not path.exists():
@@ -222,7 +229,8 @@ def scan_inputs(
 ) -> Listing:
     """Every photo named by ``specs``, in order, without duplicates.
 
-    A folder is searched recursively for files with an image suffix (:data:`IMAGE_SUFFIXES`); a local
+    A folder is searched recursively for files with an image or video suffix (:data:`IMAGE_SUFFIXES`,
+    :data:`VIDEO_SUFFIXES`); a local
     pattern with ``*``, ``?`` or ``[`` is expanded (``**`` recurses); a ``.txt``/``.csv``/``.lst`` file lists
     paths (relative ones are relative to the list's folder); anything else is one photo. A named file that
     does not exist is kept, so that the batch reports it as an error line instead of dropping it silently.
@@ -287,6 +295,12 @@ def _found(text: str, filesystem: Any, lister: Lister) -> list[tuple[Path | str,
     found = [(name, stem, remote, p) for name, p, stem in _remote(path, remote, text)]
     lister.count(text, len(found))
     return found
+
+
+def is_video(item: InputItem) -> bool:
+    """Whether an input is a video (by its suffix, :data:`VIDEO_SUFFIXES`): one job of the batch."""
+    name = item.fs_path if item.filesystem is not None else str(item.path)
+    return PurePosixPath(str(name)).suffix.lower() in VIDEO_SUFFIXES
 
 
 def unreadable(item: InputItem, error: OSError) -> str:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import resource
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from jojogan.batch.inputs import InputItem, local_photo, unreadable
-from jojogan.batch.manifest import output_name
+from jojogan.batch.manifest import output_name, video_output_name
 from jojogan.config import StylizeConfig
 from jojogan.fileio import file_sha256
 from jojogan.models import Models
@@ -32,6 +33,7 @@ from jojogan.models import Models
 if TYPE_CHECKING:
     from jojogan.api import StylizeResult
     from jojogan.inversion.align import AlignedFace
+    from jojogan.video import VideoConfig
 
 __all__ = [
     "AlignedPhoto",
@@ -43,6 +45,7 @@ __all__ = [
     "default_batch_size",
     "encode_png",
     "generator_size",
+    "video_output",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,11 +61,14 @@ class BatchSettings:
             ``face="all"`` gives one output per face (``STEM_face{i}_styled.png``), or with ``paste`` one
             photo with every face pasted back.
         models: the models to load (base, domain, component files, device).
+        video: the settings of the videos among the inputs (:class:`jojogan.video.VideoConfig`; ``None``:
+            its defaults). Their faces are stylized with ``config`` (``paste`` puts them back in the frames).
     """
 
     style: Path
     config: StylizeConfig = field(default_factory=lambda: StylizeConfig(identity="auto"))
     models: Models = field(default_factory=Models)
+    video: VideoConfig | None = None
     _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def fingerprint(self) -> str:
@@ -75,6 +81,8 @@ class BatchSettings:
             values = {"style": _content(self.style)}
             for part in (self.models, self.config):
                 values |= {item.name: _content(getattr(part, item.name)) for item in dataclasses.fields(part)}
+            if self.video is not None:  # absent: the fingerprints of photo batches stay what they were
+                values["video"] = dataclasses.asdict(self.video)
             blob = json.dumps(values, sort_keys=True, default=str).encode()
             self._fingerprint.append(hashlib.sha256(blob).hexdigest())
         return self._fingerprint[0]
@@ -100,6 +108,7 @@ class PhotoResult:
         align_seconds: the part of ``seconds`` spent aligning (the stage that may run elsewhere).
         peak_rss_mb: the worker process's peak resident memory so far (what a worker needs).
         align_peak_rss_mb: the same for the process that aligned the photo.
+        frames: for a video, the frames written (its one output is the encoded video).
     """
 
     outputs: list[tuple[str, bytes]]
@@ -110,6 +119,13 @@ class PhotoResult:
     align_seconds: float = 0.0
     peak_rss_mb: float = 0.0
     align_peak_rss_mb: float = 0.0
+    frames: int = 0
+
+
+def video_output(item: InputItem) -> str:
+    """A video's output name: ``STEM_styled`` and its container when that holds H.264, else ``.mp4``."""
+    name = item.fs_path if item.filesystem is not None else str(item.path)
+    return video_output_name(item.stem, PurePosixPath(str(name)).suffix)
 
 
 def encode_png(image: Image.Image, pnginfo) -> bytes:
@@ -282,6 +298,33 @@ class Stylizer:
             result.seconds, result.align_seconds = aligned[i].seconds + share, aligned[i].seconds
             result.peak_rss_mb, result.align_peak_rss_mb = rss, aligned[i].peak_rss_mb
         return [results[i] for i in range(len(items))]
+
+    def video(self, item: InputItem) -> PhotoResult:
+        """Stylize one video with :func:`jojogan.video.stylize_video` into a temporary file and return its
+        bytes as the one output (:func:`video_output`); a failure is ``error`` (one line), never an exception.
+        """
+        start = time.perf_counter()
+        try:
+            with contextlib.ExitStack() as stack:
+                path = stack.enter_context(local_photo(item))
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jojogan-video-")))
+                name = video_output(item)
+                try:
+                    done = self.pipe.stylize_video(
+                        path, folder / PurePosixPath(name).name, self.settings.style, self.settings.config,
+                        self.settings.video,
+                    )  # fmt: skip
+                    result = PhotoResult(
+                        outputs=[(name, done.path.read_bytes())], faces=done.report.get("tracks", 0),
+                        frames=done.report["frames"],
+                    )  # fmt: skip
+                except Exception as error:  # a bad video is a manifest line, never the batch's end
+                    result = PhotoResult(outputs=[], error=_named(_one_line(error), path, item))
+        except OSError as error:
+            result = PhotoResult(outputs=[], error=unreadable(item, error))
+        result.seconds = time.perf_counter() - start
+        result.peak_rss_mb = _peak_rss_mb()
+        return result
 
     def _photo(self, item: InputItem) -> contextlib.AbstractContextManager[Path]:
         """The photo as the pipeline gets it once its faces are aligned: only ``paste`` reads it again,

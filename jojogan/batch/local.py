@@ -7,7 +7,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 
-from jojogan.batch.inputs import InputItem
+from jojogan.batch.inputs import InputItem, is_video
 from jojogan.batch.job import BatchSettings, PhotoResult, Stylizer, align_photo
 
 __all__ = ["PREFETCH", "run_local"]
@@ -53,7 +53,7 @@ def run_local(
     inversion and stylization; dlib and torch both leave Python's lock while they compute.
 
     Args:
-        items: the photos.
+        items: the photos and videos (each video one job, stylized after the photos).
         settings: the batch's settings.
         batch_size: faces batched on the device (see :class:`Stylizer`); with 1 (the CPU's default) each
             photo's result is the one ``jojogan stylize`` gives it, byte for byte.
@@ -62,7 +62,13 @@ def run_local(
         return
     from jojogan.op.memory import cpu_memory_reuse
 
+    videos = [item for item in items if is_video(item)]
+    items = [item for item in items if not is_video(item)]
     stylizer = Stylizer(settings, batch_size)
+    if not items:  # videos only
+        with cpu_memory_reuse(stylizer.pipe.device):
+            yield from ((video, stylizer.video(video)) for video in videos)
+        return
     ready: queue.Queue = queue.Queue(maxsize=max(PREFETCH, stylizer.batch_size))
     stop = threading.Event()
     thread = threading.Thread(
@@ -77,6 +83,8 @@ def run_local(
                 group = items[first : first + stylizer.batch_size]
                 aligned = [_take(ready, thread) for _ in group]
                 yield from zip(group, stylizer.finish_many(group, aligned), strict=True)
+            # each video is one job, after the photos (the alignment thread has finished its work)
+            yield from ((video, stylizer.video(video)) for video in videos)
     finally:
         stop.set()  # an interrupted batch: the thread stops after its current photo
         thread.join()

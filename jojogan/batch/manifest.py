@@ -11,7 +11,8 @@ object per face when measured: ``network``, ``similarity``, ``threshold``, ``sam
 ``seconds`` (the workers' time for the photo), ``align_seconds`` (the part of it spent aligning),
 ``worker_peak_rss_mb`` and ``align_worker_peak_rss_mb`` (the peak memory so far of the process that
 stylized the photo and of the one that aligned it),
-``skipped`` (reused from an earlier run) and ``engine``.
+``skipped`` (reused from an earlier run) and ``engine``; a video's line also has ``frames`` (frames written;
+its one output is the stylized video, ``STEM_styled.mp4`` or the input's container when it holds H.264).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "check_manifest_path",
     "face_outputs",
     "output_name",
+    "video_output_name",
     "read_manifest",
     "reusable",
     "row_problem",
@@ -54,6 +56,17 @@ def output_name(stem: str, face_index: int | None = None) -> str:
     """The output file of a photo (relative to the output folder): ``STEM_styled.png``, or with ``--face
     all`` (one file per face) ``STEM_face{i}_styled.png``."""
     return f"{stem}{OUTPUT_SUFFIX}" if face_index is None else f"{stem}_face{face_index}{OUTPUT_SUFFIX}"
+
+
+H264_SUFFIXES: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".mkv"})
+"""Video containers that hold H.264: a video's output keeps its input's container when it is one of them."""
+
+
+def video_output_name(stem: str, suffix: str) -> str:
+    """The output of a video: ``STEM_styled`` with the input's suffix when that container holds H.264, else
+    ``STEM_styled.mp4``."""
+    suffix = suffix.lower() if suffix.lower() in H264_SUFFIXES else ".mp4"
+    return f"{stem}{Path(OUTPUT_SUFFIX).stem}{suffix}"
 
 
 def face_outputs(outdir: Path, stem: str) -> list[Path]:
@@ -127,8 +140,9 @@ def row_problem(row: object, outdir: Path | None = None) -> str | None:
     outputs = row.get("outputs", [])
     if not isinstance(outputs, list) or not all(_safe_output(name, outdir) for name in outputs):
         return "outputs must be a list of file names inside the output folder"
-    if "faces" in row and not (isinstance(row["faces"], int) and not isinstance(row["faces"], bool)):
-        return "faces is not a count"
+    for count in ("faces", "frames"):
+        if count in row and not (isinstance(row[count], int) and not isinstance(row[count], bool)):
+            return f"{count} is not a count"
     if not (row.get("error") is None or isinstance(row["error"], str)):
         return "error is not a line of text"
     identity = row.get("identity", [])

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from jojogan.batch.errors import BatchError
-from jojogan.batch.inputs import InputItem, input_sha256, scan_inputs, unreadable
-from jojogan.batch.job import BatchSettings
+from jojogan.batch.inputs import InputItem, input_sha256, is_video, scan_inputs, unreadable
+from jojogan.batch.job import BatchSettings, video_output
 from jojogan.batch.manifest import (
     MANIFEST_NAME,
     check_manifest_path,
@@ -178,6 +178,8 @@ def _plan_item(plan: BatchPlan, item: InputItem, engine: str, fingerprint: str, 
 def expected_outputs(plan: BatchPlan, item: InputItem, settings: BatchSettings) -> list[Path]:
     """The files stylizing ``item`` will write that can be named now (with ``--face all``, one file per
     face: those already there)."""
+    if is_video(item):
+        return [plan.outdir / video_output(item)]
     config = settings.config
     if config.face == "all" and not config.aligned and not config.paste:
         return face_outputs(plan.outdir, item.stem)

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jojogan.batch.errors import EngineUnavailableError
-from jojogan.batch.inputs import InputItem
+from jojogan.batch.inputs import InputItem, is_video
 from jojogan.batch.job import (
     GPU_BATCH_SIZE,
+    AlignedPhoto,
     BatchSettings,
     PhotoResult,
     Stylizer,
@@ -114,7 +115,9 @@ class _RayAligner:
         for blob in batch["item"]:
             item: InputItem = pickle.loads(blob)
             # the crops (pixels and geometry) travel pickled: bit for bit what this process computed
-            aligned.append(pickle.dumps(align_photo(item, self.settings, self.size)))
+            # a video is tracked and aligned frame by frame by the stylize actor that takes it
+            photo = AlignedPhoto(crops=[]) if is_video(item) else align_photo(item, self.settings, self.size)
+            aligned.append(pickle.dumps(photo))
         return {**batch, "aligned": aligned}
 
 
@@ -130,13 +133,20 @@ class _RayStylizer:
         self._job = contextlib.ExitStack()
         self._job.enter_context(cpu_memory_reuse(self.stylizer.pipe.device))
 
-    def __call__(self, batch: dict) -> dict:
+    def _results(self, batch: dict) -> list[PhotoResult]:
+        """The batch's results in order: its videos one job each, its photos together."""
         items = [pickle.loads(blob) for blob in batch["item"]]
+        photos = [i for i, item in enumerate(items) if not is_video(item)]
         if "aligned" in batch:
-            aligned = [pickle.loads(blob) for blob in batch["aligned"]]
+            aligned = [pickle.loads(batch["aligned"][i]) for i in photos]
         else:  # no aligner pool: this actor aligns its own photos
-            aligned = [align_photo(item, self.stylizer.settings, self.stylizer.size) for item in items]
-        results = self.stylizer.finish_many(items, aligned)
+            aligned = [align_photo(items[i], self.stylizer.settings, self.stylizer.size) for i in photos]
+        done = self.stylizer.finish_many([items[i] for i in photos], aligned)
+        results = dict(zip(photos, done, strict=True))
+        return [results[i] if i in results else self.stylizer.video(item) for i, item in enumerate(items)]
+
+    def __call__(self, batch: dict) -> dict:
+        results = self._results(batch)
         metas, blobs = [], []
         for index, result in zip(batch["index"], results, strict=True):
             # outputs travel as one binary column (concatenated PNGs) and their names and sizes in JSON:
@@ -154,6 +164,7 @@ class _RayStylizer:
                         "align_seconds": result.align_seconds,
                         "peak_rss_mb": result.peak_rss_mb,
                         "align_peak_rss_mb": result.align_peak_rss_mb,
+                        "frames": result.frames,
                     }
                 )
             )
@@ -232,7 +243,7 @@ def _run(
         result = PhotoResult(
             outputs=outputs, faces=meta["faces"], identity=meta["identity"], error=meta["error"],
             seconds=meta["seconds"], align_seconds=meta["align_seconds"], peak_rss_mb=meta["peak_rss_mb"],
-            align_peak_rss_mb=meta["align_peak_rss_mb"],
+            align_peak_rss_mb=meta["align_peak_rss_mb"], frames=meta["frames"],
         )  # fmt: skip
         yield items[meta["index"]], result
 

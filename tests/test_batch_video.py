@@ -1,0 +1,162 @@
+"""Videos among photos in ``jojogan batch`` (local engine): one job and one manifest line per video, the
+stylized video with every frame and the sound, a bad video as an error line, resuming."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from batch_helpers import manifest_lines
+from video_clips import LINEAR, PIPE_SIZE, encoder_row, face_clip, tiny_base
+
+from jojogan.batch import BatchError, BatchSettings, stylize_many
+from jojogan.config import StylizeConfig
+from jojogan.models import Models
+
+from conftest import shared_path
+from factories import tiny_base as base_with_discriminator
+
+av = pytest.importorskip("av")
+pytest.importorskip("cv2")
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+FRAMES = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _linear_encoder():
+    with encoder_row():
+        yield
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, dlib):
+    """A folder with one photo, one tiny clip with sound and one corrupt video, and the batch's settings
+    on the tiny base (the linear stand-in encoder, faces pasted back)."""
+    from jojogan.video import VideoConfig
+    from jojogan.video.track import TrackConfig
+
+    root = tmp_path_factory.mktemp("batch_video")
+    base, style = tiny_base(root)
+    folder = root / "inputs"
+    folder.mkdir()
+    shutil.copy(shared_path("images", "jojogan", "test_input", "iu.jpeg"), folder / "iu.jpeg")
+    face_clip(folder / "clip.mov", FRAMES)
+    (folder / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 8)
+    settings = BatchSettings(
+        style=style,
+        config=StylizeConfig(inversion=LINEAR, paste=True, identity="auto"),
+        models=Models(base=base, device="cpu"),
+        video=VideoConfig(chunk_frames=4, batch_size=4, track=TrackConfig(min_face_size=32)),
+    )
+    return folder, settings
+
+
+def _by_name(outdir) -> dict[str, dict]:
+    return {row["input"].rsplit("/", 1)[-1]: row for row in manifest_lines(outdir)}
+
+
+@pytest.fixture(scope="module")
+def first_run(library, tmp_path_factory):
+    folder, settings = library
+    outdir = tmp_path_factory.mktemp("styled")
+    report = stylize_many([folder], settings, outdir, progress=False)
+    return outdir, report
+
+
+def test_a_video_is_one_job_with_every_frame_and_the_sound(first_run):
+    from jojogan.video import io as vio
+
+    outdir, report = first_run
+    assert report.counts == {"ok": 2, "error": 1, "skipped": 0}
+    rows = _by_name(outdir)
+    photo, clip = rows["iu.jpeg"], rows["clip.mov"]
+    assert photo["status"] == "ok" and photo["outputs"] == ["iu_styled.png"] and "frames" not in photo
+    assert clip["status"] == "ok" and clip["error"] is None, clip
+    assert clip["outputs"] == ["clip_styled.mov"]  # a .mov holds H.264: the container is kept
+    assert clip["frames"] == FRAMES and clip["seconds"] > 0 and clip["faces"] == 1
+    info = vio.probe(outdir / "clip_styled.mov")
+    assert len(list(vio.read_frames(info))) == FRAMES
+    with av.open(str(outdir / "clip_styled.mov")) as container:
+        (audio,) = container.streams.audio
+        assert audio.codec_context.name == "aac"
+    assert not [p for p in outdir.rglob("*") if p.name.startswith(".") or "partial" in p.name]
+
+
+def test_a_bad_video_is_one_error_line(first_run):
+    outdir, _ = first_run
+    bad = _by_name(outdir)["bad.mp4"]
+    assert bad["status"] == "error" and bad["outputs"] == [] and bad["frames"] == 0
+    assert "\n" not in bad["error"] and "Traceback" not in bad["error"] and "bad.mp4" in bad["error"]
+    assert not (outdir / "bad_styled.mp4").exists()
+
+
+def test_a_rerun_skips_every_video_and_photo(first_run, library):
+    folder, settings = library
+    outdir, _ = first_run
+    before = (outdir / "clip_styled.mov").stat().st_mtime_ns
+    again = stylize_many([folder], settings, outdir, progress=False)
+    assert again.counts == {"ok": 0, "error": 0, "skipped": 3}
+    assert (outdir / "clip_styled.mov").stat().st_mtime_ns == before
+
+
+def test_a_video_output_already_there_needs_force(library, tmp_path):
+    folder, settings = library
+    (tmp_path / "clip_styled.mov").write_bytes(b"someone else's file")
+    with pytest.raises(BatchError, match="force"):
+        stylize_many([folder / "clip.mov"], settings, tmp_path, progress=False)
+    assert (tmp_path / "clip_styled.mov").read_bytes() == b"someone else's file"
+
+
+def test_a_container_without_h264_gives_an_mp4(library):
+    from jojogan.batch.inputs import InputItem
+    from jojogan.batch.job import video_output
+
+    folder, _ = library
+    assert video_output(InputItem(folder / "talk.webm", "talk")) == "talk_styled.mp4"
+    assert video_output(InputItem(folder / "talk.MKV", "sub/talk")) == "sub/talk_styled.mkv"
+
+
+def test_on_ray_a_video_is_one_task_and_equals_the_local_engine(library, tmp_path):
+    """The Ray engine (a local Ray, one worker) gives the video the local engine gives it, byte for byte.
+    Ray's workers do not see this process's encoder table: the inversion is the optimiser's, 3 steps (its
+    distance needs the base's discriminator)."""
+    ray = pytest.importorskip(
+        "ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'"
+    )
+    import dataclasses
+
+    folder, settings = library
+    config = dataclasses.replace(settings.config, inversion="optimize", inversion_steps=3, identity=None)
+    (tmp_path / "base").mkdir()
+    base, _ = base_with_discriminator(tmp_path / "base", PIPE_SIZE, faces=1)  # the same generator, and a D
+    settings = dataclasses.replace(settings, config=config, models=Models(base=base, device="cpu"))
+    local = stylize_many([folder], settings, tmp_path / "local", progress=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = stylize_many([folder], settings, tmp_path / "ray", engine="ray", workers=1, progress=False)
+    finally:
+        ray.shutdown()
+    assert local.counts == remote.counts == {"ok": 2, "error": 1, "skipped": 0}
+    rows = _by_name(tmp_path / "ray")
+    assert rows["clip.mov"]["engine"] == "ray" and rows["clip.mov"]["frames"] == FRAMES
+    assert rows["bad.mp4"]["status"] == "error" and "bad.mp4" in rows["bad.mp4"]["error"]
+    for name in ("clip_styled.mov", "iu_styled.png"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+
+
+def test_the_ray_aligner_pool_leaves_a_video_to_its_stylize_actor(library):
+    """With an alignment pool, a video passes through it untouched (tracked later, frame by frame)."""
+    import pickle
+
+    from jojogan.batch.inputs import InputItem
+    from jojogan.batch.ray_engine import _RayAligner
+
+    folder, settings = library
+    aligner = _RayAligner(settings, PIPE_SIZE)
+    items = [InputItem(folder / "clip.mov", "clip"), InputItem(folder / "iu.jpeg", "iu")]
+    batch = aligner({"index": [0, 1], "item": [pickle.dumps(item) for item in items]})
+    video, photo = (pickle.loads(blob) for blob in batch["aligned"])
+    assert video.crops == [] and video.error is None
+    assert len(photo.crops) == 1 and photo.error is None
