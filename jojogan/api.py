@@ -27,7 +27,7 @@ import torch
 
 from jojogan.config import SAMPLES, AlphaSpec, FinetuneConfig, StylizeConfig, check_alpha
 from jojogan.domains import DomainMismatchError
-from jojogan.hub import Hub, _short_name, as_sources, image_sha256, pick_device
+from jojogan.hub import Hub, as_sources, image_sha256, pick_device, short_name
 from jojogan.identity.metric import IdentityCurve, identity_curve
 from jojogan.imaging import from_pil, to_pil
 from jojogan.inversion.align import AlignedFace
@@ -84,7 +84,7 @@ class JoJoGAN(Hub):
         """
         config = self.settings(config, **overrides)
         crop = self.align(image, config) if crop is None else crop
-        return self.invert_faces([_short_name(image)], [crop], config, seed, show_progress)[0]
+        return self.invert_faces([short_name(image)], [crop], config, seed, show_progress)[0]
 
     def invert_faces(
         self, names: list[str], crops: list[AlignedFace], config: StylizeConfig, seed=0, show_progress=False
@@ -168,7 +168,7 @@ class JoJoGAN(Hub):
             self.align_all(image, config) if c is None else [c]
             for image, c in zip(images, crops, strict=True)
         ]
-        names = [_short_name(image) for image, faces in zip(images, per_photo, strict=True) for _ in faces]
+        names = [short_name(image) for image, faces in zip(images, per_photo, strict=True) for _ in faces]
         faces = self.invert_faces(names, [c for cs in per_photo for c in cs], config, 0, show_progress)
         styled = self.render_many(faces, style, config=config)
         results, first = [], 0
@@ -299,7 +299,7 @@ class JoJoGAN(Hub):
         metadata = style_metadata(
             base_name=self.base_path.name if self.base_path else "unknown", base_sha256=self.base_sha256(),
             reference_sha256s=plan.provenance["reference_sha256s"], losses=result.losses, run=result.record,
-            inversion=plan.provenance["inversion"], reference_names=[_short_name(s) for s in sources],
+            inversion=plan.provenance["inversion"], reference_names=[short_name(s) for s in sources],
         )  # fmt: skip
         return FinetuneOutput(result.generator, result.losses, metadata, references=crops)
 

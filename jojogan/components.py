@@ -98,9 +98,6 @@ class Components:
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._loaded))
 
-    def items(self):
-        return self._loaded.items()
-
     def values(self):
         return self._loaded.values()
 

@@ -40,7 +40,7 @@ from jojogan.style_file import StyleFile, load_style
 from jojogan.stylegan2.checkpoint import StyleGAN2Checkpoint, load_checkpoint
 from jojogan.weights import REGISTRY, check_cached, find_entry, mirror_url, resolve_weights
 
-__all__ = ["DEFAULT_MAX_STYLES", "Hub", "as_sources", "image_sha256", "pick_device"]
+__all__ = ["DEFAULT_MAX_STYLES", "Hub", "as_sources", "image_sha256", "pick_device", "short_name"]
 
 log = logging.getLogger("jojogan")
 
@@ -60,7 +60,7 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def _short_name(source: ImageSource) -> str:
+def short_name(source: ImageSource) -> str:
     """A file's name without its folders (recorded in metadata), or the in-memory description."""
     return Path(source).name if isinstance(source, (str, os.PathLike)) else image_name(source)
 
