@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from jojogan.stylegan2.model import Discriminator, Generator
 
@@ -141,3 +142,16 @@ def tiny_restyle_checkpoint(
     }
     torch.save(checkpoint, path)
     return checkpoint
+
+
+def group_photo(folder: Path, out: Path) -> Path:
+    """The two shared portraits side by side, at one height: one photo with two faces, written to ``out``."""
+    left, right = (Image.open(folder / name).convert("RGB") for name in ("iu.jpeg", "chris_hemsworth.jpeg"))
+    height = min(left.height, right.height)
+    left = left.resize((left.width * height // left.height, height))
+    right = right.resize((right.width * height // right.height, height))
+    photo = Image.new("RGB", (left.width + right.width, height))
+    photo.paste(left, (0, 0))
+    photo.paste(right, (left.width, 0))
+    photo.save(out)
+    return out

@@ -17,7 +17,7 @@ from jojogan.domains import PROFILES
 from jojogan.imaging import to_pil
 from jojogan.style_file import save_style
 
-from factories import tiny_discriminator, tiny_generator
+from factories import group_photo, tiny_discriminator, tiny_generator
 
 SIZE = 128
 FAST = {"inversion": "optimize", "inversion_steps": 3}
@@ -35,16 +35,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def group(tiny, shared_path_module):
     """The two shared portraits side by side: one photo with two faces."""
-    folder = shared_path_module("images", "jojogan", "test_input")
-    left, right = (Image.open(folder / name).convert("RGB") for name in ("iu.jpeg", "chris_hemsworth.jpeg"))
-    height = min(left.height, right.height)
-    left = left.resize((left.width * height // left.height, height))
-    right = right.resize((right.width * height // right.height, height))
-    photo = Image.new("RGB", (left.width + right.width, height))
-    photo.paste(left, (0, 0))
-    photo.paste(right, (left.width, 0))
-    photo.save(tiny / "group.png")
-    return tiny / "group.png"
+    return group_photo(shared_path_module("images", "jojogan", "test_input"), tiny / "group.png")
 
 
 @pytest.fixture(scope="module")

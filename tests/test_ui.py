@@ -30,7 +30,7 @@ from jojogan.ui.session import UiSession, serve_until_stopped
 from jojogan.ui.studio import ALIGNED_LABEL, OFFICIAL_PREFIX
 from jojogan.weights import official_styles
 
-from factories import tiny_discriminator, tiny_generator
+from factories import group_photo, tiny_discriminator, tiny_generator
 
 SIZE = 128
 
@@ -295,6 +295,28 @@ def test_handler_errors_are_lines_in_their_tab(handlers, trained, workdir):
     assert status.startswith("**Error:** there is no style named 'gone'")
     grid, status = handlers.samples("tiny", 1, 0)
     assert grid.size[0] > 0 and status == "1 random faces, seed 0"
+
+
+def test_every_face_of_a_group_photo_from_the_stylize_tab(handlers, trained, shared, tmp_path):
+    group = group_photo(shared("images", "jojogan", "test_input"), tmp_path / "group.png")
+    photo = np.asarray(Image.open(group).convert("RGB"), dtype=int)
+    picture, info, download = handlers.stylize(str(group), "tiny", 1.0, True, False, True, False, "all")
+    assert picture.size == Image.open(group).size and Image.open(download).size == picture.size
+    assert info.startswith("α = 1.00 · 2 faces · face 0 identity: ") and " · face 1 identity: " in info
+    faces = handlers.studio.faces(str(group), which="all")  # kept from the call above
+    assert [face.aligned.face_index for face in faces] == [0, 1]
+    for face in faces:  # both faces were pasted back, the corner of the photo was not touched
+        left, top = face.aligned.landmarks.min(0).astype(int)
+        right, bottom = face.aligned.landmarks.max(0).astype(int)
+        assert (
+            np.abs(np.asarray(picture, int)[top:bottom, left:right] - photo[top:bottom, left:right]).mean()
+            > 5
+        )
+    assert np.array_equal(np.asarray(picture, int)[:5, :5], photo[:5, :5])
+    side_by_side, info, _ = handlers.stylize(str(group), "tiny", 1.0, False, False, False, False, "all")
+    assert side_by_side.size == (2 * SIZE + 4, SIZE + 24) and info.startswith("α = 1.00 · 2 faces ·")
+    one, info, _ = handlers.stylize(str(group), "tiny", 1.0, False, False, False, False, "largest")
+    assert one.size == (SIZE, SIZE) and "faces" not in info
 
 
 def test_results_go_into_the_server_folder_and_none_once_it_is_removed(handlers, trained, workdir):

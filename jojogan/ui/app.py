@@ -149,7 +149,12 @@ def _stylize_tab(gr, studio: Studio) -> SimpleNamespace:
                 paste = gr.Checkbox(label="Paste back into the photo", value=False)
                 cleanup = gr.Checkbox(label="Clean up (CodeFormer)", value=False)
                 identity = gr.Checkbox(label="Measure identity", value=False)
-            aligned = gr.Checkbox(label="Photo is an aligned face crop", value=False)
+            with gr.Row():
+                faces = gr.Radio(
+                    ["largest", "all"], value="largest", label="Faces (all: every face of a group photo)",
+                    elem_id="jj-faces",
+                )  # fmt: skip
+                aligned = gr.Checkbox(label="Photo is an aligned face crop", value=False)
         with gr.Column(scale=3):
             result = gr.Image(
                 label="Result", type="pil", format="png", height=420, elem_classes="jj-result", **_VIEWER
@@ -158,7 +163,7 @@ def _stylize_tab(gr, studio: Studio) -> SimpleNamespace:
             download = gr.DownloadButton("Download PNG", variant="primary")
     return SimpleNamespace(
         photo=photo, style=style, alpha=alpha, paste=paste, cleanup=cleanup, identity=identity,
-        aligned=aligned, result=result, info=info, download=download,
+        aligned=aligned, faces=faces, result=result, info=info, download=download,
     )  # fmt: skip
 
 
@@ -268,9 +273,9 @@ def _wire_train(gr, h: PageHandlers, train: SimpleNamespace, styles: list, libra
 
 
 def _wire_stylize(h: PageHandlers, tab: SimpleNamespace) -> None:
-    inputs = [tab.photo, tab.style, tab.alpha, tab.paste, tab.cleanup, tab.identity, tab.aligned]
+    inputs = [tab.photo, tab.style, tab.alpha, tab.paste, tab.cleanup, tab.identity, tab.aligned, tab.faces]
     outputs = [tab.result, tab.info, tab.download]
-    for trigger in (tab.photo, tab.style, tab.alpha, tab.paste, tab.cleanup, tab.identity):
+    for trigger in (tab.photo, tab.style, tab.alpha, tab.paste, tab.cleanup, tab.identity, tab.faces):
         trigger.change(h.stylize, inputs, outputs, trigger_mode="always_last", **MODEL_QUEUE)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from jojogan.cleanup import CLEANERS
 from jojogan.errors import JojoganError
 from jojogan.identity import DEFAULT_METRIC_NETWORK
+from jojogan.imaging import labelled_strip
 from jojogan.ui.library import LibraryStyle
 from jojogan.ui.session import SessionClosedError, UiSession
 from jojogan.ui.studio import Studio, TrainingJob, VideoCancelled
@@ -212,19 +213,21 @@ class PageHandlers:
             job.wait(STOP_WAIT_S)
 
     # ------------------------------------------------------------------ Stylize tab
-    def stylize(self, photo, style, alpha, paste, cleanup, identity, aligned):
-        """(picture, info line, file to download) for the Stylize tab."""
+    def stylize(self, photo, style, alpha, paste, cleanup, identity, aligned, faces="largest"):
+        """(picture, info line, file to download) for the Stylize tab; ``faces``: "largest" or "all"."""
         if not photo:
             return None, "Upload a photo (or take one with the webcam) to start.", None
         if not style:
             return None, "Choose a style: train one in the first tab, or pick an official one.", None
         try:
-            result = self.studio.stylize(
-                photo, style, float(alpha), paste=paste, cleanup=next(iter(CLEANERS)) if cleanup else None,
-                identity=DEFAULT_METRIC_NETWORK if identity else None, aligned=aligned,
+            results = self.studio.stylize_faces(
+                photo, style, float(alpha), which=faces, paste=paste, aligned=aligned,
+                cleanup=next(iter(CLEANERS)) if cleanup else None,
+                identity=DEFAULT_METRIC_NETWORK if identity else None,
             )  # fmt: skip
+            picture = _stylized_picture(results, paste)
             saved = self.session.write(
-                lambda folder: self.studio.save_result(result, folder, Path(photo).stem)
+                lambda folder: self.studio.save_result(results[0], folder, Path(photo).stem, picture)
             )
         except SessionClosedError:
             return None, "The server is stopping.", None
@@ -233,10 +236,7 @@ class PageHandlers:
         if self.download is not None:  # Gradio serves its own copy of the one it was handed
             shutil.rmtree(self.download.parent, ignore_errors=True)
         self.download = saved
-        picture = result.pasted if result.pasted is not None else result.image
-        text = f"α = {float(alpha):.2f}"
-        if result.identity is not None:
-            text += f" · identity: {result.identity.line()}"
+        text = " · ".join([f"α = {float(alpha):.2f}", *_faces_lines(results, faces == "all")])
         return picture, f"{text} · {picture.width} × {picture.height} px", str(saved)
 
     # ------------------------------------------------------------------ Slider & samples tab
@@ -344,3 +344,35 @@ class PageHandlers:
     def refresh(self, selected):
         """The Library tab as the folder is now."""
         return *self.library_views(selected), ""
+
+
+STRIP_TILE = 512
+"""Largest tile of the Stylize tab's side-by-side faces (every face, not pasted back), in px."""
+
+
+def _stylized_picture(results: list, paste: bool):
+    """What the Stylize tab shows: the photo with every face pasted back, the one face, or the faces side by
+    side (every face, not pasted)."""
+    if paste:
+        return results[0].pasted
+    if len(results) == 1:
+        return results[0].image
+    tile = min(results[0].image.width, STRIP_TILE)
+    return labelled_strip(
+        [r.image for r in results], [f"face {r.face.aligned.face_index}" for r in results], tile
+    )
+
+
+def _faces_lines(results: list, every: bool) -> list[str]:
+    """The info line's parts about the faces: how many (every face), and each one's identity figure."""
+    parts = []
+    if every:
+        small = results[0].face.aligned.num_faces - len(results)
+        parts.append(f"{len(results)} face{'s' if len(results) != 1 else ''}")
+        if small > 0:
+            parts.append(f"{small} more too small to align, left as they are")
+    for result in results:
+        if result.identity is not None:
+            label = f"face {result.face.aligned.face_index} " if len(results) > 1 else ""
+            parts.append(f"{label}identity: {result.identity.line()}")
+    return parts

@@ -37,6 +37,7 @@ from jojogan.errors import JojoganError
 from jojogan.fileio import file_sha256
 from jojogan.imaging import image_grid, labelled_strip, save_gif, save_image, to_pil
 from jojogan.inversion.errors import FaceNotFoundError, FaceTooSmallError
+from jojogan.results import finish_faces
 from jojogan.style_file import StyleFile
 from jojogan.stylization import TRUNCATION
 from jojogan.ui.library import LibraryError, LibraryStyle, StyleLibrary, check_style_name
@@ -508,16 +509,29 @@ class Studio:
 
     # ------------------------------------------------------------------ stylizing
     def face(self, photo: PhotoSource, aligned: bool = False) -> Face:
-        """The aligned, inverted face of a photo, computed once per photo content and kept.
+        """The aligned, inverted largest face of a photo (:meth:`faces`)."""
+        return self.faces(photo, aligned)[0]
+
+    def faces(self, photo: PhotoSource, aligned: bool = False, which: str = "largest") -> list[Face]:
+        """The aligned, inverted faces of a photo, computed once per photo content and kept.
 
         The key is the photo's sha256 (its file's bytes, or its pixels) with the alignment and inversion
         settings, so the same picture uploaded again is not inverted again.
-        """
-        key = (_content_sha256(photo), aligned, self.config.inversion, self.config.inversion_steps)
 
-        def prepare() -> Face:
+        Args:
+            photo: a path or PIL image.
+            aligned: the photo is already an aligned face crop (then it is the one face).
+            which: ``"largest"`` (one face) or ``"all"`` (every face large enough to align, left to right;
+                the smaller ones are counted in each face's ``aligned.num_faces``).
+        """
+        which = "largest" if aligned else which
+        key = (_content_sha256(photo), aligned, which, self.config.inversion, self.config.inversion_steps)
+
+        def prepare() -> list[Face]:
+            config = replace(self.config, aligned=aligned, face=which)
             with self._model_lock:
-                return self.pipe.prepare(photo, self.config, aligned=aligned)
+                crops = self.pipe.align_all(photo, config)
+                return [self.pipe.prepare(photo, config, crop=crop) for crop in crops]
 
         return self._faces.get(key, prepare)
 
@@ -546,21 +560,50 @@ class Studio:
         Raises:
             JojoganError: no face, an unreadable photo, a missing style or weights file, ...
         """
+        return self.stylize_faces(
+            photo, style, alpha, paste=paste, cleanup=cleanup, identity=identity, aligned=aligned
+        )[0]
+
+    def stylize_faces(
+        self,
+        photo: PhotoSource,
+        style: str,
+        alpha: AlphaSpec = 1.0,
+        *,
+        which: str = "largest",
+        paste: bool = False,
+        cleanup: str | None = None,
+        identity: str | None = None,
+        aligned: bool = False,
+    ) -> list[StylizeResult]:
+        """:meth:`stylize` for the largest face (a list of one) or, with ``which="all"``, every face of a
+        group photo: with ``paste`` each result's ``pasted`` is the photo with all of them pasted back."""
         if paste and aligned:
             raise JojoganError("paste-back needs a photo to paste into; an aligned crop has none")
         style_path = self.style_path(style)
-        prepared = self.face(photo, aligned)
+        prepared = self.faces(photo, aligned, which)
         with self._model_lock:
-            return self.pipe.stylize_face(
-                prepared, style_path, alpha, paste_into=photo if paste else None, config=self.config,
-                identity=identity, cleanup=cleanup, aligned=aligned,
-            )  # fmt: skip
+            config = self.pipe.settings(
+                self.config, alpha, paste=paste, cleanup=cleanup, identity=identity, aligned=aligned
+            )
+            styled = self.pipe.render_many(prepared, style_path, config=config)
+            recognizer = self.pipe.recognizer_for(config)
+            return finish_faces(
+                prepared, styled, config, paste_into=photo if paste else None, recognizer=recognizer
+            )
 
     @staticmethod
-    def save_result(result: StylizeResult, folder: str | os.PathLike, stem: str = "result") -> Path:
-        """Write the result (pasted photo when there is one, else the face) as a PNG carrying its metadata
-        (:meth:`StylizeResult.png_metadata`), atomically, as ``folder/STEM_styled.png``."""
-        picture = result.pasted if result.pasted is not None else result.image
+    def save_result(
+        result: StylizeResult,
+        folder: str | os.PathLike,
+        stem: str = "result",
+        picture: Image.Image | None = None,
+    ) -> Path:
+        """Write the result as a PNG carrying its metadata (:meth:`StylizeResult.png_metadata`), atomically,
+        as ``folder/STEM_styled.png``: ``picture`` when given (e.g. every face side by side), else the pasted
+        photo when there is one, else the face."""
+        if picture is None:
+            picture = result.pasted if result.pasted is not None else result.image
         return Path(
             save_image(picture, Path(folder) / f"{stem}{STYLED_SUFFIX}", pnginfo=result.png_metadata())
         )
