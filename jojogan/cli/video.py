@@ -60,7 +60,12 @@ def _video_options(command):
                 "detect_every": dict(
                     type=click.IntRange(min=1),
                     help="Run the face detector on every N-th frame (and at each cut); follow faces between.",
-                )
+                ),
+                "alignment_workers": dict(
+                    type=click.IntRange(min=0),
+                    help="Processes that detect and follow faces (same tracks for any number); 0: one per "
+                    "CPU but one, at most 4.",
+                ),
             },
         ),
         config_options(

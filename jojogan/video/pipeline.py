@@ -499,6 +499,7 @@ def _record(pipe, info: VideoInfo, loaded, config: StylizeConfig, video: VideoCo
     settings = dataclasses.asdict(video)
     for unused in ("report", "flow_size"):
         settings.pop(unused)
+    settings["track"].pop("alignment_workers")  # how many processes track: the same tracks
     return {
         "version": __version__,
         "input": [str(info.path.resolve()), stat.st_size, stat.st_mtime_ns],
