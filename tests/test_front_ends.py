@@ -221,3 +221,46 @@ def test_the_commands_defaults_are_the_configs(command, tmp_path):
     context = cli.commands[command].make_context(command, args)
     config = stylize_config(dict(context.params))
     assert config == dataclasses.replace(StylizeConfig(), identity="auto")
+
+
+# Options of ``jojogan video`` that feed no config field, each with what it is for.
+VIDEO_NOT_CONFIG = {
+    "source": "the video",
+    "style": "the style file",
+    "output": "the output video",
+    "force": "replacing the output",
+    "restart": "starting over instead of resuming",
+    "codeformer": "a weights file",
+    "base": "a weights file",
+    "e4e": "a weights file",
+    "device": "where models run",
+    "domain": "the base's domain profile",
+    "aligner": "another aligner than the domain's",
+}
+
+
+def test_every_video_option_feeds_a_config_field_with_the_configs_default(tmp_path):
+    """``jojogan video``'s options are fields of StylizeConfig, VideoConfig, TrackConfig (the alignment
+    workers among them) and EncodeSettings, or listed above; given none, the configs are the defaults."""
+    from jojogan.cli.video import _video_config
+    from jojogan.inversion.encoders import encoder_options
+    from jojogan.video import EncodeSettings, TrackConfig, VideoConfig
+
+    command = cli.commands["video"]
+    params = {param.name for param in command.params}
+    owners = {
+        item.name: config
+        for config in (StylizeConfig, VideoConfig, TrackConfig, EncodeSettings)
+        for item in dataclasses.fields(config)
+    }
+    known = set(owners) | set(STYLIZE_OPTION_NAMES.values())
+    known |= {option.flag.replace("-", "_") for option in encoder_options().values()}
+    assert params - known == set(VIDEO_NOT_CONFIG), "options that are neither settings nor listed"
+    for name in ("alignment_workers", "detect_every", "flicker_every", "identity_frames", "identity_net"):
+        assert name in params, name
+    assert owners["alignment_workers"] is TrackConfig and owners["flicker_every"] is VideoConfig
+    (tmp_path / "style.pt").write_bytes(b"")
+    args = ["clip.mp4", "--style", str(tmp_path / "style.pt"), "-o", str(tmp_path / "out.mp4")]
+    values = dict(command.make_context("video", args).params)
+    assert stylize_config(values) == StylizeConfig(paste=True)  # identity: only when asked for
+    assert _video_config(values) == VideoConfig()
