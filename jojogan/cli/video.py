@@ -42,19 +42,6 @@ def _video_options(command):
                     help="smooth: every frame inverted, codes smoothed over time within a shot; shot: one "
                     "code per face per shot; frame: raw per-frame codes (for comparison).",
                 ),
-                "report": dict(
-                    is_flag=True,
-                    help="Write a JSON report (OUT.json): counts, per-stage timings, the flicker and "
-                    "identity figures.",
-                ),
-                "flicker_every": dict(
-                    type=click.IntRange(min=0),
-                    help="Measure flicker on the frame pairs starting on every N-th frame (1: all; 0: off).",
-                ),
-                "identity_frames": dict(
-                    type=click.IntRange(min=1),
-                    help="With --identity-net: frames of each face track whose identity is measured.",
-                ),
                 "batch_size": dict(
                     type=click.IntRange(min=1), help="Faces per encoder/generator batch (default: by device)."
                 ),
@@ -95,6 +82,30 @@ def _video_options(command):
     )(command)
 
 
+def _figure_options(command):
+    """The run's figures and report, from :class:`~jojogan.video.VideoConfig`."""
+    from jojogan.video import VideoConfig
+
+    return config_options(
+        VideoConfig,
+        {
+            "report": dict(
+                is_flag=True,
+                help="Write a JSON report (OUT.json): counts, per-stage timings, the flicker and identity "
+                "figures.",
+            ),
+            "flicker_every": dict(
+                type=click.IntRange(min=0),
+                help="Measure flicker on the frame pairs starting on every N-th frame (1: all; 0: off).",
+            ),
+            "identity_frames": dict(
+                type=click.IntRange(min=1),
+                help="With --identity-net: frames of each face track whose identity is measured.",
+            ),
+        },
+    )(command)
+
+
 def _video_config(values: dict):
     from jojogan.video import EncodeSettings, TrackConfig, VideoConfig
 
@@ -119,6 +130,7 @@ def _video_config(values: dict):
 )
 @stylize_options("match_colour", "cleanup", "fidelity", "restore_input")
 @identity_net_options(None)
+@_figure_options
 @_video_options
 @click.option("--restart", is_flag=True, help="Start over instead of resuming an interrupted run's chunks.")
 @codeformer_option
