@@ -157,8 +157,11 @@ def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
 def test_alignment_workers_setting():
     assert TrackConfig(alignment_workers=3).workers() == 3
     assert TrackConfig(alignment_workers=1).workers() == 1
-    from jojogan.video.track import AUTO_WORKERS, usable_cpus
+    from jojogan.video.track import AUTO_MIN_FRAMES, AUTO_WORKERS, usable_cpus
 
-    assert TrackConfig().workers() == max(1, min(AUTO_WORKERS, usable_cpus() - 1))
+    auto = max(1, min(AUTO_WORKERS, usable_cpus() - 1))
+    assert TrackConfig().workers() == TrackConfig().workers(AUTO_MIN_FRAMES) == auto
+    assert TrackConfig().workers(AUTO_MIN_FRAMES - 1) == 1  # a short video: the pool costs more than it saves
+    assert TrackConfig(alignment_workers=2).workers(10) == 2
     with pytest.raises(ValueError, match="alignment_workers must be >= 0"):
         TrackConfig(alignment_workers=-1)

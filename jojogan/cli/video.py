@@ -61,7 +61,7 @@ def _video_options(command):
                 "alignment_workers": dict(
                     type=click.IntRange(min=0),
                     help="Processes that detect and follow faces (same tracks for any number); 0: one per "
-                    "CPU but one, at most 4.",
+                    "CPU but one, at most 4, and 1 for videos under 100 frames.",
                 ),
             },
         ),

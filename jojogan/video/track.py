@@ -67,6 +67,7 @@ from jojogan.video.io import Frame, FrameTable, ReadStats, VideoInfo
 from jojogan.video.smoothing import smooth
 
 __all__ = [
+    "AUTO_MIN_FRAMES",
     "AUTO_WORKERS",
     "FaceTrack",
     "Plan",
@@ -88,6 +89,11 @@ _LANDMARK_DISTANCE_MAX = 0.5
 AUTO_WORKERS = 4
 """Most alignment processes ``alignment_workers=0`` starts (a cap: one video does not take every CPU of a
 large machine)."""
+
+AUTO_MIN_FRAMES = 100
+"""Shorter videos are tracked in one process when ``alignment_workers=0``: starting the pool (spawned
+processes loading dlib's models) took 2.6 s on the 2-CPU test machine, what tracking about 20 frames of
+720p costs there (``benchmarks/video_alignment.py``)."""
 
 
 @dataclass(frozen=True)
@@ -137,11 +143,14 @@ class TrackConfig:
         if self.detect_scale is not None and not 0.0 < self.detect_scale <= 1.0:
             raise ValueError(f"detect_scale must lie in (0, 1], got {self.detect_scale}")
 
-    def workers(self) -> int:
-        """The alignment processes to use: ``alignment_workers``, or for 0 one per usable CPU but one (at
-        most :data:`AUTO_WORKERS`; 1, no pool, on a machine with one or two CPUs)."""
+    def workers(self, frames: int | None = None) -> int:
+        """The alignment processes to use for a video of about ``frames`` frames: ``alignment_workers``,
+        or for 0 one per usable CPU but one, at most :data:`AUTO_WORKERS` (1, no pool, on a machine with
+        one or two CPUs, and for videos shorter than :data:`AUTO_MIN_FRAMES`)."""
         if self.alignment_workers:
             return self.alignment_workers
+        if frames is not None and frames < AUTO_MIN_FRAMES:
+            return 1
         return max(1, min(AUTO_WORKERS, usable_cpus() - 1))
 
 
@@ -347,15 +356,16 @@ def observe_run(images: list[np.ndarray], config: TrackConfig) -> list[list[_See
     return seen
 
 
-def _observe(frames: Iterable[Frame], config: TrackConfig) -> Iterator[tuple[Frame, bool, list[_Seen]]]:
+def _observe(
+    frames: Iterable[Frame], config: TrackConfig, workers: int = 1
+) -> Iterator[tuple[Frame, bool, list[_Seen]]]:
     """Each frame with whether it starts a shot and the faces seen on it.
 
-    With ``alignment_workers`` above one, runs of frames (a detection and the frames followed after it)
+    With ``workers`` above one, runs of frames (a detection and the frames followed after it)
     go to a pool of processes (dlib holds the GIL, so threads would not help); at most two runs per
     worker wait, so memory stays bounded, and runs come back in order, so the faces are the serial ones.
     """
     runs = _runs(_decisions(frames, config))
-    workers = config.workers()
     if workers <= 1:
         for run in runs:
             yield from _joined(run, observe_run([f.image for f, _ in run], config))
@@ -568,7 +578,7 @@ def analyse(
     Returns:
         The plan; its tracks are the selected ones, in order of their numbers.
     """
-    raw, shots, records = _associate(_observe(frames, config), config)
+    raw, shots, records = _associate(_observe(frames, config, config.workers(info.packets)), config)
     if not records:
         raise JojoganError("the video has no frame that decodes")
     table = FrameTable.build([r.pts for r in records], records[-1].duration, stats.corrupt, info.end_pts)
