@@ -709,15 +709,18 @@ def _report(run: _Run, resumed: int, seconds: float) -> dict:
     }
 
 
-def _mask_at(book: CodeBook, plan: Plan, info: VideoInfo, size: int) -> Callable[[int], np.ndarray | None]:
-    """The paste mask (union over the faces, ``[h, w]`` in [0, 1]) of a frame, ``None`` without faces."""
+def _mask_at(
+    book: CodeBook, plan: Plan, info: VideoInfo, size: int, side: int
+) -> Callable[[int], np.ndarray | None]:
+    """The paste mask (union over the faces, ``[h, w]`` in [0, 1]) of a frame, ``None`` without faces;
+    built at ``side`` (the flicker measurement's scale: at the generator's 1024 px it cost ten times more)."""
     placeholder = Image.new("RGB", (size, size))
 
     def mask(frame: int) -> np.ndarray | None:
         faces = plan.faces_at(frame)
         if not faces:
             return None
-        masks = [photo_mask(_geometry(book, t, r, info.display_size, placeholder)) for t, r in faces]
+        masks = [photo_mask(_geometry(book, t, r, info.display_size, placeholder), side) for t, r in faces]
         return np.maximum.reduce(masks)
 
     return mask
@@ -730,9 +733,10 @@ def _figures(run: _Run) -> dict:
     book = CodeBook(lambda c: store.read_tensors(store.codes_path(c)), video.chunk_frames)
     recognizer = run.pipe.recognizer_for(run.config)
     output = probe(run.output.path, max_pixels=None) if run.config.paste else None
+    mask_at = _mask_at(book, plan, run.info, run.pipe.size, min(run.pipe.size, video.flow_size))
     with run.timings("figures", frames=len(plan.table)):
         samples = figures.measure(
-            run.info, plan, output, _mask_at(book, plan, run.info, run.pipe.size),
+            run.info, plan, output, mask_at,
             every=video.flicker_every, flow_size=video.flow_size, crop_size=run.pipe.size,
             identity_frames=video.identity_frames if recognizer is not None else 0,
         )  # fmt: skip
