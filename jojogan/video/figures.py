@@ -5,12 +5,12 @@ values out (:func:`measure`):
 
 - **flicker** (:mod:`jojogan.video.flicker`): the warping error of the output against the input's, on
   sampled frame pairs of a downscaled copy; only where the faces are pasted back into the input's frames.
-- **identity**: on up to ``most`` frames of each face track, evenly spread, the input face (the crop the
-  tracker gave the encoder) and the stylized face (its final code through both generators, blended and
-  cleaned up as the video's) are compared by the configured face-recognition network
-  (:func:`jojogan.identity.identity_score`, as for photos). Per track: every score, their min, median and
-  max, and the verdict of the median by the network's published rule (threshold and source), plus how
-  many of the sampled frames that rule judges the same person.
+- **identity**: on up to ``most`` frames of each face track, evenly spread, the input face (the crop
+  the tracker gave the encoder, at :data:`IDENTITY_CROP` px at most) and the stylized face (its final
+  code through both generators, blended and cleaned up as the video's) are compared by the configured
+  face-recognition network (:func:`jojogan.identity.identity_score`, as for photos). Per track: every
+  score, their min, median and max, and the verdict of the median by the network's published rule
+  (threshold and source), plus how many of the sampled frames that rule judges the same person.
 
 Frames that neither figure needs are decoded but never converted to RGB.
 """
@@ -31,6 +31,7 @@ from jojogan.video.track import FaceTrack, Plan
 
 __all__ = [
     "DEFAULT_IDENTITY_FRAMES",
+    "IDENTITY_CROP",
     "Samples",
     "identity_line",
     "identity_rows",
@@ -40,6 +41,10 @@ __all__ = [
 
 DEFAULT_IDENTITY_FRAMES = 8
 """Frames of each face track whose identity is measured (evenly spread over the track)."""
+
+IDENTITY_CROP = 256
+"""Largest side of the input crops compared: every recognizer here reads 256 px (dlib) or less (112), and
+a 1024 px crop costs about ten times more."""
 
 
 def identity_rows(track: FaceTrack, most: int) -> list[int]:

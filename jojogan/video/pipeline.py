@@ -737,7 +737,8 @@ def _figures(run: _Run) -> dict:
     with run.timings("figures", frames=len(plan.table)):
         samples = figures.measure(
             run.info, plan, output, mask_at,
-            every=video.flicker_every, flow_size=video.flow_size, crop_size=run.pipe.size,
+            every=video.flicker_every, flow_size=video.flow_size,
+            crop_size=min(run.pipe.size, figures.IDENTITY_CROP),
             identity_frames=video.identity_frames if recognizer is not None else 0,
         )  # fmt: skip
     identity = None
