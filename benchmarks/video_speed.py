@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--latent", default="smooth,shot,frame")
+    parser.add_argument("--identity", default=None, help="measure each track's identity with this network")
     args = parser.parse_args()
 
     device = pick_device(args.device)
@@ -96,7 +97,9 @@ def main() -> None:
         folder = Path(folder)
         clip = camera_clip(folder / "clip.mp4", args.frames, args.width, args.height)
         pipe, style = _pipeline(folder, args.size, device)
-        settings = StylizeConfig(inversion=RandomE4E.name, paste=True, match_colour=True)
+        settings = StylizeConfig(
+            inversion=RandomE4E.name, paste=True, match_colour=True, identity=args.identity
+        )
         pipe.encoder(RandomE4E.name)  # built (randomly initialised) outside the timed runs
         pipe.load_style(style)
         warm_up_detector()  # dlib's models load once, outside the timed runs
@@ -112,6 +115,7 @@ def main() -> None:
             "benchmark": "video",
             "size": args.size,
             "frames": args.frames,
+            "identity": args.identity,
             "frame_size": [args.width, args.height],
             "device": str(device),
             "modes": results,

@@ -95,6 +95,7 @@ def test_a_track_s_identity_on_its_sampled_frames_judged_by_dlib(kit, tmp_path):
     first, second = result.identity
     assert (first["track"], first["frames"]) == (0, [0, 4, 8, 12])  # 16 frames: every 4th
     assert (second["track"], second["frames"]) == (1, [23, 25, 27])  # 5 frames: every 2nd
+    assert result.report["timings"]["identity"]["frames"] == 4 + 3  # its own stage: crops, renders, scores
     for record in result.identity:
         values = record["similarities"]
         assert len(values) == len(record["frames"])

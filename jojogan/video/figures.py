@@ -17,7 +17,9 @@ Frames that neither figure needs are decoded but never converted to RGB.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,6 +79,7 @@ def measure(
     flow_size: int,
     identity_frames: int,
     crop_size: int,
+    timed: Callable[[], AbstractContextManager] = contextlib.nullcontext,
 ) -> Samples:
     """One pass over the input (and ``output``, for flicker) collecting both figures' material.
 
@@ -88,7 +91,9 @@ def measure(
         every: flicker on the pairs starting on every ``every``-th frame; 0: no flicker figure.
         flow_size: longer side of the flicker measurement.
         identity_frames: frames sampled per face track for identity; 0: none.
-        crop_size: side of the face crops (the generator's).
+        crop_size: side of the face crops.
+        timed: a context each identity crop is made in (e.g. a stage timer, so that the crops count as
+            identity's cost rather than flicker's).
     """
     wanted = _identity_faces(plan, identity_frames)
     flickers = output is not None and every > 0
@@ -99,7 +104,8 @@ def measure(
         return index in wanted or (flickers and flicker.measured(index, every))
 
     samples = Samples()
-    source = _collecting(read_frames(info, table=plan.table, pick=pick), wanted, samples, crop_size)
+    frames = read_frames(info, table=plan.table, pick=pick)
+    source = _collecting(frames, wanted, samples, crop_size, timed)
     if not flickers:
         for _ in source:
             pass
@@ -123,13 +129,14 @@ def _identity_faces(plan: Plan, most: int) -> dict[int, list[tuple[FaceTrack, in
     return wanted
 
 
-def _collecting(frames: Iterator[Frame], wanted, samples: Samples, size: int) -> Iterator[Frame]:
+def _collecting(frames: Iterator[Frame], wanted, samples: Samples, size: int, timed) -> Iterator[Frame]:
     """``frames``, cropping the sampled faces of each on the way (the crop of inversion)."""
     for frame in frames:
         for track, row in wanted.get(frame.index, ()):
-            crop = align_quad(
-                frame.image, track.quads[row], track.landmarks[row], size, face_index=track.track
-            )
+            with timed():
+                crop = align_quad(
+                    frame.image, track.quads[row], track.landmarks[row], size, face_index=track.track
+                )
             samples.crops[(track.track, frame.index)] = crop
         yield frame
 

@@ -740,6 +740,7 @@ def _figures(run: _Run) -> dict:
             every=video.flicker_every, flow_size=video.flow_size,
             crop_size=min(run.pipe.size, figures.IDENTITY_CROP),
             identity_frames=video.identity_frames if recognizer is not None else 0,
+            timed=lambda: run.timings("identity"),
         )  # fmt: skip
     identity = None
     if recognizer is not None:
