@@ -102,7 +102,8 @@ class PhotoResult:
     Attributes:
         outputs: (name relative to the output folder, encoded PNG bytes) pairs; empty on error.
         faces: faces stylized.
-        identity: one score per face as :meth:`IdentityScore.to_dict` (empty when not measured).
+        identity: one score per face as :meth:`IdentityScore.to_dict` (empty when not measured); for a
+            video one per face track, the median of its sampled frames judged by the network's rule.
         error: one readable line, or ``None``.
         seconds: the workers' time for the photo (alignment included).
         align_seconds: the part of ``seconds`` spent aligning (the stage that may run elsewhere).
@@ -316,7 +317,7 @@ class Stylizer:
                     )  # fmt: skip
                     result = PhotoResult(
                         outputs=[(name, done.path.read_bytes())], faces=done.report.get("tracks", 0),
-                        frames=done.report["frames"],
+                        frames=done.report["frames"], identity=[t["verdict"] for t in done.identity or []],
                     )  # fmt: skip
                 except Exception as error:  # a bad video is a manifest line, never the batch's end
                     result = PhotoResult(outputs=[], error=_named(_one_line(error), path, item))
