@@ -101,6 +101,51 @@ def test_a_rerun_skips_every_video_and_photo(first_run, library):
     assert (outdir / "clip_styled.mov").stat().st_mtime_ns == before
 
 
+class _Stop(BaseException):
+    """Ctrl-C in the middle of a video (not an ``Exception``: the batch does not make it an error line)."""
+
+
+def _rendering(calls: list, stop_at: int | None = None):
+    """``render_chunk`` that records each chunk's first frame, and stops the run at call ``stop_at``."""
+    from jojogan.video import chunks
+
+    real = chunks.render_chunk  # the pipeline's own (the test patches the pipeline module's name)
+
+    def render_chunk(pipe, info, plan, book, start, *args, **kwargs):
+        calls.append(start)
+        if len(calls) == stop_at:
+            raise _Stop
+        return real(pipe, info, plan, book, start, *args, **kwargs)
+
+    return render_chunk
+
+
+def test_an_interrupted_batch_resumes_its_video_from_the_last_finished_chunk(
+    library, first_run, tmp_path, monkeypatch
+):
+    from jojogan.batch.job import WORK_FOLDER
+    from jojogan.video import pipeline
+
+    folder, settings = library
+    outdir = tmp_path / "out"
+    calls: list[int] = []
+    monkeypatch.setattr(pipeline, "render_chunk", _rendering(calls, stop_at=2))
+    with pytest.raises(_Stop):
+        stylize_many([folder / "clip.mov"], settings, outdir, progress=False)
+    assert calls == [0, 4] and not (outdir / "clip_styled.mov").exists()
+    assert (outdir / WORK_FOLDER).is_dir()  # the first chunk's work is kept
+    calls.clear()
+    monkeypatch.setattr(pipeline, "render_chunk", _rendering(calls))
+    report = stylize_many([folder / "clip.mov"], settings, outdir, progress=False)
+    assert calls == [4]  # only the chunk the interrupted run had not finished
+    (row,) = report.rows
+    assert row["status"] == "ok" and row["frames"] == FRAMES
+    assert (row["chunks"], row["chunks_resumed"], row["chunk_workers"]) == (2, 3, 1)  # 2 codes, 1 segment
+    done, _ = first_run
+    assert (outdir / "clip_styled.mov").read_bytes() == (done / "clip_styled.mov").read_bytes()
+    assert not (outdir / WORK_FOLDER).exists()
+
+
 def test_a_video_output_already_there_needs_force(library, tmp_path):
     folder, settings = library
     (tmp_path / "clip_styled.mov").write_bytes(b"someone else's file")

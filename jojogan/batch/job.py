@@ -45,7 +45,9 @@ __all__ = [
     "default_batch_size",
     "encode_png",
     "generator_size",
+    "clear_workspace",
     "video_output",
+    "video_workspace",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,9 @@ class PhotoResult:
         peak_rss_mb: the worker process's peak resident memory so far (what a worker needs).
         align_peak_rss_mb: the same for the process that aligned the photo.
         frames: for a video, the frames written (its one output is the encoded video).
+        chunks: for a video, its chunks (the unit of splitting and resuming); chunks_resumed: the chunk
+            files (codes, segments) an interrupted run had finished; chunk_workers: the processes that
+            inverted or rendered its chunks in this run.
     """
 
     outputs: list[tuple[str, bytes]]
@@ -120,6 +125,33 @@ class PhotoResult:
     peak_rss_mb: float = 0.0
     align_peak_rss_mb: float = 0.0
     frames: int = 0
+    chunks: int = 0
+    chunks_resumed: int = 0
+    chunk_workers: int = 0
+
+
+WORK_FOLDER = ".jojogan-video"
+"""The output folder's hidden folder where videos are made, chunk by chunk, so an interrupted batch
+resumes a half-done video (:func:`video_workspace`); emptied as each video is written."""
+
+
+def video_workspace(workdir: Path, name: str) -> Path:
+    """Where a batch makes the video output ``name`` (relative to the output folder ``workdir``): its chunk
+    store lies beside it (:func:`jojogan.video.store.store_path`)."""
+    return Path(workdir) / WORK_FOLDER / PurePosixPath(name)
+
+
+def clear_workspace(made: Path, workdir: Path) -> None:
+    """Remove a finished video's file from the workspace, and the workspace's folders it leaves empty."""
+    made.unlink(missing_ok=True)
+    root = Path(workdir) / WORK_FOLDER
+    folder = made.parent
+    while folder == root or root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another video's work
+            return
+        folder = folder.parent
 
 
 def video_output(item: InputItem) -> str:
@@ -133,6 +165,12 @@ def encode_png(image: Image.Image, pnginfo) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=pnginfo)
     return buffer.getvalue()
+
+
+def _default_video() -> VideoConfig:
+    from jojogan.video import VideoConfig
+
+    return VideoConfig()
 
 
 def _one_line(error: BaseException) -> str:
@@ -244,10 +282,13 @@ class Stylizer:
         batch_size: faces that go through inversion (e4e) and the generators together; default
             :func:`default_batch_size`. With 1, results are byte-identical to ``jojogan stylize``; with
             more, equal within float tolerance.
+        workdir: the batch's output folder, where videos are made resumably (:func:`video_workspace`);
+            ``None``: in a temporary folder (an interrupted video starts over).
     """
 
-    def __init__(self, settings: BatchSettings, batch_size: int | None = None):
+    def __init__(self, settings: BatchSettings, batch_size: int | None = None, workdir: Path | None = None):
         self.settings = settings
+        self.workdir = None if workdir is None else Path(workdir)
         self.pipe = settings.models.load()
         self.config = self.pipe.settings(settings.config)
         self.pipe.load_style(settings.style)
@@ -300,24 +341,17 @@ class Stylizer:
         return [results[i] for i in range(len(items))]
 
     def video(self, item: InputItem) -> PhotoResult:
-        """Stylize one video with :func:`jojogan.video.stylize_video` into a temporary file and return its
-        bytes as the one output (:func:`video_output`); a failure is ``error`` (one line), never an exception.
+        """Stylize one video with :func:`jojogan.video.stylize_video` and return its bytes as the one output
+        (:func:`video_output`); a failure is ``error`` (one line), never an exception. With a
+        :attr:`workdir`, the video is made in its workspace, so a batch interrupted in the middle of it
+        resumes from its last finished chunk.
         """
         start = time.perf_counter()
         try:
             with contextlib.ExitStack() as stack:
                 path = stack.enter_context(local_photo(item))
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jojogan-video-")))
-                name = video_output(item)
                 try:
-                    done = self.pipe.stylize_video(
-                        path, folder / PurePosixPath(name).name, self.settings.style, self.settings.config,
-                        self.settings.video,
-                    )  # fmt: skip
-                    result = PhotoResult(
-                        outputs=[(name, done.path.read_bytes())], faces=done.report.get("tracks", 0),
-                        frames=done.report["frames"],
-                    )  # fmt: skip
+                    result = self._video(path, video_output(item), stack)
                 except Exception as error:  # a bad video is a manifest line, never the batch's end
                     result = PhotoResult(outputs=[], error=_named(_one_line(error), path, item))
         except OSError as error:
@@ -325,6 +359,25 @@ class Stylizer:
         result.seconds = time.perf_counter() - start
         result.peak_rss_mb = _peak_rss_mb()
         return result
+
+    def _video(self, path: Path, name: str, stack: contextlib.ExitStack) -> PhotoResult:
+        if self.workdir is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jojogan-video-")))
+            made = folder / PurePosixPath(name).name
+        else:
+            made = video_workspace(self.workdir, name)
+            made.parent.mkdir(parents=True, exist_ok=True)
+        video = self.settings.video
+        done = self.pipe.stylize_video(path, made, self.settings.style, self.settings.config, video)
+        data = done.path.read_bytes()
+        if self.workdir is not None:
+            clear_workspace(done.path, self.workdir)
+        chunks = -(-done.report["frames"] // (video or _default_video()).chunk_frames)
+        resumed = done.report["chunks_resumed"]  # files: each chunk's codes and its segment
+        return PhotoResult(
+            outputs=[(name, data)], faces=done.report.get("tracks", 0), frames=done.report["frames"],
+            chunks=chunks, chunks_resumed=resumed, chunk_workers=int(resumed < 2 * chunks),
+        )  # fmt: skip
 
     def _photo(self, item: InputItem) -> contextlib.AbstractContextManager[Path]:
         """The photo as the pipeline gets it once its faces are aligned: only ``paste`` reads it again,
