@@ -44,6 +44,7 @@ __all__ = [
     "GPU_BATCH_SIZE",
     "default_batch_size",
     "encode_png",
+    "error_line",
     "generator_size",
     "clear_workspace",
     "video_output",
@@ -173,7 +174,8 @@ def _default_video() -> VideoConfig:
     return VideoConfig()
 
 
-def _one_line(error: BaseException) -> str:
+def error_line(error: BaseException) -> str:
+    """A manifest's error line: the message of an expected error (bad input), else its type and message."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if isinstance(error, _expected_errors()) else f"{type(error).__name__}: {text}"
 
@@ -257,7 +259,7 @@ def _align(item: InputItem, settings: BatchSettings, size: int) -> AlignedPhoto:
                         )
                     ]
             except Exception as error:  # a bad photo is a manifest line, never the end of the batch
-                return AlignedPhoto(crops=[], error=_named(_one_line(error), path, item))
+                return AlignedPhoto(crops=[], error=_named(error_line(error), path, item))
     except OSError as error:  # the copy of a photo on another filesystem could not be made
         return AlignedPhoto(crops=[], error=unreadable(item, error))
     return AlignedPhoto(crops=crops)
@@ -330,7 +332,7 @@ class Stylizer:
                     try:
                         (results[i],) = self._photos([(path, item.stem, aligned[i].crops)])
                     except Exception as error:  # a bad photo is a manifest line, never the batch's end
-                        results[i] = PhotoResult(outputs=[], error=_named(_one_line(error), path, item))
+                        results[i] = PhotoResult(outputs=[], error=_named(error_line(error), path, item))
             except OSError as error:
                 results[i] = PhotoResult(outputs=[], error=unreadable(item, error))
         share = (time.perf_counter() - start) / max(len(items), 1)
@@ -353,7 +355,7 @@ class Stylizer:
                 try:
                     result = self._video(path, video_output(item), stack)
                 except Exception as error:  # a bad video is a manifest line, never the batch's end
-                    result = PhotoResult(outputs=[], error=_named(_one_line(error), path, item))
+                    result = PhotoResult(outputs=[], error=_named(error_line(error), path, item))
         except OSError as error:
             result = PhotoResult(outputs=[], error=unreadable(item, error))
         result.seconds = time.perf_counter() - start
