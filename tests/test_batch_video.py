@@ -154,6 +154,24 @@ def test_a_video_output_already_there_needs_force(library, tmp_path):
     assert (tmp_path / "clip_styled.mov").read_bytes() == b"someone else's file"
 
 
+def test_video_settings_change_the_fingerprint_of_videos_only(library):
+    """A photo's line never depends on the video settings; a video's does, unless they are the defaults
+    (then it is the photos' fingerprint, as before videos had settings of their own)."""
+    import dataclasses
+
+    from jojogan.video import VideoConfig
+
+    _, settings = library
+    plain = dataclasses.replace(settings, video=None)
+    photo = plain.fingerprint()
+    default = dataclasses.replace(settings, video=VideoConfig())
+    shot = dataclasses.replace(settings, video=VideoConfig(latent="shot"))
+    assert default.fingerprint() == shot.fingerprint() == settings.fingerprint() == photo
+    assert plain.fingerprint(video=True) == default.fingerprint(video=True) == photo
+    assert shot.fingerprint(video=True) != photo != settings.fingerprint(video=True)
+    assert dataclasses.replace(shot, video=None).fingerprint(video=True) == photo  # no stale cache copied
+
+
 def test_a_container_without_h264_gives_an_mp4(library):
     from jojogan.batch.inputs import InputItem
     from jojogan.batch.job import video_output

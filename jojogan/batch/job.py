@@ -72,23 +72,26 @@ class BatchSettings:
     config: StylizeConfig = field(default_factory=lambda: StylizeConfig(identity="auto"))
     models: Models = field(default_factory=Models)
     video: VideoConfig | None = None
-    _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
+    # a cache, never copied by dataclasses.replace (a copy with other settings has another fingerprint)
+    _fingerprint: dict[bool, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, video: bool = False) -> str:
         """sha256 over the settings and the contents of the files they name (the style, the base, ...).
 
         Moving or renaming a weights file keeps the fingerprint; changing its contents changes it. The
-        device is part of it: CPU and GPU results differ in the last bits.
+        device is part of it: CPU and GPU results differ in the last bits. With ``video``, the fingerprint
+        of a video's line: the video settings count too where they are not the defaults (a photo's line
+        never depends on them, and a batch with the default video settings keeps the photos' fingerprint).
         """
-        if not self._fingerprint:
+        if video not in self._fingerprint:
             values = {"style": _content(self.style)}
             for part in (self.models, self.config):
                 values |= {item.name: _content(getattr(part, item.name)) for item in dataclasses.fields(part)}
-            if self.video is not None:  # absent: the fingerprints of photo batches stay what they were
+            if video and self.video is not None and self.video != _default_video():
                 values["video"] = dataclasses.asdict(self.video)
             blob = json.dumps(values, sort_keys=True, default=str).encode()
-            self._fingerprint.append(hashlib.sha256(blob).hexdigest())
-        return self._fingerprint[0]
+            self._fingerprint[video] = hashlib.sha256(blob).hexdigest()
+        return self._fingerprint[video]
 
 
 def _content(value: object) -> object:
