@@ -92,6 +92,16 @@ def test_a_bad_video_is_one_error_line(first_run):
     assert not (outdir / "bad_styled.mp4").exists()
 
 
+def test_a_bad_video_leaves_no_workspace(library, tmp_path):
+    from jojogan.batch.job import WORK_FOLDER
+
+    folder, settings = library
+    report = stylize_many([folder / "bad.mp4"], settings, tmp_path, progress=False)
+    assert report.counts == {"ok": 0, "error": 1, "skipped": 0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.jsonl"]
+    assert not (tmp_path / WORK_FOLDER).exists()
+
+
 def test_a_rerun_skips_every_video_and_photo(first_run, library):
     folder, settings = library
     outdir, _ = first_run

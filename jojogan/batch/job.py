@@ -372,11 +372,11 @@ class Stylizer:
         else:
             made = video_workspace(self.workdir, name)
             made.parent.mkdir(parents=True, exist_ok=True)
+            # afterwards the file goes, and the folders left empty (a failed video's chunks stay)
+            stack.callback(clear_workspace, made, self.workdir)
         video = self.settings.video
         done = self.pipe.stylize_video(path, made, self.settings.style, self.settings.config, video)
         data = done.path.read_bytes()
-        if self.workdir is not None:
-            clear_workspace(done.path, self.workdir)
         chunks = -(-done.report["frames"] // (video or _default_video()).chunk_frames)
         resumed = done.report["chunks_resumed"]  # files: each chunk's codes and its segment
         return PhotoResult(

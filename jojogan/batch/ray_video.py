@@ -118,30 +118,35 @@ def run_videos(
 
 
 def _video(ray, pool: list, item: InputItem, workdir: Path) -> PhotoResult:
-    """One video through the five steps; a failed step is the video's error line (finished chunks stay in
-    the workspace for the next run)."""
+    """One video through the five steps, made in the batch's workspace (afterwards the file goes, and the
+    folders left empty: a failed video's finished chunks stay for the next run)."""
+    made = video_workspace(workdir, video_output(item))
+    made.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _steps(ray, pool, item, made)
+    finally:
+        clear_workspace(made, workdir)
+
+
+def _steps(ray, pool: list, item: InputItem, made: Path) -> PhotoResult:
+    """Prepare, invert, smooth, render on the workers, join here; a failed step is the video's line."""
     from ray.util import ActorPool
 
     from jojogan.video import chunks
 
-    name = video_output(item)
-    made = video_workspace(workdir, name)
-    made.parent.mkdir(parents=True, exist_ok=True)
     job, error = ray.get(pool[0].prepare.remote(str(item.path), str(made)))
     if error is not None:
-        clear_workspace(made, workdir)
         return PhotoResult(outputs=[], error=error)
     resumed = sum(len(job.chunks) - len(job.todo(stage)) for stage in ("codes", "render"))
     names: set[str] = set()
-    errors: list[str] = []
-    steps = (("invert", "codes"), ("smooth", None), ("render", "render"))
-    for method, stage in steps:
+    for method, stage in (("invert", "codes"), ("smooth", None), ("render", "render")):
         if stage is None:  # the central step, on one worker
             calls = [ray.get(pool[0].smooth.remote(job))]
         else:
             todo = job.todo(stage)
             calls = ActorPool(pool).map_unordered(lambda a, n, m=method: getattr(a, m).remote(job, n), todo)
-        for value, error in calls:
+        errors = []
+        for value, error in calls:  # every call is waited for, failed or not
             if error is not None:
                 errors.append(error)
             elif isinstance(value, str):
@@ -151,11 +156,9 @@ def _video(ray, pool: list, item: InputItem, workdir: Path) -> PhotoResult:
     path, error = _attempt(chunks.join, job)
     if error is not None:
         return PhotoResult(outputs=[], error=error)
-    data = path.read_bytes()
-    clear_workspace(path, workdir)
     log.info("%s: %d chunks on %d worker(s), %d chunk file(s) resumed", item.path, len(job.chunks),
              len(names), resumed)  # fmt: skip
     return PhotoResult(
-        outputs=[(name, data)], faces=job.tracks, frames=job.frames, chunks=len(job.chunks),
-        chunks_resumed=resumed, chunk_workers=len(names),
+        outputs=[(video_output(item), path.read_bytes())], faces=job.tracks, frames=job.frames,
+        chunks=len(job.chunks), chunks_resumed=resumed, chunk_workers=len(names),
     )  # fmt: skip
