@@ -6,8 +6,9 @@ each loading dlib's detector once, :class:`_RayAligner`) → invert + stylize (+
 atomically and appends the manifest line as rows stream back. How many actors of each kind, and what
 each takes, is planned from ``ray.cluster_resources()`` at run time by :func:`plan_resources`; on a
 cluster whose CPUs all go to stylize actors, each aligns its own photos (measured faster there than
-a lone aligner, see :func:`plan_resources`). Ray is imported only here; it is the optional extra
-``jojogan[ray]``.
+a lone aligner, see :func:`plan_resources`). Then each video at a local path is split into chunks over
+as many video workers (:mod:`jojogan.batch.ray_video`). Ray is imported only here and there; it is the
+optional extra ``jojogan[ray]``.
 """
 
 from __future__ import annotations
