@@ -146,7 +146,8 @@ def video_workspace(workdir: Path, name: str) -> Path:
 
 
 def clear_workspace(made: Path, workdir: Path) -> None:
-    """Remove a finished video's file from the workspace, and the workspace's folders it leaves empty."""
+    """Remove a video's file from the workspace (once read, or never written), and the workspace's folders
+    left empty (a failed video's chunk store stays, for the next run to resume)."""
     made.unlink(missing_ok=True)
     root = Path(workdir) / WORK_FOLDER
     folder = made.parent
