@@ -57,10 +57,36 @@ def test_steps_in_any_chunk_order_on_two_pipelines_give_the_one_process_file(who
         steps.invert(workers[turn % 2], job, chunk)
     assert job.todo("codes") == [] and job.todo("render") == [0, 1, 2, 3]
     assert steps.smooth(job) == 4
+    _check_smoothed_across_borders(job)
     for turn, chunk in enumerate([1, 3, 0, 2]):
         steps.render(workers[turn % 2], job, chunk)
     assert steps.join(job).read_bytes() == expected
     assert not store_path(tmp_path / "split.mov").exists()
+
+
+def _check_smoothed_across_borders(job) -> None:
+    """The stored final codes are the whole track's smoothing (to float rounding), not each chunk's own."""
+    import numpy as np
+    import torch
+
+    from jojogan.video.latents import final_codes
+
+    plan, book = job.plan(), job.book()
+    (track,) = plan.tracks
+    assert list(track.frames) == list(range(FRAMES))
+    times = plan.table.seconds(job.info.time_base)
+    sigma = VIDEO.code_sigma / float(job.info.fps)
+
+    def raw(frames):
+        return book.get("codes", track.track, frames)
+
+    whole = final_codes("smooth", raw, track.frames, times, list(range(FRAMES)), sigma)
+    stored = torch.cat([job.store().read_tensors(job.path("final", n))["codes"] for n in range(4)])
+    assert torch.allclose(stored, whole, atol=1e-5)
+    alone = torch.cat(
+        [final_codes("smooth", raw, np.arange(a, b), times, list(range(a, b)), sigma) for a, b in job.chunks]
+    )
+    assert (alone - whole).abs().max() > 100 * (stored - whole).abs().max() + 1e-4
 
 
 def test_steps_resume_an_interrupted_stylize_video(whole, tmp_path, monkeypatch):
