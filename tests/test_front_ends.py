@@ -189,7 +189,6 @@ NOT_CONFIG = {
         "no_identity": "turns identity_net off (identity=None)",
         "engine": "where the batch runs",
         "workers": "how many stylize actors",
-        "batch_size": "faces per generator pass",
         "address": "the Ray cluster",
         "no_progress": "the progress bar",
         "retry_errors": "which inputs run again",
@@ -209,7 +208,8 @@ def test_every_stylize_setting_is_an_option_and_every_option_is_accounted_for(co
     assert encoder_settings
     expected = {STYLIZE_OPTION_NAMES.get(name, name) for name in fields} | encoder_settings
     assert sorted(expected - params) == [], f"StylizeConfig fields jojogan {command} does not take"
-    assert params - expected == set(NOT_CONFIG[command]), "options that are neither settings nor listed"
+    others = params - expected - VIDEO_OPTIONS.get(command, set())  # the video settings: pinned below
+    assert others == set(NOT_CONFIG[command]), "options that are neither settings nor listed"
 
 
 @pytest.mark.parametrize("command", sorted(NOT_CONFIG))
@@ -221,3 +221,102 @@ def test_the_commands_defaults_are_the_configs(command, tmp_path):
     context = cli.commands[command].make_context(command, args)
     config = stylize_config(dict(context.params))
     assert config == dataclasses.replace(StylizeConfig(), identity="auto")
+
+
+# The video settings each command that writes videos takes as options (batch: for the videos among its
+# inputs; its --batch-size batches the photos' faces too).
+VIDEO_OPTIONS = {
+    "video": {"latent", "detect_every", "chunk_frames", "codec", "crf", "preset", "batch_size", "report"},
+    "batch": {"latent", "detect_every", "chunk_frames", "codec", "crf", "preset", "batch_size"},
+}
+
+# Video settings that are no command's option, each with why (Python takes them).
+VIDEO_NOT_OPTIONS = {
+    "code_sigma": "the latent mode's tuning",
+    "colour_sigma": "the colour matching's tuning",
+    "flow_size": "the flicker measurement's tuning",
+    "feather": "the paste mask's tuning (the photos' paste has no option either)",
+    "detect_scale": "the detector's tuning",
+    "upsample": "the detector's tuning",
+    "min_face_size": "the tracker's tuning",
+    "max_gap": "the tracker's tuning",
+    "min_track": "the tracker's tuning",
+    "cut_threshold": "the cut detector's tuning",
+    "centre_sigma": "the crop smoothing's tuning",
+    "size_sigma": "the crop smoothing's tuning",
+    "landmark_sigma": "the crop smoothing's tuning",
+    "pix_fmt": "the encoder's pixel format",
+    "options": "raw FFmpeg encoder options",
+}
+
+
+def _video_fields() -> dict[str, object]:
+    """Every video setting, by name, with its default: VideoConfig's own and those of the configs it holds
+    (``track``, ``encode``)."""
+    from jojogan.video import VideoConfig
+
+    defaults = {}
+    for item in dataclasses.fields(VideoConfig):
+        value = getattr(VideoConfig(), item.name)
+        if dataclasses.is_dataclass(value):
+            defaults |= {part.name: getattr(value, part.name) for part in dataclasses.fields(value)}
+        else:
+            defaults[item.name] = value
+    return defaults
+
+
+@pytest.mark.parametrize("command", sorted(VIDEO_OPTIONS))
+def test_every_video_setting_is_an_option_or_accounted_for(command):
+    params = {param.name for param in cli.commands[command].params}
+    fields = set(_video_fields())
+    assert fields & params == VIDEO_OPTIONS[command]
+    left = fields - params
+    why = (
+        {"report": "a batch writes nothing beside its outputs but the manifest"} if command == "batch" else {}
+    )
+    assert left == set(VIDEO_NOT_OPTIONS) | set(why)
+
+
+@pytest.mark.parametrize("command", sorted(VIDEO_OPTIONS))
+def test_the_video_options_defaults_are_the_configs(command, tmp_path):
+    from jojogan.cli._options import video_config
+    from jojogan.video import VideoConfig
+
+    (tmp_path / "style.pt").write_bytes(b"")
+    output = tmp_path / ("out.mp4" if command == "video" else "out")
+    args = ["clip.mp4", "--style", str(tmp_path / "style.pt"), "-o", str(output)]
+    params = dict(cli.commands[command].make_context(command, args).params)
+    defaults = _video_fields()
+    for name in VIDEO_OPTIONS[command]:
+        assert params[name] == defaults[name], name
+    given = {"batch_size": params.pop("batch_size")} if command == "batch" else {}
+    assert video_config(params, **given) == VideoConfig()
+
+
+def test_the_batchs_video_options_reach_its_videos(tmp_path, monkeypatch):
+    """``jojogan batch``'s video options become the batch's VideoConfig (the one declaration `jojogan
+    video` reads too); a value the config refuses is one line and exit status 2."""
+    import jojogan.batch
+    from jojogan.batch import BatchReport
+    from jojogan.video import EncodeSettings, TrackConfig, VideoConfig
+
+    seen = []
+
+    def stylize_many(inputs, settings, output, **options):
+        seen.append(settings)
+        return BatchReport(rows=[], seconds=1.0)
+
+    monkeypatch.setattr(jojogan.batch, "stylize_many", stylize_many)
+    (tmp_path / "style.pt").write_bytes(b"")
+    args = ["batch", "clip.mp4", "--style", str(tmp_path / "style.pt"), "-o", str(tmp_path / "out")]
+    options = ["--latent", "shot", "--detect-every", "3", "--chunk-frames", "5", "--codec", "mpeg4"]
+    options += ["--crf", "20", "--preset", "fast", "--batch-size", "2"]
+    result = CliRunner().invoke(cli, args + options, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (settings,) = seen
+    assert settings.video == VideoConfig(
+        latent="shot", chunk_frames=5, batch_size=2, track=TrackConfig(detect_every=3),
+        encode=EncodeSettings(codec="mpeg4", crf=20.0, preset="fast"),
+    )  # fmt: skip
+    refused = CliRunner().invoke(cli, args + ["--chunk-frames", "0"])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output and "chunk-frames" in refused.output

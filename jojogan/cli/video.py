@@ -7,85 +7,25 @@ from pathlib import Path
 import click
 
 from jojogan.cli._options import (
+    VIDEO_SETTINGS,
     check_alpha_length,
     check_inputs_exist,
     claim_outputs,
     codeformer_option,
-    config_from_options,
-    config_options,
     encoder_settings,
     force_option,
     model_options,
     output_file_option,
     pipeline,
-    stack,
     stylize_config,
     stylize_options,
+    video_config,
+    video_options,
 )
 from jojogan.cli.stylize import style_option
 from jojogan.video.io import CONTAINERS
 
 __all__ = ["video"]
-
-
-def _video_options(command):
-    """The video's own settings, from :class:`~jojogan.video.VideoConfig` and the configs it holds."""
-    from jojogan.video import LATENT_MODES, EncodeSettings, TrackConfig, VideoConfig
-
-    return stack(
-        config_options(
-            VideoConfig,
-            {
-                "latent": dict(
-                    type=click.Choice(LATENT_MODES),
-                    help="smooth: every frame inverted, codes smoothed over time within a shot; shot: one "
-                    "code per face per shot; frame: raw per-frame codes (for comparison).",
-                ),
-                "report": dict(
-                    is_flag=True,
-                    help="Measure flicker and write a JSON report (OUT.json) with stage timings.",
-                ),
-                "batch_size": dict(
-                    type=click.IntRange(min=1), help="Faces per encoder/generator batch (default: by device)."
-                ),
-                "chunk_frames": dict(
-                    type=click.IntRange(min=1),
-                    help="Frames per chunk: the unit an interrupted run resumes at.",
-                ),
-            },
-        ),
-        config_options(
-            TrackConfig,
-            {
-                "detect_every": dict(
-                    type=click.IntRange(min=1),
-                    help="Run the face detector on every N-th frame (and at each cut); follow faces between.",
-                )
-            },
-        ),
-        config_options(
-            EncodeSettings,
-            {
-                "codec": dict(
-                    help="FFmpeg video encoder (libx264, libx265, libvpx-vp9, libsvtav1, mpeg4, ...)."
-                ),
-                "crf": dict(
-                    type=click.FloatRange(min=0), help="Quality factor of the encoder (lower is better)."
-                ),
-                "preset": dict(
-                    help="The encoder's speed preset (x264: ultrafast ... veryslow; default its own)."
-                ),
-            },
-        ),
-    )(command)
-
-
-def _video_config(values: dict):
-    from jojogan.video import EncodeSettings, TrackConfig, VideoConfig
-
-    values["track"] = config_from_options(TrackConfig, values)
-    values["encode"] = config_from_options(EncodeSettings, values)
-    return config_from_options(VideoConfig, values)
 
 
 @click.command()
@@ -103,7 +43,7 @@ def _video_config(values: dict):
     help="Paste the stylized faces back into the frames; --no-paste writes the stylized face itself.",
 )
 @stylize_options("match_colour", "cleanup", "fidelity", "restore_input")
-@_video_options
+@video_options(*VIDEO_SETTINGS, "batch_size", "report")
 @click.option("--restart", is_flag=True, help="Start over instead of resuming an interrupted run's chunks.")
 @codeformer_option
 @stylize_options("inversion", "distance", "inversion_steps", "max_pixels")
@@ -127,17 +67,18 @@ def video(source, style, output, force, restart, models, **settings):
     from jojogan.video import video_settings
 
     config = stylize_config(settings)
-    video_config = _video_config(settings)
+    clip_settings = video_config(settings)
     check_inputs_exist(source, style, *models.files)
     report = output.with_name(output.name + ".json")
-    claim_outputs([source, style, *models.files], [output] + ([report] if video_config.report else []), force)
+    outputs = [output] + ([report] if clip_settings.report else [])
+    claim_outputs([source, style, *models.files], outputs, force)
     pipe = pipeline(models, config.distance)
     config = video_settings(pipe, config)
     check_alpha_length(config.alpha, pipe.load_style(style).generator)
     if config.cleaner_runs:
         pipe.cleaner(config.cleaner)  # a missing cleaner file fails before any frame
     result = pipe.stylize_video(
-        source, output, style, config, video_config, resume=not restart, show_progress=True
+        source, output, style, config, clip_settings, resume=not restart, show_progress=True
     )
     facts = result.report
     click.echo(
