@@ -94,6 +94,16 @@ def test_a_bad_video_is_one_error_line(first_run):
     assert not (outdir / "bad_styled.mp4").exists()
 
 
+def test_a_bad_video_leaves_no_workspace(library, tmp_path):
+    from jojogan.batch.job import WORK_FOLDER
+
+    folder, settings = library
+    report = stylize_many([folder / "bad.mp4"], settings, tmp_path, progress=False)
+    assert report.counts == {"ok": 0, "error": 1, "skipped": 0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.jsonl"]
+    assert not (tmp_path / WORK_FOLDER).exists()
+
+
 def test_a_rerun_skips_every_video_and_photo(first_run, library):
     folder, settings = library
     outdir, _ = first_run
@@ -103,12 +113,75 @@ def test_a_rerun_skips_every_video_and_photo(first_run, library):
     assert (outdir / "clip_styled.mov").stat().st_mtime_ns == before
 
 
+class _Stop(BaseException):
+    """Ctrl-C in the middle of a video (not an ``Exception``: the batch does not make it an error line)."""
+
+
+def _rendering(calls: list, stop_at: int | None = None):
+    """``render_chunk`` that records each chunk's first frame, and stops the run at call ``stop_at``."""
+    from jojogan.video import chunks
+
+    real = chunks.render_chunk  # the pipeline's own (the test patches the pipeline module's name)
+
+    def render_chunk(pipe, info, plan, book, start, *args, **kwargs):
+        calls.append(start)
+        if len(calls) == stop_at:
+            raise _Stop
+        return real(pipe, info, plan, book, start, *args, **kwargs)
+
+    return render_chunk
+
+
+def test_an_interrupted_batch_resumes_its_video_from_the_last_finished_chunk(
+    library, first_run, tmp_path, monkeypatch
+):
+    from jojogan.batch.job import WORK_FOLDER
+    from jojogan.video import pipeline
+
+    folder, settings = library
+    outdir = tmp_path / "out"
+    calls: list[int] = []
+    monkeypatch.setattr(pipeline, "render_chunk", _rendering(calls, stop_at=2))
+    with pytest.raises(_Stop):
+        stylize_many([folder / "clip.mov"], settings, outdir, progress=False)
+    assert calls == [0, 4] and not (outdir / "clip_styled.mov").exists()
+    assert (outdir / WORK_FOLDER).is_dir()  # the first chunk's work is kept
+    calls.clear()
+    monkeypatch.setattr(pipeline, "render_chunk", _rendering(calls))
+    report = stylize_many([folder / "clip.mov"], settings, outdir, progress=False)
+    assert calls == [4]  # only the chunk the interrupted run had not finished
+    (row,) = report.rows
+    assert row["status"] == "ok" and row["frames"] == FRAMES
+    assert (row["chunks"], row["chunks_resumed"], row["chunk_workers"]) == (2, 3, 1)  # 2 codes, 1 segment
+    done, _ = first_run
+    assert (outdir / "clip_styled.mov").read_bytes() == (done / "clip_styled.mov").read_bytes()
+    assert not (outdir / WORK_FOLDER).exists()
+
+
 def test_a_video_output_already_there_needs_force(library, tmp_path):
     folder, settings = library
     (tmp_path / "clip_styled.mov").write_bytes(b"someone else's file")
     with pytest.raises(BatchError, match="force"):
         stylize_many([folder / "clip.mov"], settings, tmp_path, progress=False)
     assert (tmp_path / "clip_styled.mov").read_bytes() == b"someone else's file"
+
+
+def test_video_settings_change_the_fingerprint_of_videos_only(library):
+    """A photo's line never depends on the video settings; a video's does, unless they are the defaults
+    (then it is the photos' fingerprint, as before videos had settings of their own)."""
+    import dataclasses
+
+    from jojogan.video import VideoConfig
+
+    _, settings = library
+    plain = dataclasses.replace(settings, video=None)
+    photo = plain.fingerprint()
+    default = dataclasses.replace(settings, video=VideoConfig())
+    shot = dataclasses.replace(settings, video=VideoConfig(latent="shot"))
+    assert default.fingerprint() == shot.fingerprint() == settings.fingerprint() == photo
+    assert plain.fingerprint(video=True) == default.fingerprint(video=True) == photo
+    assert shot.fingerprint(video=True) != photo != settings.fingerprint(video=True)
+    assert dataclasses.replace(shot, video=None).fingerprint(video=True) == photo  # no stale cache copied
 
 
 def test_a_container_without_h264_gives_an_mp4(library):
@@ -120,32 +193,78 @@ def test_a_container_without_h264_gives_an_mp4(library):
     assert video_output(InputItem(folder / "talk.MKV", "sub/talk")) == "sub/talk_styled.mkv"
 
 
-def test_on_ray_a_video_is_one_task_and_equals_the_local_engine(library, tmp_path):
-    """The Ray engine (a local Ray, one worker) gives the video the local engine gives it, byte for byte.
-    Ray's workers do not see this process's encoder table: the inversion is the optimiser's, 3 steps (its
-    distance needs the base's discriminator)."""
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray with two CPUs for the module's Ray tests."""
     ray = pytest.importorskip(
         "ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'"
     )
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def optimize(library, tmp_path_factory):
+    """Settings Ray's workers can load, and the local engine's outputs with them. The workers do not see
+    this process's encoder table: the inversion is the optimiser's, 3 steps (its distance needs the
+    base's discriminator). Two-frame chunks: the clip is four chunks."""
     import dataclasses
 
     folder, settings = library
+    root = tmp_path_factory.mktemp("optimize")
     config = dataclasses.replace(settings.config, inversion="optimize", inversion_steps=3, identity=None)
-    (tmp_path / "base").mkdir()
-    base, _ = base_with_discriminator(tmp_path / "base", PIPE_SIZE, faces=1)  # the same generator, and a D
-    settings = dataclasses.replace(settings, config=config, models=Models(base=base, device="cpu"))
-    local = stylize_many([folder], settings, tmp_path / "local", progress=False)
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = stylize_many([folder], settings, tmp_path / "ray", engine="ray", workers=1, progress=False)
-    finally:
-        ray.shutdown()
-    assert local.counts == remote.counts == {"ok": 2, "error": 1, "skipped": 0}
+    (root / "base").mkdir()
+    base, _ = base_with_discriminator(root / "base", PIPE_SIZE, faces=1)  # the same generator, and a D
+    settings = dataclasses.replace(
+        settings, config=config, models=Models(base=base, device="cpu"),
+        video=dataclasses.replace(settings.video, chunk_frames=2),
+    )  # fmt: skip
+    report = stylize_many([folder], settings, root / "local", progress=False)
+    assert report.counts == {"ok": 2, "error": 1, "skipped": 0}
+    return settings, root / "local"
+
+
+def test_on_ray_a_video_is_split_over_two_workers_and_equals_the_local_engine(
+    library, optimize, local_ray, tmp_path
+):
+    """Its four chunks go to both workers (two processes), the codes are smoothed across their borders
+    once, the driver joins them: the file is the local engine's, byte for byte."""
+    from jojogan.batch.job import WORK_FOLDER
+
+    folder, _ = library
+    settings, local = optimize
+    remote = stylize_many([folder], settings, tmp_path / "ray", engine="ray", workers=2, progress=False)
+    assert remote.counts == {"ok": 2, "error": 1, "skipped": 0}
     rows = _by_name(tmp_path / "ray")
-    assert rows["clip.mov"]["engine"] == "ray" and rows["clip.mov"]["frames"] == FRAMES
+    clip = rows["clip.mov"]
+    assert clip["engine"] == "ray" and clip["frames"] == FRAMES and clip["faces"] == 1
+    assert (clip["chunks"], clip["chunks_resumed"], clip["chunk_workers"]) == (4, 0, 2)
     assert rows["bad.mp4"]["status"] == "error" and "bad.mp4" in rows["bad.mp4"]["error"]
     for name in ("clip_styled.mov", "iu_styled.png"):
-        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+        assert (tmp_path / "ray" / name).read_bytes() == (local / name).read_bytes(), name
+    assert not (tmp_path / "ray" / WORK_FOLDER).exists()
+
+
+def test_on_ray_an_interrupted_video_resumes_from_its_last_finished_chunk(
+    library, optimize, local_ray, tmp_path, monkeypatch
+):
+    """A batch stopped after two of the clip's four segments (here on the local engine), run again on
+    Ray: the workers render only the last two chunks, and the file is the uninterrupted one."""
+    from jojogan.video import pipeline
+
+    folder, _ = library
+    settings, local = optimize
+    calls: list[int] = []
+    monkeypatch.setattr(pipeline, "render_chunk", _rendering(calls, stop_at=3))
+    with pytest.raises(_Stop):
+        stylize_many([folder / "clip.mov"], settings, tmp_path, progress=False)
+    monkeypatch.undo()
+    report = stylize_many([folder / "clip.mov"], settings, tmp_path, engine="ray", workers=2, progress=False)
+    (row,) = report.rows
+    assert row["status"] == "ok", row
+    assert (row["chunks"], row["chunks_resumed"], row["chunk_workers"]) == (4, 4 + 2, 2)
+    assert (tmp_path / "clip_styled.mov").read_bytes() == (local / "clip_styled.mov").read_bytes()
 
 
 def test_the_ray_aligner_pool_leaves_a_video_to_its_stylize_actor(library):

@@ -189,7 +189,6 @@ NOT_CONFIG = {
         "no_identity": "turns identity_net off (identity=None)",
         "engine": "where the batch runs",
         "workers": "how many stylize actors",
-        "batch_size": "faces per generator pass",
         "address": "the Ray cluster",
         "no_progress": "the progress bar",
         "retry_errors": "which inputs run again",
@@ -209,7 +208,8 @@ def test_every_stylize_setting_is_an_option_and_every_option_is_accounted_for(co
     assert encoder_settings
     expected = {STYLIZE_OPTION_NAMES.get(name, name) for name in fields} | encoder_settings
     assert sorted(expected - params) == [], f"StylizeConfig fields jojogan {command} does not take"
-    assert params - expected == set(NOT_CONFIG[command]), "options that are neither settings nor listed"
+    others = params - expected - VIDEO_OPTIONS.get(command, set())  # the video settings: pinned below
+    assert others == set(NOT_CONFIG[command]), "options that are neither settings nor listed"
 
 
 @pytest.mark.parametrize("command", sorted(NOT_CONFIG))
@@ -223,7 +223,118 @@ def test_the_commands_defaults_are_the_configs(command, tmp_path):
     assert config == dataclasses.replace(StylizeConfig(), identity="auto")
 
 
-# Options of ``jojogan video`` that feed no config field, each with what it is for.
+# The video settings each command that writes videos takes as options (batch: for the videos among its
+# inputs; its --batch-size batches the photos' faces too).
+SHARED_VIDEO_OPTIONS = {
+    "latent",
+    "detect_every",
+    "alignment_workers",
+    "chunk_frames",
+    "codec",
+    "crf",
+    "preset",
+}
+VIDEO_OPTIONS = {
+    "video": SHARED_VIDEO_OPTIONS | {"batch_size", "report", "flicker_every", "identity_frames"},
+    "batch": SHARED_VIDEO_OPTIONS | {"batch_size"},
+}
+
+# Video settings that are no command's option, each with why (Python takes them).
+VIDEO_NOT_OPTIONS = {
+    "code_sigma": "the latent mode's tuning",
+    "colour_sigma": "the colour matching's tuning",
+    "flow_size": "the flicker measurement's tuning",
+    "feather": "the paste mask's tuning (the photos' paste has no option either)",
+    "detect_scale": "the detector's tuning",
+    "upsample": "the detector's tuning",
+    "min_face_size": "the tracker's tuning",
+    "max_gap": "the tracker's tuning",
+    "min_track": "the tracker's tuning",
+    "cut_threshold": "the cut detector's tuning",
+    "centre_sigma": "the crop smoothing's tuning",
+    "size_sigma": "the crop smoothing's tuning",
+    "landmark_sigma": "the crop smoothing's tuning",
+    "pix_fmt": "the encoder's pixel format",
+    "options": "raw FFmpeg encoder options",
+}
+
+
+def _video_fields() -> dict[str, object]:
+    """Every video setting, by name, with its default: VideoConfig's own and those of the configs it holds
+    (``track``, ``encode``)."""
+    from jojogan.video import VideoConfig
+
+    defaults = {}
+    for item in dataclasses.fields(VideoConfig):
+        value = getattr(VideoConfig(), item.name)
+        if dataclasses.is_dataclass(value):
+            defaults |= {part.name: getattr(value, part.name) for part in dataclasses.fields(value)}
+        else:
+            defaults[item.name] = value
+    return defaults
+
+
+@pytest.mark.parametrize("command", sorted(VIDEO_OPTIONS))
+def test_every_video_setting_is_an_option_or_accounted_for(command):
+    params = {param.name for param in cli.commands[command].params}
+    fields = set(_video_fields())
+    assert fields & params == VIDEO_OPTIONS[command]
+    left = fields - params
+    why = {
+        "report": "a batch writes nothing beside its outputs but the manifest",
+        "flicker_every": "a batch's manifest records no flicker figure (not measured there)",
+        "identity_frames": "a batch's identity verdicts sample the default number of frames",
+    }
+    why = why if command == "batch" else {}
+    assert left == set(VIDEO_NOT_OPTIONS) | set(why)
+
+
+@pytest.mark.parametrize("command", sorted(VIDEO_OPTIONS))
+def test_the_video_options_defaults_are_the_configs(command, tmp_path):
+    from jojogan.cli._options import video_config
+    from jojogan.video import VideoConfig
+
+    (tmp_path / "style.pt").write_bytes(b"")
+    output = tmp_path / ("out.mp4" if command == "video" else "out")
+    args = ["clip.mp4", "--style", str(tmp_path / "style.pt"), "-o", str(output)]
+    params = dict(cli.commands[command].make_context(command, args).params)
+    defaults = _video_fields()
+    for name in VIDEO_OPTIONS[command]:
+        assert params[name] == defaults[name], name
+    given = {"batch_size": params.pop("batch_size")} if command == "batch" else {}
+    assert video_config(params, **given) == VideoConfig()
+
+
+def test_the_batchs_video_options_reach_its_videos(tmp_path, monkeypatch):
+    """``jojogan batch``'s video options become the batch's VideoConfig (the one declaration `jojogan
+    video` reads too); a value the config refuses is one line and exit status 2."""
+    import jojogan.batch
+    from jojogan.batch import BatchReport
+    from jojogan.video import EncodeSettings, TrackConfig, VideoConfig
+
+    seen = []
+
+    def stylize_many(inputs, settings, output, **options):
+        seen.append(settings)
+        return BatchReport(rows=[], seconds=1.0)
+
+    monkeypatch.setattr(jojogan.batch, "stylize_many", stylize_many)
+    (tmp_path / "style.pt").write_bytes(b"")
+    args = ["batch", "clip.mp4", "--style", str(tmp_path / "style.pt"), "-o", str(tmp_path / "out")]
+    options = ["--latent", "shot", "--detect-every", "3", "--chunk-frames", "5", "--codec", "mpeg4"]
+    options += ["--crf", "20", "--preset", "fast", "--batch-size", "2"]
+    result = CliRunner().invoke(cli, args + options, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (settings,) = seen
+    assert settings.video == VideoConfig(
+        latent="shot", chunk_frames=5, batch_size=2, track=TrackConfig(detect_every=3),
+        encode=EncodeSettings(codec="mpeg4", crf=20.0, preset="fast"),
+    )  # fmt: skip
+    refused = CliRunner().invoke(cli, args + ["--chunk-frames", "0"])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output and "chunk-frames" in refused.output
+
+
+# Options of ``jojogan video`` that feed neither a stylize nor a video setting, each with what it is for.
 VIDEO_NOT_CONFIG = {
     "source": "the video",
     "style": "the style file",
@@ -239,28 +350,20 @@ VIDEO_NOT_CONFIG = {
 }
 
 
-def test_every_video_option_feeds_a_config_field_with_the_configs_default(tmp_path):
-    """``jojogan video``'s options are fields of StylizeConfig, VideoConfig, TrackConfig (the alignment
-    workers among them) and EncodeSettings, or listed above; given none, the configs are the defaults."""
-    from jojogan.cli.video import _video_config
+def test_every_video_command_option_is_a_setting_or_accounted_for(tmp_path):
+    """``jojogan video``'s options are StylizeConfig fields (the identity network among them), video
+    settings (the alignment workers a TrackConfig field), or listed above; given none, the stylize
+    settings are the configs' with paste and without an identity figure (measured only when asked)."""
     from jojogan.inversion.encoders import encoder_options
-    from jojogan.video import EncodeSettings, TrackConfig, VideoConfig
+    from jojogan.video import TrackConfig
 
     command = cli.commands["video"]
     params = {param.name for param in command.params}
-    owners = {
-        item.name: config
-        for config in (StylizeConfig, VideoConfig, TrackConfig, EncodeSettings)
-        for item in dataclasses.fields(config)
-    }
-    known = set(owners) | set(STYLIZE_OPTION_NAMES.values())
-    known |= {option.flag.replace("-", "_") for option in encoder_options().values()}
-    assert params - known == set(VIDEO_NOT_CONFIG), "options that are neither settings nor listed"
-    for name in ("alignment_workers", "detect_every", "flicker_every", "identity_frames", "identity_net"):
-        assert name in params, name
-    assert owners["alignment_workers"] is TrackConfig and owners["flicker_every"] is VideoConfig
+    stylize = {STYLIZE_OPTION_NAMES.get(item.name, item.name) for item in dataclasses.fields(StylizeConfig)}
+    stylize |= {option.flag.replace("-", "_") for option in encoder_options().values()}
+    assert params - stylize - VIDEO_OPTIONS["video"] == set(VIDEO_NOT_CONFIG)
+    assert {"identity_net", "identity_weights"} <= params and "no_identity" not in params
+    assert "alignment_workers" in {item.name for item in dataclasses.fields(TrackConfig)}
     (tmp_path / "style.pt").write_bytes(b"")
     args = ["clip.mp4", "--style", str(tmp_path / "style.pt"), "-o", str(tmp_path / "out.mp4")]
-    values = dict(command.make_context("video", args).params)
-    assert stylize_config(values) == StylizeConfig(paste=True)  # identity: only when asked for
-    assert _video_config(values) == VideoConfig()
+    assert stylize_config(dict(command.make_context("video", args).params)) == StylizeConfig(paste=True)

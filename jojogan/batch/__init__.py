@@ -132,7 +132,7 @@ def stylize_many(
         force=force, max_photos=max_photos,
     )  # fmt: skip
     engine_args = dict(engine=engine, workers=workers, address=address, num_cpus=num_cpus)  # noqa: C408
-    engine_args.update(batch_size=batch_size, separate_align=separate_align)
+    engine_args.update(batch_size=batch_size, separate_align=separate_align, workdir=plan.outdir)
     first = _execute(plan, settings, engine_args, progress, on_row, start)
     return BatchReport(
         rows=list(plan.rows.values()), seconds=time.perf_counter() - start, first_result_seconds=first,
@@ -159,7 +159,7 @@ def _engine(todo: list[InputItem], settings: BatchSettings, args: dict) -> Itera
     if args.pop("engine") == "local":
         from jojogan.batch.local import run_local
 
-        return run_local(todo, settings, batch_size=args["batch_size"])
+        return run_local(todo, settings, batch_size=args["batch_size"], workdir=args["workdir"])
     from jojogan.batch.ray_engine import run_ray
 
     return run_ray(todo, settings, **args)
@@ -199,7 +199,10 @@ def _record(plan: BatchPlan, results, writer: ManifestWriter, bar, on_row, start
             align_worker_peak_rss_mb=round(result.align_peak_rss_mb, 1),
         )  # fmt: skip
         if is_video(item):
-            row["frames"] = result.frames
+            row.update(
+                frames=result.frames, chunks=result.chunks, chunks_resumed=result.chunks_resumed,
+                chunk_workers=result.chunk_workers,
+            )  # fmt: skip
         try:
             if result.error is not None:
                 raise _Refused(result.error)

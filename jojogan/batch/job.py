@@ -44,8 +44,11 @@ __all__ = [
     "GPU_BATCH_SIZE",
     "default_batch_size",
     "encode_png",
+    "error_line",
     "generator_size",
+    "clear_workspace",
     "video_output",
+    "video_workspace",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,23 +72,30 @@ class BatchSettings:
     config: StylizeConfig = field(default_factory=lambda: StylizeConfig(identity="auto"))
     models: Models = field(default_factory=Models)
     video: VideoConfig | None = None
-    _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
+    # a cache, never copied by dataclasses.replace (a copy with other settings has another fingerprint)
+    _fingerprint: dict[bool, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, video: bool = False) -> str:
         """sha256 over the settings and the contents of the files they name (the style, the base, ...).
 
         Moving or renaming a weights file keeps the fingerprint; changing its contents changes it. The
-        device is part of it: CPU and GPU results differ in the last bits.
+        device is part of it: CPU and GPU results differ in the last bits. With ``video``, the fingerprint
+        of a video's line: the video settings that change frames count too where they are not the defaults
+        (:func:`jojogan.video.pipeline.frame_settings`; a photo's line never depends on them, and a batch
+        with the default video settings keeps the photos' fingerprint).
         """
-        if not self._fingerprint:
+        if video not in self._fingerprint:
             values = {"style": _content(self.style)}
             for part in (self.models, self.config):
                 values |= {item.name: _content(getattr(part, item.name)) for item in dataclasses.fields(part)}
-            if self.video is not None:  # absent: the fingerprints of photo batches stay what they were
-                values["video"] = dataclasses.asdict(self.video)
+            if video and self.video is not None:
+                from jojogan.video.pipeline import frame_settings
+
+                if frame_settings(self.video) != frame_settings(_default_video()):
+                    values["video"] = frame_settings(self.video)
             blob = json.dumps(values, sort_keys=True, default=str).encode()
-            self._fingerprint.append(hashlib.sha256(blob).hexdigest())
-        return self._fingerprint[0]
+            self._fingerprint[video] = hashlib.sha256(blob).hexdigest()
+        return self._fingerprint[video]
 
 
 def _content(value: object) -> object:
@@ -110,6 +120,9 @@ class PhotoResult:
         peak_rss_mb: the worker process's peak resident memory so far (what a worker needs).
         align_peak_rss_mb: the same for the process that aligned the photo.
         frames: for a video, the frames written (its one output is the encoded video).
+        chunks: for a video, its chunks (the unit of splitting and resuming); chunks_resumed: the chunk
+            files (codes, segments) an interrupted run had finished; chunk_workers: the processes that
+            inverted or rendered its chunks in this run.
     """
 
     outputs: list[tuple[str, bytes]]
@@ -121,6 +134,34 @@ class PhotoResult:
     peak_rss_mb: float = 0.0
     align_peak_rss_mb: float = 0.0
     frames: int = 0
+    chunks: int = 0
+    chunks_resumed: int = 0
+    chunk_workers: int = 0
+
+
+WORK_FOLDER = ".jojogan-video"
+"""The output folder's hidden folder where videos are made, chunk by chunk, so an interrupted batch
+resumes a half-done video (:func:`video_workspace`); emptied as each video is written."""
+
+
+def video_workspace(workdir: Path, name: str) -> Path:
+    """Where a batch makes the video output ``name`` (relative to the output folder ``workdir``): its chunk
+    store lies beside it (:func:`jojogan.video.store.store_path`)."""
+    return Path(workdir) / WORK_FOLDER / PurePosixPath(name)
+
+
+def clear_workspace(made: Path, workdir: Path) -> None:
+    """Remove a video's file from the workspace (once read, or never written), and the workspace's folders
+    left empty (a failed video's chunk store stays, for the next run to resume)."""
+    made.unlink(missing_ok=True)
+    root = Path(workdir) / WORK_FOLDER
+    folder = made.parent
+    while folder == root or root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another video's work
+            return
+        folder = folder.parent
 
 
 def video_output(item: InputItem) -> str:
@@ -136,7 +177,14 @@ def encode_png(image: Image.Image, pnginfo) -> bytes:
     return buffer.getvalue()
 
 
-def _one_line(error: BaseException) -> str:
+def _default_video() -> VideoConfig:
+    from jojogan.video import VideoConfig
+
+    return VideoConfig()
+
+
+def error_line(error: BaseException) -> str:
+    """A manifest's error line: the message of an expected error (bad input), else its type and message."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if isinstance(error, _expected_errors()) else f"{type(error).__name__}: {text}"
 
@@ -220,7 +268,7 @@ def _align(item: InputItem, settings: BatchSettings, size: int) -> AlignedPhoto:
                         )
                     ]
             except Exception as error:  # a bad photo is a manifest line, never the end of the batch
-                return AlignedPhoto(crops=[], error=_named(_one_line(error), path, item))
+                return AlignedPhoto(crops=[], error=_named(error_line(error), path, item))
     except OSError as error:  # the copy of a photo on another filesystem could not be made
         return AlignedPhoto(crops=[], error=unreadable(item, error))
     return AlignedPhoto(crops=crops)
@@ -245,10 +293,13 @@ class Stylizer:
         batch_size: faces that go through inversion (e4e) and the generators together; default
             :func:`default_batch_size`. With 1, results are byte-identical to ``jojogan stylize``; with
             more, equal within float tolerance.
+        workdir: the batch's output folder, where videos are made resumably (:func:`video_workspace`);
+            ``None``: in a temporary folder (an interrupted video starts over).
     """
 
-    def __init__(self, settings: BatchSettings, batch_size: int | None = None):
+    def __init__(self, settings: BatchSettings, batch_size: int | None = None, workdir: Path | None = None):
         self.settings = settings
+        self.workdir = None if workdir is None else Path(workdir)
         self.pipe = settings.models.load()
         self.config = self.pipe.settings(settings.config)
         self.pipe.load_style(settings.style)
@@ -290,7 +341,7 @@ class Stylizer:
                     try:
                         (results[i],) = self._photos([(path, item.stem, aligned[i].crops)])
                     except Exception as error:  # a bad photo is a manifest line, never the batch's end
-                        results[i] = PhotoResult(outputs=[], error=_named(_one_line(error), path, item))
+                        results[i] = PhotoResult(outputs=[], error=_named(error_line(error), path, item))
             except OSError as error:
                 results[i] = PhotoResult(outputs=[], error=unreadable(item, error))
         share = (time.perf_counter() - start) / max(len(items), 1)
@@ -301,31 +352,45 @@ class Stylizer:
         return [results[i] for i in range(len(items))]
 
     def video(self, item: InputItem) -> PhotoResult:
-        """Stylize one video with :func:`jojogan.video.stylize_video` into a temporary file and return its
-        bytes as the one output (:func:`video_output`); a failure is ``error`` (one line), never an exception.
+        """Stylize one video with :func:`jojogan.video.stylize_video` and return its bytes as the one output
+        (:func:`video_output`); a failure is ``error`` (one line), never an exception. With a
+        :attr:`workdir`, the video is made in its workspace, so a batch interrupted in the middle of it
+        resumes from its last finished chunk.
         """
         start = time.perf_counter()
         try:
             with contextlib.ExitStack() as stack:
                 path = stack.enter_context(local_photo(item))
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jojogan-video-")))
-                name = video_output(item)
                 try:
-                    done = self.pipe.stylize_video(
-                        path, folder / PurePosixPath(name).name, self.settings.style, self.settings.config,
-                        self.settings.video,
-                    )  # fmt: skip
-                    result = PhotoResult(
-                        outputs=[(name, done.path.read_bytes())], faces=done.report.get("tracks", 0),
-                        frames=done.report["frames"], identity=[t["verdict"] for t in done.identity or []],
-                    )  # fmt: skip
+                    result = self._video(path, video_output(item), stack)
                 except Exception as error:  # a bad video is a manifest line, never the batch's end
-                    result = PhotoResult(outputs=[], error=_named(_one_line(error), path, item))
+                    result = PhotoResult(outputs=[], error=_named(error_line(error), path, item))
         except OSError as error:
             result = PhotoResult(outputs=[], error=unreadable(item, error))
         result.seconds = time.perf_counter() - start
         result.peak_rss_mb = _peak_rss_mb()
         return result
+
+    def _video(self, path: Path, name: str, stack: contextlib.ExitStack) -> PhotoResult:
+        if self.workdir is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jojogan-video-")))
+            made = folder / PurePosixPath(name).name
+        else:
+            made = video_workspace(self.workdir, name)
+            made.parent.mkdir(parents=True, exist_ok=True)
+            # afterwards the file goes, and the folders left empty (a failed video's chunks stay)
+            stack.callback(clear_workspace, made, self.workdir)
+        # the manifest records each face track's identity verdict but no flicker figure: not measured
+        video = dataclasses.replace(self.settings.video or _default_video(), flicker_every=0)
+        done = self.pipe.stylize_video(path, made, self.settings.style, self.settings.config, video)
+        data = done.path.read_bytes()
+        chunks = -(-done.report["frames"] // video.chunk_frames)
+        resumed = done.report["chunks_resumed"]  # files: each chunk's codes and its segment
+        return PhotoResult(
+            outputs=[(name, data)], faces=done.report.get("tracks", 0), frames=done.report["frames"],
+            identity=[track["verdict"] for track in done.identity or []],
+            chunks=chunks, chunks_resumed=resumed, chunk_workers=int(resumed < 2 * chunks),
+        )  # fmt: skip
 
     def _photo(self, item: InputItem) -> contextlib.AbstractContextManager[Path]:
         """The photo as the pipeline gets it once its faces are aligned: only ``paste`` reads it again,

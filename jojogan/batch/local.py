@@ -44,7 +44,7 @@ def _take(ready: queue.Queue, thread: threading.Thread):
 
 
 def run_local(
-    items: Sequence[InputItem], settings: BatchSettings, batch_size: int | None = None
+    items: Sequence[InputItem], settings: BatchSettings, batch_size: int | None = None, workdir=None
 ) -> Iterator[tuple[InputItem, PhotoResult]]:
     """Stylize ``items`` in this process, yielding each result as soon as it is ready.
 
@@ -57,6 +57,7 @@ def run_local(
         settings: the batch's settings.
         batch_size: faces batched on the device (see :class:`Stylizer`); with 1 (the CPU's default) each
             photo's result is the one ``jojogan stylize`` gives it, byte for byte.
+        workdir: the output folder, where videos are made resumably (see :class:`Stylizer`).
     """
     if not items:
         return
@@ -64,7 +65,7 @@ def run_local(
 
     videos = [item for item in items if is_video(item)]
     items = [item for item in items if not is_video(item)]
-    stylizer = Stylizer(settings, batch_size)
+    stylizer = Stylizer(settings, batch_size, workdir)
     if not items:  # videos only
         with cpu_memory_reuse(stylizer.pipe.device):
             yield from ((video, stylizer.video(video)) for video in videos)

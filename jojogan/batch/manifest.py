@@ -12,7 +12,9 @@ object per face when measured: ``network``, ``similarity``, ``threshold``, ``sam
 ``worker_peak_rss_mb`` and ``align_worker_peak_rss_mb`` (the peak memory so far of the process that
 stylized the photo and of the one that aligned it),
 ``skipped`` (reused from an earlier run) and ``engine``; a video's line also has ``frames`` (frames written;
-its one output is the stylized video, ``STEM_styled.mp4`` or the input's container when it holds H.264).
+its one output is the stylized video, ``STEM_styled.mp4`` or the input's container when it holds H.264),
+``chunks``, ``chunks_resumed`` (chunk files an interrupted run had finished) and ``chunk_workers`` (the
+processes that did its chunks in this run).
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def row_problem(row: object, outdir: Path | None = None) -> str | None:
     outputs = row.get("outputs", [])
     if not isinstance(outputs, list) or not all(_safe_output(name, outdir) for name in outputs):
         return "outputs must be a list of file names inside the output folder"
-    for count in ("faces", "frames"):
+    for count in ("faces", "frames", "chunks", "chunks_resumed", "chunk_workers"):
         if count in row and not (isinstance(row[count], int) and not isinstance(row[count], bool)):
             return f"{count} is not a count"
     if not (row.get("error") is None or isinstance(row["error"], str)):

@@ -146,9 +146,8 @@ def plan_batch(
     for path in (settings.style, *settings.models.files, settings.config.identity_weights):
         if path is not None:
             plan.inputs.add(path)
-    fingerprint = settings.fingerprint()
     for item in listing.items:
-        _plan_item(plan, item, engine, fingerprint, retry_errors)
+        _plan_item(plan, item, engine, settings.fingerprint(video=is_video(item)), retry_errors)
     _check_outputs(plan, settings)
     try:
         outdir.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,9 @@ each loading dlib's detector once, :class:`_RayAligner`) → invert + stylize (+
 atomically and appends the manifest line as rows stream back. How many actors of each kind, and what
 each takes, is planned from ``ray.cluster_resources()`` at run time by :func:`plan_resources`; on a
 cluster whose CPUs all go to stylize actors, each aligns its own photos (measured faster there than
-a lone aligner, see :func:`plan_resources`). Ray is imported only here; it is the optional extra
-``jojogan[ray]``.
+a lone aligner, see :func:`plan_resources`). Then each video at a local path is split into chunks over
+as many video workers (:mod:`jojogan.batch.ray_video`). Ray is imported only here and there; it is the
+optional extra ``jojogan[ray]``.
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ class _RayStylizer:
                         "peak_rss_mb": result.peak_rss_mb,
                         "align_peak_rss_mb": result.align_peak_rss_mb,
                         "frames": result.frames,
+                        "chunks": result.chunks,
+                        "chunks_resumed": result.chunks_resumed,
+                        "chunk_workers": result.chunk_workers,
                     }
                 )
             )
@@ -195,8 +199,10 @@ def run_ray(
     num_cpus: int | None = None,
     separate_align: bool | None = None,
     batch_size: int | None = None,
+    workdir: Path | None = None,
 ) -> Iterator[tuple[InputItem, PhotoResult]]:
-    """Stylize ``items`` on Ray Data, yielding results as they arrive.
+    """Stylize ``items`` on Ray Data, yielding results as they arrive; then each video at a local path,
+    split into chunks over the workers (:mod:`jojogan.batch.ray_video`).
 
     Args:
         items: the photos.
@@ -210,6 +216,9 @@ def run_ray(
             :func:`plan_resources`.
         batch_size: photos each stylize actor takes at a time, their faces batched on its device
             (default: 16 with GPUs, else 1).
+        workdir: the output folder (shared with the workers), where videos are made chunk by chunk and
+            resumed; ``None``: each video is one task in a worker's temporary folder, as are videos given
+            as URIs.
 
     A local Ray started here is shut down on every way out this process survives (``SIGTERM`` and
     ``SIGHUP`` included); what a killed driver's Ray left running is stopped by the next run
@@ -222,7 +231,7 @@ def run_ray(
     try:
         # installed after ray.init, which puts its own (aborting) SIGTERM handler in place
         with signals_as_exit():  # SIGTERM/SIGHUP: the finally below still shuts Ray down
-            yield from _run(ray, items, settings, workers, separate_align, batch_size)
+            yield from _run(ray, items, settings, workers, separate_align, batch_size, workdir)
     finally:
         if started:
             ray.shutdown()
@@ -230,26 +239,41 @@ def run_ray(
 
 
 def _run(
-    ray, items, settings, workers, separate_align, batch_size
+    ray, items, settings, workers, separate_align, batch_size, workdir
 ) -> Iterator[tuple[InputItem, PhotoResult]]:
-    """The results of the pipeline on a connected Ray (see :func:`run_ray`), as they stream back."""
-    dataset = _dataset(ray, items, settings, workers, separate_align, batch_size)
-    for row in dataset.iter_rows():
-        meta = json.loads(row["meta"])
-        data, offset, outputs = row["data"], 0, []
-        for name, size in zip(meta["names"], meta["sizes"], strict=True):
-            outputs.append((name, bytes(data[offset : offset + size])))
-            offset += size
-        result = PhotoResult(
-            outputs=outputs, faces=meta["faces"], identity=meta["identity"], error=meta["error"],
-            seconds=meta["seconds"], align_seconds=meta["align_seconds"], peak_rss_mb=meta["peak_rss_mb"],
-            align_peak_rss_mb=meta["align_peak_rss_mb"], frames=meta["frames"],
-        )  # fmt: skip
-        yield items[meta["index"]], result
+    """The results of the pipeline on a connected Ray (see :func:`run_ray`), as they stream back: the
+    photos (and videos given as URIs) first, then the local videos, split."""
+    from jojogan.batch.ray_video import run_videos
+
+    plan = _plan(ray, workers, separate_align)
+    split = [item for item in items if workdir is not None and is_video(item) and item.filesystem is None]
+    taken = {id(item) for item in split}
+    rest = [item for item in items if id(item) not in taken]
+    if rest:
+        for row in _dataset(ray, rest, settings, plan, batch_size).iter_rows():
+            meta = json.loads(row["meta"])
+            data, offset, outputs = row["data"], 0, []
+            for name, size in zip(meta["names"], meta["sizes"], strict=True):
+                outputs.append((name, bytes(data[offset : offset + size])))
+                offset += size
+            fields = {key: meta[key] for key in _RESULT_FIELDS}
+            yield rest[meta["index"]], PhotoResult(outputs=outputs, **fields)
+    # the photos' actors are gone: the video workers take their CPUs (or GPUs)
+    resources = dict(plan.stylize_resources)
+    if env := _stylize_env(plan):
+        resources["runtime_env"] = {"env_vars": env}
+    yield from run_videos(ray, split, settings, workdir, plan.stylize_actors, resources, batch_size)
 
 
-def _dataset(ray, items, settings, workers, separate_align, batch_size):
-    """The Ray Data pipeline: read → align (a pool, or none) → invert + stylize, planned from the cluster."""
+_RESULT_FIELDS = (
+    "faces", "identity", "error", "seconds", "align_seconds", "peak_rss_mb", "align_peak_rss_mb", "frames",
+    "chunks", "chunks_resumed", "chunk_workers",
+)  # fmt: skip
+"""The :class:`PhotoResult` fields a stylize actor's row carries besides the outputs."""
+
+
+def _plan(ray, workers, separate_align) -> ResourcePlan:
+    """The actor pools for this cluster (:func:`plan_resources`, ``separate_align`` overriding it)."""
     resources = ray.cluster_resources()
     plan = plan_resources(resources, workers)
     if separate_align is not None:
@@ -258,6 +282,17 @@ def _dataset(ray, items, settings, workers, separate_align, batch_size):
     if plan.note:
         log.warning("ray: %s: %d stylize actor(s)", plan.note, plan.stylize_actors)
     log.info("ray: %s", plan)
+    return plan
+
+
+def _stylize_env(plan: ResourcePlan) -> dict[str, str]:
+    """Ray calls an actor on a worker thread: on CPUs, one glibc arena keeps the CPU memory policy in force
+    there (1024 px, one CPU: 64 s of stylizing a photo without it, 36 s in the local engine)."""
+    return {} if "num_gpus" in plan.stylize_resources else worker_env()
+
+
+def _dataset(ray, items, settings, plan: ResourcePlan, batch_size):
+    """The Ray Data pipeline: read → align (a pool, or none) → invert + stylize, planned from the cluster."""
     rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
     if plan.align_actors:
@@ -270,9 +305,7 @@ def _dataset(ray, items, settings, workers, separate_align, batch_size):
         )
     if batch_size is None:
         batch_size = GPU_BATCH_SIZE if "num_gpus" in plan.stylize_resources else 1
-    # Ray Data calls an actor on a worker thread: one glibc arena keeps the CPU memory policy in force
-    # there (1024 px, one CPU: 64 s of stylizing a photo without it, 36 s in the local engine)
-    env = {} if "num_gpus" in plan.stylize_resources else worker_env()
+    env = _stylize_env(plan)
     return dataset.map_batches(
         _RayStylizer,
         fn_constructor_kwargs={"settings": settings, "batch_size": batch_size},

@@ -378,6 +378,96 @@ def _pop_encoder_options(values: dict) -> dict[str, int]:
     return given
 
 
+def _video_specs() -> dict[type, dict[str, dict]]:
+    """``click.option`` settings of every video setting that is an option, by the config that owns it
+    (:class:`~jojogan.video.VideoConfig`, and the :class:`~jojogan.video.TrackConfig` and
+    :class:`~jojogan.video.EncodeSettings` it holds); defaults are read from the configs."""
+    from jojogan.video import LATENT_MODES, EncodeSettings, TrackConfig, VideoConfig
+
+    return {
+        VideoConfig: {
+            "latent": dict(
+                type=click.Choice(LATENT_MODES),
+                help="smooth: every frame inverted, codes smoothed over time within a shot; shot: one code "
+                "per face per shot; frame: raw per-frame codes (for comparison).",
+            ),
+            "chunk_frames": dict(
+                type=click.IntRange(min=1),
+                help="Frames per chunk of a video: the unit an interrupted run resumes at (and that the ray "
+                "engine spreads over its workers).",
+            ),
+            "batch_size": dict(
+                type=click.IntRange(min=1), help="Faces per encoder/generator batch (default: by device)."
+            ),
+            "report": dict(
+                is_flag=True,
+                help="Write a JSON report (OUT.json): counts, per-stage timings, the flicker and identity "
+                "figures.",
+            ),
+            "flicker_every": dict(
+                type=click.IntRange(min=0),
+                help="Measure flicker on the frame pairs starting on every N-th frame (1: all; 0: off).",
+            ),
+            "identity_frames": dict(
+                type=click.IntRange(min=1),
+                help="With --identity-net: frames of each face track whose identity is measured.",
+            ),
+        },
+        TrackConfig: {
+            "detect_every": dict(
+                type=click.IntRange(min=1),
+                help="Run the face detector on every N-th frame (and at each cut); follow faces between.",
+            ),
+            "alignment_workers": dict(
+                type=click.IntRange(min=0),
+                help="Processes that detect and follow faces (same tracks for any number); 0: one per CPU "
+                "but one, at most 4, and 1 for videos under 100 frames.",
+            ),
+        },
+        EncodeSettings: {
+            "codec": dict(
+                help="FFmpeg video encoder (libx264, libx265, libvpx-vp9, libsvtav1, mpeg4, ...)."
+            ),
+            "crf": dict(
+                type=click.FloatRange(min=0), help="Quality factor of the encoder (lower is better)."
+            ),
+            "preset": dict(
+                help="The encoder's speed preset (x264: ultrafast ... veryslow; default its own)."
+            ),
+        },
+    }  # fmt: skip
+
+
+VIDEO_SETTINGS = ("latent", "detect_every", "alignment_workers", "chunk_frames", "codec", "crf", "preset")
+"""The video settings of every command that writes videos (``video``, and ``batch`` for its videos)."""
+
+
+def video_options(*fields: str) -> Callable:
+    """Options for these video settings (``--field-name``; fields of ``VideoConfig`` or of the configs it
+    holds), declared once in :func:`_video_specs`, defaults read from the configs."""
+    specs = _video_specs()
+    options = []
+    for name in fields:
+        (owner,) = [config for config, named in specs.items() if name in named]
+        options.append(config_options(owner, {name: specs[owner][name]}))
+    return stack(*options)
+
+
+def video_config(values: dict, **given):
+    """One :class:`~jojogan.video.VideoConfig` from a command's keyword arguments, taking (and removing)
+    its options; ``given``: fields the command sets from options of its own (batch: ``batch_size``).
+
+    Raises:
+        click.UsageError: a value the config refuses, in its words.
+    """
+    from jojogan.video import EncodeSettings, TrackConfig, VideoConfig
+
+    values.update(given)
+    values["track"] = config_from_options(TrackConfig, values)
+    values["encode"] = config_from_options(EncodeSettings, values)
+    return config_from_options(VideoConfig, values)
+
+
 def identity_options(command: Callable) -> Callable:
     """--identity-net, --identity-weights and --no-identity: the identity figure of the results."""
     from jojogan.cli.identity import identity_net_options

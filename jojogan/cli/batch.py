@@ -10,6 +10,7 @@ from jojogan.batch import ENGINES
 from jojogan.batch.manifest import MANIFEST_NAME
 from jojogan.cli._options import (
     FINISHING,
+    VIDEO_SETTINGS,
     check_inputs_exist,
     codeformer_option,
     force_option,
@@ -18,6 +19,8 @@ from jojogan.cli._options import (
     model_options,
     stylize_config,
     stylize_options,
+    video_config,
+    video_options,
 )
 
 
@@ -45,12 +48,14 @@ from jojogan.cli._options import (
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Faces stylized together on the device [default: 1 on the CPU, 16 on CUDA]; above 1, outputs "
-    "equal single-photo ones within float tolerance, not byte for byte.",
+    help="Faces stylized together on the device [default: photos 1 on the CPU, 16 on CUDA; a video's "
+    "faces by device, as `jojogan video`]; above 1, outputs equal single-photo ones within float "
+    "tolerance, not byte for byte.",
 )
 @click.option("--address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else a local Ray).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--retry-errors", is_flag=True, help="Retry inputs that failed in an earlier run.")
+@video_options(*VIDEO_SETTINGS)
 @inversion_options
 @model_options
 @force_option
@@ -64,6 +69,9 @@ def batch(
     URIs of any filesystem pyarrow reads (file://, s3://, gs://, ...: the ray extra brings pyarrow). A bad
     photo is an error line in the manifest, not the end of the batch. Rerunning the same command skips
     photos already done with the same content and settings. Outputs are those of `jojogan stylize`.
+    Videos among the inputs are stylized as `jojogan video` does, with the video options below; an
+    interrupted batch resumes a half-done video from its last finished chunk, and --engine ray splits
+    each video's chunks over its workers.
     An output never replaces an input, and nothing in OUTPUT is taken as a photo; a rerun that would
     replace earlier outputs (other settings, changed photos) says so and stops unless --force.
 
@@ -78,7 +86,8 @@ def batch(
 
     # a FIFO or /dev/zero is refused here, before the settings' fingerprint would read it
     check_inputs_exist(style, *models.files, options.get("identity_weights"))
-    settings = BatchSettings(style=style, config=stylize_config(options), models=models)
+    video = video_config(options, batch_size=batch_size)  # --batch-size batches a video's faces too
+    settings = BatchSettings(style=style, config=stylize_config(options), models=models, video=video)
     report = stylize_many(
         inputs, settings, output, engine=engine, workers=workers, batch_size=batch_size, address=address,
         progress=not no_progress, retry_errors=retry_errors, force=force,

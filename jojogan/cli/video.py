@@ -7,111 +7,26 @@ from pathlib import Path
 import click
 
 from jojogan.cli._options import (
+    VIDEO_SETTINGS,
     check_alpha_length,
     check_inputs_exist,
     claim_outputs,
     codeformer_option,
-    config_from_options,
-    config_options,
     encoder_settings,
     force_option,
     model_options,
     output_file_option,
     pipeline,
-    stack,
     stylize_config,
     stylize_options,
+    video_config,
+    video_options,
 )
 from jojogan.cli.identity import identity_net_options
 from jojogan.cli.stylize import style_option
 from jojogan.video.io import CONTAINERS
 
 __all__ = ["video"]
-
-
-def _video_options(command):
-    """The video's own settings, from :class:`~jojogan.video.VideoConfig` and the configs it holds."""
-    from jojogan.video import LATENT_MODES, EncodeSettings, TrackConfig, VideoConfig
-
-    return stack(
-        config_options(
-            VideoConfig,
-            {
-                "latent": dict(
-                    type=click.Choice(LATENT_MODES),
-                    help="smooth: every frame inverted, codes smoothed over time within a shot; shot: one "
-                    "code per face per shot; frame: raw per-frame codes (for comparison).",
-                ),
-                "batch_size": dict(
-                    type=click.IntRange(min=1), help="Faces per encoder/generator batch (default: by device)."
-                ),
-                "chunk_frames": dict(
-                    type=click.IntRange(min=1),
-                    help="Frames per chunk: the unit an interrupted run resumes at.",
-                ),
-            },
-        ),
-        config_options(
-            TrackConfig,
-            {
-                "detect_every": dict(
-                    type=click.IntRange(min=1),
-                    help="Run the face detector on every N-th frame (and at each cut); follow faces between.",
-                ),
-                "alignment_workers": dict(
-                    type=click.IntRange(min=0),
-                    help="Processes that detect and follow faces (same tracks for any number); 0: one per "
-                    "CPU but one, at most 4, and 1 for videos under 100 frames.",
-                ),
-            },
-        ),
-        config_options(
-            EncodeSettings,
-            {
-                "codec": dict(
-                    help="FFmpeg video encoder (libx264, libx265, libvpx-vp9, libsvtav1, mpeg4, ...)."
-                ),
-                "crf": dict(
-                    type=click.FloatRange(min=0), help="Quality factor of the encoder (lower is better)."
-                ),
-                "preset": dict(
-                    help="The encoder's speed preset (x264: ultrafast ... veryslow; default its own)."
-                ),
-            },
-        ),
-    )(command)
-
-
-def _figure_options(command):
-    """The run's figures and report, from :class:`~jojogan.video.VideoConfig`."""
-    from jojogan.video import VideoConfig
-
-    return config_options(
-        VideoConfig,
-        {
-            "report": dict(
-                is_flag=True,
-                help="Write a JSON report (OUT.json): counts, per-stage timings, the flicker and identity "
-                "figures.",
-            ),
-            "flicker_every": dict(
-                type=click.IntRange(min=0),
-                help="Measure flicker on the frame pairs starting on every N-th frame (1: all; 0: off).",
-            ),
-            "identity_frames": dict(
-                type=click.IntRange(min=1),
-                help="With --identity-net: frames of each face track whose identity is measured.",
-            ),
-        },
-    )(command)
-
-
-def _video_config(values: dict):
-    from jojogan.video import EncodeSettings, TrackConfig, VideoConfig
-
-    values["track"] = config_from_options(TrackConfig, values)
-    values["encode"] = config_from_options(EncodeSettings, values)
-    return config_from_options(VideoConfig, values)
 
 
 @click.command()
@@ -130,8 +45,7 @@ def _video_config(values: dict):
 )
 @stylize_options("match_colour", "cleanup", "fidelity", "restore_input")
 @identity_net_options(None)
-@_figure_options
-@_video_options
+@video_options("report", "flicker_every", "identity_frames", *VIDEO_SETTINGS, "batch_size")
 @click.option("--restart", is_flag=True, help="Start over instead of resuming an interrupted run's chunks.")
 @codeformer_option
 @stylize_options("inversion", "distance", "inversion_steps", "max_pixels")
@@ -160,17 +74,18 @@ def video(source, style, output, force, restart, models, **settings):
     from jojogan.video import video_settings
 
     config = stylize_config(settings)
-    video_config = _video_config(settings)
+    clip_settings = video_config(settings)
     check_inputs_exist(source, style, *models.files)
     report = output.with_name(output.name + ".json")
-    claim_outputs([source, style, *models.files], [output] + ([report] if video_config.report else []), force)
+    outputs = [output] + ([report] if clip_settings.report else [])
+    claim_outputs([source, style, *models.files], outputs, force)
     pipe = pipeline(models, config.distance)
     config = video_settings(pipe, config)
     check_alpha_length(config.alpha, pipe.load_style(style).generator)
     if config.cleaner_runs:
         pipe.cleaner(config.cleaner)  # a missing cleaner file fails before any frame
     result = pipe.stylize_video(
-        source, output, style, config, video_config, resume=not restart, show_progress=True
+        source, output, style, config, clip_settings, resume=not restart, show_progress=True
     )
     facts = result.report
     click.echo(
@@ -179,7 +94,7 @@ def video(source, style, output, force, restart, models, **settings):
     )
     if facts["corrupt_frames_skipped"]:
         click.echo(f"skipped {facts['corrupt_frames_skipped']} corrupt frame(s)", err=True)
-    click.echo(_flicker_line(result.flicker, config.paste, video_config.flicker_every))
+    click.echo(_flicker_line(result.flicker, config.paste, clip_settings.flicker_every))
     if result.identity is not None:
         from jojogan.video.figures import identity_line
 

@@ -347,16 +347,20 @@ def _geometry(book: CodeBook, track: FaceTrack, row: int, source_size, placehold
 
 
 @dataclass
-class _Chunk:
-    """What rendering one chunk needs besides its frames."""
+class ChunkFaces:
+    """What rendering one chunk needs besides its frames: the final code ``[1, n_latent, style_dim]``
+    and colour target of each face by (track, frame), from its neighbours too (:func:`chunk_faces`)."""
 
     codes: dict[tuple[int, int], torch.Tensor]
     colours: dict[tuple[int, int], np.ndarray]
     placeholder: Image.Image
 
 
-def _chunk_faces(pipe, info: VideoInfo, plan: Plan, book: CodeBook, start, end, config, video) -> _Chunk:
-    """The final code (and colour target) of every face in frames ``[start, end)``."""
+def chunk_faces(
+    size: int, info: VideoInfo, plan: Plan, book: CodeBook, start, end, config, video
+) -> ChunkFaces:
+    """The final code (and colour target) of every face in frames ``[start, end)``, for a ``size`` px
+    generator (reads the raw codes of the neighbouring chunks that the latent mode's window reaches)."""
     times = plan.table.seconds(info.time_base)
     spf = float(1 / info.fps)
     codes, colours = {}, {}
@@ -377,7 +381,7 @@ def _chunk_faces(pipe, info: VideoInfo, plan: Plan, book: CodeBook, start, end, 
                 video.colour_sigma * spf,
             )
             colours.update({(number, f): target for f, target in zip(frames, targets, strict=True)})
-    return _Chunk(codes, colours, Image.new("RGB", (pipe.size, pipe.size)))
+    return ChunkFaces(codes, colours, Image.new("RGB", (size, size)))
 
 
 def render_chunk(
@@ -393,6 +397,7 @@ def render_chunk(
     writer: SegmentWriter,
     timings: Timings | None = None,
     progress=None,
+    faces: ChunkFaces | None = None,
 ) -> None:
     """Stylize, paste and encode frames ``[start, end)`` into ``writer`` (an open segment).
 
@@ -404,10 +409,13 @@ def render_chunk(
         config: the stylize settings (filled in by ``pipe.settings``). video: the video settings.
         writer: the chunk's open :class:`~jojogan.video.io.SegmentWriter`.
         timings, progress: stage timings to add to, a tqdm bar to advance per frame.
+        faces: the chunk's :func:`chunk_faces`, when they were computed elsewhere (once, centrally).
     """
     timings = timings or Timings()
-    chunk = _chunk_faces(pipe, info, plan, book, start, end, config, video)
-    batch = _batch_size(pipe, video)
+    chunk = (
+        faces if faces is not None else chunk_faces(pipe.size, info, plan, book, start, end, config, video)
+    )
+    batch = face_batch(pipe, video)
     waiting, faces = [], 0
     for frame in timings.iterate("decode", read_frames(info, start, end, plan.table)):
         waiting.append(frame)
@@ -461,7 +469,7 @@ def _output_frame(image: np.ndarray, faces: list, config: StylizeConfig, video: 
     return np.asarray(paste_faces(image, faces, feather=video.feather))
 
 
-def _batch_size(pipe, video: VideoConfig) -> int:
+def face_batch(pipe, video: VideoConfig) -> int:
     if video.batch_size is not None:
         return video.batch_size
     return DEFAULT_BATCH.get(torch.device(pipe.device).type, DEFAULT_BATCH["cpu"])
@@ -493,10 +501,10 @@ def video_settings(pipe, config: StylizeConfig | None = None, **overrides) -> St
     return config
 
 
-def _check(pipe, src, out, style, config: StylizeConfig, video: VideoConfig):
+def check_video(pipe, src, out, style, config: StylizeConfig, video: VideoConfig):
     """Every check that needs no frame decoded beyond the first: the input, the output, the style."""
     info = probe(src, config.max_pixels)
-    written = info if config.paste else _face_video(info, pipe.size)
+    written = info if config.paste else face_video(info, pipe.size)
     output = check_output(written, out, video.encode)
     loaded = pipe.load_style(style)
     check_alpha(config.alpha, loaded.generator.num_styles)
@@ -504,21 +512,17 @@ def _check(pipe, src, out, style, config: StylizeConfig, video: VideoConfig):
     return info, written, output, loaded
 
 
-def _face_video(info: VideoInfo, size: int) -> VideoInfo:
+def face_video(info: VideoInfo, size: int) -> VideoInfo:
     """What is written without paste: the stylized faces, ``size`` square, upright."""
     return dataclasses.replace(info, width=size, height=size, orientation=Orientation())
 
 
-def _record(pipe, info: VideoInfo, loaded, config: StylizeConfig, video: VideoConfig) -> dict:
+def run_record(pipe, info: VideoInfo, loaded, config: StylizeConfig, video: VideoConfig) -> dict:
     """What identifies a run's output: its input, style, base and every setting that changes frames."""
     from jojogan import __version__
     from jojogan.fileio import file_sha256
 
     stat = info.path.stat()
-    settings = dataclasses.asdict(video)
-    for unused in ("report", "flow_size", "flicker_every", "identity_frames"):  # figures, not frames
-        settings.pop(unused)
-    settings["track"].pop("alignment_workers")  # how many processes track: the same tracks
     stylize = dataclasses.replace(config, identity=None, identity_weights=None)  # a figure, not frames
     return {
         "version": __version__,
@@ -527,11 +531,26 @@ def _record(pipe, info: VideoInfo, loaded, config: StylizeConfig, video: VideoCo
         "base": pipe.base_sha256(),
         "size": pipe.size,
         "stylize": dataclasses.asdict(stylize),
-        "video": settings,
+        "video": frame_settings(video),
     }
 
 
-def _tracks(
+FIGURE_SETTINGS = ("report", "flow_size", "flicker_every", "identity_frames")
+"""The video settings that change what is measured and reported, never a frame."""
+
+
+def frame_settings(video: VideoConfig) -> dict:
+    """The video settings that can change the frames written, as a dict (what identifies a run's output
+    beside the stylize settings): every field but :data:`FIGURE_SETTINGS` and the tracker's
+    ``alignment_workers`` (the same tracks for any number)."""
+    settings = dataclasses.asdict(video)
+    for name in FIGURE_SETTINGS:
+        settings.pop(name)
+    settings["track"].pop("alignment_workers")
+    return settings
+
+
+def track_faces(
     info: VideoInfo, face, video: VideoConfig, store: ChunkStore, timings: Timings, show: bool
 ) -> Plan:
     """The face tracks: from the store, or from one pass over the video (then stored)."""
@@ -557,7 +576,7 @@ def _advancing(items: Iterable, bar) -> Iterator:
         bar.update(1)
 
 
-def _chunks(count: int, size: int) -> list[tuple[int, int]]:
+def chunk_ranges(count: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
@@ -582,7 +601,7 @@ class _Run:
 def _run_chunks(run: _Run) -> int:
     """Steps 3 and 4 over every chunk not already in the store; returns how many were found done."""
     store, table = run.store, run.plan.table
-    chunks = _chunks(len(table), run.video.chunk_frames)
+    chunks = chunk_ranges(len(table), run.video.chunk_frames)
     book = CodeBook(lambda c: store.read_tensors(store.codes_path(c)), run.video.chunk_frames)
     done = 0
     for stage, path, desc in (
@@ -603,7 +622,7 @@ def _run_chunks(run: _Run) -> int:
 
 def _run_chunk(run: _Run, stage: str, number: int, start: int, end: int, book: CodeBook, bar) -> None:
     if stage == "codes":
-        batch = _batch_size(run.pipe, run.video)
+        batch = face_batch(run.pipe, run.video)
         codes = invert_chunk(run.pipe, run.info, run.plan, start, end, run.config, batch, run.timings, bar)
         run.store.write_tensors(run.store.codes_path(number), codes.tensors())
         return
@@ -655,13 +674,13 @@ def stylize_video(
     started = time.perf_counter()
     # 1. check everything that can be checked before any work
     config = video_settings(pipe, config, **overrides)
-    info, written, output, loaded = _check(pipe, src, out, style, config, video)
-    store = ChunkStore(out, _record(pipe, info, loaded, config, video))
+    info, written, output, loaded = check_video(pipe, src, out, style, config, video)
+    store = ChunkStore(out, run_record(pipe, info, loaded, config, video))
     store.open(resume)
     timings = Timings()
     # 2. the face tracks
     try:
-        plan = _tracks(info, config.face, video, store, timings, show_progress)
+        plan = track_faces(info, config.face, video, store, timings, show_progress)
     except JojoganError:
         store.remove()
         raise
@@ -676,7 +695,7 @@ def stylize_video(
 
 def _finish(run: _Run, resumed: int, started: float) -> VideoResult:
     """Join the segments into the output, measure the figures, write the report, clear the store."""
-    chunks = len(_chunks(len(run.plan.table), run.video.chunk_frames))
+    chunks = len(chunk_ranges(len(run.plan.table), run.video.chunk_frames))
     with run.timings("join"):
         segments = [run.store.segment_path(n) for n in range(chunks)]
         join_segments(run.written, run.output, run.plan.table, segments)
@@ -763,9 +782,11 @@ def _render_samples(run: _Run, book: CodeBook, crops: dict[tuple[int, int], Alig
     keys = sorted(crops)
     faces = []
     for track, frame in keys:
-        codes = _chunk_faces(run.pipe, run.info, run.plan, book, frame, frame + 1, config, run.video).codes
+        codes = chunk_faces(
+            run.pipe.size, run.info, run.plan, book, frame, frame + 1, config, run.video
+        ).codes
         faces.append(Face(f"frame {frame}", crops[(track, frame)], codes[(track, frame)], config.inversion))
-    batch, images = _batch_size(run.pipe, run.video), []
+    batch, images = face_batch(run.pipe, run.video), []
     for start in range(0, len(faces), batch):
         images += run.pipe.render_many(faces[start : start + batch], run.style, config=config)
     return dict(zip(keys, images, strict=True))

@@ -2,7 +2,9 @@
 
 For ``OUT`` the store is the hidden folder ``.OUT.jojogan-video`` beside it. It holds ``run.json`` (the
 fingerprint of the run: input, style, base, settings), the face tracks (``plan.npz``), each chunk's raw
-codes (``codes-NNNNN.safetensors``) and each chunk's encoded video (``segment-NNNNN.nut``). Every file is
+codes (``codes-NNNNN.safetensors``), each chunk's encoded video (``segment-NNNNN.nut``) and, when the run
+is split over workers (:mod:`jojogan.video.chunks`), each chunk's final codes
+(``final-NNNNN.safetensors``). Every file is
 written atomically, so a file that exists is complete. A run whose fingerprint matches continues from
 there; any other run starts the store afresh. The store is removed once the output is written.
 """
