@@ -92,8 +92,8 @@ large machine)."""
 
 AUTO_MIN_FRAMES = 100
 """Shorter videos are tracked in one process when ``alignment_workers=0``: starting the pool (spawned
-processes loading dlib's models) took 2.6 s on the 2-CPU test machine, what tracking about 20 frames of
-720p costs there (``benchmarks/video_alignment.py``)."""
+processes loading dlib's models) took 2.4-6 s on the shared 2-CPU test machine, what tracking 15-40
+frames of 960x720 costs there (``benchmarks/video_alignment.py``)."""
 
 
 @dataclass(frozen=True)
