@@ -208,8 +208,8 @@ def test_the_command_line_prints_flicker_and_identity(tmp_path, monkeypatch):
         lines[1].startswith("flicker vs the input (1.0 = as steady): face ")
         and "1 frame pair in 4" in lines[1]
     )
-    assert lines[2].startswith("identity (dlib: same person below euclidean 0.6, from dlib's documentation")
-    assert "track 0 not the same person, median " in lines[2] and "2 frames)" in lines[2]
+    assert lines[2].startswith("identity (dlib): track 0 not the same person, median ")
+    assert "2 frames)" in lines[2] and "[same person at distance below 0.6; threshold: dlib's" in lines[2]
     assert not (tmp_path / "out.mp4.json").exists()  # no --report: no file
     plain_args = [*args[:8], "--chunk-frames", "8", "-o", tmp_path / "b.mp4", "--no-paste"]
     plain = CliRunner().invoke(main, [str(a) for a in plain_args])

@@ -185,18 +185,18 @@ def track_identity(
 
 
 def identity_line(records: Sequence[dict]) -> str:
-    """The identity records as one line: the network's rule and its source, then each track's verdict
-    with the median, min and max of its sampled frames' scores."""
+    """The identity records as one line: each track's verdict with the median, min and max of its sampled
+    frames' scores, then the network's rule and where its threshold comes from."""
     if not records:
         return "identity: no face track was sampled"
     rule = records[0]["verdict"]
-    side = "at or above" if rule["metric"] == "cosine" else "below"
+    side = "cosine at or above" if rule["metric"] == "cosine" else "distance below"
     tracks = "; ".join(
         f"track {r['track']} {'same person' if r['verdict']['same_person'] else 'not the same person'}, "
         f"median {r['median']:.3f} (min {r['min']:.3f}, max {r['max']:.3f}, {len(r['frames'])} frames)"
         for r in records
     )
     return (
-        f"identity ({rule['network']}: same person {side} {rule['metric']} {rule['threshold']:g}, from "
-        f"{rule['source']}): {tracks}"
+        f"identity ({rule['network']}): {tracks} [same person at {side} {rule['threshold']:g}; "
+        f"threshold: {rule['source']}]"
     )
