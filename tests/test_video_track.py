@@ -159,9 +159,30 @@ def test_alignment_workers_setting():
     assert TrackConfig(alignment_workers=1).workers() == 1
     from jojogan.video.track import AUTO_MIN_FRAMES, AUTO_WORKERS, usable_cpus
 
-    auto = max(1, min(AUTO_WORKERS, usable_cpus() - 1))
-    assert TrackConfig().workers() == TrackConfig().workers(AUTO_MIN_FRAMES) == auto
-    assert TrackConfig().workers(AUTO_MIN_FRAMES - 1) == 1  # a short video: the pool costs more than it saves
+    assert TrackConfig().workers(10_000) == 1  # the default: in this process
+    auto = TrackConfig(alignment_workers=0)
+    assert auto.workers() == auto.workers(AUTO_MIN_FRAMES) == max(1, min(AUTO_WORKERS, usable_cpus() - 1))
+    assert auto.workers(AUTO_MIN_FRAMES - 1) == 1  # a short video: the pool costs more than it saves
     assert TrackConfig(alignment_workers=2).workers(10) == 2
     with pytest.raises(ValueError, match="alignment_workers must be >= 0"):
         TrackConfig(alignment_workers=-1)
+
+
+def test_a_dead_alignment_worker_is_one_line(story, monkeypatch):
+    """A worker process that dies (as in a script without a __main__ guard) ends tracking with one line
+    that says what to do, not a traceback of the pool."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from jojogan.errors import JojoganError
+    from jojogan.video import track
+
+    def dying(workers):
+        context = track.mp.get_context("spawn")
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=os._exit, initargs=(3,))
+
+    monkeypatch.setattr(track, "_pool", dying)
+    clip = story[0]
+    with pytest.raises(JojoganError, match="alignment worker process died") as caught:
+        _plan(clip.path, face="all", alignment_workers=2)
+    assert "\n" not in str(caught.value) and "alignment_workers=1" in str(caught.value)

@@ -420,8 +420,8 @@ def _video_specs() -> dict[type, dict[str, dict]]:
             ),
             "alignment_workers": dict(
                 type=click.IntRange(min=0),
-                help="Processes that detect and follow faces (same tracks for any number); 0: one per CPU "
-                "but one, at most 4, and 1 for videos under 100 frames.",
+                help="Processes that detect and follow faces (same tracks for any number; 1: none); 0: one "
+                "per CPU but one, at most 4, and none for videos under 100 frames.",
             ),
         },
         EncodeSettings: {

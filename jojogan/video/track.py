@@ -49,6 +49,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,7 +114,9 @@ class TrackConfig:
         centre_sigma, size_sigma, landmark_sigma: Gaussian widths, in frames of the average rate.
         alignment_workers: processes that detect and follow faces (runs of frames from one detection to
             the next go to them in parallel; the tracks are the same for any number); 1: in this
-            process; 0: :data:`AUTO_WORKERS` at most, one CPU left for decoding.
+            process; 0: one per CPU but one, at most :data:`AUTO_WORKERS` (see :meth:`workers`). The
+            processes are spawned, so a script that asks for them keeps its work under
+            ``if __name__ == "__main__":``, as for any ``multiprocessing`` pool.
     """
 
     detect_every: int = 1
@@ -126,7 +129,7 @@ class TrackConfig:
     centre_sigma: float = 0.5
     size_sigma: float = 1.0
     landmark_sigma: float = 2.0
-    alignment_workers: int = 0
+    alignment_workers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("detect_every", "min_track"):
@@ -370,16 +373,22 @@ def _observe(
         for run in runs:
             yield from _joined(run, observe_run([f.image for f, _ in run], config))
         return
-    with _pool(workers) as pool:
-        pending: deque = deque()
-        for run in runs:
-            pending.append((run, pool.submit(observe_run, [f.image for f, _ in run], config)))
-            if len(pending) >= 2 * workers:
+    try:
+        with _pool(workers) as pool:
+            pending: deque = deque()
+            for run in runs:
+                pending.append((run, pool.submit(observe_run, [f.image for f, _ in run], config)))
+                if len(pending) >= 2 * workers:
+                    run, done = pending.popleft()
+                    yield from _joined(run, done.result())
+            while pending:
                 run, done = pending.popleft()
                 yield from _joined(run, done.result())
-        while pending:
-            run, done = pending.popleft()
-            yield from _joined(run, done.result())
+    except BrokenProcessPool as error:
+        raise JojoganError(
+            f"an alignment worker process died ({error}); a script that starts them needs its work under "
+            "if __name__ == '__main__':, or set alignment_workers=1 (--alignment-workers 1)"
+        ) from error
 
 
 def _joined(run: list[tuple[Frame, bool]], faces: list[list[_Seen]]) -> Iterator[tuple[Frame, bool, list]]:
