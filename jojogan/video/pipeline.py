@@ -132,7 +132,8 @@ class VideoResult:
     @property
     def flicker(self) -> dict | None:
         """Per region (``face``, ``seam``): the warping error of the output and of the input, their
-        ``ratio`` (1.0: as steady as the input) and the pairs measured; ``None`` without paste."""
+        ``ratio`` (1.0: as steady as the input) and the pairs measured; ``None`` without paste or with
+        ``flicker_every=0``."""
         return self.report["flicker"]
 
     @property
