@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
 import time
+from fractions import Fraction
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+SHARED = Path(os.environ.get("JOJOGAN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+"""The shared test data (photos)."""
 
 
 def arg_parser(doc: str | None) -> argparse.ArgumentParser:
@@ -109,3 +115,51 @@ def report(
         for key, value in result.items():
             print(f"{key:>20}: {value}")
     emit(result)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def camera_clip(path: Path, frames: int, width: int, height: int) -> Path:
+    """A camera path with hand shake over the shared face photo (``$JOJOGAN_SHARED``), H.264 + AAC."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(SHARED / "images" / "jojogan" / "test_input" / "iu.jpeg") as photo:
+        photo = photo.convert("RGB")
+    scale = 1.3 * height / photo.height
+    centre = np.array([photo.width / 2, photo.height * 0.5])
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream("aac", rate=44100, layout="mono")
+        for i in range(frames):
+            t = i / max(frames - 1, 1)
+            turn = np.deg2rad(3 * np.sin(2 * t))
+            zoom = scale * (0.9 + 0.1 * t)
+            linear = zoom * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+            shift = np.array([width / 2 + 30 * t - 15, height / 2]) + rng.normal(0, 1.5, 2)
+            matrix = np.linalg.inv(np.vstack([np.c_[linear, shift - linear @ centre], [0, 0, 1]]))
+            image = photo.transform((width, height), Image.Transform.AFFINE, tuple(matrix[:2].ravel()))
+            frame = av.VideoFrame.from_ndarray(np.asarray(image), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        samples = np.sin(2 * np.pi * 440 * np.arange(int(44100 * frames / 30)) / 44100).astype(np.float32)
+        tone = av.AudioFrame.from_ndarray(0.3 * samples[None], format="flt", layout="mono")
+        tone.sample_rate, tone.pts, tone.time_base = 44100, 0, Fraction(1, 44100)
+        for packet in [*audio.encode(tone), *audio.encode()]:
+            container.mux(packet)
+    return path

@@ -2,4 +2,5 @@
 
 from jojogan.cli import main
 
-main()
+if __name__ == "__main__":  # a spawned worker process (the alignment workers) imports this module too
+    main()

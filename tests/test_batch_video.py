@@ -76,6 +76,8 @@ def test_a_video_is_one_job_with_every_frame_and_the_sound(first_run):
     assert clip["status"] == "ok" and clip["error"] is None, clip
     assert clip["outputs"] == ["clip_styled.mov"]  # a .mov holds H.264: the container is kept
     assert clip["frames"] == FRAMES and clip["seconds"] > 0 and clip["faces"] == 1
+    # a video's identity: its one face track's verdict (the median of its sampled frames, by dlib's rule)
+    assert [(v["network"], v["threshold"]) for v in clip["identity"]] == [("dlib", 0.6)]
     info = vio.probe(outdir / "clip_styled.mov")
     assert len(list(vio.read_frames(info))) == FRAMES
     with av.open(str(outdir / "clip_styled.mov")) as container:

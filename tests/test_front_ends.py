@@ -225,9 +225,18 @@ def test_the_commands_defaults_are_the_configs(command, tmp_path):
 
 # The video settings each command that writes videos takes as options (batch: for the videos among its
 # inputs; its --batch-size batches the photos' faces too).
+SHARED_VIDEO_OPTIONS = {
+    "latent",
+    "detect_every",
+    "alignment_workers",
+    "chunk_frames",
+    "codec",
+    "crf",
+    "preset",
+}
 VIDEO_OPTIONS = {
-    "video": {"latent", "detect_every", "chunk_frames", "codec", "crf", "preset", "batch_size", "report"},
-    "batch": {"latent", "detect_every", "chunk_frames", "codec", "crf", "preset", "batch_size"},
+    "video": SHARED_VIDEO_OPTIONS | {"batch_size", "report", "flicker_every", "identity_frames"},
+    "batch": SHARED_VIDEO_OPTIONS | {"batch_size"},
 }
 
 # Video settings that are no command's option, each with why (Python takes them).
@@ -271,9 +280,12 @@ def test_every_video_setting_is_an_option_or_accounted_for(command):
     fields = set(_video_fields())
     assert fields & params == VIDEO_OPTIONS[command]
     left = fields - params
-    why = (
-        {"report": "a batch writes nothing beside its outputs but the manifest"} if command == "batch" else {}
-    )
+    why = {
+        "report": "a batch writes nothing beside its outputs but the manifest",
+        "flicker_every": "a batch's manifest records no flicker figure (not measured there)",
+        "identity_frames": "a batch's identity verdicts sample the default number of frames",
+    }
+    why = why if command == "batch" else {}
     assert left == set(VIDEO_NOT_OPTIONS) | set(why)
 
 
@@ -320,3 +332,38 @@ def test_the_batchs_video_options_reach_its_videos(tmp_path, monkeypatch):
     )  # fmt: skip
     refused = CliRunner().invoke(cli, args + ["--chunk-frames", "0"])
     assert refused.exit_code == 2 and "Traceback" not in refused.output and "chunk-frames" in refused.output
+
+
+# Options of ``jojogan video`` that feed neither a stylize nor a video setting, each with what it is for.
+VIDEO_NOT_CONFIG = {
+    "source": "the video",
+    "style": "the style file",
+    "output": "the output video",
+    "force": "replacing the output",
+    "restart": "starting over instead of resuming",
+    "codeformer": "a weights file",
+    "base": "a weights file",
+    "e4e": "a weights file",
+    "device": "where models run",
+    "domain": "the base's domain profile",
+    "aligner": "another aligner than the domain's",
+}
+
+
+def test_every_video_command_option_is_a_setting_or_accounted_for(tmp_path):
+    """``jojogan video``'s options are StylizeConfig fields (the identity network among them), video
+    settings (the alignment workers a TrackConfig field), or listed above; given none, the stylize
+    settings are the configs' with paste and without an identity figure (measured only when asked)."""
+    from jojogan.inversion.encoders import encoder_options
+    from jojogan.video import TrackConfig
+
+    command = cli.commands["video"]
+    params = {param.name for param in command.params}
+    stylize = {STYLIZE_OPTION_NAMES.get(item.name, item.name) for item in dataclasses.fields(StylizeConfig)}
+    stylize |= {option.flag.replace("-", "_") for option in encoder_options().values()}
+    assert params - stylize - VIDEO_OPTIONS["video"] == set(VIDEO_NOT_CONFIG)
+    assert {"identity_net", "identity_weights"} <= params and "no_identity" not in params
+    assert "alignment_workers" in {item.name for item in dataclasses.fields(TrackConfig)}
+    (tmp_path / "style.pt").write_bytes(b"")
+    args = ["clip.mp4", "--style", str(tmp_path / "style.pt"), "-o", str(tmp_path / "out.mp4")]
+    assert stylize_config(dict(command.make_context("video", args).params)) == StylizeConfig(paste=True)

@@ -122,3 +122,67 @@ def test_following_faces_between_detections_keeps_the_tracks(story):
     assert [t.frames.tolist() for t in sparse.tracks] == [t.frames.tolist() for t in every.tracks]
     for dense, followed in zip(every.tracks, sparse.tracks, strict=True):
         assert np.abs(dense.quads - followed.quads).max() < 1.5  # measured: 0.57 px
+
+
+def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
+    """Runs of frames (a detection and the frames followed after it) go to a pool of processes; the
+    tracks are the same, array for array, as in one process, with and without following."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from jojogan.video import track
+
+    clip, every, _ = story
+    submitted = []
+
+    class Counted(ProcessPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            submitted.append(len(args[0]))
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(
+        track, "_pool", lambda workers: Counted(workers, mp_context=track.mp.get_context("spawn"))
+    )
+    for detect_every, serial in ((1, every), (3, _plan(clip.path, face="all", detect_every=3)[1])):
+        submitted.clear()
+        _, pooled = _plan(clip.path, face="all", detect_every=detect_every, alignment_workers=2)
+        assert sum(submitted) == len(clip.kinds) and len(submitted) > 1  # every frame went to the pool
+        if detect_every == 3:
+            assert max(submitted) == 3  # a detection and the two frames followed after it
+        ours, theirs = serial.to_arrays(), pooled.to_arrays()
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            assert np.array_equal(ours[name], theirs[name]), name
+
+
+def test_alignment_workers_setting():
+    assert TrackConfig(alignment_workers=3).workers() == 3
+    assert TrackConfig(alignment_workers=1).workers() == 1
+    from jojogan.video.track import AUTO_MIN_FRAMES, AUTO_WORKERS, usable_cpus
+
+    assert TrackConfig().workers(10_000) == 1  # the default: in this process
+    auto = TrackConfig(alignment_workers=0)
+    assert auto.workers() == auto.workers(AUTO_MIN_FRAMES) == max(1, min(AUTO_WORKERS, usable_cpus() - 1))
+    assert auto.workers(AUTO_MIN_FRAMES - 1) == 1  # a short video: the pool costs more than it saves
+    assert TrackConfig(alignment_workers=2).workers(10) == 2
+    with pytest.raises(ValueError, match="alignment_workers must be >= 0"):
+        TrackConfig(alignment_workers=-1)
+
+
+def test_a_dead_alignment_worker_is_one_line(story, monkeypatch):
+    """A worker process that dies (as in a script without a __main__ guard) ends tracking with one line
+    that says what to do, not a traceback of the pool."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from jojogan.errors import JojoganError
+    from jojogan.video import track
+
+    def dying(workers):
+        context = track.mp.get_context("spawn")
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=os._exit, initargs=(3,))
+
+    monkeypatch.setattr(track, "_pool", dying)
+    clip = story[0]
+    with pytest.raises(JojoganError, match="alignment worker process died") as caught:
+        _plan(clip.path, face="all", alignment_workers=2)
+    assert "\n" not in str(caught.value) and "alignment_workers=1" in str(caught.value)

@@ -80,15 +80,19 @@ class BatchSettings:
 
         Moving or renaming a weights file keeps the fingerprint; changing its contents changes it. The
         device is part of it: CPU and GPU results differ in the last bits. With ``video``, the fingerprint
-        of a video's line: the video settings count too where they are not the defaults (a photo's line
-        never depends on them, and a batch with the default video settings keeps the photos' fingerprint).
+        of a video's line: the video settings that change frames count too where they are not the defaults
+        (:func:`jojogan.video.pipeline.frame_settings`; a photo's line never depends on them, and a batch
+        with the default video settings keeps the photos' fingerprint).
         """
         if video not in self._fingerprint:
             values = {"style": _content(self.style)}
             for part in (self.models, self.config):
                 values |= {item.name: _content(getattr(part, item.name)) for item in dataclasses.fields(part)}
-            if video and self.video is not None and self.video != _default_video():
-                values["video"] = dataclasses.asdict(self.video)
+            if video and self.video is not None:
+                from jojogan.video.pipeline import frame_settings
+
+                if frame_settings(self.video) != frame_settings(_default_video()):
+                    values["video"] = frame_settings(self.video)
             blob = json.dumps(values, sort_keys=True, default=str).encode()
             self._fingerprint[video] = hashlib.sha256(blob).hexdigest()
         return self._fingerprint[video]
@@ -108,7 +112,8 @@ class PhotoResult:
     Attributes:
         outputs: (name relative to the output folder, encoded PNG bytes) pairs; empty on error.
         faces: faces stylized.
-        identity: one score per face as :meth:`IdentityScore.to_dict` (empty when not measured).
+        identity: one score per face as :meth:`IdentityScore.to_dict` (empty when not measured); for a
+            video one per face track, the median of its sampled frames judged by the network's rule.
         error: one readable line, or ``None``.
         seconds: the workers' time for the photo (alignment included).
         align_seconds: the part of ``seconds`` spent aligning (the stage that may run elsewhere).
@@ -375,13 +380,15 @@ class Stylizer:
             made.parent.mkdir(parents=True, exist_ok=True)
             # afterwards the file goes, and the folders left empty (a failed video's chunks stay)
             stack.callback(clear_workspace, made, self.workdir)
-        video = self.settings.video
+        # the manifest records each face track's identity verdict but no flicker figure: not measured
+        video = dataclasses.replace(self.settings.video or _default_video(), flicker_every=0)
         done = self.pipe.stylize_video(path, made, self.settings.style, self.settings.config, video)
         data = done.path.read_bytes()
-        chunks = -(-done.report["frames"] // (video or _default_video()).chunk_frames)
+        chunks = -(-done.report["frames"] // video.chunk_frames)
         resumed = done.report["chunks_resumed"]  # files: each chunk's codes and its segment
         return PhotoResult(
             outputs=[(name, data)], faces=done.report.get("tracks", 0), frames=done.report["frames"],
+            identity=[track["verdict"] for track in done.identity or []],
             chunks=chunks, chunks_resumed=resumed, chunk_workers=int(resumed < 2 * chunks),
         )  # fmt: skip
 

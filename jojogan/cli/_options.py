@@ -400,13 +400,28 @@ def _video_specs() -> dict[type, dict[str, dict]]:
                 type=click.IntRange(min=1), help="Faces per encoder/generator batch (default: by device)."
             ),
             "report": dict(
-                is_flag=True, help="Measure flicker and write a JSON report (OUT.json) with stage timings."
+                is_flag=True,
+                help="Write a JSON report (OUT.json): counts, per-stage timings, the flicker and identity "
+                "figures.",
+            ),
+            "flicker_every": dict(
+                type=click.IntRange(min=0),
+                help="Measure flicker on the frame pairs starting on every N-th frame (1: all; 0: off).",
+            ),
+            "identity_frames": dict(
+                type=click.IntRange(min=1),
+                help="With --identity-net: frames of each face track whose identity is measured.",
             ),
         },
         TrackConfig: {
             "detect_every": dict(
                 type=click.IntRange(min=1),
                 help="Run the face detector on every N-th frame (and at each cut); follow faces between.",
+            ),
+            "alignment_workers": dict(
+                type=click.IntRange(min=0),
+                help="Processes that detect and follow faces (same tracks for any number; 1: none); 0: one "
+                "per CPU but one, at most 4, and none for videos under 100 frames.",
             ),
         },
         EncodeSettings: {
@@ -423,7 +438,7 @@ def _video_specs() -> dict[type, dict[str, dict]]:
     }  # fmt: skip
 
 
-VIDEO_SETTINGS = ("latent", "detect_every", "chunk_frames", "codec", "crf", "preset")
+VIDEO_SETTINGS = ("latent", "detect_every", "alignment_workers", "chunk_frames", "codec", "crf", "preset")
 """The video settings of every command that writes videos (``video``, and ``batch`` for its videos)."""
 
 

@@ -655,7 +655,8 @@ class Studio:
             alpha: 0 = the original faces, 1 = fully stylized.
             face: "largest" (one face per frame) or "all" (needs ``paste``).
             paste: put the stylized faces back into the frames (else the output is the face itself).
-            report: measure flicker (the report's ``flicker`` figures of the face and the seam).
+            report: write the run's report beside the output (the ``flicker`` figures of the face and the
+                seam are measured on every run and returned in the report either way).
             on_progress: receives a :class:`VideoProgress` at the start and after every chunk.
             cancel: set it to stop after the current chunk (:class:`VideoCancelled` is raised).
 

@@ -15,6 +15,12 @@ it flickers more (the source's own error is not zero: flow is imperfect, and noi
 
 Regions: ``face`` (where the paste mask is at least 0.5) and ``seam`` (where it lies strictly between 0
 and 1 - the soft edge of the paste - widened by two pixels at the flow's scale).
+
+Every run measures it, so it is kept cheap: on a downscaled copy (flow and errors at ``size`` =
+:data:`DEFAULT_FLOW_SIZE` = 256 px on the longer side; Lai et al. measure at full size) and on sampled
+pairs (``every`` = :data:`DEFAULT_EVERY`: the pairs that start on every 4th frame). Both are settings
+(``VideoConfig.flow_size``, ``flicker_every``: 1 measures every pair). What it costs is in
+``benchmarks/video_figures.py``.
 """
 
 from __future__ import annotations
@@ -24,10 +30,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DEFAULT_FLOW_SIZE", "FlickerMeter", "measure", "occlusion_mask", "regions_from_mask", "warp"]
+__all__ = [
+    "DEFAULT_EVERY",
+    "DEFAULT_FLOW_SIZE",
+    "FlickerMeter",
+    "measure",
+    "measured",
+    "occlusion_mask",
+    "regions_from_mask",
+    "warp",
+]
 
-DEFAULT_FLOW_SIZE = 512
+DEFAULT_FLOW_SIZE = 256
 """Longer side, in pixels, at which flow and errors are computed."""
+
+DEFAULT_EVERY = 4
+"""The pairs measured: those whose first frame's index is a multiple of this."""
+
+
+def measured(index: int, every: int) -> bool:
+    """Whether frame ``index`` belongs to a measured pair (as its first or its second frame)."""
+    return every == 1 or index % every in (0, 1)
 
 
 def _cv2():
@@ -151,19 +174,23 @@ def measure(
     shots: np.ndarray,
     mask_at: Callable[[int], np.ndarray | None],
     size: int = DEFAULT_FLOW_SIZE,
+    every: int = 1,
 ) -> dict[str, dict[str, float | int | None]]:
     """The flicker figures of a whole video.
 
     Args:
-        pairs: ``(input_frame, output_frame, frame_index)`` in order (RGB uint8, display orientation).
+        pairs: ``(input_frame, output_frame, frame_index)`` in order (RGB uint8, display orientation);
+            frames in no measured pair (:func:`measured`) may come without pixels.
         shots: ``[n_frames]`` shot of every frame (pairs across a cut are skipped).
         mask_at: the paste mask of a frame (``[h, w]`` in [0, 1]) or ``None`` without faces.
         size: longer side of the flow.
+        every: measure the pairs whose first frame's index is a multiple of ``every``.
     """
     meter = FlickerMeter(size)
     previous = None
     for source, output, index in pairs:
-        if previous is not None and previous[2] == index - 1 and shots[previous[2]] == shots[index]:
+        first = previous is not None and previous[2] == index - 1 and previous[2] % every == 0
+        if first and shots[previous[2]] == shots[index]:
             meter.add((previous[0], source), (previous[1], output), mask_at(previous[2]))
         previous = (source, output, index)
     return meter.result()

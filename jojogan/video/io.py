@@ -30,7 +30,7 @@ import itertools
 import logging
 import os
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -432,12 +432,21 @@ def _to_rgb(frame, info: VideoInfo) -> np.ndarray:
     return info.orientation.to_display(rgb)
 
 
+NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
+"""The image of a frame read without its pixels (``read_frames(..., pick=...)``)."""
+
+
+def _pixels(frame, info: VideoInfo, index: int, pick: Callable[[int], bool] | None) -> np.ndarray:
+    return _to_rgb(frame, info) if pick is None or pick(index) else NO_PIXELS
+
+
 def read_frames(
     info: VideoInfo,
     start: int = 0,
     end: int | None = None,
     table: FrameTable | None = None,
     stats: ReadStats | None = None,
+    pick: Callable[[int], bool] | None = None,
 ) -> Iterator[Frame]:
     """The good frames ``[start, end)`` of a video, decoded one at a time (display orientation).
 
@@ -450,11 +459,13 @@ def read_frames(
         start, end: frame indices (``end=None``: to the last frame).
         table: the video's :class:`FrameTable`.
         stats: counts the corrupt frames skipped (on a full read).
+        pick: the frames whose pixels are wanted (by index); the others come with an empty image
+            (``[0, 0, 3]``), decoded but never converted to RGB. ``None``: every frame's.
     """
     stats = ReadStats() if stats is None else stats
     if table is None:
         with _opened(info) as (container, stream):
-            yield from _counted(container, stream, info, start, end, stats)
+            yield from _counted(container, stream, info, start, end, stats, pick=pick)
         return
     end = len(table) if end is None else min(end, len(table))
     if start >= end:
@@ -465,15 +476,15 @@ def read_frames(
             frames = _packets_decoded(container, stream, ReadStats())
             first = next((f for f in frames if f.pts is not None), None)
             if first is not None and first.pts <= table.pts[start]:
-                yield from _in_table(itertools.chain([first], frames), info, table, start, end)
+                yield from _in_table(itertools.chain([first], frames), info, table, start, end, pick)
                 return
         log.debug("seeking in %s overshot frame %d; decoding from the start", info.path.name, start)
     with _opened(info) as (container, stream):
         frames = _packets_decoded(container, stream, ReadStats())
         if table.seekable:
-            yield from _in_table(frames, info, table, start, end)
+            yield from _in_table(frames, info, table, start, end, pick)
         else:  # timestamps unusable: count frames as the full read did
-            for frame in _counted(container, stream, info, start, end, ReadStats(), frames):
+            for frame in _counted(container, stream, info, start, end, ReadStats(), frames, pick):
                 yield Frame(
                     frame.index, int(table.pts[frame.index]), int(table.durations[frame.index]), frame.image
                 )
@@ -496,7 +507,9 @@ def _duration_of(frame, info: VideoInfo) -> int:
     return max(int(round(1 / (info.fps * info.time_base))), 1)
 
 
-def _counted(container, stream, info: VideoInfo, start: int, end: int | None, stats: ReadStats, frames=None):
+def _counted(
+    container, stream, info: VideoInfo, start: int, end: int | None, stats: ReadStats, frames=None, pick=None
+):
     frames = _packets_decoded(container, stream, stats) if frames is None else frames
     index, last_pts = 0, None
     for frame in frames:
@@ -505,11 +518,13 @@ def _counted(container, stream, info: VideoInfo, start: int, end: int | None, st
         pts = frame.pts if frame.pts is not None else (last_pts + 1 if last_pts is not None else 0)
         last_pts = pts
         if index >= start:
-            yield Frame(index, int(pts), _duration_of(frame, info), _to_rgb(frame, info))
+            yield Frame(index, int(pts), _duration_of(frame, info), _pixels(frame, info, index, pick))
         index += 1
 
 
-def _in_table(frames: Iterator, info: VideoInfo, table: FrameTable, start: int, end: int) -> Iterator[Frame]:
+def _in_table(
+    frames: Iterator, info: VideoInfo, table: FrameTable, start: int, end: int, pick=None
+) -> Iterator[Frame]:
     """The frames whose timestamps the table lists in ``[start, end)``."""
     wanted = {int(p): i for i, p in enumerate(table.pts[start:end], start)}
     last = int(table.pts[end - 1])
@@ -520,7 +535,7 @@ def _in_table(frames: Iterator, info: VideoInfo, table: FrameTable, start: int, 
             return
         index = wanted.get(int(frame.pts))
         if index is not None:
-            yield Frame(index, int(frame.pts), int(table.durations[index]), _to_rgb(frame, info))
+            yield Frame(index, int(frame.pts), int(table.durations[index]), _pixels(frame, info, index, pick))
 
 
 # ------------------------------------------------------------------ writing

@@ -14,7 +14,9 @@
    the generators' stored noise, so the noise is fixed for the whole video), its colour is matched when
    asked, and it is pasted back (:func:`~jojogan.inversion.paste.paste_faces`) - frames without a face
    pass through unchanged - and the chunk is encoded into its own segment;
-5. **join** the segments and the audio into ``OUT`` (atomically), and measure flicker when asked.
+5. **join** the segments and the audio into ``OUT`` (atomically), and measure the run's figures
+   (:mod:`jojogan.video.figures`): flicker, and the identity of each face track when
+   ``StylizeConfig.identity`` names a network.
 
 A chunk, frames ``[start, end)``, depends only on the tracks (step 2) and, for ``smooth`` and ``shot``,
 on the raw codes of its neighbours (step 3): :func:`invert_chunk` and :func:`render_chunk` can run on
@@ -46,7 +48,7 @@ from jojogan.errors import JojoganError
 from jojogan.fileio import atomic_output
 from jojogan.inversion.align import AlignedFace, align_quad
 from jojogan.inversion.paste import DEFAULT_FEATHER, paste_faces, photo_mask
-from jojogan.video import flicker
+from jojogan.video import figures, flicker
 from jojogan.video.io import (
     EncodeSettings,
     Orientation,
@@ -83,8 +85,12 @@ class VideoConfig:
         chunk_frames: frames per chunk (the unit of resuming and of splitting over workers).
         track: the face tracks' settings (detection, smoothing, cuts; which faces is ``StylizeConfig.face``).
         encode: the output encoder.
-        report: measure flicker and write the report beside the output (``OUT.json``).
-        flow_size: longer side of the flicker measurement's optical flow.
+        report: write the report beside the output (``OUT.json``): counts, per-stage timings, figures.
+        flow_size: longer side of the flicker measurement's optical flow (a downscaled copy).
+        flicker_every: flicker on the frame pairs that start on every N-th frame (1: every pair; 0: not
+            measured).
+        identity_frames: frames of each face track whose identity is measured, evenly spread (with
+            ``StylizeConfig.identity``).
         feather: soft edge of the paste mask (fraction of the crop).
     """
 
@@ -97,15 +103,17 @@ class VideoConfig:
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     report: bool = False
     flow_size: int = flicker.DEFAULT_FLOW_SIZE
+    flicker_every: int = flicker.DEFAULT_EVERY
+    identity_frames: int = figures.DEFAULT_IDENTITY_FRAMES
     feather: float = DEFAULT_FEATHER
 
     def __post_init__(self) -> None:
         if self.latent not in LATENT_MODES:
             raise ValueError(f"latent must be one of {', '.join(LATENT_MODES)}, got {self.latent!r}")
-        for name in ("code_sigma", "colour_sigma"):
+        for name in ("code_sigma", "colour_sigma", "flicker_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("chunk_frames", "flow_size"):
+        for name in ("chunk_frames", "flow_size", "identity_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -114,12 +122,25 @@ class VideoConfig:
 
 @dataclass
 class VideoResult:
-    """A stylized video: its ``path``, the ``report`` (counts, timings, flicker when measured) and the
-    report's file (``None`` unless ``report`` was asked for)."""
+    """A stylized video: its ``path``, the ``report`` (counts, timings, figures) and the report's file
+    (``None`` unless ``report`` was asked for)."""
 
     path: Path
     report: dict
     report_path: Path | None = None
+
+    @property
+    def flicker(self) -> dict | None:
+        """Per region (``face``, ``seam``): the warping error of the output and of the input, their
+        ``ratio`` (1.0: as steady as the input) and the pairs measured; ``None`` without paste or with
+        ``flicker_every=0``."""
+        return self.report["flicker"]
+
+    @property
+    def identity(self) -> list[dict] | None:
+        """Per face track: the sampled frames' identity scores and the verdict
+        (:func:`jojogan.video.figures.track_identity`); ``None`` when no network was asked for."""
+        return self.report["identity"]
 
 
 # ------------------------------------------------------------------ timings
@@ -467,9 +488,7 @@ def video_settings(pipe, config: StylizeConfig | None = None, **overrides) -> St
             or ``face="all"`` without ``paste`` (one output frame holds one face).
     """
     config = StylizeConfig(paste=True) if config is None else config
-    if config.identity not in (None, "auto"):
-        log.info("the identity figure is not measured for video")
-    config = pipe.settings(dataclasses.replace(config, identity=None), **overrides)
+    config = pipe.settings(config, **overrides)
     if not pipe.profile.faces:
         raise JojoganError(f"video stylizes faces; this base's pictures are {pipe.profile.name} pictures")
     if config.aligned:
@@ -490,6 +509,7 @@ def check_video(pipe, src, out, style, config: StylizeConfig, video: VideoConfig
     output = check_output(written, out, video.encode)
     loaded = pipe.load_style(style)
     check_alpha(config.alpha, loaded.generator.num_styles)
+    pipe.recognizer_for(config)  # loaded now: a missing weights file fails before the first frame
     return info, written, output, loaded
 
 
@@ -504,18 +524,31 @@ def run_record(pipe, info: VideoInfo, loaded, config: StylizeConfig, video: Vide
     from jojogan.fileio import file_sha256
 
     stat = info.path.stat()
-    settings = dataclasses.asdict(video)
-    for unused in ("report", "flow_size"):
-        settings.pop(unused)
+    stylize = dataclasses.replace(config, identity=None, identity_weights=None)  # a figure, not frames
     return {
         "version": __version__,
         "input": [str(info.path.resolve()), stat.st_size, stat.st_mtime_ns],
         "style": file_sha256(loaded.path) if loaded.path is not None else id(loaded),
         "base": pipe.base_sha256(),
         "size": pipe.size,
-        "stylize": dataclasses.asdict(config),
-        "video": settings,
+        "stylize": dataclasses.asdict(stylize),
+        "video": frame_settings(video),
     }
+
+
+FIGURE_SETTINGS = ("report", "flow_size", "flicker_every", "identity_frames")
+"""The video settings that change what is measured and reported, never a frame."""
+
+
+def frame_settings(video: VideoConfig) -> dict:
+    """The video settings that can change the frames written, as a dict (what identifies a run's output
+    beside the stylize settings): every field but :data:`FIGURE_SETTINGS` and the tracker's
+    ``alignment_workers`` (the same tracks for any number)."""
+    settings = dataclasses.asdict(video)
+    for name in FIGURE_SETTINGS:
+        settings.pop(name)
+    settings["track"].pop("alignment_workers")
+    return settings
 
 
 def track_faces(
@@ -662,17 +695,14 @@ def stylize_video(
 
 
 def _finish(run: _Run, resumed: int, started: float) -> VideoResult:
-    """Join the segments into the output, measure flicker when asked, write the report, clear the store."""
+    """Join the segments into the output, measure the figures, write the report, clear the store."""
     chunks = len(chunk_ranges(len(run.plan.table), run.video.chunk_frames))
     with run.timings("join"):
         segments = [run.store.segment_path(n) for n in range(chunks)]
         join_segments(run.written, run.output, run.plan.table, segments)
-    report = _report(run, resumed, time.perf_counter() - started)
-    report_path = None
-    if run.video.report:
-        report["flicker"] = _flicker(run) if run.config.paste else None
-        report["timings"] = run.timings.summary()
-        report_path = _write_report(run.output.path, report)
+    measured = _figures(run)
+    report = {**_report(run, resumed, time.perf_counter() - started), **measured}
+    report_path = _write_report(run.output.path, report) if run.video.report else None
     run.store.remove()
     return VideoResult(run.output.path, report, report_path)
 
@@ -696,43 +726,71 @@ def _report(run: _Run, resumed: int, seconds: float) -> dict:
         "seconds": round(seconds, 3),
         "frames_per_second": round(frames / seconds, 3) if seconds > 0 else None,
         "timings": run.timings.summary(),
-        "flicker": None,
     }
 
 
-def _mask_at(book: CodeBook, plan: Plan, info: VideoInfo, size: int) -> Callable[[int], np.ndarray | None]:
-    """The paste mask (union over the faces, ``[h, w]`` in [0, 1]) of a frame, ``None`` without faces."""
+def _mask_at(
+    book: CodeBook, plan: Plan, info: VideoInfo, size: int, side: int
+) -> Callable[[int], np.ndarray | None]:
+    """The paste mask (union over the faces, ``[h, w]`` in [0, 1]) of a frame, ``None`` without faces;
+    built at ``side`` (the flicker measurement's scale: at the generator's 1024 px it cost ten times more)."""
     placeholder = Image.new("RGB", (size, size))
 
     def mask(frame: int) -> np.ndarray | None:
         faces = plan.faces_at(frame)
         if not faces:
             return None
-        masks = [photo_mask(_geometry(book, t, r, info.display_size, placeholder)) for t, r in faces]
+        masks = [photo_mask(_geometry(book, t, r, info.display_size, placeholder), side) for t, r in faces]
         return np.maximum.reduce(masks)
 
     return mask
 
 
-def _flicker(run: _Run) -> dict:
-    """Warping error of the output relative to the input's (:mod:`jojogan.video.flicker`)."""
-    store, plan = run.store, run.plan
-    book = CodeBook(lambda c: store.read_tensors(store.codes_path(c)), run.video.chunk_frames)
-    result = probe(run.output.path, max_pixels=None)
-    with run.timings("flicker", frames=len(plan.table)):
-        pairs = (
-            (source.image, made.image, source.index)
-            for source, made in zip(
-                read_frames(run.info, table=plan.table), read_frames(result), strict=False
-            )
-        )
-        mask_at = _mask_at(book, plan, run.info, run.pipe.size)
-        figures = flicker.measure(pairs, plan.shots, mask_at, run.video.flow_size)
-    for region, values in figures.items():
+def _figures(run: _Run) -> dict:
+    """The flicker figure (with paste) and each face track's identity (with a network), measured on the
+    written output (:mod:`jojogan.video.figures`)."""
+    store, plan, video = run.store, run.plan, run.video
+    book = CodeBook(lambda c: store.read_tensors(store.codes_path(c)), video.chunk_frames)
+    recognizer = run.pipe.recognizer_for(run.config)
+    output = probe(run.output.path, max_pixels=None) if run.config.paste else None
+    mask_at = _mask_at(book, plan, run.info, run.pipe.size, min(run.pipe.size, video.flow_size))
+    with run.timings("figures", frames=len(plan.table)):
+        samples = figures.measure(
+            run.info, plan, output, mask_at,
+            every=video.flicker_every, flow_size=video.flow_size,
+            crop_size=min(run.pipe.size, figures.IDENTITY_CROP),
+            identity_frames=video.identity_frames if recognizer is not None else 0,
+            timed=lambda: run.timings("identity"),
+        )  # fmt: skip
+    identity = None
+    if recognizer is not None:
+        with run.timings("identity", frames=len(samples.crops)):
+            styled = _render_samples(run, book, samples.crops)
+            identity = figures.track_identity(plan, samples.crops, styled, recognizer)
+        log.info("%s", figures.identity_line(identity))
+    for region, values in (samples.flicker or {}).items():
         if values["ratio"] is not None:
             log.info("flicker in the %s: %.2f x the input's (warping error, %d frame pairs)", region,
                      values["ratio"], values["pairs"])  # fmt: skip
-    return figures
+    return {"flicker": samples.flicker, "identity": identity}
+
+
+def _render_samples(run: _Run, book: CodeBook, crops: dict[tuple[int, int], AlignedFace]) -> dict:
+    """The stylized face of each sampled ``(track, frame)``: its final code, rendered as in the video."""
+    from jojogan.results import Face
+
+    config = dataclasses.replace(run.config, match_colour=False)  # the codes only, no colour targets
+    keys = sorted(crops)
+    faces = []
+    for track, frame in keys:
+        codes = chunk_faces(
+            run.pipe.size, run.info, run.plan, book, frame, frame + 1, config, run.video
+        ).codes
+        faces.append(Face(f"frame {frame}", crops[(track, frame)], codes[(track, frame)], config.inversion))
+    batch, images = face_batch(run.pipe, run.video), []
+    for start in range(0, len(faces), batch):
+        images += run.pipe.render_many(faces[start : start + batch], run.style, config=config)
+    return dict(zip(keys, images, strict=True))
 
 
 def _write_report(out: Path, report: dict) -> Path:

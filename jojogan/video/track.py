@@ -10,7 +10,9 @@ One pass over the frames (:func:`analyse`) does, per frame:
 2. **Faces.** dlib's HOG detector with its 68 landmarks (:func:`~jojogan.inversion.align.detect_faces`),
    on every ``detect_every``-th frame and on every shot's first frame. In between, each face is
    followed by the landmark predictor alone, in its box of the frame before moved with the landmarks
-   (a fraction of the detector's cost).
+   (a fraction of the detector's cost). Runs of frames from one detection to the next depend on no
+   other run, so ``alignment_workers`` processes take them in parallel; they come back in order, and
+   the tracks are the same for any number of workers.
 3. **Association.** A face joins the track whose last box it overlaps most (intersection over union at
    least 0.3) if its landmarks also lie within half an eye distance, on average, of that track's last
    landmarks; else it starts a track. A track missing from more than ``max_gap`` frames ends.
@@ -42,18 +44,41 @@ Which tracks are stylized: ``face="largest"``: in each shot the track with the l
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from jojogan.errors import JojoganError
-from jojogan.inversion.align import MIN_FACE_SIZE, FaceDetection, detect_faces, face_quad, landmarks_in_box
+from jojogan.inversion.align import (
+    MIN_FACE_SIZE,
+    FaceDetection,
+    detect_faces,
+    face_quad,
+    landmarks_in_box,
+    warm_up_detector,
+)
 from jojogan.video.io import Frame, FrameTable, ReadStats, VideoInfo
 from jojogan.video.smoothing import smooth
 
-__all__ = ["FaceTrack", "Plan", "TrackConfig", "analyse", "colour_histogram", "hellinger"]
+__all__ = [
+    "AUTO_MIN_FRAMES",
+    "AUTO_WORKERS",
+    "FaceTrack",
+    "Plan",
+    "TrackConfig",
+    "analyse",
+    "colour_histogram",
+    "hellinger",
+    "observe_run",
+    "usable_cpus",
+]
 
 log = logging.getLogger("jojogan")
 
@@ -61,6 +86,15 @@ _HIST_WIDTH = 64
 _HIST_BINS = 8
 _IOU_MIN = 0.3
 _LANDMARK_DISTANCE_MAX = 0.5
+
+AUTO_WORKERS = 4
+"""Most alignment processes ``alignment_workers=0`` starts (a cap: one video does not take every CPU of a
+large machine)."""
+
+AUTO_MIN_FRAMES = 100
+"""Shorter videos are tracked in one process when ``alignment_workers=0``: starting the pool (spawned
+processes loading dlib's models) took 2.4-6 s on the shared 2-CPU test machine, what tracking 15-40
+frames of 960x720 costs there (``benchmarks/video_alignment.py``)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +112,11 @@ class TrackConfig:
         min_track: frames a track must be seen on.
         cut_threshold: histogram distance that starts a new shot.
         centre_sigma, size_sigma, landmark_sigma: Gaussian widths, in frames of the average rate.
+        alignment_workers: processes that detect and follow faces (runs of frames from one detection to
+            the next go to them in parallel; the tracks are the same for any number); 1: in this
+            process; 0: one per CPU but one, at most :data:`AUTO_WORKERS` (see :meth:`workers`). The
+            processes are spawned, so a script that asks for them keeps its work under
+            ``if __name__ == "__main__":``, as for any ``multiprocessing`` pool.
     """
 
     detect_every: int = 1
@@ -90,18 +129,39 @@ class TrackConfig:
     centre_sigma: float = 0.5
     size_sigma: float = 1.0
     landmark_sigma: float = 2.0
+    alignment_workers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("detect_every", "min_track"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("upsample", "min_face_size", "max_gap", "centre_sigma", "size_sigma", "landmark_sigma"):
+        for name in (
+            "upsample", "min_face_size", "max_gap", "centre_sigma", "size_sigma", "landmark_sigma",
+            "alignment_workers",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.cut_threshold <= 1.0:
             raise ValueError(f"cut_threshold must lie in (0, 1], got {self.cut_threshold}")
         if self.detect_scale is not None and not 0.0 < self.detect_scale <= 1.0:
             raise ValueError(f"detect_scale must lie in (0, 1], got {self.detect_scale}")
+
+    def workers(self, frames: int | None = None) -> int:
+        """The alignment processes to use for a video of about ``frames`` frames: ``alignment_workers``,
+        or for 0 one per usable CPU but one, at most :data:`AUTO_WORKERS` (1, no pool, on a machine with
+        one or two CPUs, and for videos shorter than :data:`AUTO_MIN_FRAMES`)."""
+        if self.alignment_workers:
+            return self.alignment_workers
+        if frames is not None and frames < AUTO_MIN_FRAMES:
+            return 1
+        return max(1, min(AUTO_WORKERS, usable_cpus() - 1))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -260,19 +320,86 @@ def _detect(image: np.ndarray, config: TrackConfig) -> list[_Seen]:
     return [_Seen(np.asarray(d.box, dtype=np.float64), d.landmarks) for d in found]
 
 
-def _observe(frames: Iterable[Frame], config: TrackConfig) -> Iterator[tuple[Frame, bool, list[_Seen]]]:
-    """Each frame with whether it starts a shot and the faces seen on it."""
-    previous_hist, faces, since = None, [], 0
+def _decisions(frames: Iterable[Frame], config: TrackConfig) -> Iterator[tuple[Frame, bool, bool]]:
+    """Each frame with whether it starts a shot and whether the detector runs on it (at a cut and on
+    every ``detect_every``-th frame): cheap, and independent of the faces found."""
+    previous_hist, since = None, 0
     for frame in frames:
         hist = colour_histogram(frame.image)
         cut = previous_hist is None or hellinger(hist, previous_hist) > config.cut_threshold
         previous_hist = hist
         since += 1
-        if cut or since >= config.detect_every:
-            faces, since = _detect(frame.image, config), 0
-        elif faces:
-            faces = _follow(frame.image, faces)
-        yield frame, cut, faces
+        detect = cut or since >= config.detect_every
+        if detect:
+            since = 0
+        yield frame, cut, detect
+
+
+def _runs(decided: Iterable[tuple[Frame, bool, bool]]) -> Iterator[list[tuple[Frame, bool]]]:
+    """The frames in runs that each start with a detection: a run's faces depend on no other run."""
+    run: list[tuple[Frame, bool]] = []
+    for frame, cut, detect in decided:
+        if detect and run:
+            yield run
+            run = []
+        run.append((frame, cut))
+    if run:
+        yield run
+
+
+def observe_run(images: list[np.ndarray], config: TrackConfig) -> list[list[_Seen]]:
+    """The faces of one run of frames: detected on the first, followed by the landmark predictor on the
+    others (a pool worker's task; module level so that a process pool can call it)."""
+    faces = _detect(images[0], config)
+    seen = [faces]
+    for image in images[1:]:
+        if faces:
+            faces = _follow(image, faces)
+        seen.append(faces)
+    return seen
+
+
+def _observe(
+    frames: Iterable[Frame], config: TrackConfig, workers: int = 1
+) -> Iterator[tuple[Frame, bool, list[_Seen]]]:
+    """Each frame with whether it starts a shot and the faces seen on it.
+
+    With ``workers`` above one, runs of frames (a detection and the frames followed after it)
+    go to a pool of processes (dlib holds the GIL, so threads would not help); at most two runs per
+    worker wait, so memory stays bounded, and runs come back in order, so the faces are the serial ones.
+    """
+    runs = _runs(_decisions(frames, config))
+    if workers <= 1:
+        for run in runs:
+            yield from _joined(run, observe_run([f.image for f, _ in run], config))
+        return
+    try:
+        with _pool(workers) as pool:
+            pending: deque = deque()
+            for run in runs:
+                pending.append((run, pool.submit(observe_run, [f.image for f, _ in run], config)))
+                if len(pending) >= 2 * workers:
+                    run, done = pending.popleft()
+                    yield from _joined(run, done.result())
+            while pending:
+                run, done = pending.popleft()
+                yield from _joined(run, done.result())
+    except BrokenProcessPool as error:
+        raise JojoganError(
+            f"an alignment worker process died ({error}); a script that starts them needs its work under "
+            "if __name__ == '__main__':, or set alignment_workers=1 (--alignment-workers 1)"
+        ) from error
+
+
+def _joined(run: list[tuple[Frame, bool]], faces: list[list[_Seen]]) -> Iterator[tuple[Frame, bool, list]]:
+    for (frame, cut), seen in zip(run, faces, strict=True):
+        yield frame, cut, seen
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Processes started fresh ("spawn": no copy of a parent's torch threads or open files), each loading
+    dlib's models once."""
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=warm_up_detector)
 
 
 # ------------------------------------------------------------------ association
@@ -460,7 +587,7 @@ def analyse(
     Returns:
         The plan; its tracks are the selected ones, in order of their numbers.
     """
-    raw, shots, records = _associate(_observe(frames, config), config)
+    raw, shots, records = _associate(_observe(frames, config, config.workers(info.packets)), config)
     if not records:
         raise JojoganError("the video has no frame that decodes")
     table = FrameTable.build([r.pts for r in records], records[-1].duration, stats.corrupt, info.end_pts)
