@@ -100,6 +100,21 @@ def dlib():
     return dlib
 
 
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (2 CPUs, no dashboard) for every Ray test of the session: starting one takes seconds.
+
+    The tests that use it carry ``pytest.mark.xdist_group("ray")``, so under pytest-xdist they share one
+    worker process, and so one cluster. ``stylize_many`` leaves a running Ray as it found it.
+    """
+    ray = pytest.importorskip(
+        "ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'"
+    )
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 _DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 

@@ -26,7 +26,7 @@ from jojogan.batch import stylize_many
 from conftest import time_cap
 
 ray = pytest.importorskip("ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.xdist_group("ray")]
 
 LIMIT_S = 240
 """Upper bound of one Ray test on the shared 2-core machine (a hung pipeline fails instead of waiting)."""
@@ -67,14 +67,6 @@ def single(workdir, style, photos):  # noqa: F811
     finally:
         torch.set_num_threads(threads)
     return outputs
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray for the module (starting one takes seconds); ``stylize_many`` leaves it running."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

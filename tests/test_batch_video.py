@@ -194,17 +194,6 @@ def test_a_container_without_h264_gives_an_mp4(library):
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray with two CPUs for the module's Ray tests."""
-    ray = pytest.importorskip(
-        "ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'"
-    )
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def optimize(library, tmp_path_factory):
     """Settings Ray's workers can load, and the local engine's outputs with them. The workers do not see
     this process's encoder table: the inversion is the optimiser's, 3 steps (its distance needs the
@@ -225,6 +214,7 @@ def optimize(library, tmp_path_factory):
     return settings, root / "local"
 
 
+@pytest.mark.xdist_group("ray")  # the worker that holds the local Ray
 def test_on_ray_a_video_is_split_over_two_workers_and_equals_the_local_engine(
     library, optimize, local_ray, tmp_path
 ):
@@ -246,6 +236,7 @@ def test_on_ray_a_video_is_split_over_two_workers_and_equals_the_local_engine(
     assert not (tmp_path / "ray" / WORK_FOLDER).exists()
 
 
+@pytest.mark.xdist_group("ray")  # the worker that holds the local Ray
 def test_on_ray_an_interrupted_video_resumes_from_its_last_finished_chunk(
     library, optimize, local_ray, tmp_path, monkeypatch
 ):
