@@ -53,6 +53,26 @@ def shared():
     return shared_path
 
 
+SLOWEST_FIRST = (
+    "test_batch_ray.py",
+    "test_ui_browser.py",
+    "test_batch_video.py",
+    "test_batch.py",
+    "test_ray_cleanup.py",
+    "test_codeformer.py",
+    "test_memory.py",
+    "test_ui.py",
+)
+"""Test files that take longest (``pytest --durations``), in that order. They are collected first, so that
+pytest-xdist, which hands whole files to idle workers in collection order, never ends on one of them while
+the other workers wait."""
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: place for place, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     """No test reaches the internet: the weights manager stays offline unless a test serves the files on
@@ -102,11 +122,8 @@ def dlib():
 
 @pytest.fixture(scope="session")
 def local_ray():
-    """One local Ray (2 CPUs, no dashboard) for every Ray test of the session: starting one takes seconds.
-
-    The tests that use it carry ``pytest.mark.xdist_group("ray")``, so under pytest-xdist they share one
-    worker process, and so one cluster. ``stylize_many`` leaves a running Ray as it found it.
-    """
+    """One local Ray (2 CPUs, no dashboard) for every Ray test of the session (of one pytest-xdist worker):
+    starting one takes seconds. ``stylize_many`` leaves a running Ray as it found it."""
     ray = pytest.importorskip(
         "ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'"
     )

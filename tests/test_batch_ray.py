@@ -26,7 +26,7 @@ from jojogan.batch import stylize_many
 from conftest import time_cap
 
 ray = pytest.importorskip("ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'")
-pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 LIMIT_S = 240
 """Upper bound of one Ray test on the shared 2-core machine (a hung pipeline fails instead of waiting)."""

@@ -214,7 +214,6 @@ def optimize(library, tmp_path_factory):
     return settings, root / "local"
 
 
-@pytest.mark.xdist_group("ray")  # the worker that holds the local Ray
 def test_on_ray_a_video_is_split_over_two_workers_and_equals_the_local_engine(
     library, optimize, local_ray, tmp_path
 ):
@@ -236,7 +235,6 @@ def test_on_ray_a_video_is_split_over_two_workers_and_equals_the_local_engine(
     assert not (tmp_path / "ray" / WORK_FOLDER).exists()
 
 
-@pytest.mark.xdist_group("ray")  # the worker that holds the local Ray
 def test_on_ray_an_interrupted_video_resumes_from_its_last_finished_chunk(
     library, optimize, local_ray, tmp_path, monkeypatch
 ):

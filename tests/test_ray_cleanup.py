@@ -19,10 +19,7 @@ from jojogan.batch import ray_cleanup
 from conftest import time_cap
 
 pytest.importorskip("ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'")
-pytestmark = [
-    pytest.mark.skipif(not Path("/proc").is_dir(), reason="the cleanup reads /proc (Linux)"),
-    pytest.mark.xdist_group("ray"),  # one worker runs every test that starts a local Ray
-]
+pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="the cleanup reads /proc (Linux)")
 
 DRIVER = """
 import sys, time
