@@ -102,8 +102,10 @@ def _one_thread():
 
 @pytest.fixture(autouse=True)
 def _slow_threads(request, _one_thread):
-    """Full-size ``slow`` tests run with torch's default thread count."""
-    if not request.node.get_closest_marker("slow"):
+    """Full-size ``slow`` tests run with torch's default thread count, unless pytest-xdist runs a worker per
+    core already (a second thread then only waits for the core the other worker holds)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not request.node.get_closest_marker("slow") or workers >= _one_thread:
         yield
         return
     torch.set_num_threads(_one_thread)
