@@ -6,6 +6,7 @@ subprocess), asked with the headers a DNS-rebinding page or a cross-site form se
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 import os
@@ -25,7 +26,11 @@ from jojogan.ui.guard import Served
 from conftest import time_cap
 from factories import tiny_discriminator, tiny_generator
 
-gr = pytest.importorskip("gradio", reason="the web UI needs the ui extra: pip install 'jojogan[ui]'")
+# found, not imported: Gradio's import takes seconds, spent only where a test here runs (not at collection)
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("gradio") is None,
+    reason="the web UI needs the ui extra: pip install 'jojogan[ui]'",
+)
 requests = pytest.importorskip("requests")
 
 SIZE = 64
