@@ -353,12 +353,25 @@ def _video(page, expect, clip: Path, shots: Shots) -> None:
     shots(page, "9-video.png")
 
 
+def _refuses_rebinding(url: str) -> None:
+    """The guard of the command itself (issue 23): a forged Host and a foreign Origin get 403 (each one line
+    in the server's terminal, and no traceback: looked at when it stops)."""
+    from test_ui_guard import get, upload
+
+    url = url.rstrip("/")
+    assert get(url, Host=f"evil.example:{urlparse(url).port}").status_code == 403
+    assert upload(url, b"x", Origin="http://evil.example").status_code == 403
+
+
 def _stop_and_look(server: subprocess.Popen, systemp: Path, home: Path, cwd: Path, log: Path) -> None:
-    """SIGTERM: the server stops cleanly and no upload or result is left outside the library."""
+    """SIGTERM: the server stops cleanly and no upload or result is left outside the library; its terminal
+    shows the two refused requests, one line each, and no traceback."""
     assert [p.name for p in systemp.iterdir() if p.name.startswith("jojogan-ui-")]  # it was in use
     server.send_signal(signal.SIGTERM)
     assert server.wait(60) == 0, log.read_text()[-2000:]
-    assert "jojogan ui: stopped; its temporary files are removed" in log.read_text()
+    terminal = log.read_text()
+    assert "jojogan ui: stopped; its temporary files are removed" in terminal
+    assert terminal.count("refused ") == 2 and "Traceback" not in terminal, terminal[-2000:]
     assert list(systemp.iterdir()) == []  # no jojogan-ui-*, no Gradio cache
     assert list(cwd.iterdir()) == []
     library = home / ".cache" / "jojogan" / "styles"
@@ -373,7 +386,6 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
     photo = shared("images", "jojogan", "test_input", "iu.jpeg")
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("not a picture")
-    chromium = _chromium()
     shots = Shots(os.environ.get("JOJOGAN_UI_SHOTS"))
     systemp = tmp_path / "systemp"
     systemp.mkdir()
@@ -390,6 +402,8 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
     started = time.monotonic()
     cap = time_cap(TIME_CAP_S, "the browser test")
     with cap, _desktop_folders() as (home, cwd), _server(tmp_path, home, cwd, systemp) as (url, server):
+        _refuses_rebinding(url)  # before the browser is looked for: this part needs none
+        chromium = _chromium()
         with sync_api.sync_playwright() as play:
             browser = play.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
