@@ -126,7 +126,9 @@ def test_following_faces_between_detections_keeps_the_tracks(story):
 
 def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
     """Runs of frames (a detection and the frames followed after it) go to a pool of processes; the
-    tracks are the same, array for array, as in one process, with and without following."""
+    tracks are the same, array for array, as in one process, with and without following. Both runs
+    share one pool of two processes (spawning one costs seconds): the product opens it per run."""
+    import contextlib
     from concurrent.futures import ProcessPoolExecutor
 
     from jojogan.video import track
@@ -139,19 +141,25 @@ def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
             submitted.append(len(args[0]))
             return super().submit(fn, *args, **kwargs)
 
-    monkeypatch.setattr(
-        track, "_pool", lambda workers: Counted(workers, mp_context=track.mp.get_context("spawn"))
-    )
-    for detect_every, serial in ((1, every), (3, _plan(clip.path, face="all", detect_every=3)[1])):
-        submitted.clear()
-        _, pooled = _plan(clip.path, face="all", detect_every=detect_every, alignment_workers=2)
-        assert sum(submitted) == len(clip.kinds) and len(submitted) > 1  # every frame went to the pool
-        if detect_every == 3:
-            assert max(submitted) == 3  # a detection and the two frames followed after it
-        ours, theirs = serial.to_arrays(), pooled.to_arrays()
-        assert ours.keys() == theirs.keys()
-        for name in ours:
-            assert np.array_equal(ours[name], theirs[name]), name
+    opened = []
+
+    def shared(workers):
+        opened.append(workers)
+        return contextlib.nullcontext(pool)  # the with-block of each run leaves the pool open
+
+    with Counted(2, mp_context=track.mp.get_context("spawn")) as pool:
+        monkeypatch.setattr(track, "_pool", shared)
+        for detect_every, serial in ((1, every), (3, _plan(clip.path, face="all", detect_every=3)[1])):
+            submitted.clear()
+            _, pooled = _plan(clip.path, face="all", detect_every=detect_every, alignment_workers=2)
+            assert sum(submitted) == len(clip.kinds) and len(submitted) > 1  # every frame went to the pool
+            if detect_every == 3:
+                assert max(submitted) == 3  # a detection and the two frames followed after it
+            ours, theirs = serial.to_arrays(), pooled.to_arrays()
+            assert ours.keys() == theirs.keys()
+            for name in ours:
+                assert np.array_equal(ours[name], theirs[name]), name
+    assert opened == [2, 2]  # each run asked for a pool of its two workers
 
 
 def test_alignment_workers_setting():
