@@ -74,7 +74,7 @@ def test_the_filter_follows_the_known_camera_motion(story):
 
 
 def test_two_people_get_a_track_each_and_largest_picks_one(tmp_path):
-    clip = pair_clip(tmp_path / "pair.mp4")
+    clip = pair_clip(tmp_path / "pair.mp4", count=5)  # a track needs 3 frames (min_track)
     _, both = _plan(clip.path, face="all")
     assert len(both.tracks) == 2 and all(len(t.frames) == len(clip.pts) for t in both.tracks)
     left, right = sorted(both.tracks, key=lambda t: t.boxes[0, 0])
