@@ -3,6 +3,8 @@ clips whose camera motion is known."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
 from fractions import Fraction
 
 import numpy as np
@@ -124,11 +126,26 @@ def test_following_faces_between_detections_keeps_the_tracks(story):
         assert np.abs(dense.quads - followed.quads).max() < 1.5  # measured: 0.57 px
 
 
+@contextlib.contextmanager
+def _fresh_processes():
+    """A "forkserver" context: its server, a fresh interpreter (no copy of this process's torch threads
+    or files, as with "spawn"), imports the tracker once, and each worker is forked from it; the server
+    is stopped after the block."""
+    from multiprocessing import forkserver
+
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["jojogan.video.track"])
+    try:
+        yield context
+    finally:
+        forkserver._forkserver._stop()
+
+
 def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
     """Runs of frames (a detection and the frames followed after it) go to a pool of processes; the
     tracks are the same, array for array, as in one process, with and without following. Both runs
-    share one pool of two processes (spawning one costs seconds): the product opens it per run."""
-    import contextlib
+    share one pool of two processes, forked from one fresh interpreter that imported the tracker (a
+    spawned worker imports torch and loads dlib itself: 3 CPU-s each); the product opens a pool per run."""
     from concurrent.futures import ProcessPoolExecutor
 
     from jojogan.video import track
@@ -147,7 +164,7 @@ def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
         opened.append(workers)
         return contextlib.nullcontext(pool)  # the with-block of each run leaves the pool open
 
-    with Counted(2, mp_context=track.mp.get_context("spawn")) as pool:
+    with _fresh_processes() as context, Counted(2, mp_context=context) as pool:
         monkeypatch.setattr(track, "_pool", shared)
         for detect_every, serial in ((1, every), (3, _plan(clip.path, face="all", detect_every=3)[1])):
             submitted.clear()
