@@ -116,11 +116,16 @@ def test_gaussian_smoothing_on_timestamps():
     assert np.array_equal(smooth(values, times, 0.0), values)
 
 
-def test_following_faces_between_detections_keeps_the_tracks(story):
+@pytest.fixture(scope="module")
+def sparse(story):
+    """The story's tracks with the detector on every 4th frame (and at cuts), serially."""
+    return _plan(story[0].path, face="all", detect_every=4)[1]
+
+
+def test_following_faces_between_detections_keeps_the_tracks(story, sparse):
     """With the detector on every 4th frame (and at cuts), the landmark predictor alone follows the faces
     in between: the same tracks, crop squares within a pixel of detecting on every frame."""
     clip, every, _ = story
-    _, sparse = _plan(clip.path, face="all", detect_every=4)
     assert [t.frames.tolist() for t in sparse.tracks] == [t.frames.tolist() for t in every.tracks]
     for dense, followed in zip(every.tracks, sparse.tracks, strict=True):
         assert np.abs(dense.quads - followed.quads).max() < 1.5  # measured: 0.57 px
@@ -141,7 +146,7 @@ def _fresh_processes():
         forkserver._forkserver._stop()
 
 
-def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
+def test_alignment_workers_give_the_serial_tracks(story, sparse, monkeypatch):
     """Runs of frames (a detection and the frames followed after it) go to a pool of processes; the
     tracks are the same, array for array, as in one process, with and without following. Both runs
     share one pool of two processes, forked from one fresh interpreter that imported the tracker (a
@@ -166,12 +171,12 @@ def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
 
     with _fresh_processes() as context, Counted(2, mp_context=context) as pool:
         monkeypatch.setattr(track, "_pool", shared)
-        for detect_every, serial in ((1, every), (3, _plan(clip.path, face="all", detect_every=3)[1])):
+        for detect_every, serial in ((1, every), (4, sparse)):
             submitted.clear()
             _, pooled = _plan(clip.path, face="all", detect_every=detect_every, alignment_workers=2)
             assert sum(submitted) == len(clip.kinds) and len(submitted) > 1  # every frame went to the pool
-            if detect_every == 3:
-                assert max(submitted) == 3  # a detection and the two frames followed after it
+            if detect_every == 4:
+                assert max(submitted) == 4  # a detection and the three frames followed after it
             ours, theirs = serial.to_arrays(), pooled.to_arrays()
             assert ours.keys() == theirs.keys()
             for name in ours:
