@@ -200,7 +200,8 @@ def test_the_command_line_prints_flicker_and_identity(kit, tmp_path, monkeypatch
     monkeypatch.setitem(ENCODERS, "e4e", linear_encoder())  # the FFHQ profile's encoder, as a stand-in
     _, style, clip = kit
     base = clip.path.parent / "base.pt"  # the kit's tiny base (tiny_video_pipe saves it there)
-    args = ["video", clip.path, "--style", style, "--base", base, "--device", "cpu", "--face", "all"]
+    short = face_clip(tmp_path / "face.mp4", 8, audio=False).path  # the lines need no long clip
+    args = ["video", short, "--style", style, "--base", base, "--device", "cpu", "--face", "all"]
     args += ["--chunk-frames", "8", "-o", tmp_path / "out.mp4"]
     run = CliRunner().invoke(
         main, [str(a) for a in args + ["--identity-net", "dlib", "--identity-frames", "2"]]
@@ -217,8 +218,7 @@ def test_the_command_line_prints_flicker_and_identity(kit, tmp_path, monkeypatch
     assert lines[2].startswith("identity (dlib): track 0 not the same person, median ")
     assert "2 frames)" in lines[2] and "[same person at distance below 0.6; threshold: dlib's" in lines[2]
     assert not (tmp_path / "out.mp4.json").exists()  # no --report: no file
-    short = face_clip(tmp_path / "short.mp4", 4, audio=False).path  # what is printed needs no long clip
-    plain_args = ["video", short, *args[2:8], "--chunk-frames", "8", "-o", tmp_path / "b.mp4", "--no-paste"]
+    plain_args = [*args[:8], "--chunk-frames", "8", "-o", tmp_path / "b.mp4", "--no-paste"]
     plain = CliRunner().invoke(main, [str(a) for a in plain_args])
     assert plain.exit_code == 0, plain.output
     assert [line for line in plain.output.splitlines() if line.startswith(("flicker", "identity"))] == [
