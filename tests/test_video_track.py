@@ -135,7 +135,7 @@ def test_following_faces_between_detections_keeps_the_tracks(story, sparse):
 def _fresh_processes():
     """A "forkserver" context: its server, a fresh interpreter (no copy of this process's torch threads
     or files, as with "spawn"), imports the tracker once, and each worker is forked from it; the server
-    is stopped after the block."""
+    is stopped after the block, and the preload list is multiprocessing's default again."""
     from multiprocessing import forkserver
 
     context = mp.get_context("forkserver")
@@ -144,6 +144,7 @@ def _fresh_processes():
         yield context
     finally:
         forkserver._forkserver._stop()
+        context.set_forkserver_preload(["__main__"])
 
 
 def test_alignment_workers_give_the_serial_tracks(story, sparse, monkeypatch):
