@@ -71,13 +71,24 @@ def single(workdir, style, photos):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def ray_out(workdir, style, photos, local_ray, tmp_path_factory):  # noqa: F811
-    """One uninterrupted Ray batch of the photo folder (2 workers): its output folder and report."""
+    """One uninterrupted Ray batch of the photo folder: its output folder, report and resource plan.
+
+    One stylize actor and a pool of alignment actors (``separate_align``): every photo's crops travel
+    from an aligner to the stylize actor (the tests of both checks share the run; actors are processes
+    that import torch and load the pipeline, seconds each)."""
+    from jojogan.batch import ray_engine
+
     out = tmp_path_factory.mktemp("ray") / "out"
-    with bounded_time():
+    plans = []
+    plan = ray_engine._plan
+    with bounded_time(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ray_engine, "_plan", lambda *args: plans.append(plan(*args)) or plans[-1])
         report = stylize_many(
-            [photos], fast_settings(workdir, style), out, engine="ray", workers=2, progress=False
-        )
-    return out, report
+            [photos], fast_settings(workdir, style), out, engine="ray", workers=1, separate_align=True,
+            progress=False,
+        )  # fmt: skip
+    (used,) = plans
+    return out, report, used
 
 
 def test_ray_batch_equals_single_photo_stylize_and_reruns_skip(
@@ -88,7 +99,7 @@ def test_ray_batch_equals_single_photo_stylize_and_reruns_skip(
     ray_out,
     bounded,
 ):
-    out, report = ray_out
+    out, report, _ = ray_out
     assert report.counts == {"ok": len(GOOD), "error": len(BAD), "skipped": 0}
     rows = check_manifest(out, photos)
     assert {row["engine"] for row in rows.values()} == {"ray"}
@@ -100,23 +111,15 @@ def test_ray_batch_equals_single_photo_stylize_and_reruns_skip(
     assert again.counts == {"ok": 0, "error": 0, "skipped": len(GOOD) + len(BAD)}
 
 
-def test_ray_align_actors_then_stylize_actors_give_the_same_bytes(
-    workdir,  # noqa: F811
-    style,  # noqa: F811
-    photos,  # noqa: F811
-    single,  # noqa: F811
-    local_ray,
-    bounded,
-):
+def test_ray_align_actors_then_stylize_actors_give_the_same_bytes(single, ray_out):  # noqa: F811
     """Alignment in its own pool of CPU actors: the crops travel to the stylize actor unchanged."""
-    from jojogan.batch.inputs import list_inputs
-    from jojogan.batch.ray_engine import run_ray
-
-    items = list_inputs([photos / "more" / "iu.jpeg", photos / "blank.png"])
-    results = dict(run_ray(items, fast_settings(workdir, style), workers=1, separate_align=True))
-    iu, blank = (results[item] for item in items)
-    assert iu.error is None and iu.outputs == [("iu_styled.png", single["iu"])]
-    assert blank.outputs == [] and "face" in blank.error and "blank.png" in blank.error
+    out, report, plan = ray_out
+    assert plan.align_actors >= 1 and plan.stylize_actors == 1
+    rows = {row["input"].rsplit("/", 1)[-1]: row for row in report.rows}
+    iu, blank = rows["iu.jpeg"], rows["blank.png"]
+    assert iu["error"] is None and iu["outputs"] == ["more/iu_styled.png"]
+    assert (out / "more" / "iu_styled.png").read_bytes() == single["iu"]
+    assert blank["outputs"] == [] and "face" in blank["error"] and "blank.png" in blank["error"]
 
 
 def test_ray_killed_driver_resumes_to_the_uninterrupted_outputs(
@@ -139,9 +142,11 @@ def test_ray_killed_driver_resumes_to_the_uninterrupted_outputs(
     # every line is a photo the killed run finished: ok, or an error with its reason
     assert all(row["status"] == "ok" or row["error"] for row in left)
     assert no_temporary_files(out)
+    # the rerun: one stylize actor aligning its own photos (the plan without an alignment pool)
     report = stylize_many(
-        [photos], fast_settings(workdir, style), out, engine="ray", workers=1, progress=False
-    )
+        [photos], fast_settings(workdir, style), out, engine="ray", workers=1, separate_align=False,
+        progress=False,
+    )  # fmt: skip
     assert report.counts["skipped"] == len(left)
     rows = check_manifest(out, photos)
     assert comparable(manifest_lines(out)) == comparable(manifest_lines(ray_out[0]))
