@@ -152,3 +152,35 @@ def test_ray_killed_driver_resumes_to_the_uninterrupted_outputs(
     assert comparable(manifest_lines(out)) == comparable(manifest_lines(ray_out[0]))
     for stem in GOOD:
         assert (out / rows[f"{stem}.jpeg"]["outputs"][0]).read_bytes() == single[stem]
+
+
+def test_no_actor_pool_is_larger_than_the_photos(workdir, style):  # noqa: F811
+    """A batch of one photo (and videos, which go to video workers) starts one stylize actor and one
+    aligner, whatever the plan: Ray Data would give the other actors no row after loading their models."""
+    from types import SimpleNamespace
+
+    from jojogan.batch.inputs import InputItem
+    from jojogan.batch.ray_engine import ResourcePlan, _dataset
+
+    pools = []
+
+    class Dataset:
+        def map_batches(self, fn, compute, **kwargs):
+            pools.append((fn.__name__, compute))
+            return self
+
+    strategy = lambda **sizes: sizes  # noqa: E731
+    data = SimpleNamespace(from_items=lambda rows, **_: Dataset(), ActorPoolStrategy=strategy)
+    plan = ResourcePlan(stylize_actors=4, stylize_resources={"num_cpus": 1}, align_actors=3)
+    _dataset(
+        SimpleNamespace(data=data),
+        [InputItem(workdir / "face0.png", "face0")],
+        fast_settings(workdir, style),
+        plan,
+        None,
+    )
+    assert pools == [("_RayAligner", {"min_size": 1, "max_size": 1}), ("_RayStylizer", {"size": 1})]
+    pools.clear()
+    items = [InputItem(workdir / f"face{i}.png", f"face{i}") for i in range(6)]
+    _dataset(SimpleNamespace(data=data), items, fast_settings(workdir, style), plan, None)
+    assert pools == [("_RayAligner", {"min_size": 1, "max_size": 3}), ("_RayStylizer", {"size": 4})]

@@ -292,7 +292,9 @@ def _stylize_env(plan: ResourcePlan) -> dict[str, str]:
 
 
 def _dataset(ray, items, settings, plan: ResourcePlan, batch_size):
-    """The Ray Data pipeline: read → align (a pool, or none) → invert + stylize, planned from the cluster."""
+    """The Ray Data pipeline: read → align (a pool, or none) → invert + stylize, planned from the cluster;
+    no pool has more actors than there are photos (one row each: an actor more would load its models and
+    never get a row, e.g. the one photo of a batch of videos)."""
     rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
     if plan.align_actors:
@@ -300,7 +302,7 @@ def _dataset(ray, items, settings, plan: ResourcePlan, batch_size):
             _RayAligner,
             fn_constructor_kwargs={"settings": settings, "size": generator_size(settings.style)},
             batch_size=1,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.align_actors),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(plan.align_actors, len(rows))),
             num_cpus=1,
         )
     if batch_size is None:
@@ -310,7 +312,7 @@ def _dataset(ray, items, settings, plan: ResourcePlan, batch_size):
         _RayStylizer,
         fn_constructor_kwargs={"settings": settings, "batch_size": batch_size},
         batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=plan.stylize_actors),
+        compute=ray.data.ActorPoolStrategy(size=min(plan.stylize_actors, len(rows))),
         **({"runtime_env": {"env_vars": env}} if env else {}),
         **plan.stylize_resources,
     )
