@@ -202,3 +202,32 @@ def test_no_actor_pool_is_larger_than_the_photos(workdir, style):  # noqa: F811
     items = [InputItem(workdir / f"face{i}.png", f"face{i}") for i in range(6)]
     _dataset(SimpleNamespace(data=data), items, fast_settings(workdir, style), plan, None)
     assert pools == [("_RayAligner", {"min_size": 1, "max_size": 3}), ("_RayStylizer", {"size": 4})]
+
+
+def test_a_mixed_batch_without_an_alignment_pool_loads_the_pipeline_once_per_worker(monkeypatch, tmp_path):
+    """Its photos go to the video workers (which align their own, as such a plan's stylize actors do)
+    before its videos, instead of to a Ray Data pool of their own; with an alignment pool they keep it."""
+    from types import SimpleNamespace
+
+    from jojogan.batch import ray_engine, ray_video
+    from jojogan.batch.inputs import InputItem
+
+    calls = []
+
+    def dataset(ray, rest, *args):
+        calls.append(("dataset", rest))
+        return SimpleNamespace(iter_rows=lambda: [])
+
+    def run_videos(ray, videos, settings, folder, workers, *args):
+        calls.append(("videos", videos, workers, args[2:]))
+        return iter(())
+
+    monkeypatch.setattr(ray_engine, "_dataset", dataset)
+    monkeypatch.setattr(ray_video, "run_videos", run_videos)
+    ray = SimpleNamespace(cluster_resources=lambda: {"CPU": 2.0})
+    photo, clip = InputItem(tmp_path / "a.png", "a"), InputItem(tmp_path / "b.mov", "b")
+    list(ray_engine._run(ray, [photo, clip], None, 2, None, None, tmp_path))
+    assert calls == [("videos", [clip], 2, ([photo],))]
+    calls.clear()
+    list(ray_engine._run(ray, [photo, clip], None, 1, True, None, tmp_path))
+    assert calls == [("dataset", [photo]), ("videos", [clip], 1, ())]
