@@ -17,13 +17,13 @@ from batch_helpers import (
     kill_after_first_line,
     manifest_lines,
     no_temporary_files,
-    photo_folder,
 )
+from test_batch import photos  # noqa: F401 - the photo folder (its large photo at a screen's size)
 from test_cli import FAST, run, style, workdir  # noqa: F401 - the tiny base and style fixtures
 
 from jojogan.batch import stylize_many
 
-from conftest import shared_path, time_cap
+from conftest import time_cap
 
 ray = pytest.importorskip("ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -41,24 +41,6 @@ def bounded_time():
 def bounded():
     with bounded_time():
         yield
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory, dlib):
-    """The batch tests' photo folder (``batch_helpers.photo_folder``), its large photo (1922 × 2883)
-    scaled to 800 px wide: dlib's detector takes 2.5 CPU-s on the original and 0.3 s on this, in each
-    of the four runs that align it (single, Ray, killed, rerun)."""
-    import shutil
-
-    from PIL import Image
-
-    real = shared_path("images", "jojogan", "test_input")
-    source = tmp_path_factory.mktemp("sources")
-    with Image.open(real / "chris_hemsworth.jpeg") as image:
-        small = image.resize((800, round(image.height * 800 / image.width)), Image.LANCZOS)
-    small.save(source / "chris_hemsworth.jpeg", quality=92)
-    shutil.copy(real / "iu.jpeg", source / "iu.jpeg")
-    return photo_folder(tmp_path_factory.mktemp("batch"), lambda *parts: source)
 
 
 @pytest.fixture(scope="module")
