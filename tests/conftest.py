@@ -57,15 +57,20 @@ SLOWEST_FIRST = (
     "test_batch_ray.py",
     "test_ui_browser.py",
     "test_batch_video.py",
+    "test_codeformer.py",
+    "test_video_figures.py",
     "test_batch.py",
     "test_ray_cleanup.py",
-    "test_codeformer.py",
-    "test_memory.py",
+    "test_video_track.py",
+    "test_restyle.py",
+    "test_api_e4e.py",
     "test_ui.py",
+    "test_memory.py",
 )
 """Test files that take longest (``pytest --durations``), in that order. They are collected first, so that
-pytest-xdist, which hands whole files to idle workers in collection order, never ends on one of them while
-the other workers wait."""
+pytest-xdist, which hands whole files to idle workers in collection order (``--no-loadscope-reorder``;
+by default it would order them by their number of tests), never ends on one of them while the other
+workers wait."""
 
 
 def pytest_collection_modifyitems(config, items):
