@@ -53,6 +53,31 @@ def shared():
     return shared_path
 
 
+SLOWEST_FIRST = (
+    "test_batch_ray.py",
+    "test_ui_browser.py",
+    "test_batch_video.py",
+    "test_codeformer.py",
+    "test_video_figures.py",
+    "test_batch.py",
+    "test_ray_cleanup.py",
+    "test_video_track.py",
+    "test_restyle.py",
+    "test_api_e4e.py",
+    "test_ui.py",
+    "test_memory.py",
+)
+"""Test files that take longest (``pytest --durations``), in that order. They are collected first, so that
+pytest-xdist, which hands whole files to idle workers in collection order (``--no-loadscope-reorder``;
+by default it would order them by their number of tests), never ends on one of them while the other
+workers wait."""
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: place for place, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     """No test reaches the internet: the weights manager stays offline unless a test serves the files on
@@ -82,8 +107,10 @@ def _one_thread():
 
 @pytest.fixture(autouse=True)
 def _slow_threads(request, _one_thread):
-    """Full-size ``slow`` tests run with torch's default thread count."""
-    if not request.node.get_closest_marker("slow"):
+    """Full-size ``slow`` tests run with torch's default thread count, unless pytest-xdist runs a worker per
+    core already (a second thread then only waits for the core the other worker holds)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not request.node.get_closest_marker("slow") or workers >= _one_thread:
         yield
         return
     torch.set_num_threads(_one_thread)
@@ -98,6 +125,18 @@ def dlib():
     import dlib
 
     return dlib
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (2 CPUs, no dashboard) for every Ray test of the session (of one pytest-xdist worker):
+    starting one takes seconds. ``stylize_many`` leaves a running Ray as it found it."""
+    ray = pytest.importorskip(
+        "ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'"
+    )
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
 
 
 _DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]

@@ -10,9 +10,8 @@ from jojogan import JoJoGAN, JojoganError
 from jojogan.imaging import to_pil
 from jojogan.inversion.e4e import Encoder4Editing
 from jojogan.style_file import save_style
-from jojogan.stylegan2 import Discriminator, Generator
 
-from factories import tiny_generator
+from factories import tiny_discriminator, tiny_generator
 
 
 def hollow_state(module: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -38,9 +37,9 @@ def test_e4e_inversion_feeds_stylize(tmp_path):
         {"state_dict": hollow_state(encoder, "encoder."), "latent_avg": torch.randn(18, 512), "opts": {}},
         e4e_path,
     )
-    base = Generator(1024, 512, 8, 2).eval()
+    base = tiny_generator(1024, style_dim=512, n_mlp=8)  # the official W+ shape; narrow layers, fast
     base_path = tmp_path / "stylegan2.pt"
-    torch.save({"g_ema": base.state_dict(), "d": hollow_state(Discriminator(1024, 2))}, base_path)
+    torch.save({"g_ema": base.state_dict(), "d": tiny_discriminator(1024).state_dict()}, base_path)
     style_path = save_style(tmp_path / "style.safetensors", base, {})
 
     pipe = JoJoGAN.from_pretrained(base=base_path, e4e=e4e_path)
@@ -65,7 +64,7 @@ def test_non_finite_codes_are_refused(tmp_path):
     e4e_path = tmp_path / "damaged.pt"
     torch.save({"state_dict": state, "latent_avg": torch.randn(18, 512)}, e4e_path)
     base_path = tmp_path / "stylegan2.pt"
-    torch.save({"g_ema": hollow_state(Generator(1024, 512, 8, 2))}, base_path)
+    torch.save({"g_ema": tiny_generator(1024, style_dim=512, n_mlp=8).state_dict()}, base_path)
     pipe = JoJoGAN.from_pretrained(base=base_path, e4e=e4e_path)
     with pytest.raises(JojoganError, match="NaN or infinite"):
         pipe.prepare(Image.new("RGB", (1024, 1024)), inversion="e4e", aligned=True)

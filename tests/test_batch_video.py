@@ -33,7 +33,8 @@ def _linear_encoder():
 @pytest.fixture(scope="module")
 def library(tmp_path_factory, dlib):
     """A folder with one photo, one tiny clip with sound and one corrupt video, and the batch's settings
-    on the tiny base (the linear stand-in encoder, faces pasted back)."""
+    on the tiny base (the linear stand-in encoder, faces pasted back; a video's identity judged on 2
+    frames of its track, not 8: each costs two dlib descriptors, a tenth of a CPU-second)."""
     from jojogan.video import VideoConfig
     from jojogan.video.track import TrackConfig
 
@@ -48,7 +49,9 @@ def library(tmp_path_factory, dlib):
         style=style,
         config=StylizeConfig(inversion=LINEAR, paste=True, identity="auto"),
         models=Models(base=base, device="cpu"),
-        video=VideoConfig(chunk_frames=4, batch_size=4, track=TrackConfig(min_face_size=32)),
+        video=VideoConfig(
+            chunk_frames=4, batch_size=4, identity_frames=2, track=TrackConfig(min_face_size=32)
+        ),
     )
     return folder, settings
 
@@ -191,17 +194,6 @@ def test_a_container_without_h264_gives_an_mp4(library):
     folder, _ = library
     assert video_output(InputItem(folder / "talk.webm", "talk")) == "talk_styled.mp4"
     assert video_output(InputItem(folder / "talk.MKV", "sub/talk")) == "sub/talk_styled.mkv"
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray with two CPUs for the module's Ray tests."""
-    ray = pytest.importorskip(
-        "ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'"
-    )
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

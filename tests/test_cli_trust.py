@@ -3,11 +3,13 @@ where it can be. Uses the tiny base, faces and style of tests/test_cli_safety.py
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from test_cli_safety import FAST, STYLIZE, invoke, refused, work  # noqa: F401 - the tiny files
 
 import jojogan.api
@@ -166,7 +168,11 @@ def test_ui_with_a_library_folder_that_cannot_take_files(work, tmp_path, monkeyp
 
 
 def test_align_face_all_checks_every_output_before_writing_the_first(tmp_path, shared, monkeypatch):
-    photos = shared("images", "jojogan", "test_input")
+    photos = tmp_path / "photos"  # real photos; the large one at a screen's size (detection takes seconds)
+    photos.mkdir()
+    with Image.open(shared("images", "jojogan", "test_input", "chris_hemsworth.jpeg")) as big:
+        big.convert("RGB").resize((683, 1024), Image.Resampling.LANCZOS).save(photos / "chris_hemsworth.jpeg")
+    shutil.copy(shared("images", "jojogan", "test_input", "iu.jpeg"), photos / "iu.jpeg")
     out = tmp_path / "out"
     out.mkdir()
     (out / "iu_0.png").write_bytes(b"an earlier crop")  # the second input's output exists

@@ -3,6 +3,8 @@ face of a group photo. Tiny checkpoint, real stages."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -133,11 +135,15 @@ def test_every_face_of_a_group_photo_is_stylized_and_pasted_back(tiny, group):
 
 def test_stylize_face_all_on_the_command_line(tiny, group, tmp_path):
     common = ["stylize", group, "--style", tiny / "style.safetensors", "--base", tiny / "base.pt"]
-    common += ["--inversion", "optimize", "--inversion-steps", "3", "--face", "all", "--no-identity"]
+    common += ["--inversion", "optimize", "--inversion-steps", "3", "--face", "all"]
     runner = CliRunner()
     one = runner.invoke(cli, [str(a) for a in [*common, "--paste", "-o", tmp_path / "group_styled.png"]])
     assert one.exit_code == 0, one.output
     assert "(2 faces)" in one.output and (tmp_path / "group_styled.png").is_file()
+    # each pasted face's own verdict (a tiny random base paints no person)
+    verdict = r"face {}: not the same person \(dlib: distance \d\.\d{{3}} ≥ 0\.6\)"
+    assert re.search(f"identity: {verdict.format(0)}; {verdict.format(1)}\\)", one.output), one.output
+    common.append("--no-identity")
     each = runner.invoke(cli, [str(a) for a in [*common, "-o", tmp_path / "faces"]])
     assert each.exit_code == 0, each.output
     assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == [

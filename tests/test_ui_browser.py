@@ -6,8 +6,8 @@ in the home folder) that the test removes, and the server gets a temp folder of 
 be empty again after it is stopped with SIGTERM. A tiny base checkpoint (the test factories); a real aligned
 reference and a real photo from the shared test data. Every request the page makes to anything but
 127.0.0.1 is blocked and recorded, and the test fails if there was one. Last, a short clip of a real face
-(made by the test, with a tone) goes through the Video tab. Screenshots of each step go to
-$JOJOGAN_UI_SHOTS (or the test's temporary folder).
+(made by the test, with a tone) goes through the Video tab. With $JOJOGAN_UI_SHOTS set, a screenshot of
+each step goes to that folder (they cost seconds, so an ordinary run takes none).
 """
 
 from __future__ import annotations
@@ -188,6 +188,22 @@ def _server(tmp_path: Path, home: Path, cwd: Path, systemp: Path):
             server.wait(10)
 
 
+class Shots:
+    """Screenshots of the steps into ``folder``; none when it is not given."""
+
+    def __init__(self, folder: str | None):
+        self.folder = Path(folder) if folder else None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, page, name: str, settle_ms: int = 0) -> None:
+        if self.folder is None:
+            return
+        if settle_ms:
+            page.wait_for_timeout(settle_ms)
+        page.screenshot(path=self.folder / name)
+
+
 def _image_bytes(page, locator) -> bytes:
     """The bytes of the picture an <img> shows (fetched from the server, as the page did)."""
     src = locator.get_attribute("src")
@@ -206,7 +222,7 @@ def _set_slider(page, label: str, value: float) -> None:
     box.press("Enter")
 
 
-def _train(page, expect, reference: Path, library: Path, shots: Path) -> None:
+def _train(page, expect, reference: Path, library: Path, shots: Shots) -> None:
     """Train a style from a real aligned reference; a taken name and a cancelled run stay in the Train tab."""
     page.get_by_label(ALIGNED_LABEL).check()
     page.locator("#jj-references input[type=file]").set_input_files(str(reference))
@@ -215,13 +231,13 @@ def _train(page, expect, reference: Path, library: Path, shots: Path) -> None:
     _set_slider(page, "Iterations", 4)
     page.get_by_role("button", name="Train", exact=True).click()
     expect(page.get_by_text("to the library")).to_be_visible()
-    page.screenshot(path=shots / "2-trained.png")
+    shots(page, "2-trained.png")
 
     # a taken name is one line in the Train tab's status, nowhere else
     page.get_by_role("button", name="Train", exact=True).click()
     status = page.locator("#jj-train-status")
     expect(status).to_contain_text("Error: a style named 'sketch' already exists")
-    page.screenshot(path=shots / "2a-refused.png")
+    shots(page, "2a-refused.png")
     page.get_by_label("Style name").fill("long")
     _set_slider(page, "Iterations", 1000)
     page.get_by_role("button", name="Train", exact=True).click()
@@ -229,10 +245,10 @@ def _train(page, expect, reference: Path, library: Path, shots: Path) -> None:
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_text(re.compile(r"Cancelled after step \d+; nothing was saved"))).to_be_visible()
     assert not list(library.glob("long*"))
-    page.screenshot(path=shots / "2b-cancelled.png")
+    shots(page, "2b-cancelled.png")
 
 
-def _library(page, expect, shots: Path) -> None:
+def _library(page, expect, shots: Shots) -> None:
     """The style is in the library, its thumbnail served from the home folder (outside temp and cwd)."""
     page.get_by_role("tab", name="Library").click()
     expect(page.get_by_text("sketch · default · 4 steps").first).to_be_visible()
@@ -240,10 +256,10 @@ def _library(page, expect, shots: Path) -> None:
     expect(thumbnail).to_be_visible()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle())
     assert thumbnail.evaluate("img => img.naturalWidth") == 256
-    page.screenshot(path=shots / "3-library.png")
+    shots(page, "3-library.png")
 
 
-def _stylize(page, expect, photo: Path, shots: Path) -> None:
+def _stylize(page, expect, photo: Path, shots: Shots) -> None:
     """Stylize a real photo: the style chooser works after the refused training, α moves the picture,
     paste-back gives the whole photo, the identity verdict is shown, the download carries the metadata."""
     photo_size = Image.open(photo).size
@@ -254,7 +270,7 @@ def _stylize(page, expect, photo: Path, shots: Path) -> None:
     expect(page.get_by_text("α = 1.00")).to_be_visible()
     result = page.locator(".jj-result img")
     at_1 = _image_bytes(page, result)
-    page.screenshot(path=shots / "4-stylized.png")
+    shots(page, "4-stylized.png")
     _set_slider(page, "Strength α (0 = photo, 1 = style)", 0.5)
     expect(page.get_by_text("α = 0.50")).to_be_visible()
     at_half = _image_bytes(page, result)
@@ -265,7 +281,7 @@ def _stylize(page, expect, photo: Path, shots: Path) -> None:
     images = [Image.open(io.BytesIO(b)).convert("RGB") for b in (at_0, at_1)]
     assert images[0].size == images[1].size == (SIZE, SIZE)
     assert images[0].tobytes() != images[1].tobytes()
-    page.screenshot(path=shots / "5-alpha-0.png")
+    shots(page, "5-alpha-0.png")
 
     page.get_by_label("Paste back into the photo").check()
     expect(page.get_by_text(f"{photo_size[0]} × {photo_size[1]} px")).to_be_visible()
@@ -273,7 +289,7 @@ def _stylize(page, expect, photo: Path, shots: Path) -> None:
     page.get_by_label("Measure identity").check()  # a tiny random base paints no person: dlib says so
     verdict = re.compile(r"identity: not the same person \(dlib: distance \d\.\d{3} ≥ 0\.6\)")
     expect(page.locator("#jj-stylize-status")).to_contain_text(verdict)
-    page.screenshot(path=shots / "6-pasted.png")
+    shots(page, "6-pasted.png")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download PNG").click()
     saved = Image.open(download.value.path())
@@ -283,7 +299,7 @@ def _stylize(page, expect, photo: Path, shots: Path) -> None:
     assert identity["network"] == "dlib" and identity["same_person"] is False and identity["threshold"] == 0.6
 
 
-def _slider_and_samples(page, expect, shots: Path) -> None:
+def _slider_and_samples(page, expect, shots: Shots) -> None:
     """The α strip and random samples, from the Stylize tab's photo and style."""
     page.get_by_role("tab", name="Slider & samples").click()
     page.get_by_role("button", name="Make the α strip").click()
@@ -294,8 +310,7 @@ def _slider_and_samples(page, expect, shots: Path) -> None:
     expect(page.locator(".jj-samples img")).to_be_visible()
     grid = Image.open(io.BytesIO(_image_bytes(page, page.locator(".jj-samples img"))))
     assert grid.size == (4 * 256 + 3 * 4, 2 * 256 + 4)  # four faces, and the same faces in the style
-    page.wait_for_timeout(500)  # Gradio fades a fresh output in; the screenshot waits for it
-    page.screenshot(path=shots / "7-slider-samples.png")
+    shots(page, "7-slider-samples.png", settle_ms=500)  # Gradio fades a fresh output in
 
 
 def _face_clip(path: Path, count: int = 8) -> Path:
@@ -314,7 +329,7 @@ def _face_clip(path: Path, count: int = 8) -> Path:
     )
 
 
-def _video(page, expect, clip: Path, shots: Path) -> None:
+def _video(page, expect, clip: Path, shots: Shots) -> None:
     """The Video tab: upload a clip, choose the style, Start; the result plays with its sound, every frame
     kept, and the flicker line is shown."""
     import av
@@ -335,15 +350,28 @@ def _video(page, expect, clip: Path, shots: Path) -> None:
     with av.open(io.BytesIO(response.body())) as container:
         assert len(container.streams.audio) == 1
         assert sum(1 for _ in container.decode(video=0)) == 8
-    page.screenshot(path=shots / "9-video.png")
+    shots(page, "9-video.png")
+
+
+def _refuses_rebinding(url: str) -> None:
+    """The guard of the command itself (issue 23): a forged Host and a foreign Origin get 403 (each one line
+    in the server's terminal, and no traceback: looked at when it stops)."""
+    from test_ui_guard import get, upload
+
+    url = url.rstrip("/")
+    assert get(url, Host=f"evil.example:{urlparse(url).port}").status_code == 403
+    assert upload(url, b"x", Origin="http://evil.example").status_code == 403
 
 
 def _stop_and_look(server: subprocess.Popen, systemp: Path, home: Path, cwd: Path, log: Path) -> None:
-    """SIGTERM: the server stops cleanly and no upload or result is left outside the library."""
+    """SIGTERM: the server stops cleanly and no upload or result is left outside the library; its terminal
+    shows the two refused requests, one line each, and no traceback."""
     assert [p.name for p in systemp.iterdir() if p.name.startswith("jojogan-ui-")]  # it was in use
     server.send_signal(signal.SIGTERM)
     assert server.wait(60) == 0, log.read_text()[-2000:]
-    assert "jojogan ui: stopped; its temporary files are removed" in log.read_text()
+    terminal = log.read_text()
+    assert "jojogan ui: stopped; its temporary files are removed" in terminal
+    assert terminal.count("refused ") == 2 and "Traceback" not in terminal, terminal[-2000:]
     assert list(systemp.iterdir()) == []  # no jojogan-ui-*, no Gradio cache
     assert list(cwd.iterdir()) == []
     library = home / ".cache" / "jojogan" / "styles"
@@ -358,9 +386,7 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
     photo = shared("images", "jojogan", "test_input", "iu.jpeg")
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("not a picture")
-    chromium = _chromium()
-    shots = Path(os.environ.get("JOJOGAN_UI_SHOTS") or tmp_path / "shots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = Shots(os.environ.get("JOJOGAN_UI_SHOTS"))
     systemp = tmp_path / "systemp"
     systemp.mkdir()
     outside: list[str] = []
@@ -376,6 +402,8 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
     started = time.monotonic()
     cap = time_cap(TIME_CAP_S, "the browser test")
     with cap, _desktop_folders() as (home, cwd), _server(tmp_path, home, cwd, systemp) as (url, server):
+        _refuses_rebinding(url)  # before the browser is looked for: this part needs none
+        chromium = _chromium()
         with sync_api.sync_playwright() as play:
             browser = play.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
@@ -390,7 +418,7 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
             assert not re.findall(r"""(?:src|href)\s*=\s*["']https?://(?!127\.0\.0\.1)""", html)
             expect(page.get_by_role("button", name="Train", exact=True)).to_be_visible()  # the page loaded
             expect(page.get_by_text("Loading...")).to_have_count(0)  # and its outputs have first values
-            page.screenshot(path=shots / "1-start.png")
+            shots(page, "1-start.png")
             _train(page, expect, reference, home / ".cache" / "jojogan" / "styles", shots)
             _library(page, expect, shots)
             _stylize(page, expect, photo, shots)
@@ -399,7 +427,7 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
             page.get_by_role("tab", name="Train a style").click()
             page.locator("#jj-references input[type=file]").set_input_files(str(not_an_image))
             expect(page.get_by_text("notes.txt is not an image file that can be read")).to_be_visible()
-            page.screenshot(path=shots / "8-not-an-image.png")
+            shots(page, "8-not-an-image.png")
             assert server.poll() is None and page.request.get(url).ok
             _video(page, expect, _face_clip(tmp_path / "clip.mp4"), shots)
             browser.close()

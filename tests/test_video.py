@@ -178,7 +178,7 @@ def test_smooth_codes_are_steadier_than_raw_ones(run, tmp_path):
 
 def test_mpeg4_input_one_code_per_shot_and_the_largest_face(tmp_path):
     pipe, style = tiny_video_pipe(tmp_path)
-    clip = story_clip(tmp_path / "story.avi", codec="mpeg4", audio=False)
+    clip = story_clip(tmp_path / "story.avi", codec="mpeg4", moving=8, audio=False)  # two shots with faces
     config = _config(latent="shot", encode=vio.EncodeSettings(crf=30))
     settings = StylizeConfig(inversion=LINEAR, alpha=0.5, paste=True)  # the largest face: the default
     result = stylize_video(pipe, clip.path, tmp_path / "out.mkv", style, settings, config)

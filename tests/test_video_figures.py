@@ -11,10 +11,10 @@ from PIL import ImageOps
 from video_clips import (
     LINEAR,
     encoder_row,
+    face_clip,
     face_photo,
     linear_encoder,
     story_clip,
-    tiny_base,
     tiny_video_pipe,
 )
 
@@ -44,7 +44,8 @@ def _video(**changes) -> VideoConfig:
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
     """The tiny pipeline (linear stand-in encoder), its style and the story clip: the first shot's face
-    (iu, 16 frames, track 0), a cat, black frames, the other face (chris_hemsworth, 5 frames, track 1)."""
+    (iu, 16 frames, track 0), a cat, black frames, the other face (chris_hemsworth, 5 frames, track 1).
+    The tiny base is ``base.pt`` beside the clip."""
     folder = tmp_path_factory.mktemp("figures")
     with encoder_row():
         pipe, style = tiny_video_pipe(folder)
@@ -57,41 +58,45 @@ def _run(kit, out, settings=None, video=None, **kw):
     return stylize_video(pipe, clip.path, out, style, settings or _settings(), video or _video(), **kw)
 
 
-def test_every_run_has_the_flicker_figure_on_sampled_pairs(kit, tmp_path):
-    result = _run(kit, tmp_path / "out.mp4")
-    assert result.report_path is None and sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
-    info = vio.probe(kit[2].path)
-    table_plan = _plan(kit[2].path)
-    # the pairs measured: first frame a multiple of 4, both frames in one shot, a face on the first
+@pytest.fixture(scope="module")
+def sampled(kit, tmp_path_factory):
+    """One run with the default flicker sampling and no report, identity on 4 frames per track: what
+    the flicker and the identity tests read (each run costs seconds: tracking, inversion, dlib)."""
+    folder = tmp_path_factory.mktemp("sampled")
+    return folder, _run(kit, folder / "out.mp4", video=_video(identity_frames=4))
+
+
+def test_every_run_has_the_flicker_figure_on_sampled_pairs(kit, sampled, tmp_path):
+    folder, result = sampled
+    assert result.report_path is None and sorted(p.name for p in folder.iterdir()) == ["out.mp4"]
+    info, kinds = vio.probe(kit[2].path), kit[2].kinds
+    # the pairs measured: first frame a multiple of 4, both frames in one shot, a face on the first (the
+    # story's shots and face tracks are its kinds of frame: test_video_track checks the tracker finds them)
     expected = [
         t
-        for t in range(len(table_plan.shots) - 1)
-        if t % 4 == 0 and table_plan.shots[t] == table_plan.shots[t + 1] and table_plan.faces_at(t)
+        for t in range(len(kinds) - 1)
+        if t % 4 == 0 and kinds[t] == kinds[t + 1] and kinds[t] in ("face", "face2")
     ]
-    assert len(expected) == 5 and info.packets == len(table_plan.shots)
+    assert len(expected) == 5 and info.packets == len(kinds)
     for region in ("face", "seam"):
         figure = result.flicker[region]
         assert figure["pairs"] == len(expected), region
         assert figure["input"] > 0 and figure["ratio"] == pytest.approx(figure["output"] / figure["input"])
-    every = _run(kit, tmp_path / "every.mp4", video=_video(flicker_every=1, report=True))
+    every_pair = _video(flicker_every=1, report=True)  # flicker only: identity has its own tests
+    every = _run(kit, tmp_path / "every.mp4", settings=_settings(identity=None), video=every_pair)
     assert every.flicker["face"]["pairs"] > 3 * len(expected)
     assert "figures" in json.loads(every.report_path.read_text())["timings"]
-    off = _run(kit, tmp_path / "off.mp4", settings=_settings(identity=None), video=_video(flicker_every=0))
+    short = face_clip(tmp_path / "short.mp4", 4, audio=False)  # figures switched off: any clip shows it
+    off = stylize_video(
+        kit[0], short.path, tmp_path / "off.mp4", kit[1], _settings(identity=None), _video(flicker_every=0)
+    )
     assert off.flicker is None and off.identity is None
 
 
-def _plan(path):
-    from jojogan.video.track import analyse
-
-    info = vio.probe(path)
-    stats = vio.ReadStats()
-    return analyse(vio.read_frames(info, stats=stats), info, TRACKS, stats, face="all")
-
-
-def test_a_track_s_identity_on_its_sampled_frames_judged_by_dlib(kit, tmp_path):
+def test_a_track_s_identity_on_its_sampled_frames_judged_by_dlib(sampled):
     """The tiny random generator draws noise, not a face: dlib puts every sampled stylized frame far from
     its input face, and each track is judged not the same person, with the rule's threshold and source."""
-    result = _run(kit, tmp_path / "out.mp4", video=_video(identity_frames=4))
+    _, result = sampled
     first, second = result.identity
     assert (first["track"], first["frames"]) == (0, [0, 4, 8, 12])  # 16 frames: every 4th
     assert (second["track"], second["frames"]) == (1, [23, 25, 27])  # 5 frames: every 2nd
@@ -116,10 +121,11 @@ def _stand_in(pipe, monkeypatch, draw):
 
 def test_identity_follows_the_person_in_each_track(kit, tmp_path, monkeypatch):
     """A style that mirrors the input face keeps the person (dlib: a face and its mirror 0.18 apart at
-    256 px); one that draws the other track's person does not. So each track's crops are its own face."""
-    pipe = kit[0]
+    256 px); one that draws the other track's person does not. So each track's crops are its own face
+    (on 3 frames spread over each track: every score costs two dlib descriptors)."""
+    pipe, three = kit[0], _video(identity_frames=3)
     _stand_in(pipe, monkeypatch, lambda face: ImageOps.mirror(face.aligned.image))
-    mirrored = _run(kit, tmp_path / "mirror.mp4")
+    mirrored = _run(kit, tmp_path / "mirror.mp4", video=three)
     for record in mirrored.identity:
         assert record["verdict"]["same_person"] and record["same_person_frames"] == len(record["frames"])
         assert 0.0 < record["max"] < 0.6
@@ -128,7 +134,7 @@ def test_identity_follows_the_person_in_each_track(kit, tmp_path, monkeypatch):
         1: align_face(face_photo("iu.jpeg"), pipe.size).image,
     }
     _stand_in(pipe, monkeypatch, lambda face: people[face.aligned.face_index])
-    swapped = _run(kit, tmp_path / "swap.mp4")
+    swapped = _run(kit, tmp_path / "swap.mp4", video=three)
     for record in swapped.identity:
         assert not record["verdict"]["same_person"] and record["min"] > 0.6, record
 
@@ -172,7 +178,7 @@ def test_figures_and_workers_do_not_change_what_resumes(kit, tmp_path):
     with pytest.raises(_Stop):
         _run(kit, out, settings=_settings(identity=None), on_chunk=stop)
     other = _video(
-        flicker_every=2, identity_frames=3, track=TrackConfig(min_face_size=32, alignment_workers=1)
+        flicker_every=2, identity_frames=1, track=TrackConfig(min_face_size=32, alignment_workers=1)
     )
     resumed = _run(kit, out, video=other)
     assert resumed.report["chunks_resumed"] == 4 + 2  # 28 frames: four chunks' codes, two segments
@@ -185,16 +191,17 @@ def test_an_identity_network_that_cannot_load_fails_before_any_work(kit, tmp_pat
     assert "\n" not in str(caught.value) and list(tmp_path.iterdir()) == []
 
 
-def test_the_command_line_prints_flicker_and_identity(tmp_path, monkeypatch):
+def test_the_command_line_prints_flicker_and_identity(kit, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from jojogan.cli import main
     from jojogan.inversion.encoders import ENCODERS
 
     monkeypatch.setitem(ENCODERS, "e4e", linear_encoder())  # the FFHQ profile's encoder, as a stand-in
-    base, style = tiny_base(tmp_path)
-    clip = story_clip(tmp_path / "story.mp4", audio=False)
-    args = ["video", clip.path, "--style", style, "--base", base, "--device", "cpu", "--face", "all"]
+    _, style, clip = kit
+    base = clip.path.parent / "base.pt"  # the kit's tiny base (tiny_video_pipe saves it there)
+    short = face_clip(tmp_path / "face.mp4", 8, audio=False).path  # the lines need no long clip
+    args = ["video", short, "--style", style, "--base", base, "--device", "cpu", "--face", "all"]
     args += ["--chunk-frames", "8", "-o", tmp_path / "out.mp4"]
     run = CliRunner().invoke(
         main, [str(a) for a in args + ["--identity-net", "dlib", "--identity-frames", "2"]]

@@ -3,6 +3,8 @@ clips whose camera motion is known."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
 from fractions import Fraction
 
 import numpy as np
@@ -74,7 +76,7 @@ def test_the_filter_follows_the_known_camera_motion(story):
 
 
 def test_two_people_get_a_track_each_and_largest_picks_one(tmp_path):
-    clip = pair_clip(tmp_path / "pair.mp4")
+    clip = pair_clip(tmp_path / "pair.mp4", count=5)  # a track needs 3 frames (min_track)
     _, both = _plan(clip.path, face="all")
     assert len(both.tracks) == 2 and all(len(t.frames) == len(clip.pts) for t in both.tracks)
     left, right = sorted(both.tracks, key=lambda t: t.boxes[0, 0])
@@ -114,19 +116,42 @@ def test_gaussian_smoothing_on_timestamps():
     assert np.array_equal(smooth(values, times, 0.0), values)
 
 
-def test_following_faces_between_detections_keeps_the_tracks(story):
+@pytest.fixture(scope="module")
+def sparse(story):
+    """The story's tracks with the detector on every 4th frame (and at cuts), serially."""
+    return _plan(story[0].path, face="all", detect_every=4)[1]
+
+
+def test_following_faces_between_detections_keeps_the_tracks(story, sparse):
     """With the detector on every 4th frame (and at cuts), the landmark predictor alone follows the faces
     in between: the same tracks, crop squares within a pixel of detecting on every frame."""
     clip, every, _ = story
-    _, sparse = _plan(clip.path, face="all", detect_every=4)
     assert [t.frames.tolist() for t in sparse.tracks] == [t.frames.tolist() for t in every.tracks]
     for dense, followed in zip(every.tracks, sparse.tracks, strict=True):
         assert np.abs(dense.quads - followed.quads).max() < 1.5  # measured: 0.57 px
 
 
-def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
+@contextlib.contextmanager
+def _fresh_processes():
+    """A "forkserver" context: its server, a fresh interpreter (no copy of this process's torch threads
+    or files, as with "spawn"), imports the tracker once, and each worker is forked from it; the server
+    is stopped after the block, and the preload list is multiprocessing's default again."""
+    from multiprocessing import forkserver
+
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["jojogan.video.track"])
+    try:
+        yield context
+    finally:
+        forkserver._forkserver._stop()
+        context.set_forkserver_preload(["__main__"])
+
+
+def test_alignment_workers_give_the_serial_tracks(story, sparse, monkeypatch):
     """Runs of frames (a detection and the frames followed after it) go to a pool of processes; the
-    tracks are the same, array for array, as in one process, with and without following."""
+    tracks are the same, array for array, as in one process, with and without following. Both runs
+    share one pool of two processes, forked from one fresh interpreter that imported the tracker (a
+    spawned worker imports torch and loads dlib itself: 3 CPU-s each); the product opens a pool per run."""
     from concurrent.futures import ProcessPoolExecutor
 
     from jojogan.video import track
@@ -139,19 +164,25 @@ def test_alignment_workers_give_the_serial_tracks(story, monkeypatch):
             submitted.append(len(args[0]))
             return super().submit(fn, *args, **kwargs)
 
-    monkeypatch.setattr(
-        track, "_pool", lambda workers: Counted(workers, mp_context=track.mp.get_context("spawn"))
-    )
-    for detect_every, serial in ((1, every), (3, _plan(clip.path, face="all", detect_every=3)[1])):
-        submitted.clear()
-        _, pooled = _plan(clip.path, face="all", detect_every=detect_every, alignment_workers=2)
-        assert sum(submitted) == len(clip.kinds) and len(submitted) > 1  # every frame went to the pool
-        if detect_every == 3:
-            assert max(submitted) == 3  # a detection and the two frames followed after it
-        ours, theirs = serial.to_arrays(), pooled.to_arrays()
-        assert ours.keys() == theirs.keys()
-        for name in ours:
-            assert np.array_equal(ours[name], theirs[name]), name
+    opened = []
+
+    def shared(workers):
+        opened.append(workers)
+        return contextlib.nullcontext(pool)  # the with-block of each run leaves the pool open
+
+    with _fresh_processes() as context, Counted(2, mp_context=context) as pool:
+        monkeypatch.setattr(track, "_pool", shared)
+        for detect_every, serial in ((1, every), (4, sparse)):
+            submitted.clear()
+            _, pooled = _plan(clip.path, face="all", detect_every=detect_every, alignment_workers=2)
+            assert sum(submitted) == len(clip.kinds) and len(submitted) > 1  # every frame went to the pool
+            if detect_every == 4:
+                assert max(submitted) == 4  # a detection and the three frames followed after it
+            ours, theirs = serial.to_arrays(), pooled.to_arrays()
+            assert ours.keys() == theirs.keys()
+            for name in ours:
+                assert np.array_equal(ours[name], theirs[name]), name
+    assert opened == [2, 2]  # each run asked for a pool of its two workers
 
 
 def test_alignment_workers_setting():

@@ -89,8 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         for i in range(0, len(body), 65536):
-            self.wfile.write(body[i : i + 65536])
+            # counted before it is written: once the client has the last byte, the count is complete
             self.server.sent[name] = self.server.sent.get(name, 0) + len(body[i : i + 65536])
+            self.wfile.write(body[i : i + 65536])
             if self.server.delay:
                 time.sleep(self.server.delay)
 

@@ -7,8 +7,10 @@ atomically and appends the manifest line as rows stream back. How many actors of
 each takes, is planned from ``ray.cluster_resources()`` at run time by :func:`plan_resources`; on a
 cluster whose CPUs all go to stylize actors, each aligns its own photos (measured faster there than
 a lone aligner, see :func:`plan_resources`). Then each video at a local path is split into chunks over
-as many video workers (:mod:`jojogan.batch.ray_video`). Ray is imported only here and there; it is the
-optional extra ``jojogan[ray]``.
+as many video workers (:mod:`jojogan.batch.ray_video`); when the plan has no alignment pool (and
+photos go one at a time), those workers take the batch's photos first instead of a pipeline of their
+own, so each loads the models once. Ray is imported only here and there; it is the optional extra
+``jojogan[ray]``.
 """
 
 from __future__ import annotations
@@ -249,6 +251,13 @@ def _run(
     split = [item for item in items if workdir is not None and is_video(item) and item.filesystem is None]
     taken = {id(item) for item in split}
     rest = [item for item in items if id(item) not in taken]
+    resources = dict(plan.stylize_resources)
+    if env := _stylize_env(plan):
+        resources["runtime_env"] = {"env_vars": env}
+    if split and not plan.align_actors and (batch_size or 1) == 1:
+        # the video workers take the photos too, as stylize actors aligning their own: one load each
+        yield from run_videos(ray, split, settings, workdir, plan.stylize_actors, resources, batch_size, rest)
+        return
     if rest:
         for row in _dataset(ray, rest, settings, plan, batch_size).iter_rows():
             meta = json.loads(row["meta"])
@@ -259,9 +268,6 @@ def _run(
             fields = {key: meta[key] for key in _RESULT_FIELDS}
             yield rest[meta["index"]], PhotoResult(outputs=outputs, **fields)
     # the photos' actors are gone: the video workers take their CPUs (or GPUs)
-    resources = dict(plan.stylize_resources)
-    if env := _stylize_env(plan):
-        resources["runtime_env"] = {"env_vars": env}
     yield from run_videos(ray, split, settings, workdir, plan.stylize_actors, resources, batch_size)
 
 
@@ -292,7 +298,9 @@ def _stylize_env(plan: ResourcePlan) -> dict[str, str]:
 
 
 def _dataset(ray, items, settings, plan: ResourcePlan, batch_size):
-    """The Ray Data pipeline: read → align (a pool, or none) → invert + stylize, planned from the cluster."""
+    """The Ray Data pipeline: read → align (a pool, or none) → invert + stylize, planned from the cluster;
+    no pool has more actors than there are photos (one row each: an actor more would load its models and
+    never get a row, e.g. the one photo of a batch of videos)."""
     rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(items)]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
     if plan.align_actors:
@@ -300,7 +308,7 @@ def _dataset(ray, items, settings, plan: ResourcePlan, batch_size):
             _RayAligner,
             fn_constructor_kwargs={"settings": settings, "size": generator_size(settings.style)},
             batch_size=1,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.align_actors),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(plan.align_actors, len(rows))),
             num_cpus=1,
         )
     if batch_size is None:
@@ -310,7 +318,7 @@ def _dataset(ray, items, settings, plan: ResourcePlan, batch_size):
         _RayStylizer,
         fn_constructor_kwargs={"settings": settings, "batch_size": batch_size},
         batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=plan.stylize_actors),
+        compute=ray.data.ActorPoolStrategy(size=min(plan.stylize_actors, len(rows))),
         **({"runtime_env": {"env_vars": env}} if env else {}),
         **plan.stylize_resources,
     )

@@ -13,7 +13,9 @@ goes through the steps of :mod:`jojogan.video.chunks`, over the chunk store in t
    output for the manifest writer and clears the workspace.
 
 The file equals the local engine's byte for byte (tested). The workers load the pipeline once and serve
-every video of the batch; they start after the photos' pipeline has finished and given its CPUs back.
+every video of the batch, and its photos too when the plan has no alignment pool (one pipeline load per
+worker, not one for the photos' actors and another for the videos'); otherwise they start after the
+photos' pipeline has finished and given its CPUs back.
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ class _RayVideoWorker:
         self._job = contextlib.ExitStack()  # the actor is one long job of the CPU memory policy
         self._job.enter_context(cpu_memory_reuse(self.stylizer.pipe.device))
 
+    def photo(self, index: int, item: InputItem) -> tuple[int, PhotoResult]:
+        """One photo (or video at a URI) of a mixed batch, as a stylize actor aligning its own photos
+        makes it (:class:`jojogan.batch.ray_engine._RayStylizer`): the pipeline is loaded once per batch."""
+        from jojogan.batch.inputs import is_video
+        from jojogan.batch.job import align_photo
+
+        if is_video(item):
+            return index, self.stylizer.video(item)
+        aligned = align_photo(item, self.stylizer.settings, self.stylizer.size)
+        (result,) = self.stylizer.finish_many([item], [aligned])
+        return index, result
+
     def prepare(self, source: str, made: str):
         from jojogan.video import chunks
 
@@ -91,8 +105,10 @@ def run_videos(
     workers: int,
     resources: dict,
     batch_size: int | None = None,
+    photos: Sequence[InputItem] = (),
 ) -> Iterator[tuple[InputItem, PhotoResult]]:
-    """Stylize local videos on ``workers`` video actors, each video split into chunks over them.
+    """Stylize local videos on ``workers`` video actors, each video split into chunks over them; first
+    ``photos``, the rest of a mixed batch, one at a time on the same actors.
 
     Args:
         ray: the connected ``ray`` module.
@@ -102,11 +118,16 @@ def run_videos(
             ``runtime_env`` included).
         batch_size: the stylize actors' photo batch (the videos' face batch is ``settings.video``'s).
     """
-    if not items:
+    if not items and not photos:
         return
+    from ray.util import ActorPool
+
     actor = ray.remote(**resources)(_RayVideoWorker)
     pool = [actor.remote(settings, batch_size) for _ in range(workers)]
     try:
+        done = ActorPool(pool).map_unordered(lambda a, i: a.photo.remote(i, photos[i]), range(len(photos)))
+        for index, result in done:
+            yield photos[index], result
         for item in items:
             start = time.perf_counter()
             result = _video(ray, pool, item, Path(workdir))

@@ -126,9 +126,20 @@ def _save_results(path: Path, target: Path, results: list, config: StylizeConfig
     for out, result in named:
         image = result.pasted if config.paste else result.image
         save_image(image, out, pnginfo=result.png_metadata())
-        kept = "" if result.identity is None else f" (identity: {result.identity.line()})"
-        faces = _faces_note(results) if config.face == "all" and config.paste else ""
-        click.echo(f"{path} -> {out}{faces}{kept}")
+        group = config.face == "all" and config.paste  # every face went into this one picture
+        faces = _faces_note(results) if group else ""
+        click.echo(f"{path} -> {out}{faces}{_identity_note(results if group else [result])}")
+
+
+def _identity_note(results: list) -> str:
+    """The identity verdict of the face in a picture, or of each face pasted into it (``face N: ...``)."""
+    scored = [r for r in results if r.identity is not None]
+    if not scored:
+        return ""
+    if len(results) == 1:
+        return f" (identity: {scored[0].identity.line()})"
+    each = "; ".join(f"face {r.face.aligned.face_index}: {r.identity.line()}" for r in scored)
+    return f" (identity: {each})"
 
 
 def _faces_note(results: list) -> str:
