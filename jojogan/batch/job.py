@@ -384,8 +384,7 @@ class Stylizer:
         video = dataclasses.replace(self.settings.video or _default_video(), flicker_every=0)
         done = self.pipe.stylize_video(path, made, self.settings.style, self.settings.config, video)
         data = done.path.read_bytes()
-        chunks = -(-done.report["frames"] // video.chunk_frames)
-        resumed = done.report["chunks_resumed"]  # files: each chunk's codes and its segment
+        chunks, resumed = done.report["chunks"], done.report["chunks_resumed"]  # resumed: codes and segments
         return PhotoResult(
             outputs=[(name, data)], faces=done.report.get("tracks", 0), frames=done.report["frames"],
             identity=[track["verdict"] for track in done.identity or []],

@@ -722,6 +722,7 @@ def _report(run: _Run, resumed: int, seconds: float) -> dict:
         "fps": float(info.fps),
         "duration_s": round(plan.table.duration(info.time_base), 6),
         "latent": run.video.latent,
+        "chunks": len(chunk_ranges(frames, run.video.chunk_frames)),
         "chunks_resumed": resumed,
         "seconds": round(seconds, 3),
         "frames_per_second": round(frames / seconds, 3) if seconds > 0 else None,
