@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -299,3 +300,23 @@ def test_fixture_projection_gets_closer_to_its_parity_image(shared):
     assert feature_l1(result.image) < 0.6 * feature_l1(start.image)
     assert _mse(result.image, target) < 0.5 * _mse(start.image, target)
     assert result.distances[-1] < result.distances[0]
+
+
+def test_adam_is_torchs_bit_for_bit_without_an_optimiser_object(models, monkeypatch):
+    """The projection's Adam steps exactly as ``torch.optim.Adam`` (noise maps and code, both phases,
+    the schedule's rates), and it builds no ``torch.optim`` optimiser: their first use imports torch's
+    compiler stack, a CPU-second in every process that projects."""
+    projection = importlib.import_module("jojogan.inversion.project")  # the package exports the function
+    gen, disc = models
+    target = _known_target(gen)
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("the projection built a torch.optim optimiser")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.optim.Optimizer, "__init__", refuse)
+        ours = project(gen, target, discriminator=disc, steps=6, w_plus_steps=4)
+    monkeypatch.setattr(projection, "_Adam", lambda params, lr: torch.optim.Adam(params, lr=lr))
+    torchs = project(gen, target, discriminator=disc, steps=6, w_plus_steps=4)
+    assert torch.equal(ours.w_plus, torchs.w_plus) and ours.losses == torchs.losses
+    assert all(torch.equal(a, b) for a, b in zip(ours.noise, torchs.noise, strict=True))
