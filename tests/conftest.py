@@ -55,8 +55,8 @@ def shared():
 
 SLOWEST_FIRST = (
     "test_batch_ray.py",
-    "test_ui_browser.py",
     "test_batch_video.py",
+    "test_ui_browser.py",
     "test_codeformer.py",
     "test_video_figures.py",
     "test_batch.py",
@@ -71,6 +71,27 @@ SLOWEST_FIRST = (
 pytest-xdist, which hands whole files to idle workers in collection order (``--no-loadscope-reorder``;
 by default it would order them by their number of tests), never ends on one of them while the other
 workers wait."""
+
+
+RAY_FILES = ("test_batch_ray.py", "test_batch_video.py")
+"""Test files that use the session's local Ray (``local_ray``): pytest-xdist hands them to one worker as one
+unit, so that one cluster serves them all (each start is its daemons, agents and idle workers: seconds of
+CPU on a 2-core machine)."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, except that the files of ``RAY_FILES`` are one unit of work."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class OneRayWorker(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "the local Ray's files" if scope.rsplit("/", 1)[-1] in RAY_FILES else scope
+
+    return OneRayWorker(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
