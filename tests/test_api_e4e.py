@@ -29,15 +29,25 @@ def hollow_state(module: torch.nn.Module, prefix: str = "") -> dict[str, torch.T
     return state
 
 
-def test_e4e_inversion_feeds_stylize(tmp_path):
+@pytest.fixture(scope="module")
+def hollow_e4e():
+    """The official e4e encoder's hollow state (``encoder.*``), made once: each test saves its own file."""
     with torch.device("meta"):
         encoder = Encoder4Editing()
+    return hollow_state(encoder, "encoder.")
+
+
+@pytest.fixture(scope="module")
+def official_shape_base():
+    """A generator with the official W+ shape ([18, 512]) and narrow layers (fast), built once; no test
+    changes it."""
+    return tiny_generator(1024, style_dim=512, n_mlp=8)
+
+
+def test_e4e_inversion_feeds_stylize(tmp_path, hollow_e4e, official_shape_base):
     e4e_path = tmp_path / "e4e_ffhq_encode.pt"
-    torch.save(
-        {"state_dict": hollow_state(encoder, "encoder."), "latent_avg": torch.randn(18, 512), "opts": {}},
-        e4e_path,
-    )
-    base = tiny_generator(1024, style_dim=512, n_mlp=8)  # the official W+ shape; narrow layers, fast
+    torch.save({"state_dict": hollow_e4e, "latent_avg": torch.randn(18, 512), "opts": {}}, e4e_path)
+    base = official_shape_base
     base_path = tmp_path / "stylegan2.pt"
     torch.save({"g_ema": base.state_dict(), "d": tiny_discriminator(1024).state_dict()}, base_path)
     style_path = save_style(tmp_path / "style.safetensors", base, {})
@@ -56,27 +66,21 @@ def test_e4e_inversion_feeds_stylize(tmp_path):
     assert styled.tobytes() == expected.tobytes()
 
 
-def test_non_finite_codes_are_refused(tmp_path):
-    with torch.device("meta"):
-        encoder = Encoder4Editing()
-    state = hollow_state(encoder, "encoder.")
+def test_non_finite_codes_are_refused(tmp_path, hollow_e4e, official_shape_base):
+    state = dict(hollow_e4e)  # the shared state stays intact
     state["encoder.input_layer.1.running_var"] = -torch.ones(64)  # a damaged file: sqrt of a negative
     e4e_path = tmp_path / "damaged.pt"
     torch.save({"state_dict": state, "latent_avg": torch.randn(18, 512)}, e4e_path)
     base_path = tmp_path / "stylegan2.pt"
-    torch.save({"g_ema": tiny_generator(1024, style_dim=512, n_mlp=8).state_dict()}, base_path)
+    torch.save({"g_ema": official_shape_base.state_dict()}, base_path)
     pipe = JoJoGAN.from_pretrained(base=base_path, e4e=e4e_path)
     with pytest.raises(JojoganError, match="NaN or infinite"):
         pipe.prepare(Image.new("RGB", (1024, 1024)), inversion="e4e", aligned=True)
 
 
-def test_e4e_codes_must_fit_the_base(tmp_path):
-    with torch.device("meta"):
-        encoder = Encoder4Editing()
+def test_e4e_codes_must_fit_the_base(tmp_path, hollow_e4e):
     e4e_path = tmp_path / "e4e.pt"
-    torch.save(
-        {"state_dict": hollow_state(encoder, "encoder."), "latent_avg": torch.randn(18, 512)}, e4e_path
-    )
+    torch.save({"state_dict": hollow_e4e, "latent_avg": torch.randn(18, 512)}, e4e_path)
     small = tiny_generator(128)
     base_path = tmp_path / "tiny.pt"
     torch.save({"g_ema": small.state_dict()}, base_path)

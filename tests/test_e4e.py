@@ -11,6 +11,7 @@ from every other (a loader that swapped two same-shaped tensors would be caught)
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import math
 import pickle
@@ -76,6 +77,17 @@ def _tiny_checkpoint(path, **overrides) -> tuple[Encoder4Editing, torch.Tensor]:
     checkpoint.update(overrides)
     torch.save(checkpoint, path)
     return encoder, latent_avg
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory) -> tuple:
+    """One tiny checkpoint (seed 0) for the tests that only read it: its path, encoder, latent_avg and
+    the saved dict (tests that edit it take a deep copy)."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        encoder, latent_avg = _tiny_checkpoint(path)
+    return path, encoder, latent_avg, torch.load(path, weights_only=True)
 
 
 def _hollow(reference: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -188,9 +200,8 @@ def test_with_decoder_rejects_missing_decoder_key(full_size_file, tmp_path):
 # ------------------------------------------------------------------------------- first principles
 
 
-def test_tiny_round_trip_gives_identical_output(tmp_path):
-    path = tmp_path / "tiny.pt"
-    encoder, latent_avg = _tiny_checkpoint(path)
+def test_tiny_round_trip_gives_identical_output(tiny_file):
+    path, encoder, latent_avg, _ = tiny_file
     x = torch.rand(2, 3, 64, 64) * 2 - 1
 
     inverter = load_e4e(path, config=TINY)
@@ -247,9 +258,8 @@ def _style_head(x: torch.Tensor, head) -> torch.Tensor:
     return x.flatten(1) @ (weight / math.sqrt(weight.shape[1])).t() + head.linear.bias
 
 
-def test_forward_is_latent_avg_plus_w0_plus_deltas(tmp_path):
-    path = tmp_path / "tiny.pt"
-    _tiny_checkpoint(path)
+def test_forward_is_latent_avg_plus_w0_plus_deltas(tiny_file):
+    path = tiny_file[0]
     inverter = load_e4e(path, config=TINY)
     enc = inverter.encoder
     x = torch.rand(2, 3, 64, 64) * 2 - 1
@@ -289,9 +299,8 @@ def test_forward_is_latent_avg_plus_w0_plus_deltas(tmp_path):
     assert (_style_head(p2_other, enc.styles[3]) - deltas[2]).abs().max() > 1e-4
 
 
-def test_eval_mode_batch_independence(tmp_path):
-    path = tmp_path / "tiny.pt"
-    _tiny_checkpoint(path)
+def test_eval_mode_batch_independence(tiny_file):
+    path = tiny_file[0]
     inverter = load_e4e(path, config=TINY)
     a, b = torch.rand(2, 1, 3, 64, 64) * 2 - 1
     with torch.inference_mode():
@@ -346,9 +355,8 @@ def test_to_e4e_input_rejects_bad_images():
         to_e4e_input(np.zeros((64, 64, 3), dtype=np.uint8))
 
 
-def test_invert_equals_forward_on_preprocessed_images(tmp_path):
-    path = tmp_path / "tiny.pt"
-    _tiny_checkpoint(path)
+def test_invert_equals_forward_on_preprocessed_images(tiny_file):
+    path = tiny_file[0]
     inverter = load_e4e(path, config=TINY)
     rng = np.random.default_rng(1)
     images = [Image.fromarray(rng.integers(0, 256, size=(128, 128, 3), dtype=np.uint8)) for _ in range(2)]
@@ -369,10 +377,9 @@ def test_invert_equals_forward_on_preprocessed_images(tmp_path):
 # ---------------------------------------------------------------------------------- wrong layouts
 
 
-def _broken(tmp_path, edit):
+def _broken(tmp_path, tiny_file, edit):
     path = tmp_path / "broken.pt"
-    _tiny_checkpoint(path)
-    checkpoint = torch.load(path, weights_only=True)
+    checkpoint = copy.deepcopy(tiny_file[3])
     edit(checkpoint)
     torch.save(checkpoint, path)
     return path
@@ -408,15 +415,17 @@ def _reshape(name, shape):
         (lambda c: c["opts"].__setitem__("stylegan_size", 512), "512 px"),
     ],
 )
-def test_wrong_layout_raises_checkpoint_error_naming_the_problem(tmp_path, edit, message):
-    path = _broken(tmp_path, edit)
+def test_wrong_layout_raises_checkpoint_error_naming_the_problem(tmp_path, tiny_file, edit, message):
+    path = _broken(tmp_path, tiny_file, edit)
     with pytest.raises(CheckpointError, match=message):
         load_e4e(path, config=TINY)
 
 
-def test_many_missing_keys_are_counted_not_all_listed(tmp_path):
+def test_many_missing_keys_are_counted_not_all_listed(tmp_path, tiny_file):
     path = _broken(
-        tmp_path, lambda c: [c["state_dict"].pop(k) for k in list(c["state_dict"]) if ".styles." in k]
+        tmp_path,
+        tiny_file,
+        lambda c: [c["state_dict"].pop(k) for k in list(c["state_dict"]) if ".styles." in k],
     )
     with pytest.raises(CheckpointError, match=r"160 missing \(.*, and 155 more\)"):
         load_e4e(path, config=TINY)

@@ -10,6 +10,7 @@ previous code's image, average-pooled to 256 px, with the decoder's stored noise
 from __future__ import annotations
 
 import argparse
+import copy
 
 import numpy as np
 import pytest
@@ -248,9 +249,8 @@ def test_average_image_is_the_decoders_image_of_latent_avg(inverters, checkpoint
     assert "average_image" not in inverter.state_dict()  # derived, never saved
 
 
-def test_reconstructions_use_the_stored_noise(checkpoints):
-    path, _ = checkpoints["ProgressiveBackboneEncoder"]
-    inverter = load_restyle(path)
+def test_reconstructions_use_the_stored_noise(inverters):
+    inverter = copy.deepcopy(inverters["ProgressiveBackboneEncoder"])  # its noise is changed below
     x = _photos(1)
     with torch.no_grad():
         before = inverter.steps(x, 2)
@@ -371,9 +371,19 @@ def test_resnet_basic_block_by_hand(in_channels, channels, stride):
 # ---------------------------------------------------------------------------------- wrong layouts
 
 
-def _broken(tmp_path, edit, encoder_type="BackboneEncoder"):
+@pytest.fixture(scope="module")
+def small_checkpoints(tmp_path_factory):
+    """Tiny 64 px checkpoints, made once; each test edits a deep copy."""
+    folder = tmp_path_factory.mktemp("small")
+    return {
+        encoder_type: tiny_restyle_checkpoint(folder / f"{encoder_type}.pt", encoder_type, size=64)
+        for encoder_type in ("BackboneEncoder", "ResNetBackboneEncoder")
+    }
+
+
+def _broken(tmp_path, small_checkpoints, edit, encoder_type="BackboneEncoder"):
     path = tmp_path / "broken.pt"
-    checkpoint = tiny_restyle_checkpoint(path, encoder_type, size=64)
+    checkpoint = copy.deepcopy(small_checkpoints[encoder_type])
     edit(checkpoint)
     torch.save(checkpoint, path)
     return path
@@ -424,16 +434,19 @@ def _state(edit):
         (lambda c: c.__setitem__("latent_avg", torch.full((16,), float("nan"))), "NaN"),
     ],
 )
-def test_wrong_layouts_are_refused_in_one_line(tmp_path, edit, message):
-    path = _broken(tmp_path, edit)
+def test_wrong_layouts_are_refused_in_one_line(tmp_path, small_checkpoints, edit, message):
+    path = _broken(tmp_path, small_checkpoints, edit)
     with pytest.raises(CheckpointError, match=message) as error:
         load_restyle(path)
     assert "\n" not in str(error.value)
 
 
-def test_a_resnet_file_labelled_ir_se_names_the_first_differing_keys(tmp_path):
+def test_a_resnet_file_labelled_ir_se_names_the_first_differing_keys(tmp_path, small_checkpoints):
     path = _broken(
-        tmp_path, lambda c: c["opts"].__setitem__("encoder_type", "BackboneEncoder"), "ResNetBackboneEncoder"
+        tmp_path,
+        small_checkpoints,
+        lambda c: c["opts"].__setitem__("encoder_type", "BackboneEncoder"),
+        "ResNetBackboneEncoder",
     )
     with pytest.raises(
         CheckpointError,
