@@ -172,11 +172,14 @@ class PageHandlers:
         yield self._outcome(job)
 
     def _follow(self, job: TrainingJob, progress):
+        shown = None  # the previews on the page: sent again only when there is a new one (each is a PNG)
         while not job.done:
             snapshot = job.progress
             if snapshot.stage == "training":
                 progress((snapshot.step, snapshot.total), desc=snapshot.describe(), unit="steps")
-            yield snapshot.describe(), [(img, f"step {s}") for s, img in snapshot.previews], None
+            previews = [(img, f"step {s}") for s, img in snapshot.previews]
+            yield snapshot.describe(), self.gr.skip() if len(previews) == shown else previews, None
+            shown = len(previews)
             time.sleep(POLL_S)
 
     def _outcome(self, job: TrainingJob):
