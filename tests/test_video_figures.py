@@ -4,6 +4,7 @@ each face track's identity judged by dlib on the shared photos; the command line
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from jojogan.inversion.align import align_face
 from jojogan.video import VideoConfig, stylize_video
 from jojogan.video import io as vio
 from jojogan.video.figures import identity_rows
+from jojogan.video.store import store_path
 from jojogan.video.track import TrackConfig
 
 pytest.importorskip("av")
@@ -142,10 +144,25 @@ def _stand_in(pipe, monkeypatch, draw):
 def test_identity_follows_the_person_in_each_track(kit, tmp_path, monkeypatch):
     """A style that mirrors the input face keeps the person (dlib: a face and its mirror 0.18 apart at
     256 px); one that draws the other track's person does not. So each track's crops are its own face
-    (on 3 frames spread over each track: every score costs two dlib descriptors; no flicker figure)."""
+    (on 3 frames spread over each track: every score costs two dlib descriptors; no flicker figure).
+
+    The tracks, codes and segments are made once, by a run stopped after its last segment; each style
+    then finishes a copy of that work. Identity is measured on the final codes drawn by the style at
+    hand, never read from the segments, and a style is not part of what a run resumes.
+    """
     pipe, three = kit[0], _video(identity_frames=3, flicker_every=0)
+    out, kept = tmp_path / "out.mp4", tmp_path / "kept"
+
+    def stop(stage, chunk):
+        if (stage, chunk) == ("render", 3):  # 28 frames: the fourth and last segment
+            raise _Stop
+
     _stand_in(pipe, monkeypatch, lambda face: ImageOps.mirror(face.aligned.image))
-    mirrored = _run(kit, tmp_path / "mirror.mp4", video=three)
+    with pytest.raises(_Stop):
+        _run(kit, out, video=three, on_chunk=stop)
+    shutil.copytree(store_path(out), kept)
+    mirrored = _run(kit, out, video=three)
+    assert mirrored.report["chunks_resumed"] == 4 + 4
     for record in mirrored.identity:
         assert record["verdict"]["same_person"] and record["same_person_frames"] == len(record["frames"])
         assert 0.0 < record["max"] < 0.6
@@ -154,7 +171,9 @@ def test_identity_follows_the_person_in_each_track(kit, tmp_path, monkeypatch):
         1: align_face(face_photo("iu.jpeg"), pipe.size).image,
     }
     _stand_in(pipe, monkeypatch, lambda face: people[face.aligned.face_index])
-    swapped = _run(kit, tmp_path / "swap.mp4", video=three)
+    shutil.copytree(kept, store_path(out))
+    swapped = _run(kit, out, video=three)
+    assert swapped.report["chunks_resumed"] == 4 + 4
     for record in swapped.identity:
         assert not record["verdict"]["same_person"] and record["min"] > 0.6, record
 
