@@ -63,10 +63,16 @@ def _frames(path) -> tuple[vio.VideoInfo, list[vio.Frame]]:
 
 
 @pytest.fixture(scope="module")
-def run(_linear_encoder, tmp_path_factory):
+def tiny(tmp_path_factory):
+    """The tiny pipeline and its style file, for every test of the module (none changes them)."""
+    return tiny_video_pipe(tmp_path_factory.mktemp("pipe"))
+
+
+@pytest.fixture(scope="module")
+def run(_linear_encoder, tiny, tmp_path_factory):
     """The story clip (H.264, AAC, variable frame rate) stylized once, ``smooth``, with a report."""
     folder = tmp_path_factory.mktemp("video")
-    pipe, style = tiny_video_pipe(folder)
+    pipe, style = tiny
     clip = story_clip(folder / "story.mp4", variable=True)
     video = _config(report=True, flicker_every=1)  # every pair: the story's shots are short
     result = stylize_video(pipe, clip.path, folder / "smooth.mp4", style, _settings(), video)
@@ -176,8 +182,8 @@ def test_smooth_codes_are_steadier_than_raw_ones(run, tmp_path):
     assert smooth < per_frame and smooth <= 3 * source
 
 
-def test_mpeg4_input_one_code_per_shot_and_the_largest_face(tmp_path):
-    pipe, style = tiny_video_pipe(tmp_path)
+def test_mpeg4_input_one_code_per_shot_and_the_largest_face(tiny, tmp_path):
+    pipe, style = tiny
     clip = story_clip(tmp_path / "story.avi", codec="mpeg4", moving=8, audio=False)  # two shots with faces
     config = _config(latent="shot", encode=vio.EncodeSettings(crf=30))
     settings = StylizeConfig(inversion=LINEAR, alpha=0.5, paste=True)  # the largest face: the default
@@ -188,8 +194,8 @@ def test_mpeg4_input_one_code_per_shot_and_the_largest_face(tmp_path):
     assert result.report["tracks"] == 2 and result.report["latent"] == "shot"
 
 
-def test_without_paste_the_stylized_face_itself_is_written(tmp_path):
-    pipe, style = tiny_video_pipe(tmp_path)
+def test_without_paste_the_stylized_face_itself_is_written(tiny, tmp_path):
+    pipe, style = tiny
     clip = pair_clip(tmp_path / "pair.mp4", count=4)
     settings = StylizeConfig(inversion=LINEAR, paste=False)
     result = stylize_video(pipe, clip.path, tmp_path / "faces.mp4", style, settings, _config(report=True))
@@ -199,8 +205,8 @@ def test_without_paste_the_stylized_face_itself_is_written(tmp_path):
     assert result.report["flicker"] is None  # measured where faces are pasted into the input's frames
 
 
-def test_every_face_of_a_frame_is_stylized(tmp_path):
-    pipe, style = tiny_video_pipe(tmp_path)
+def test_every_face_of_a_frame_is_stylized(tiny, tmp_path):
+    pipe, style = tiny
     clip = pair_clip(tmp_path / "pair.mp4", count=6)
     settings = StylizeConfig(inversion=LINEAR, paste=True, face="all")
     result = stylize_video(pipe, clip.path, tmp_path / "out.mp4", style, settings, _config())
@@ -215,8 +221,8 @@ def test_every_face_of_a_frame_is_stylized(tmp_path):
     assert result.report["tracks"] == 2
 
 
-def test_a_corrupt_frame_is_skipped_counted_and_reported(tmp_path):
-    pipe, style = tiny_video_pipe(tmp_path)
+def test_a_corrupt_frame_is_skipped_counted_and_reported(tiny, tmp_path):
+    pipe, style = tiny
     face = face_photo()
     frame = render(face, affine(0.0, 0.85, (0, 0), (face.shape[1] / 2, face.shape[0] * 0.52)))
     path = write_video(

@@ -4,6 +4,7 @@ each face track's identity judged by dlib on the shared photos; the command line
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from jojogan.inversion.align import align_face
 from jojogan.video import VideoConfig, stylize_video
 from jojogan.video import io as vio
 from jojogan.video.figures import identity_rows
+from jojogan.video.store import store_path
 from jojogan.video.track import TrackConfig
 
 pytest.importorskip("av")
@@ -53,20 +55,41 @@ def kit(tmp_path_factory):
         yield pipe, style, clip
 
 
+@pytest.fixture(scope="module")
+def short(tmp_path_factory):
+    """A 4-frame clip of one face, no sound: for what any clip shows (figures off, the lines printed)."""
+    return face_clip(tmp_path_factory.mktemp("short") / "face.mp4", 4, audio=False).path
+
+
 def _run(kit, out, settings=None, video=None, **kw):
     pipe, style, clip = kit
     return stylize_video(pipe, clip.path, out, style, settings or _settings(), video or _video(), **kw)
 
 
+class _Stop(Exception):
+    pass
+
+
 @pytest.fixture(scope="module")
 def sampled(kit, tmp_path_factory):
-    """One run with the default flicker sampling and no report, identity on 4 frames per track: what
-    the flicker and the identity tests read (each run costs seconds: tracking, inversion, dlib)."""
+    """One run, interrupted after its second segment without figures and with flicker on every 2nd pair,
+    resumed with the default flicker sampling, identity on 4 frames per track, no report and one
+    alignment worker named: what the flicker, identity and resume tests read (each run costs seconds:
+    tracking, inversion, dlib)."""
     folder = tmp_path_factory.mktemp("sampled")
-    return folder, _run(kit, folder / "out.mp4", video=_video(identity_frames=4))
+    out = folder / "out.mp4"
+
+    def stop(stage, chunk):
+        if (stage, chunk) == ("render", 1):
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        _run(kit, out, settings=_settings(identity=None), video=_video(flicker_every=2), on_chunk=stop)
+    other = _video(identity_frames=4, track=TrackConfig(min_face_size=32, alignment_workers=1))
+    return folder, _run(kit, out, video=other)
 
 
-def test_every_run_has_the_flicker_figure_on_sampled_pairs(kit, sampled, tmp_path):
+def test_every_run_has_the_flicker_figure_on_sampled_pairs(kit, sampled, short, tmp_path):
     folder, result = sampled
     assert result.report_path is None and sorted(p.name for p in folder.iterdir()) == ["out.mp4"]
     info, kinds = vio.probe(kit[2].path), kit[2].kinds
@@ -86,9 +109,8 @@ def test_every_run_has_the_flicker_figure_on_sampled_pairs(kit, sampled, tmp_pat
     every = _run(kit, tmp_path / "every.mp4", settings=_settings(identity=None), video=every_pair)
     assert every.flicker["face"]["pairs"] > 3 * len(expected)
     assert "figures" in json.loads(every.report_path.read_text())["timings"]
-    short = face_clip(tmp_path / "short.mp4", 4, audio=False)  # figures switched off: any clip shows it
-    off = stylize_video(
-        kit[0], short.path, tmp_path / "off.mp4", kit[1], _settings(identity=None), _video(flicker_every=0)
+    off = stylize_video(  # figures switched off: any clip shows it
+        kit[0], short, tmp_path / "off.mp4", kit[1], _settings(identity=None), _video(flicker_every=0)
     )
     assert off.flicker is None and off.identity is None
 
@@ -122,10 +144,25 @@ def _stand_in(pipe, monkeypatch, draw):
 def test_identity_follows_the_person_in_each_track(kit, tmp_path, monkeypatch):
     """A style that mirrors the input face keeps the person (dlib: a face and its mirror 0.18 apart at
     256 px); one that draws the other track's person does not. So each track's crops are its own face
-    (on 3 frames spread over each track: every score costs two dlib descriptors)."""
-    pipe, three = kit[0], _video(identity_frames=3)
+    (on 3 frames spread over each track: every score costs two dlib descriptors; no flicker figure).
+
+    The tracks, codes and segments are made once, by a run stopped after its last segment; each style
+    then finishes a copy of that work. Identity is measured on the final codes drawn by the style at
+    hand, never read from the segments, and a style is not part of what a run resumes.
+    """
+    pipe, three = kit[0], _video(identity_frames=3, flicker_every=0)
+    out, kept = tmp_path / "out.mp4", tmp_path / "kept"
+
+    def stop(stage, chunk):
+        if (stage, chunk) == ("render", 3):  # 28 frames: the fourth and last segment
+            raise _Stop
+
     _stand_in(pipe, monkeypatch, lambda face: ImageOps.mirror(face.aligned.image))
-    mirrored = _run(kit, tmp_path / "mirror.mp4", video=three)
+    with pytest.raises(_Stop):
+        _run(kit, out, video=three, on_chunk=stop)
+    shutil.copytree(store_path(out), kept)
+    mirrored = _run(kit, out, video=three)
+    assert mirrored.report["chunks_resumed"] == 4 + 4
     for record in mirrored.identity:
         assert record["verdict"]["same_person"] and record["same_person_frames"] == len(record["frames"])
         assert 0.0 < record["max"] < 0.6
@@ -134,7 +171,9 @@ def test_identity_follows_the_person_in_each_track(kit, tmp_path, monkeypatch):
         1: align_face(face_photo("iu.jpeg"), pipe.size).image,
     }
     _stand_in(pipe, monkeypatch, lambda face: people[face.aligned.face_index])
-    swapped = _run(kit, tmp_path / "swap.mp4", video=three)
+    shutil.copytree(kept, store_path(out))
+    swapped = _run(kit, out, video=three)
+    assert swapped.report["chunks_resumed"] == 4 + 4
     for record in swapped.identity:
         assert not record["verdict"]["same_person"] and record["min"] > 0.6, record
 
@@ -162,25 +201,10 @@ def test_picked_frames_only_are_converted(kit):
             assert part.image.size == 0
 
 
-class _Stop(Exception):
-    pass
-
-
-def test_figures_and_workers_do_not_change_what_resumes(kit, tmp_path):
+def test_figures_and_workers_do_not_change_what_resumes(sampled):
     """Identity, flicker sampling and alignment workers change no frame: a run interrupted with one
-    choice resumes with another."""
-    out = tmp_path / "out.mp4"
-
-    def stop(stage, chunk):
-        if (stage, chunk) == ("render", 1):
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        _run(kit, out, settings=_settings(identity=None), on_chunk=stop)
-    other = _video(
-        flicker_every=2, identity_frames=1, track=TrackConfig(min_face_size=32, alignment_workers=1)
-    )
-    resumed = _run(kit, out, video=other)
+    choice resumes with another (the ``sampled`` run)."""
+    _, resumed = sampled
     assert resumed.report["chunks_resumed"] == 4 + 2  # 28 frames: four chunks' codes, two segments
     assert len(resumed.identity) == 2
 
@@ -191,7 +215,7 @@ def test_an_identity_network_that_cannot_load_fails_before_any_work(kit, tmp_pat
     assert "\n" not in str(caught.value) and list(tmp_path.iterdir()) == []
 
 
-def test_the_command_line_prints_flicker_and_identity(kit, tmp_path, monkeypatch):
+def test_the_command_line_prints_flicker_and_identity(kit, short, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from jojogan.cli import main
@@ -200,7 +224,6 @@ def test_the_command_line_prints_flicker_and_identity(kit, tmp_path, monkeypatch
     monkeypatch.setitem(ENCODERS, "e4e", linear_encoder())  # the FFHQ profile's encoder, as a stand-in
     _, style, clip = kit
     base = clip.path.parent / "base.pt"  # the kit's tiny base (tiny_video_pipe saves it there)
-    short = face_clip(tmp_path / "face.mp4", 8, audio=False).path  # the lines need no long clip
     args = ["video", short, "--style", style, "--base", base, "--device", "cpu", "--face", "all"]
     args += ["--chunk-frames", "8", "-o", tmp_path / "out.mp4"]
     run = CliRunner().invoke(
