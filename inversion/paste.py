@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.ndimage
 from PIL import Image, ImageDraw
 
 from jojogan.inversion.align import AlignedFace, _gaussian_blur
@@ -99,6 +98,8 @@ def _feathered(inside: np.ndarray, feather: float, side: int) -> np.ndarray:
     """``inside`` with a soft edge ``feather * side`` wide (the crop's own edge counts as outside)."""
     if feather == 0:
         return inside.astype(np.float32)
+    import scipy.ndimage  # here, not at the top: every command imports this module, only pasting needs it
+
     # Distance to the nearest pixel outside; a zero border makes the crop's edge count as outside too.
     distance = scipy.ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
     # The outermost inside pixels have distance 1: minus half a pixel puts the ramp's zero on the edge.

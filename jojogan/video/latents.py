@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import scipy.ndimage
 import torch
 from PIL import Image
 
@@ -105,6 +104,8 @@ def _track_mean(raw: Callable[[Sequence[int]], torch.Tensor], track_frames: np.n
 
 def _masked_low_pass(image: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian average of ``image`` ``[h, w, 3]`` over the pixels where ``weight`` ``[h, w]`` is high."""
+    import scipy.ndimage  # here, not at the top: every command imports this module, few need SciPy
+
     num = scipy.ndimage.gaussian_filter(image * weight[..., None], (sigma, sigma, 0), mode="nearest")
     den = scipy.ndimage.gaussian_filter(weight, sigma, mode="nearest")[..., None]
     return num / np.maximum(den, 1e-6)
