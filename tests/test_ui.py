@@ -84,8 +84,15 @@ def test_reference_crops_explain_each_file(studio, workdir):
     assert ALIGNED_LABEL in no_face.message  # the page's checkbox, not the command line's --aligned
 
 
+def _half_size_iu(shared) -> Image.Image:
+    """IU's photo at half its width and height: a quarter of the pixels for dlib's detector, and her face
+    (269 px) is still larger than the 128 px crops."""
+    with Image.open(shared("images", "jojogan", "test_input", "iu.jpeg")) as photo:
+        return photo.convert("RGB").reduce(2)
+
+
 def test_several_faces_are_named_and_the_largest_is_used(studio, shared, tmp_path):
-    photo = Image.open(shared("images", "jojogan", "test_input", "iu.jpeg")).convert("RGB")
+    photo = _half_size_iu(shared)  # and a copy at half that size: two faces of 269 and 134 px
     small = photo.resize((photo.width // 2, photo.height // 2))
     pair = Image.new("RGB", (photo.width + small.width, photo.height), "white")
     pair.paste(photo, (0, 0))
@@ -163,7 +170,8 @@ def test_save_result_is_a_png_with_the_results_metadata(studio, trained, workdir
 
 
 def test_a_real_photo_pasted_back_with_its_identity_score(studio, trained, shared, tmp_path):
-    photo = shared("images", "jojogan", "test_input", "iu.jpeg")
+    photo = tmp_path / "iu.png"
+    _half_size_iu(shared).save(photo)
     result = studio.stylize(photo, "tiny", 0.5, paste=True, identity="dlib")
     assert result.pasted.size == Image.open(photo).size and result.image.size == (SIZE, SIZE)
     # a tiny random generator paints noise, not the person: dlib's published rule says so
@@ -298,7 +306,8 @@ def test_handler_errors_are_lines_in_their_tab(handlers, trained, workdir):
 
 
 def test_every_face_of_a_group_photo_from_the_stylize_tab(handlers, trained, shared, tmp_path):
-    group = group_photo(shared("images", "jojogan", "test_input"), tmp_path / "group.png")
+    # 480 px high: the faces (206 and 192 px) are still larger than the 128 px crops
+    group = group_photo(shared("images", "jojogan", "test_input"), tmp_path / "group.png", height=480)
     photo = np.asarray(Image.open(group).convert("RGB"), dtype=int)
     picture, info, download = handlers.stylize(str(group), "tiny", 1.0, True, False, True, False, "all")
     assert picture.size == Image.open(group).size and Image.open(download).size == picture.size
