@@ -58,14 +58,16 @@ SLOWEST_FIRST = (
     "test_batch_video.py",
     "test_ui_browser.py",
     "test_codeformer.py",
-    "test_video_figures.py",
-    "test_batch.py",
-    "test_ray_cleanup.py",
-    "test_video_track.py",
     "test_restyle.py",
-    "test_api_e4e.py",
+    "test_batch.py",
     "test_ui.py",
-    "test_memory.py",
+    "test_ui_guard.py",
+    "test_video_figures.py",
+    "test_ray_cleanup.py",
+    "test_api_e4e.py",
+    "test_video.py",
+    "test_identity_networks.py",
+    "test_project.py",
 )
 """Test files that take longest (``pytest --durations``), in that order. They are collected first, so that
 pytest-xdist, which hands whole files to idle workers in collection order (``--no-loadscope-reorder``;
@@ -73,25 +75,30 @@ by default it would order them by their number of tests), never ends on one of t
 workers wait."""
 
 
-RAY_FILES = ("test_batch_ray.py", "test_batch_video.py")
-"""Test files that use the session's local Ray (``local_ray``): pytest-xdist hands them to one worker as one
-unit, so that one cluster serves them all (each start is its daemons, agents and idle workers: seconds of
-CPU on a 2-core machine)."""
+SHARED_WORKER = {
+    "test_batch_ray.py": "the local Ray's files",
+    "test_batch_video.py": "the local Ray's files",
+    "test_ui.py": "the Gradio app's files",
+    "test_ui_guard.py": "the Gradio app's files",
+}
+"""Test files that pytest-xdist hands to one worker as one unit of work, by what they share in a process: the
+session's local Ray (``local_ray``: each start is its daemons, agents and idle workers, seconds of CPU on a
+2-core machine), or an imported Gradio (about 2.7 CPU-seconds to import)."""
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadfile``, except that the files of ``RAY_FILES`` are one unit of work."""
+    """``--dist loadfile``, except that the files of each ``SHARED_WORKER`` group are one unit of work."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    class OneRayWorker(LoadFileScheduling):
+    class SharedWorkers(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
-            return "the local Ray's files" if scope.rsplit("/", 1)[-1] in RAY_FILES else scope
+            return SHARED_WORKER.get(scope.rsplit("/", 1)[-1], scope)
 
-    return OneRayWorker(config, log)
+    return SharedWorkers(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
