@@ -79,6 +79,8 @@ def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, duration_ms
     """An animated GIF that plays the frames forward then back (ping-pong), looping forever."""
     if not frames:
         raise ValueError("save_gif needs at least one frame")
-    sequence = list(frames) + list(frames[-2:0:-1])
-    first, *rest = (f.convert("RGB") for f in sequence)
+    # Each frame reduced to its palette once, as Pillow's GIF writer would (the same bytes): the way back
+    # repeats the frames, and quantizing is most of the writing.
+    paletted = [f.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE) for f in frames]
+    first, *rest = paletted + paletted[-2:0:-1]
     return save_image(first, path, save_all=True, append_images=rest, duration=duration_ms, loop=0)

@@ -309,8 +309,10 @@ def test_every_face_of_a_group_photo_from_the_stylize_tab(handlers, trained, sha
     # 480 px high: the faces (206 and 192 px) are still larger than the 128 px crops
     group = group_photo(shared("images", "jojogan", "test_input"), tmp_path / "group.png", height=480)
     photo = np.asarray(Image.open(group).convert("RGB"), dtype=int)
-    picture, info, download = handlers.stylize(str(group), "tiny", 1.0, True, False, True, False, "all")
-    assert picture.size == Image.open(group).size and Image.open(download).size == picture.size
+    shown, info, download = handlers.stylize(str(group), "tiny", 1.0, True, False, True, False, "all")
+    assert shown == download  # the page shows the file it offers
+    picture = Image.open(download)
+    assert picture.size == Image.open(group).size
     assert info.startswith("α = 1.00 · 2 faces · face 0 identity: ") and " · face 1 identity: " in info
     faces = handlers.studio.faces(str(group), which="all")  # kept from the call above
     assert [face.aligned.face_index for face in faces] == [0, 1]
@@ -323,9 +325,10 @@ def test_every_face_of_a_group_photo_from_the_stylize_tab(handlers, trained, sha
         )
     assert np.array_equal(np.asarray(picture, int)[:5, :5], photo[:5, :5])
     side_by_side, info, _ = handlers.stylize(str(group), "tiny", 1.0, False, False, False, False, "all")
-    assert side_by_side.size == (2 * SIZE + 4, SIZE + 24) and info.startswith("α = 1.00 · 2 faces ·")
+    assert Image.open(side_by_side).size == (2 * SIZE + 4, SIZE + 24)
+    assert info.startswith("α = 1.00 · 2 faces ·")
     one, info, _ = handlers.stylize(str(group), "tiny", 1.0, False, False, False, False, "largest")
-    assert one.size == (SIZE, SIZE) and "faces" not in info
+    assert Image.open(one).size == (SIZE, SIZE) and "faces" not in info
 
 
 def test_results_go_into_the_server_folder_and_none_once_it_is_removed(handlers, trained, workdir):

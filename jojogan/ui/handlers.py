@@ -217,7 +217,10 @@ class PageHandlers:
 
     # ------------------------------------------------------------------ Stylize tab
     def stylize(self, photo, style, alpha, paste, cleanup, identity, aligned, faces="largest"):
-        """(picture, info line, file to download) for the Stylize tab; ``faces``: "largest" or "all"."""
+        """(picture, info line, file to download) for the Stylize tab; ``faces``: "largest" or "all".
+
+        The picture is the downloadable PNG's path: the page shows that file, so the picture is encoded once
+        (handed over as an image, Gradio would encode it again for the page)."""
         if not photo:
             return None, "Upload a photo (or take one with the webcam) to start.", None
         if not style:
@@ -240,7 +243,7 @@ class PageHandlers:
             shutil.rmtree(self.download.parent, ignore_errors=True)
         self.download = saved
         text = " · ".join([f"α = {float(alpha):.2f}", *_faces_lines(results, faces == "all")])
-        return picture, f"{text} · {picture.width} × {picture.height} px", str(saved)
+        return str(saved), f"{text} · {picture.width} × {picture.height} px", str(saved)
 
     # ------------------------------------------------------------------ Slider & samples tab
     def strip(self, photo, style, steps, aligned):
