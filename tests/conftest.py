@@ -120,7 +120,8 @@ def _seed():
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
-    """One intra-op thread for the whole session (module fixtures included); ``slow`` tests get them back.
+    """One intra-op thread for the whole session (module fixtures included) and in the processes its tests
+    start (``OMP_NUM_THREADS``); ``slow`` tests get them back.
 
     The tests' models are tiny: their kernels gain nothing from a second thread, and OpenMP's hand-offs and
     spin-waiting on a shared 2-core machine make them several times slower. Results that depend on the
@@ -129,8 +130,14 @@ def _one_thread():
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # the processes the tests start: CLI runs, workers, probes
     yield threads
     torch.set_num_threads(threads)
+    if before is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = before
 
 
 @pytest.fixture(autouse=True)
