@@ -75,10 +75,12 @@ def tiny_model(seed: int = 0, dtype=torch.float64) -> CodeFormer:
 
 
 def _group_norm(x, weight, bias, groups):
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` per group, as one scale and shift per channel."""
     b, c = x.shape[:2]
-    g = x.reshape(b, groups, -1)
-    g = (g - g.mean(2, keepdim=True)) / torch.sqrt(g.var(2, unbiased=False, keepdim=True) + 1e-6)
-    return g.reshape(x.shape) * weight.reshape(1, c, 1, 1) + bias.reshape(1, c, 1, 1)
+    var, mean = torch.var_mean(x.reshape(b, groups, -1), 2, unbiased=False)  # one pass over x
+    scale = weight.reshape(1, groups, -1) / torch.sqrt(var + 1e-6)[..., None]
+    shift = bias.reshape(1, groups, -1) - mean[..., None] * scale
+    return torch.addcmul(shift.reshape(b, c, 1, 1), x, scale.reshape(b, c, 1, 1))
 
 
 def _layer_norm(x, weight, bias):
@@ -87,8 +89,11 @@ def _layer_norm(x, weight, bias):
     return (x - mean) / torch.sqrt(var + 1e-5) * weight + bias
 
 
-def _swish(x):
-    return x / (1.0 + torch.exp(-x))
+def _swish_(x):
+    """``x / (1 + exp(-x))``; without autograd it overwrites ``x`` (callers pass a tensor they own)."""
+    if x.requires_grad:
+        return x / (1.0 + torch.exp(-x))
+    return x.div_(torch.neg(x).exp_().add_(1.0))
 
 
 def _gelu(x):
@@ -102,9 +107,9 @@ def _conv(x, sd, prefix, stride=1):
 
 
 def _resblock(x, sd, p, groups):
-    h = _conv(_swish(_group_norm(x, sd[p + "norm1.weight"], sd[p + "norm1.bias"], groups)), sd, p + "conv1.")
-    h = _conv(_swish(_group_norm(h, sd[p + "norm2.weight"], sd[p + "norm2.bias"], groups)), sd, p + "conv2.")
-    return h + (_conv(x, sd, p + "conv_out.") if p + "conv_out.weight" in sd else x)
+    h = _conv(_swish_(_group_norm(x, sd[p + "norm1.weight"], sd[p + "norm1.bias"], groups)), sd, p + "conv1.")
+    h = _conv(_swish_(_group_norm(h, sd[p + "norm2.weight"], sd[p + "norm2.bias"], groups)), sd, p + "conv2.")
+    return h.add_(_conv(x, sd, p + "conv_out.") if p + "conv_out.weight" in sd else x)
 
 
 def _attnblock(x, sd, p, groups):
