@@ -61,7 +61,7 @@ def seeded(model: torch.nn.Module, seed: int) -> torch.nn.Module:
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, generator=gen, dtype=param.dtype)
             scale = 0.5 if name.endswith("position_emb") or "quantize" in name else 0.1
-            param.add_(scale * noise)
+            param.add_(noise, alpha=scale)
     return model.eval()
 
 
