@@ -410,11 +410,12 @@ def test_module_refuses_other_sizes_and_weights():
 
 @pytest.fixture(scope="module")
 def official_random():
-    """The released architecture with seeded random weights (float32), built once for this module."""
+    """The released architecture with seeded random weights (float32), built once for this module, in
+    channels-last memory as ``load_codeformer`` hands it out on the CPU (oneDNN's convolutions run faster)."""
     with torch.random.fork_rng():
         torch.manual_seed(11)
         model = CodeFormer()
-    return seeded(model, 12).requires_grad_(False)
+    return seeded(model, 12).requires_grad_(False).to(memory_format=torch.channels_last)
 
 
 @pytest.mark.slow
@@ -425,7 +426,8 @@ def test_official_layout_network_at_w0_matches_the_reference_and_ignores_fusion(
     codebook and AdaIN (the decoder input) and the decoder's first resolution from it. The full decoder
     against the reference is the float64 test above on the tiny configuration: at 512 px it would double
     this test's time for code that is the same at every width (a full comparison here measured a relative
-    max error of 7e-6 on the final image).
+    max error of 7e-6 on the final image). The module runs channels-last, as ``cleanup_face`` runs it on
+    the CPU; the reference reads contiguous copies of the input and weights.
     """
     model = official_random
     torch.manual_seed(13)
@@ -445,9 +447,10 @@ def test_official_layout_network_at_w0_matches_the_reference_and_ignores_fusion(
         with torch.no_grad():
             for k in saved:
                 sd[k].fill_(float("nan"))
-            out = model(x, 0.0)
-            _, codes, decoder_input = _reference_encode(sd, model.config, x)
-            head = {k: v for k, v in sd.items() if not k.startswith("generator.blocks.") or _block(k) <= 8}
+            out = model(x.contiguous(memory_format=torch.channels_last), 0.0)
+            ref = {k: v.contiguous() for k, v in sd.items()}  # the NaNs included
+            _, codes, decoder_input = _reference_encode(ref, model.config, x)
+            head = {k: v for k, v in ref.items() if not k.startswith("generator.blocks.") or _block(k) <= 8}
             first = _reference_decode(head, model.config, decoder_input, {}, 0.0)  # blocks 0-8: to 32 px
     finally:
         for handle in handles:
