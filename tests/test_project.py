@@ -48,10 +48,12 @@ def _mse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_projection_reconstructs_a_generated_image(models):
+    """The same bounds on half the former budget: 60 + 40 steps reached 0.05 of the start's error,
+    30 + 20 reach 0.10, three times below the 0.3 bound (the distance ratio: 0.18 against 0.5)."""
     gen, disc = models
     target = _known_target(gen)
     start = project(gen, target, discriminator=disc, steps=0, w_plus_steps=0)
-    result = project(gen, target, discriminator=disc, steps=60, w_plus_steps=40)
+    result = project(gen, target, discriminator=disc, steps=30, w_plus_steps=20)
 
     start_mse, final_mse = _mse(start.image, target), _mse(result.image, target)
     assert final_mse < 0.3 * start_mse, (start_mse, final_mse)

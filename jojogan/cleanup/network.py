@@ -260,7 +260,13 @@ class Codebook(nn.Module):
 
     def __init__(self, size: int, dim: int) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(size, dim)
+        # nn.Embedding's N(0, 1) initialisation, skipped on the meta device (load_codeformer builds there):
+        # on meta tensors torch's normal_ runs its Python reference, whose first call imports torch._dynamo,
+        # about a CPU-second, for values that are never made.
+        weight = torch.empty(size, dim)
+        if weight.device.type != "meta":
+            weight.normal_()
+        self.embedding = nn.Embedding(size, dim, _weight=weight)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Entries for a grid of indices ``[B, H, W]`` (int64), as features ``[B, code_dim, H, W]``."""
