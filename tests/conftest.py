@@ -14,6 +14,7 @@ import functools
 import os
 import platform
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,9 +76,11 @@ by default it would order them by their number of tests), never ends on one of t
 workers wait."""
 
 
+LOCAL_RAY = "the local Ray's files"
+
 SHARED_WORKER = {
-    "test_batch_ray.py": "the local Ray's files",
-    "test_batch_video.py": "the local Ray's files",
+    "test_batch_ray.py": LOCAL_RAY,
+    "test_batch_video.py": LOCAL_RAY,
     "test_ui.py": "the Gradio app's files",
     "test_ui_guard.py": "the Gradio app's files",
 }
@@ -165,13 +168,25 @@ def dlib():
 @pytest.fixture(scope="session")
 def local_ray():
     """One local Ray (2 CPUs, no dashboard) for every Ray test of the session (of one pytest-xdist worker):
-    starting one takes seconds. ``stylize_many`` leaves a running Ray as it found it."""
+    starting one takes seconds. ``stylize_many`` leaves a running Ray as it found it. It is shut down once
+    the worker has run the last test of the local Ray's files (``pytest_runtest_teardown``), not at the end
+    of the session: an idle cluster's daemons keep about 5% of a core busy."""
     ray = pytest.importorskip(
         "ray", reason="the ray engine needs the optional extra: pip install 'jojogan[ray]'"
     )
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After the last test of the local Ray's files (they run together, the slowest first), stop the Ray."""
+    ray = sys.modules.get("ray")
+    if ray is None or SHARED_WORKER.get(item.path.name) != LOCAL_RAY or not ray.is_initialized():
+        return
+    if nextitem is None or SHARED_WORKER.get(nextitem.path.name) != LOCAL_RAY:
+        ray.shutdown()
 
 
 _DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
