@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("JOJOGAN_SHARED", REPO.parent / "shared"))
@@ -118,6 +117,8 @@ def _offline(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _seed():
+    import torch
+
     torch.manual_seed(0)
 
 
@@ -131,6 +132,8 @@ def _one_thread():
     thread count in the last bits (batch outputs compared with single-photo runs) are compared at one
     thread on both sides.
     """
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     before = os.environ.get("OMP_NUM_THREADS")
@@ -147,6 +150,8 @@ def _one_thread():
 def _slow_threads(request, _one_thread):
     """Full-size ``slow`` tests run with torch's default thread count, unless pytest-xdist runs a worker per
     core already (a second thread then only waits for the core the other worker holds)."""
+    import torch
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if not request.node.get_closest_marker("slow") or workers >= _one_thread:
         yield
@@ -189,12 +194,23 @@ def pytest_runtest_teardown(item, nextitem):
         ray.shutdown()
 
 
-_DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+def pytest_generate_tests(metafunc):
+    """``device``: each device the pipeline tests run on, the CPU and CUDA when this machine has it (torch is
+    imported here, in the workers that collect, not when pytest-xdist's controller loads this file)."""
+    own = (mark.args[0] for mark in metafunc.definition.iter_markers("parametrize"))
+    if "device" not in metafunc.fixturenames or any("device" in names for names in own):
+        return  # no device, or a test that names its own
+    import torch
+
+    devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    metafunc.parametrize("device", devices, indirect=True)
 
 
-@pytest.fixture(params=_DEVICES)
-def device(request) -> torch.device:
-    """Each device the pipeline tests run on: the CPU, and CUDA when this machine has it."""
+@pytest.fixture
+def device(request):
+    """The ``torch.device`` of the test's parameter (see ``pytest_generate_tests``)."""
+    import torch
+
     return torch.device(request.param)
 
 
