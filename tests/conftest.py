@@ -197,8 +197,11 @@ def pytest_runtest_teardown(item, nextitem):
 def pytest_generate_tests(metafunc):
     """``device``: each device the pipeline tests run on, the CPU and CUDA when this machine has it (torch is
     imported here, in the workers that collect, not when pytest-xdist's controller loads this file)."""
-    own = (mark.args[0] for mark in metafunc.definition.iter_markers("parametrize"))
-    if "device" not in metafunc.fixturenames or any("device" in names for names in own):
+    own = set()
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs["argnames"]
+        own.update(name.strip() for name in (names.split(",") if isinstance(names, str) else names))
+    if "device" not in metafunc.fixturenames or "device" in own:
         return  # no device, or a test that names its own
     import torch
 
