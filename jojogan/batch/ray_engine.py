@@ -154,26 +154,10 @@ class _RayStylizer:
         for index, result in zip(batch["index"], results, strict=True):
             # outputs travel as one binary column (concatenated PNGs) and their names and sizes in JSON:
             # a list column whose rows may be empty would give blocks different Arrow types
-            metas.append(
-                json.dumps(
-                    {
-                        "index": int(index),
-                        "names": [name for name, _ in result.outputs],
-                        "sizes": [len(data) for _, data in result.outputs],
-                        "faces": result.faces,
-                        "identity": result.identity,
-                        "error": result.error,
-                        "seconds": result.seconds,
-                        "align_seconds": result.align_seconds,
-                        "peak_rss_mb": result.peak_rss_mb,
-                        "align_peak_rss_mb": result.align_peak_rss_mb,
-                        "frames": result.frames,
-                        "chunks": result.chunks,
-                        "chunks_resumed": result.chunks_resumed,
-                        "chunk_workers": result.chunk_workers,
-                    }
-                )
-            )
+            fields = {key: getattr(result, key) for key in _RESULT_FIELDS}
+            names = [name for name, _ in result.outputs]
+            sizes = [len(data) for _, data in result.outputs]
+            metas.append(json.dumps({"index": int(index), "names": names, "sizes": sizes, **fields}))
             blobs.append(b"".join(data for _, data in result.outputs))
         return {"meta": metas, "data": blobs}
 
@@ -275,7 +259,8 @@ _RESULT_FIELDS = (
     "faces", "identity", "error", "seconds", "align_seconds", "peak_rss_mb", "align_peak_rss_mb", "frames",
     "chunks", "chunks_resumed", "chunk_workers",
 )  # fmt: skip
-"""The :class:`PhotoResult` fields a stylize actor's row carries besides the outputs."""
+"""The :class:`PhotoResult` fields a stylize actor's row carries besides the outputs (written by
+:meth:`_RayStylizer.__call__`, read back by :func:`_run`)."""
 
 
 def _plan(ray, workers, separate_align) -> ResourcePlan:
