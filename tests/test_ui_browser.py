@@ -9,9 +9,9 @@ reference and a real photo from the shared test data. Every request the page mak
 (made by the test, with a tone) goes through the Video tab. With $JOJOGAN_UI_SHOTS set, a screenshot of
 each step goes to that folder (they cost seconds, so an ordinary run takes none).
 
-The server runs with one intra-op thread (OMP_NUM_THREADS=1), as every in-process test does (conftest's
-``_one_thread``): its models are tiny, a second thread only spin-waits on a shared machine (the server took
-~30% more CPU-seconds with two), and no step of the flow depends on the thread count.
+The server runs with one intra-op thread, as every process the tests start does (``OMP_NUM_THREADS=1``
+from conftest's ``_one_thread``): its models are tiny, a second thread only spin-waits on a shared machine
+(the server took ~30% more CPU-seconds with two), and no step of the flow depends on the thread count.
 """
 
 from __future__ import annotations
@@ -183,7 +183,6 @@ def _server(tmp_path: Path, home: Path, cwd: Path, systemp: Path):
         "JOJOGAN_HOME": str(home / ".cache" / "jojogan"),
         "TMPDIR": str(systemp),
         "JOJOGAN_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",  # see the module docstring
         "JOJOGAN_TEST_OUTSIDE": str(tmp_path / "outside.txt"),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(watch), os.environ.get("PYTHONPATH")])),
     }
