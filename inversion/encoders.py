@@ -26,15 +26,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
-
-import torch
-from PIL import Image
-from torch import nn
+from typing import TYPE_CHECKING, ClassVar
 
 from jojogan.errors import JojoganError
-from jojogan.inversion.images import from_pil
-from jojogan.inversion.project import ProjectionConfig, project
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+    from torch import nn
+
+# torch and the networks are imported where an encoder runs: the settings and the front ends read this
+# table (names and options) in processes that never invert a face, and torch costs them a CPU-second.
 
 __all__ = [
     "ENCODERS",
@@ -151,6 +153,8 @@ class Encoder:
 
     def to(self, device: torch.device) -> Encoder:
         """Follow the pipeline to another device (modules an encoder holds move with it)."""
+        from torch import nn
+
         for value in vars(self).values():
             if isinstance(value, nn.Module):
                 value.to(device)
@@ -184,6 +188,8 @@ def encoder_options() -> dict[str, EncoderOption]:
 
 def check_codes(codes: torch.Tensor, method: str) -> torch.Tensor:
     """Refuse NaN or infinite codes in one line (damaged weights, invalid pixels)."""
+    import torch
+
     if not torch.isfinite(codes).all():
         raise JojoganError(
             f"{method} inversion produced NaN or infinite codes; the weights file may be damaged "
@@ -236,6 +242,11 @@ class OptimizeEncoder(Encoder):
     batched = False
 
     def invert(self, faces: Sequence[Image.Image], request: InversionRequest) -> torch.Tensor:
+        import torch
+
+        from jojogan.inversion.images import from_pil
+        from jojogan.inversion.project import ProjectionConfig, project
+
         context = self.context
         if request.distance not in INVERSION_DISTANCES:
             raise ValueError(f"distance must be one of {INVERSION_DISTANCES}, got {request.distance!r}")

@@ -16,12 +16,15 @@ import os
 import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jojogan.inversion.errors import ImageError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DEFAULT_MAX_PIXELS", "ImageSource", "from_pil", "image_name", "load_image"]
 
@@ -239,6 +242,8 @@ def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
         image: any mode; converted to RGB.
         size: resize to ``size × size`` (Lanczos) first, when given and different.
     """
+    import torch  # here, not at the top: the dlib alignment loads images without ever needing torch
+
     image = image.convert("RGB")
     if size is not None and image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.LANCZOS)

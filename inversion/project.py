@@ -38,10 +38,10 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.adam import adam
 from tqdm.auto import tqdm
 
 from jojogan.errors import JojoganError
+from jojogan.op.optim import Adam
 from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.layers import frozen
 from jojogan.stylegan2.model import D_FEATURE_BLOCKS, Discriminator, Generator
@@ -413,7 +413,7 @@ def _optimise(
     w = w_mean.detach().repeat(batch, 1).requires_grad_(True)
     # The noise maps are one continuous optimisation across both phases: a fresh Adam at the phase change
     # would take full-size sign steps on them and undo the noise regularisation.
-    noise_optimizer = _Adam(noise, lr=config.lr) if config.optimize_noise else None
+    noise_optimizer = Adam(noise, lr=config.lr) if config.optimize_noise else None
     label = show_progress if isinstance(show_progress, str) else "projecting"
     total_steps = config.steps + config.w_plus_steps
     with tqdm(total=total_steps, desc=label, disable=not show_progress, leave=False) as bar:
@@ -423,49 +423,6 @@ def _optimise(
         w = w.detach().unsqueeze(1).repeat(1, generator.n_latent, 1).requires_grad_(True)
         run.phase("W+", config.w_plus_steps, w)
     return run.result(w)
-
-
-class _Adam:
-    """Adam with torch's defaults (betas 0.9 and 0.999, eps 1e-8), stepped by torch's own functional Adam
-    (``torch.optim.adam.adam``, which ``torch.optim.Adam.step`` calls with the same state): the same
-    arithmetic, bit for bit. Not ``torch.optim.Adam`` itself: an optimiser object's first use imports
-    torch's compiler stack (``torch._dynamo``, 1.2 CPU-seconds measured on a 2-core AMD EPYC), which every
-    process that projects (each batch and Ray worker, each command-line run) would pay for nothing.
-
-    Attributes:
-        param_groups: one group, ``[{"lr": ...}]``, as ``torch.optim`` has it (the schedule sets its rate).
-    """
-
-    def __init__(self, params: Sequence[torch.Tensor], lr: float):
-        self.params = list(params)
-        self.param_groups = [{"lr": lr}]
-        self._exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        self._exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        self._steps = [torch.tensor(0.0) for _ in self.params]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for param in self.params:
-            param.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        """One update of every parameter that has a gradient (``torch.optim.Adam.step``'s arithmetic)."""
-        live = [i for i, param in enumerate(self.params) if param.grad is not None]
-        adam(
-            [self.params[i] for i in live],
-            [self.params[i].grad for i in live],
-            [self._exp_avgs[i] for i in live],
-            [self._exp_avg_sqs[i] for i in live],
-            [],
-            [self._steps[i] for i in live],
-            amsgrad=False,
-            beta1=0.9,
-            beta2=0.999,
-            lr=self.param_groups[0]["lr"],
-            weight_decay=0.0,
-            eps=1e-8,
-            maximize=False,
-        )
 
 
 @dataclass
@@ -478,7 +435,7 @@ class _Projection:
     rng: torch.Generator
     w_std: float
     noise: list[torch.Tensor]
-    noise_optimizer: _Adam | None
+    noise_optimizer: Adam | None
     callback: Callable[[int, float], None] | None
     bar: tqdm
     losses: list[float] = field(default_factory=list)
@@ -488,7 +445,7 @@ class _Projection:
         """``steps`` updates of ``w`` (``[batch, style_dim]`` in "W", W+ in "W+") with a fresh Adam."""
         config = self.config
         total_steps = config.steps + config.w_plus_steps
-        optimizer = _Adam([w], lr=config.lr)
+        optimizer = Adam([w], lr=config.lr)
         for i in range(steps):
             step = len(self.losses)
             if self.noise_optimizer is not None:
@@ -555,8 +512,8 @@ def _step(
     config: ProjectionConfig,
     latent: torch.Tensor,
     noise: list[torch.Tensor],
-    optimizer: _Adam,
-    noise_optimizer: _Adam | None,
+    optimizer: Adam,
+    noise_optimizer: Adam | None,
     t: float,
 ) -> tuple[float, float]:
     """One update at fraction ``t`` of its phase; returns the batch-mean loss and distance.

@@ -12,18 +12,21 @@ inference-time interpolation between the features of the original and the fine-t
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING, Union
 
 from jojogan.cleanup.cleaners import CLEANERS
 from jojogan.cleanup.restore import DEFAULT_FIDELITY
 from jojogan.inversion.encoders import ENCODERS, INVERSION_DISTANCES, encoder_options
 from jojogan.inversion.images import DEFAULT_MAX_PIXELS
 from jojogan.op.precision import check_precision
-from jojogan.stylegan2.model import D_FEATURE_BLOCKS, MEAN_LATENT_SAMPLES
+from jojogan.stylegan2.config import D_FEATURE_BLOCKS, MEAN_LATENT_SAMPLES
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "D_FEATURE_BLOCKS",
@@ -67,7 +70,9 @@ MASK_MAPPING_KEYS: tuple[str, ...] = ("layers", "resolutions", "w_plus")
 REFERENCE_CODES: tuple[str, ...] = ("invert", "mean", "blend")
 """Where the reference's style code comes from: its inversion, the mean code, or a blend of the two."""
 
-MaskSpec = str | Sequence[int] | Mapping[str, Sequence[int]] | torch.Tensor
+# torch.Tensor by name: the settings are read in processes that never import torch (the command line's
+# help, batch drivers), and importing it only for this alias would cost each of them a CPU-second.
+MaskSpec = Union[str, Sequence[int], Mapping[str, Sequence[int]], "torch.Tensor"]
 """A training mask: a preset or group name, S-layer indices to swap, a mapping with keys in
 :data:`MASK_MAPPING_KEYS`, or a resolved boolean keep-mask ``[num_styles]``."""
 
@@ -82,7 +87,9 @@ def check_mask_spec(spec: object, name: str = "mask") -> None:
         if spec not in MASK_PRESETS + MASK_GROUPS:
             raise ValueError(f"{name} must be one of {', '.join(MASK_PRESETS + MASK_GROUPS)}, got {spec!r}")
         return
-    if isinstance(spec, torch.Tensor):
+    if _is_tensor(spec):
+        import torch  # already loaded: spec is a tensor
+
         if spec.dtype != torch.bool or spec.ndim != 1:
             raise ValueError(
                 f"{name} given as a tensor must be a 1-D bool keep-mask [num_styles], "
@@ -101,6 +108,13 @@ def check_mask_spec(spec: object, name: str = "mask") -> None:
     _check_int_list(spec, name)
 
 
+def _is_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch: a process that has not imported torch
+    holds no tensors."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def _check_int_list(values: object, name: str) -> None:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise ValueError(f"{name} must be a sequence of integers, got {type(values).__name__}")
@@ -116,7 +130,7 @@ def _freeze_mask_spec(spec: MaskSpec) -> MaskSpec:
     """Copy a mask spec so later edits of the caller's list or dict cannot change a frozen config."""
     if isinstance(spec, str):
         return spec
-    if isinstance(spec, torch.Tensor):
+    if _is_tensor(spec):
         return spec.detach().clone()
     if isinstance(spec, Mapping):
         return {key: tuple(values) for key, values in spec.items()}
@@ -266,7 +280,7 @@ def check_alpha(alpha: AlphaSpec, num_styles: int | None = None) -> float | tupl
     Raises:
         ValueError: a value outside [0, 1] or not a number, or a sequence of the wrong length.
     """
-    if isinstance(alpha, torch.Tensor):
+    if _is_tensor(alpha):
         alpha = alpha.tolist()
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
         if not 0.0 <= alpha <= 1.0:

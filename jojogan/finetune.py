@@ -36,6 +36,7 @@ from jojogan.mixing import (
     resolve_mask,
 )
 from jojogan.mixing import swapped_layers as list_swapped_layers
+from jojogan.op.optim import Adam
 from jojogan.op.precision import autocast, precision_scope
 from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.checkpoint import read_weights_file
@@ -679,7 +680,7 @@ class _Run:
     config: FinetuneConfig
     trained: Generator
     original: Generator | None
-    optimizer: torch.optim.Optimizer
+    optimizer: Adam
     rng: torch.Generator
     device: torch.device
     record: dict
@@ -703,9 +704,10 @@ class _Run:
             # the identity term compares with the untouched generator, on the training device
             on_device = generator.input.input.device == device
             original = generator if on_device else copy.deepcopy(generator).to(device)
-        # The fused CUDA Adam updates every parameter in a few launches instead of several per tensor.
+        # The fused CUDA Adam updates every parameter in a few launches instead of several per tensor;
+        # jojogan.op.optim.Adam is torch.optim.Adam's arithmetic and state without importing torch._dynamo.
         fused = torch.device(device).type == "cuda"
-        optimizer = torch.optim.Adam(trained.parameters(), lr=config.lr, betas=config.betas, fused=fused)
+        optimizer = Adam(trained.parameters(), lr=config.lr, betas=config.betas, fused=fused)
         rng = torch.Generator(device=device).manual_seed(config.seed)
         return cls(
             config, trained, original, optimizer, rng, device, record, chosen_micro_batch=config.micro_batch

@@ -15,8 +15,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by the two reports that need it: the environment switches and the cache folder
+# (env_choice, home_dir) are read by processes that never compute, such as Ray's drivers.
 
 MODES = ("auto", "cuda", "ref")
 IMPLS = ("ref", "cuda")
@@ -101,6 +106,8 @@ def active_impl(device: str | torch.device = "cpu") -> tuple[str, str]:
 
     Does not compile anything: on CUDA it reports whether a cached build exists.
     """
+    import torch
+
     device = torch.device(device)
     mode = ops_mode()
     if device.type != "cuda":
@@ -117,6 +124,8 @@ def active_impl(device: str | torch.device = "cpu") -> tuple[str, str]:
 
 def ops_report() -> dict[str, str]:
     """A small dict describing the op configuration, for diagnostics."""
+    import torch
+
     report = {"JOJOGAN_OPS": ops_mode()}
     for dev in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
         impl, why = active_impl(dev)

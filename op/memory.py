@@ -28,10 +28,14 @@ import logging
 import platform
 import threading
 from collections.abc import Iterator, Mapping
-
-import torch
+from typing import TYPE_CHECKING
 
 from jojogan.op._dispatch import env_choice
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside cpu_memory_reuse: Ray's driver reads worker_env here and never computes.
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +123,8 @@ def cpu_memory_reuse(device: str | torch.device = "cpu") -> Iterator[bool]:
     Yields:
         whether the reuse policy is in force.
     """
+    import torch
+
     global _depth
     libc = _glibc() if torch.device(device).type == "cpu" and memory_mode() == "reuse" else None
     if libc is None:

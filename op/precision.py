@@ -23,8 +23,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that switch something: the settings check a precision's name
+# (check_precision) in processes that never compute, and importing torch costs them a CPU-second.
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "tf32", "bf16")
 """Accepted values of a ``precision`` setting."""
@@ -41,6 +46,8 @@ def check_precision(precision: str) -> None:
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """``precision`` with ``"auto"`` replaced by the device's default."""
+    import torch
+
     check_precision(precision)
     if precision != "auto":
         return precision
@@ -57,6 +64,8 @@ def precision_scope(precision: str, device: torch.device | str) -> Iterator[str]
 
     Restores every switch it touched on exit, so a job leaves the process as it found it.
     """
+    import torch
+
     resolved = resolve_precision(precision, device)
     if torch.device(device).type != "cuda":
         yield resolved
@@ -78,6 +87,8 @@ def precision_scope(precision: str, device: torch.device | str) -> Iterator[str]
 
 def autocast(resolved: str, device: torch.device | str) -> contextlib.AbstractContextManager:
     """The autocast context for a resolved precision: bfloat16 for ``"bf16"``, else nothing."""
+    import torch
+
     if resolved == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

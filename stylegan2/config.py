@@ -19,8 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
+    "D_FEATURE_BLOCKS",
     "DEFAULT_BLUR_KERNEL",
     "LR_MLP",
+    "MEAN_LATENT_SAMPLES",
     "GeneratorConfig",
     "StyleLayer",
     "default_channels",
@@ -38,6 +40,15 @@ DEFAULT_BLUR_KERNEL = (1, 3, 3, 1)
 LR_MLP = 0.01
 """Learning-rate multiplier of the mapping network: 0.01 in every official model. The weights cannot
 tell it (it scales the stored weights at run time), so a file without a configuration gets this one."""
+
+# The two constants below belong to the model (:mod:`jojogan.stylegan2.model` re-exports them) but live
+# here, beside the other torch-free facts, because the settings (``jojogan.config``) take their defaults
+# from them in processes that never build a network.
+D_FEATURE_BLOCKS: tuple[int, ...] = (1, 3, 4, 5)
+"""Discriminator ``convs`` blocks whose outputs JoJoGAN's loss compares (and optimisation inversion)."""
+
+MEAN_LATENT_SAMPLES = 10_000
+"""How many mapped z a mean latent averages by default (the JoJoGAN paper's N)."""
 
 
 def default_channels(channel_multiplier: int = 2) -> dict[int, int]:

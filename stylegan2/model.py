@@ -17,8 +17,10 @@ from torch import nn
 
 from jojogan.op.shapes import check_shape
 from jojogan.stylegan2.config import (
+    D_FEATURE_BLOCKS,
     DEFAULT_BLUR_KERNEL,
     LR_MLP,
+    MEAN_LATENT_SAMPLES,
     GeneratorConfig,
     StyleLayer,
     default_channels,
@@ -33,12 +35,6 @@ from jojogan.stylegan2.layers import (
     StyledConv,
     ToRGB,
 )
-
-D_FEATURE_BLOCKS: tuple[int, ...] = (1, 3, 4, 5)
-"""Discriminator ``convs`` blocks whose outputs JoJoGAN's loss compares (and optimisation inversion)."""
-
-MEAN_LATENT_SAMPLES = 10_000
-"""How many mapped z a mean latent averages by default (the JoJoGAN paper's N)."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 import jojogan
 import jojogan.api
-import jojogan.cleanup.cleaners
+import jojogan.cleanup.checkpoint
 import jojogan.finetune
 import jojogan.perceptual
 from jojogan.cli import main as cli
@@ -310,7 +310,7 @@ def test_stylize_cleanup_and_paste_on_a_real_photo(workdir, style, photo, dlib, 
     torch.save({"params_ema": restorer.state_dict()}, tmp_path / "codeformer.pth")
     # The released architecture is 94 M parameters; the tests' file has the same structure at a tiny width.
     monkeypatch.setattr(
-        jojogan.cleanup.cleaners, "load_codeformer", functools.partial(load_codeformer, config=TINY)
+        jojogan.cleanup.checkpoint, "load_codeformer", functools.partial(load_codeformer, config=TINY)
     )
     common = ["stylize", photo, "--style", style, "--base", workdir / "base.pt", *FAST, "--paste"]
     plain, cleaned = tmp_path / "plain.png", tmp_path / "cleaned.png"

@@ -383,3 +383,63 @@ def test_out_of_memory_at_a_chosen_micro_batch_is_a_clear_error(monkeypatch):
     message = r"step 1 with 2 of 4 references per pass.*--micro-batch"
     with pytest.raises(FinetuneOutOfMemoryError, match=message):
         _run(FinetuneConfig(iterations=2, micro_batch=2), refs=4)
+
+
+def test_finetune_adam_is_torchs_bit_for_bit_and_shares_its_resume_state():
+    """The fine-tuning optimiser (``jojogan.op.optim.Adam``, which spares each process torch._dynamo) steps
+    as ``torch.optim.Adam`` with the official settings, and its state dict loads into torch's and back:
+    resume files written before and after it stay interchangeable."""
+    from jojogan.op.optim import Adam
+
+    config = FinetuneConfig()
+    gen = torch.Generator().manual_seed(3)
+    start = [torch.randn(4, 3, generator=gen), torch.randn(5, generator=gen), torch.randn(2, generator=gen)]
+    grads = [[torch.randn_like(p, generator=gen) for p in start] for _ in range(5)]
+
+    def run(make, steps, params=None, load=None):
+        params = params or [p.clone().requires_grad_(True) for p in start]
+        optimizer = make(params)
+        if load is not None:
+            optimizer.load_state_dict(load)
+        for step in steps:
+            optimizer.zero_grad(set_to_none=True)
+            for i, (param, grad) in enumerate(zip(params, grads[step], strict=True)):
+                param.grad = None if i == 2 and step < 2 else grad.clone()  # a late parameter's lazy state
+            optimizer.step()
+        return params, optimizer
+
+    def ours(params):
+        return Adam(params, lr=config.lr, betas=config.betas, fused=False)
+
+    def torchs(params):
+        return torch.optim.Adam(params, lr=config.lr, betas=config.betas, fused=False)
+
+    mine, our_opt = run(ours, range(5))
+    theirs, torch_opt = run(torchs, range(5))
+    assert all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True))
+
+    def same_state(a, b):
+        assert a["param_groups"] == b["param_groups"]
+        assert list(a["state"]) == list(b["state"])
+        for i, values in a["state"].items():
+            assert list(values) == list(b["state"][i])
+            assert all(
+                torch.equal(v, b["state"][i][k]) and v.dtype == b["state"][i][k].dtype
+                for k, v in values.items()
+            )
+
+    same_state(our_opt.state_dict(), torch_opt.state_dict())
+    # a resume after step 3, in both directions, ends where the uninterrupted run ends
+    params, half = run(ours, range(3))
+    saved = half.state_dict()
+    resumed_in_torch, opt = run(
+        torchs, range(3, 5), [p.detach().clone().requires_grad_(True) for p in params], saved
+    )
+    assert all(torch.equal(a, b) for a, b in zip(resumed_in_torch, theirs, strict=True))
+    params, half = run(torchs, range(3))
+    saved = half.state_dict()
+    resumed_in_ours, opt = run(
+        ours, range(3, 5), [p.detach().clone().requires_grad_(True) for p in params], saved
+    )
+    assert all(torch.equal(a, b) for a, b in zip(resumed_in_ours, mine, strict=True))
+    same_state(opt.state_dict(), torch_opt.state_dict())

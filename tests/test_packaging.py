@@ -100,3 +100,51 @@ def test_public_names_are_the_export_table():
     assert eager == jojogan._EXPORTS
     for name in jojogan.__all__:
         assert getattr(jojogan, name) is not None, name
+
+
+@pytest.mark.parametrize(
+    "package", ["jojogan.op", "jojogan.stylegan2", "jojogan.inversion", "jojogan.cleanup", "jojogan.video"]
+)
+def test_a_lazy_package_exports_its_table(package):
+    """A lazy package's ``__all__``, its static analysers' eager imports and its ``_EXPORTS`` agree, and every
+    name resolves (a function named like its module, ``jojogan.op.upfirdn2d``, to the function)."""
+    import ast
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__all__ == sorted(module._EXPORTS)
+    tree = ast.parse(Path(module.__file__).read_text())
+    (block,) = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    eager = {alias.name: node.module for node in block.body for alias in node.names}
+    assert eager == module._EXPORTS
+    for name, owner in module._EXPORTS.items():
+        value = getattr(importlib.import_module(owner), name)  # the owner first: it may share the name
+        assert getattr(module, name) is value, name
+
+
+# Processes that never compute: the command line's help, the dlib alignment (video tracking workers and
+# Ray's alignment actors import these modules) and Ray's drivers. torch costs each of them 1.5 CPU-s.
+TORCH_FREE_MODULES = (
+    "jojogan.config",
+    "jojogan.inversion.align",
+    "jojogan.video.track",
+    "jojogan.batch",
+    "jojogan.batch.job",
+    "jojogan.batch.ray_cleanup",
+    "jojogan.batch.ray_engine",
+)
+
+
+def test_processes_that_never_compute_do_not_import_torch():
+    """One fresh interpreter imports each module in turn and names those after which torch (or its compiler,
+    torch._dynamo) is loaded; the first one named is the one that pulled it in."""
+    code = (
+        "import importlib, sys\n"
+        f"for name in {TORCH_FREE_MODULES!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    print(name, *[m for m in ('torch', 'torch._dynamo') if m in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert [line[0] for line in lines] == list(TORCH_FREE_MODULES)
+    assert [line for line in lines if len(line) > 1] == []

@@ -318,7 +318,7 @@ def test_adam_is_torchs_bit_for_bit_without_an_optimiser_object(models, monkeypa
     with monkeypatch.context() as patch:
         patch.setattr(torch.optim.Optimizer, "__init__", refuse)
         ours = project(gen, target, discriminator=disc, steps=6, w_plus_steps=4)
-    monkeypatch.setattr(projection, "_Adam", lambda params, lr: torch.optim.Adam(params, lr=lr))
+    monkeypatch.setattr(projection, "Adam", lambda params, lr: torch.optim.Adam(params, lr=lr))
     torchs = project(gen, target, discriminator=disc, steps=6, w_plus_steps=4)
     assert torch.equal(ours.w_plus, torchs.w_plus) and ours.losses == torchs.losses
     assert all(torch.equal(a, b) for a, b in zip(ours.noise, torchs.noise, strict=True))

@@ -17,14 +17,16 @@ builds the cleaner once and keeps it; the front ends list :data:`CLEANERS` for t
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from PIL import Image
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+    from torch import nn
 
-from jojogan.cleanup.checkpoint import load_codeformer
-from jojogan.cleanup.restore import cleanup_face, restore_image
+# The network and its stages are imported where a cleaner is built or used: the settings and the front
+# ends read this table (its names) in processes that never clean a face up, and torch costs them a
+# CPU-second.
 
 __all__ = ["CLEANERS", "Cleaner", "CodeFormerCleaner", "cleaner_names", "register_cleaner"]
 
@@ -79,10 +81,16 @@ class CodeFormerCleaner(Cleaner):
     weights = "codeformer"
 
     def __init__(self, path: str | os.PathLike | None, device: torch.device):
+        from jojogan.cleanup.checkpoint import load_codeformer
+
         self.model = load_codeformer(path, device=device)
 
     def clean(self, faces: torch.Tensor, fidelity: float) -> torch.Tensor:
+        from jojogan.cleanup.restore import cleanup_face
+
         return cleanup_face(faces, self.model, fidelity)
 
     def restore(self, image: Image.Image, fidelity: float) -> Image.Image:
+        from jojogan.cleanup.restore import restore_image
+
         return restore_image(image, self.model, fidelity)

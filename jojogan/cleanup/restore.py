@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from jojogan.cleanup.network import CodeFormer, CodeFormerInputError
 from jojogan.errors import JojoganError
+
+if TYPE_CHECKING:
+    import torch
+
+    from jojogan.cleanup.network import CodeFormer
+
+# torch and the network are imported inside the stages: the settings take DEFAULT_FIDELITY from here in
+# processes that never clean a face up (the command line's help, batch drivers, alignment workers).
 
 __all__ = [
     "DEFAULT_FIDELITY",
@@ -36,6 +43,8 @@ class FaceTooSmallToRestoreError(CleanupError, ValueError):
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    import torch.nn.functional as F
+
     if x.shape[-1] == size:
         return x
     # Antialiased bicubic: a plain bicubic downscale (512 -> 256) would alias the restored detail.
@@ -59,6 +68,10 @@ def cleanup_face(face: torch.Tensor, model: CodeFormer, fidelity: float = DEFAUL
         CodeFormerInputError: ``face`` is not a batch of square RGB images, or ``fidelity`` is out of range.
         CleanupError: the network produced NaN or infinite values (broken weights or input).
     """
+    import torch
+
+    from jojogan.cleanup.network import CodeFormerInputError
+
     if face.ndim != 4 or face.shape[1] != 3 or face.shape[2] != face.shape[3]:
         raise CodeFormerInputError(f"expected square faces [batch, 3, S, S], got {list(face.shape)}")
     side = face.shape[-1]
@@ -99,6 +112,10 @@ def restore_image(image: Image.Image, model: CodeFormer, fidelity: float = DEFAU
     Raises:
         CodeFormerInputError: the image is not square. Other errors as :func:`cleanup_face`.
     """
+    import torch
+
+    from jojogan.cleanup.network import CodeFormerInputError
+
     if image.size[0] != image.size[1]:
         raise CodeFormerInputError(f"expected a square aligned face crop, got an image of size {image.size}")
     array = np.asarray(image.convert("RGB"), dtype=np.float32)

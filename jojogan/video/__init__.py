@@ -6,24 +6,39 @@
 in :mod:`jojogan.video.flicker`, the run's figures (flicker, identity per face track) in
 :mod:`jojogan.video.figures`, the resumable chunk store in :mod:`jojogan.video.store`, and a run as
 steps that several workers share in :mod:`jojogan.video.chunks`.
+
+The package is lazy (:mod:`jojogan.op.lazy`): the face tracker's alignment workers are spawned
+processes that import :mod:`jojogan.video.track` and only run dlib; importing the pipeline here would load
+torch into each of them for nothing. The names below are imported on first use.
 """
 
 from __future__ import annotations
 
-from jojogan.video.io import CONTAINERS, EncodeSettings, VideoError, probe
-from jojogan.video.latents import LATENT_MODES
-from jojogan.video.pipeline import VideoConfig, VideoResult, stylize_video, video_settings
-from jojogan.video.track import TrackConfig
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "CONTAINERS",
-    "LATENT_MODES",
-    "EncodeSettings",
-    "TrackConfig",
-    "VideoConfig",
-    "VideoError",
-    "VideoResult",
-    "probe",
-    "stylize_video",
-    "video_settings",
-]
+from jojogan.op.lazy import make_lazy
+
+# public name -> the module that owns it
+_EXPORTS = {
+    "CONTAINERS": "jojogan.video.io",
+    "EncodeSettings": "jojogan.video.io",
+    "VideoError": "jojogan.video.io",
+    "probe": "jojogan.video.io",
+    "LATENT_MODES": "jojogan.video.latents",
+    "VideoConfig": "jojogan.video.pipeline",
+    "VideoResult": "jojogan.video.pipeline",
+    "stylize_video": "jojogan.video.pipeline",
+    "video_settings": "jojogan.video.pipeline",
+    "TrackConfig": "jojogan.video.track",
+}
+
+__all__ = sorted(_EXPORTS)
+
+make_lazy(__name__, _EXPORTS)
+
+
+if TYPE_CHECKING:  # static analysers see the eager imports; a test pins them to _EXPORTS
+    from jojogan.video.io import CONTAINERS, EncodeSettings, VideoError, probe  # noqa: F401
+    from jojogan.video.latents import LATENT_MODES  # noqa: F401
+    from jojogan.video.pipeline import VideoConfig, VideoResult, stylize_video, video_settings  # noqa: F401
+    from jojogan.video.track import TrackConfig  # noqa: F401
