@@ -24,8 +24,8 @@ _EXPORTS = {
     "EncodeSettings": "jojogan.video.io",
     "VideoError": "jojogan.video.io",
     "probe": "jojogan.video.io",
-    "LATENT_MODES": "jojogan.video.latents",
-    "VideoConfig": "jojogan.video.pipeline",
+    "LATENT_MODES": "jojogan.video.config",
+    "VideoConfig": "jojogan.video.config",
     "VideoResult": "jojogan.video.pipeline",
     "stylize_video": "jojogan.video.pipeline",
     "video_settings": "jojogan.video.pipeline",
@@ -38,7 +38,7 @@ make_lazy(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # static analysers see the eager imports; a test pins them to _EXPORTS
+    from jojogan.video.config import LATENT_MODES, VideoConfig  # noqa: F401
     from jojogan.video.io import CONTAINERS, EncodeSettings, VideoError, probe  # noqa: F401
-    from jojogan.video.latents import LATENT_MODES  # noqa: F401
-    from jojogan.video.pipeline import VideoConfig, VideoResult, stylize_video, video_settings  # noqa: F401
+    from jojogan.video.pipeline import VideoResult, stylize_video, video_settings  # noqa: F401
     from jojogan.video.track import TrackConfig  # noqa: F401

@@ -28,6 +28,7 @@ from PIL import Image
 from jojogan.identity import FaceRecognizer, identity_score
 from jojogan.inversion.align import AlignedFace, align_quad
 from jojogan.video import flicker
+from jojogan.video.config import DEFAULT_IDENTITY_FRAMES
 from jojogan.video.io import Frame, VideoInfo, read_frames
 from jojogan.video.track import FaceTrack, Plan
 
@@ -40,9 +41,6 @@ __all__ = [
     "measure",
     "track_identity",
 ]
-
-DEFAULT_IDENTITY_FRAMES = 8
-"""Frames of each face track whose identity is measured (evenly spread over the track)."""
 
 IDENTITY_CROP = 256
 """Largest side of the input crops compared: every recognizer here reads 256 px (dlib) or less (112), and

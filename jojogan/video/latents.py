@@ -27,12 +27,10 @@ from PIL import Image
 
 from jojogan.inversion.align import AlignedFace
 from jojogan.inversion.paste import DEFAULT_COLOUR_SIGMA, face_mask
+from jojogan.video.config import LATENT_MODES
 from jojogan.video.smoothing import smooth
 
 __all__ = ["COLOUR_SIZE", "LATENT_MODES", "colour_target", "final_codes", "match_colour", "windowed"]
-
-LATENT_MODES: tuple[str, ...] = ("smooth", "shot", "frame")
-"""How a frame's code is made from the raw per-frame inversions (see the module docstring)."""
 
 COLOUR_SIZE = 64
 """Side of the aligned frame in which colour is matched (low frequencies need no more)."""

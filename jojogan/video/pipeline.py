@@ -36,7 +36,7 @@ import os
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +47,10 @@ from jojogan.config import StylizeConfig, check_alpha
 from jojogan.errors import JojoganError
 from jojogan.fileio import atomic_output
 from jojogan.inversion.align import AlignedFace, align_quad
-from jojogan.inversion.paste import DEFAULT_FEATHER, paste_faces, photo_mask
-from jojogan.video import figures, flicker
+from jojogan.inversion.paste import paste_faces, photo_mask
+from jojogan.video import figures
+from jojogan.video.config import VideoConfig
 from jojogan.video.io import (
-    EncodeSettings,
     Orientation,
     OutputPlan,
     ReadStats,
@@ -61,9 +61,9 @@ from jojogan.video.io import (
     probe,
     read_frames,
 )
-from jojogan.video.latents import LATENT_MODES, colour_target, final_codes, match_colour, windowed
+from jojogan.video.latents import colour_target, final_codes, match_colour, windowed
 from jojogan.video.store import ChunkStore
-from jojogan.video.track import FaceTrack, Plan, TrackConfig, analyse
+from jojogan.video.track import FaceTrack, Plan, analyse
 
 __all__ = ["VideoConfig", "VideoResult", "invert_chunk", "render_chunk", "stylize_video", "video_settings"]
 
@@ -71,53 +71,6 @@ log = logging.getLogger("jojogan")
 
 DEFAULT_BATCH = {"cuda": 16, "mps": 8, "cpu": 4}
 """Faces per encoder/generator batch when ``batch_size`` is not given, by device type."""
-
-
-@dataclass(frozen=True)
-class VideoConfig:
-    """The video settings.
-
-    Attributes:
-        latent: "smooth", "shot" or "frame" (:mod:`jojogan.video.latents`).
-        code_sigma: Gaussian width of ``smooth``, in frames of the average rate.
-        colour_sigma: Gaussian width of the colour targets, in frames.
-        batch_size: faces per encoder/generator batch; ``None``: by device (:data:`DEFAULT_BATCH`).
-        chunk_frames: frames per chunk (the unit of resuming and of splitting over workers).
-        track: the face tracks' settings (detection, smoothing, cuts; which faces is ``StylizeConfig.face``).
-        encode: the output encoder.
-        report: write the report beside the output (``OUT.json``): counts, per-stage timings, figures.
-        flow_size: longer side of the flicker measurement's optical flow (a downscaled copy).
-        flicker_every: flicker on the frame pairs that start on every N-th frame (1: every pair; 0: not
-            measured).
-        identity_frames: frames of each face track whose identity is measured, evenly spread (with
-            ``StylizeConfig.identity``).
-        feather: soft edge of the paste mask (fraction of the crop).
-    """
-
-    latent: str = "smooth"
-    code_sigma: float = 1.5
-    colour_sigma: float = 3.0
-    batch_size: int | None = None
-    chunk_frames: int = 96
-    track: TrackConfig = field(default_factory=TrackConfig)
-    encode: EncodeSettings = field(default_factory=EncodeSettings)
-    report: bool = False
-    flow_size: int = flicker.DEFAULT_FLOW_SIZE
-    flicker_every: int = flicker.DEFAULT_EVERY
-    identity_frames: int = figures.DEFAULT_IDENTITY_FRAMES
-    feather: float = DEFAULT_FEATHER
-
-    def __post_init__(self) -> None:
-        if self.latent not in LATENT_MODES:
-            raise ValueError(f"latent must be one of {', '.join(LATENT_MODES)}, got {self.latent!r}")
-        for name in ("code_sigma", "colour_sigma", "flicker_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("chunk_frames", "flow_size", "identity_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass
