@@ -43,6 +43,7 @@ __all__ = [
     "SLIDER_STEPS",
     "STYLED_SUFFIX",
     "TILE",
+    "TRUNCATION",
     "FinetuneConfig",
     "INVERSION_DISTANCES",
     "MaskSpec",
@@ -262,6 +263,9 @@ TILE = 256
 
 SAMPLES = 4
 """Random pictures shown in a style by default (``jojogan sample``, the UI)."""
+
+TRUNCATION = 0.7
+"""How far random samples stay from the mean latent (the original notebook's ψ)."""
 
 STYLED_SUFFIX = "_styled.png"
 """What a stylized photo's file name appends to the input's stem when results go into a folder."""

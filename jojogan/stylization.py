@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from jojogan.config import AlphaSpec, check_alpha
+from jojogan.config import TRUNCATION, AlphaSpec, check_alpha
 from jojogan.stylegan2.model import Generator, SynthesisLayer
 
 __all__ = [
@@ -23,9 +23,6 @@ __all__ = [
     "stylize_styles",
     "synthesize_blend",
 ]
-
-TRUNCATION = 0.7
-"""How far random samples stay from the mean latent (the original notebook's ψ)."""
 
 
 def alpha_coefficients(alpha: AlphaSpec, num_styles: int) -> list[list[float]]:

@@ -122,29 +122,45 @@ def test_a_lazy_package_exports_its_table(package):
         assert getattr(module, name) is value, name
 
 
-# Processes that never compute: the command line's help, the dlib alignment (video tracking workers and
-# Ray's alignment actors import these modules) and Ray's drivers. torch costs each of them 1.5 CPU-s.
+# Processes that never compute: the command line's help and argument errors, the dlib alignment (video
+# tracking workers and Ray's alignment actors import these modules) and Ray's drivers. torch costs each of
+# them 1.5 CPU-s (`jojogan --help` took 2 s).
 TORCH_FREE_MODULES = (
     "jojogan.config",
     "jojogan.inversion.align",
     "jojogan.video.track",
+    "jojogan.video.config",
+    "jojogan.identity.registry",
     "jojogan.batch",
     "jojogan.batch.job",
     "jojogan.batch.ray_cleanup",
     "jojogan.batch.ray_engine",
+    "jojogan.cli",
 )
 
 
 def test_processes_that_never_compute_do_not_import_torch():
-    """One fresh interpreter imports each module in turn and names those after which torch (or its compiler,
+    """One fresh interpreter imports each module in turn, then shows the command line's version, each
+    command's help and a usage error, and names the steps after which torch (or its compiler,
     torch._dynamo) is loaded; the first one named is the one that pulled it in."""
     code = (
         "import importlib, sys\n"
+        "from click.testing import CliRunner\n"
+        "def show(step):\n"
+        "    print(step, *[m for m in ('torch', 'torch._dynamo') if m in sys.modules])\n"
         f"for name in {TORCH_FREE_MODULES!r}:\n"
         "    importlib.import_module(name)\n"
-        "    print(name, *[m for m in ('torch', 'torch._dynamo') if m in sys.modules])\n"
+        "    show(name)\n"
+        "from jojogan.cli import main\n"
+        "calls = [['--version'], *([name, '--help'] for name in sorted(main.commands)), ['stylize']]\n"
+        "for args in calls:\n"
+        "    CliRunner().invoke(main, args)\n"
+        "    show('jojogan:' + ':'.join(args))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = [line.split() for line in result.stdout.splitlines()]
-    assert [line[0] for line in lines] == list(TORCH_FREE_MODULES)
+    assert [line[0] for line in lines[: len(TORCH_FREE_MODULES)]] == list(TORCH_FREE_MODULES)
+    assert {"jojogan:--version", "jojogan:stylize:--help", "jojogan:video:--help", "jojogan:stylize"} <= {
+        line[0] for line in lines
+    }
     assert [line for line in lines if len(line) > 1] == []

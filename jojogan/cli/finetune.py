@@ -23,7 +23,7 @@ from jojogan.cli._options import (
 )
 from jojogan.cli.identity import identity_net_options
 from jojogan.config import MASK_GROUPS, MASK_PRESETS, REFERENCE_CODES, FinetuneConfig
-from jojogan.identity import DEFAULT_LOSS_NETWORK
+from jojogan.identity.registry import DEFAULT_LOSS_NETWORK
 from jojogan.op.precision import PRECISIONS
 
 # How each FinetuneConfig field appears on the command line; defaults come from the config itself.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from jojogan.identity import DEFAULT_METRIC_NETWORK, RECOGNIZERS, compare_faces, load_face_recognizer
+from jojogan.identity.registry import DEFAULT_METRIC_NETWORK, RECOGNIZERS
 
 __all__ = ["identity", "identity_net_options"]
 
@@ -64,6 +64,8 @@ def identity(image_a, image_b, identity_net, identity_weights, aligned, device, 
       jojogan identity photo.jpg stylized.png
       jojogan identity a.png b.png --aligned --identity-net mobilefacenet --identity-weights mobilefacenet.pt
     """
+    from jojogan.identity import compare_faces, load_face_recognizer
+
     recognizer = load_face_recognizer(identity_net, identity_weights, device)
     score = compare_faces(image_a, image_b, recognizer, aligned=aligned)
     click.echo(score.to_json() if as_json else score.line())

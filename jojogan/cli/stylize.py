@@ -27,10 +27,9 @@ from jojogan.cli._options import (
     stylize_options,
     unique_stems,
 )
-from jojogan.config import SAMPLES, SLIDER_STEPS, STYLED_SUFFIX, TILE, StylizeConfig
+from jojogan.config import SAMPLES, SLIDER_STEPS, STYLED_SUFFIX, TILE, TRUNCATION, StylizeConfig
 from jojogan.errors import JojoganError
 from jojogan.limits import check_sample, check_slider
-from jojogan.stylization import TRUNCATION
 
 style_option = click.option(
     "--style",

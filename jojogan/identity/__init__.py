@@ -6,160 +6,65 @@ whose ``.score`` compares two aligned faces and judges them by the network's pub
 rule (:class:`IdentityScore`: raw score, threshold, verdict, source). :data:`RECOGNIZERS` is the table of
 networks, their weights, licences and verification rules. :mod:`jojogan.identity.metric` measures results
 (one score, the curve over a slider's alphas, a plot).
+
+The package is lazy (:mod:`jojogan.op.lazy`): the command line reads the table of networks and their
+rules to build its options, and the networks would load torch into every command, ``--help`` included.
+The names below are imported on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from jojogan.op.lazy import make_lazy
 
-from jojogan import weights
-from jojogan.errors import CheckpointError
-from jojogan.identity.arcface_ir_se import load_arcface_ir_se
-from jojogan.identity.crops import RECOGNITION_SIZE
-from jojogan.identity.dlib_recognizer import load_dlib_recognizer
-from jojogan.identity.errors import IdentityError, MissingExtraError
-from jojogan.identity.iresnet import load_iresnet
-from jojogan.identity.metric import (
-    IdentityCurve,
-    compare_faces,
-    identity_curve,
-    identity_metadata,
-    identity_score,
-    plot_identity_curve,
-)
-from jojogan.identity.mobilefacenet import load_mobilefacenet
-from jojogan.identity.onnx_recognizer import load_onnx_recognizer
-from jojogan.identity.recognizer import FaceRecognizer, TorchRecognizer
-from jojogan.identity.registry import (
-    DEFAULT_LOSS_NETWORK,
-    DEFAULT_METRIC_NETWORK,
-    RECOGNIZERS,
-    RecognizerInfo,
-    verification_rule,
-)
-from jojogan.identity.verdict import IdentityScore, VerificationRule
-from jojogan.stylegan2.checkpoint import read_weights_file
-
-__all__ = [
-    "DEFAULT_LOSS_NETWORK",
-    "DEFAULT_METRIC_NETWORK",
-    "RECOGNITION_SIZE",
-    "RECOGNIZERS",
-    "FaceRecognizer",
-    "IdentityCurve",
-    "IdentityError",
-    "IdentityScore",
-    "MissingExtraError",
-    "RecognizerInfo",
-    "TorchRecognizer",
-    "VerificationRule",
-    "compare_faces",
-    "identity_curve",
-    "identity_metadata",
-    "identity_score",
-    "load_face_recognizer",
-    "load_identity_loss_network",
-    "plot_identity_curve",
-    "verification_rule",
-]
-
-
-_Loader = Callable[..., FaceRecognizer]
-_LOADERS: dict[str, _Loader] = {
-    "arcface-ir-se50": load_arcface_ir_se,
-    "arcface-iresnet": load_iresnet,
-    "mobilefacenet": load_mobilefacenet,
+# public name -> the module that owns it
+_EXPORTS = {
+    "RECOGNITION_SIZE": "jojogan.identity.crops",
+    "IdentityError": "jojogan.identity.errors",
+    "MissingExtraError": "jojogan.identity.errors",
+    "load_face_recognizer": "jojogan.identity.loaders",
+    "load_identity_loss_network": "jojogan.identity.loaders",
+    "IdentityCurve": "jojogan.identity.metric",
+    "compare_faces": "jojogan.identity.metric",
+    "identity_curve": "jojogan.identity.metric",
+    "identity_metadata": "jojogan.identity.metric",
+    "identity_score": "jojogan.identity.metric",
+    "plot_identity_curve": "jojogan.identity.metric",
+    "FaceRecognizer": "jojogan.identity.recognizer",
+    "TorchRecognizer": "jojogan.identity.recognizer",
+    "DEFAULT_LOSS_NETWORK": "jojogan.identity.registry",
+    "DEFAULT_METRIC_NETWORK": "jojogan.identity.registry",
+    "RECOGNIZERS": "jojogan.identity.registry",
+    "RecognizerInfo": "jojogan.identity.registry",
+    "verification_rule": "jojogan.identity.registry",
+    "IdentityScore": "jojogan.identity.verdict",
+    "VerificationRule": "jojogan.identity.verdict",
 }
 
+__all__ = sorted(_EXPORTS)
 
-def _family_of(state: dict, path: Path) -> str:
-    """Which torch recognizer a state dict is, from its tensor names."""
-    if "features.0.conv.0.0.weight" in state and "gdconv.depthwise.weight" in state:
-        return "mobilefacenet"
-    if "input_layer.0.weight" in state and "output_layer.3.weight" in state:
-        return "arcface-ir-se50"
-    if "layer1.0.bn1.weight" in state and "fc.weight" in state:
-        return "arcface-iresnet"
-    keys = ", ".join(list(state)[:5])
-    raise CheckpointError(
-        f"{path.name} is not a face recognizer this package knows (MobileFaceNet, ArcFace IR-SE, insightface "
-        f"iresnet, or an .onnx file); its first tensors are: {keys}"
+make_lazy(__name__, _EXPORTS)
+
+
+if TYPE_CHECKING:  # static analysers see the eager imports; a test pins them to _EXPORTS
+    from jojogan.identity.crops import RECOGNITION_SIZE  # noqa: F401
+    from jojogan.identity.errors import IdentityError, MissingExtraError  # noqa: F401
+    from jojogan.identity.loaders import load_face_recognizer, load_identity_loss_network  # noqa: F401
+    from jojogan.identity.metric import (  # noqa: F401
+        IdentityCurve,
+        compare_faces,
+        identity_curve,
+        identity_metadata,
+        identity_score,
+        plot_identity_curve,
     )
-
-
-def _weights_path(info: RecognizerInfo) -> Path:
-    if info.weights is not None and info.weights in weights.REGISTRY:
-        return weights.resolve_weights(info.weights, download=True)
-    raise IdentityError(
-        f"the {info.name} recognizer needs its weights file: pass its path (path=... in Python, "
-        f"--identity-net PATH on the command line); it comes from {info.source}"
+    from jojogan.identity.recognizer import FaceRecognizer, TorchRecognizer  # noqa: F401
+    from jojogan.identity.registry import (  # noqa: F401
+        DEFAULT_LOSS_NETWORK,
+        DEFAULT_METRIC_NETWORK,
+        RECOGNIZERS,
+        RecognizerInfo,
+        verification_rule,
     )
-
-
-def load_face_recognizer(
-    name: str, path: str | Path | None = None, device: str | torch.device = "cpu"
-) -> FaceRecognizer:
-    """Load a face recognizer by name, from its official file.
-
-    Args:
-        name: one of :data:`RECOGNIZERS` (``"mobilefacenet"``, ``"dlib"``, ``"arcface-ir-se50"``,
-            ``"arcface-iresnet"``, ``"arcface-w600k-r50"``), or the path of a weights file whose network
-            is recognised from its contents (an ``.onnx`` file is taken for insightface's recognizer).
-        path: the weights file; without it the weights registry (``jojogan.weights``) is asked.
-        device: where the network runs.
-
-    Returns:
-        The recognizer; torch networks are frozen and in eval mode.
-
-    Raises:
-        IdentityError: unknown name, or no file for a network that needs one.
-        MissingExtraError: the ONNX recognizer without onnxruntime.
-        CheckpointError: the file is missing, unreadable, or in another layout (the message names the
-            first differing keys).
-    """
-    if name not in RECOGNIZERS:
-        candidate = Path(name).expanduser()
-        if path is not None or not candidate.is_file():
-            known = ", ".join(RECOGNIZERS)
-            raise IdentityError(
-                f"unknown identity network {name!r}: expected one of {known}, or a weights file"
-            )
-        if candidate.suffix.lower() == ".onnx":
-            return load_onnx_recognizer(candidate, device)
-        state = read_weights_file(candidate)
-        return _LOADERS[_family_of(state, candidate)](candidate, device, state)
-    if name == "dlib":
-        return load_dlib_recognizer(device)
-    file = Path(path).expanduser() if path is not None else _weights_path(RECOGNIZERS[name])
-    if name == "arcface-w600k-r50":
-        return load_onnx_recognizer(file, device, name)
-    return _LOADERS[name](file, device)
-
-
-def load_identity_loss_network(
-    name: str = DEFAULT_LOSS_NETWORK, path: str | Path | None = None, device: str | torch.device = "cpu"
-) -> TorchRecognizer:
-    """A recognizer for the fine-tuning identity loss (``--identity-weight``): it must pass gradients.
-
-    Pass its ``.embed`` as ``finetune(..., identity_net=...)``.
-
-    Raises:
-        IdentityError: the network is metric-only (dlib, ONNX); the message names the ones that work.
-        CheckpointError, MissingExtraError: as :func:`load_face_recognizer`.
-    """
-    if name in RECOGNIZERS and not RECOGNIZERS[name].differentiable:
-        usable = ", ".join(n for n, info in RECOGNIZERS.items() if info.differentiable)
-        raise IdentityError(
-            f"the {name} recognizer has no gradients, so it can measure identity but not train it; "
-            f"the identity loss needs one of {usable}"
-        )
-    recognizer = load_face_recognizer(name, path, device)
-    if not recognizer.differentiable:  # a path whose file turned out to be metric-only (.onnx)
-        raise IdentityError(
-            f"{name} holds the {recognizer.name} recognizer, which has no gradients; the identity loss needs "
-            "a PyTorch network (mobilefacenet, arcface-ir-se50, arcface-iresnet)"
-        )
-    return recognizer
+    from jojogan.identity.verdict import IdentityScore, VerificationRule  # noqa: F401

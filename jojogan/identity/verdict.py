@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from jojogan.identity.errors import IdentityError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "ARCFACE_RULE",
@@ -66,9 +67,11 @@ class VerificationRule:
         Returns:
             ``[batch]`` float64 scores.
         """
+        import torch  # here: the rules are tables that the command line reads without torch
+
         a, b = embeddings.detach().double(), reference.detach().double()
         if self.metric == COSINE:
-            return F.cosine_similarity(a, b, dim=1)
+            return torch.nn.functional.cosine_similarity(a, b, dim=1)
         return torch.linalg.vector_norm(a - b, dim=1)
 
     def same_person(self, score: float) -> bool:
