@@ -55,10 +55,10 @@ class Device(click.ParamType):
     name = "device"
 
     def convert(self, value, param, ctx):
+        if value in ("auto", "cpu"):
+            return value  # no torch to load for these (a Ray driver never computes)
         import torch
 
-        if value == "auto":
-            return value
         try:
             device = torch.device(value)
         except (RuntimeError, ValueError):
