@@ -4,11 +4,12 @@ Everything the page leaves on disk outside the style library lives in one folder
 ``<system temp>/jojogan-ui-XXXX``: Gradio's copies of uploads and results (``gradio/``, handed to Gradio as
 ``GRADIO_TEMP_DIR`` before Gradio is imported, since some of its modules read it then), the files offered
 for download (``results/``) and PyTorch's compiler cache folder (``torch/``, ``TORCHINDUCTOR_CACHE_DIR``,
-which ``torch.optim`` creates empty in the temp folder otherwise). :func:`serve_until_stopped` removes it
-when the server stops: Ctrl+C (SIGINT), SIGTERM (a service manager, ``docker stop``, ``kill``) or SIGHUP
-(the terminal closed); before the server runs (while the models load) :func:`exit_on_stop_signals` turns
-those signals into a normal exit, and an ``atexit`` hook removes the folder then. Only SIGKILL can leave it
-behind.
+which importing torch's compiler stack creates empty in the temp folder otherwise: a ``torch.optim``
+optimiser or a model built on the meta device imports it; jojogan's own Adam does not).
+:func:`serve_until_stopped` removes it when the server stops: Ctrl+C (SIGINT), SIGTERM (a service manager,
+``docker stop``, ``kill``) or SIGHUP (the terminal closed); before the server runs (while the models load)
+:func:`exit_on_stop_signals` turns those signals into a normal exit, and an ``atexit`` hook removes the
+folder then. Only SIGKILL can leave it behind.
 """
 
 from __future__ import annotations
