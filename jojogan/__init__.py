@@ -5,14 +5,15 @@ The one-call API is ``jojogan.stylize(image, style, alpha=...)`` and ``jojogan.f
 ``jojogan.mixing``, ``jojogan.finetune``, ``jojogan.stylization`` and ``jojogan.style_file``; no module
 shares its name with a function of this package.
 
-The top level is lazy (PEP 562): ``import jojogan.op`` or ``import jojogan.errors`` loads only what they
-need, and the names below are imported on first use.
+The top level is lazy (:mod:`jojogan.op.lazy`, as the sub-packages are): ``import jojogan.op`` or ``import
+jojogan.errors`` loads only what they need, and the names below are imported on first use.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from jojogan.op.lazy import make_lazy
 
 __version__ = "0.1.0"
 """The one owner of the version: ``pyproject.toml`` reads it from here (setuptools' dynamic version)."""
@@ -41,17 +42,7 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jojogan' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+make_lazy(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # static analysers see the eager imports; a test pins them to _EXPORTS

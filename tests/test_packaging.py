@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import zipfile
@@ -18,8 +19,6 @@ SUBPACKAGES = {"jojogan.op": "op", "jojogan.stylegan2": "stylegan2", "jojogan.in
 
 
 def test_installed_subpackages_map_to_the_top_level_folders():
-    import importlib
-
     for name, folder in SUBPACKAGES.items():
         module = importlib.import_module(name)
         assert Path(module.__file__).resolve().parent == REPO / folder, name
@@ -89,30 +88,13 @@ def test_the_version_has_one_owner():
     assert importlib.metadata.version("jojogan") == jojogan.__version__
 
 
-def test_public_names_are_the_export_table():
-    """``__all__`` and the static analysers' eager imports are both the lazy ``_EXPORTS`` table."""
+def _check_export_table(module, extra: tuple[str, ...] = ()) -> None:
+    """``__all__`` is the lazy ``_EXPORTS`` table (and ``extra``), the static analysers' eager imports are
+    that table, and every name resolves to its owner's object (a function named like its module,
+    ``jojogan.op.upfirdn2d``, to the function)."""
     import ast
 
-    assert jojogan.__all__ == sorted([*jojogan._EXPORTS, "__version__"])
-    tree = ast.parse((REPO / "jojogan" / "__init__.py").read_text())
-    (block,) = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
-    eager = {alias.name: node.module for node in block.body for alias in node.names}
-    assert eager == jojogan._EXPORTS
-    for name in jojogan.__all__:
-        assert getattr(jojogan, name) is not None, name
-
-
-@pytest.mark.parametrize(
-    "package", ["jojogan.op", "jojogan.stylegan2", "jojogan.inversion", "jojogan.cleanup", "jojogan.video"]
-)
-def test_a_lazy_package_exports_its_table(package):
-    """A lazy package's ``__all__``, its static analysers' eager imports and its ``_EXPORTS`` agree, and every
-    name resolves (a function named like its module, ``jojogan.op.upfirdn2d``, to the function)."""
-    import ast
-    import importlib
-
-    module = importlib.import_module(package)
-    assert module.__all__ == sorted(module._EXPORTS)
+    assert module.__all__ == sorted([*module._EXPORTS, *extra])
     tree = ast.parse(Path(module.__file__).read_text())
     (block,) = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
     eager = {alias.name: node.module for node in block.body for alias in node.names}
@@ -120,6 +102,25 @@ def test_a_lazy_package_exports_its_table(package):
     for name, owner in module._EXPORTS.items():
         value = getattr(importlib.import_module(owner), name)  # the owner first: it may share the name
         assert getattr(module, name) is value, name
+
+
+def test_public_names_are_the_export_table():
+    _check_export_table(jojogan, extra=("__version__",))
+
+
+@pytest.mark.parametrize(
+    "package",
+    [
+        "jojogan.op",
+        "jojogan.stylegan2",
+        "jojogan.inversion",
+        "jojogan.cleanup",
+        "jojogan.video",
+        "jojogan.identity",
+    ],
+)
+def test_a_lazy_package_exports_its_table(package):
+    _check_export_table(importlib.import_module(package))
 
 
 # Processes that never compute: the command line's help and argument errors, the dlib alignment (video
