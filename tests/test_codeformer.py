@@ -161,13 +161,15 @@ def _adain(content, style, eps=1e-5):
     return (content - cm) / cs * ss + sm
 
 
-def _reference_encode(sd, cfg: CodeFormerConfig, x):
-    """Encoder, transformer, codebook and AdaIN: (features kept for CFT, codes [B, h, w], decoder input)."""
+def _reference_encode(sd, cfg: CodeFormerConfig, x, start: int = 0):
+    """Encoder, transformer, codebook and AdaIN: (features kept for CFT, codes [B, h, w], decoder input).
+
+    ``x`` is the image, or with ``start`` the input of encoder block ``start``."""
     g = cfg.norm_groups
     enc = "encoder.blocks."
     n_enc = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith(enc))
     saved = {}
-    for i in range(n_enc):
+    for i in range(start, n_enc):
         p, kind = f"{enc}{i}.", _kind(sd, f"{enc}{i}.")
         if kind == "resample":  # the features CFT reads: those just before each downsampling
             saved[x.shape[-1]] = x
@@ -422,12 +424,14 @@ def official_random():
 def test_official_layout_network_at_w0_matches_the_reference_and_ignores_fusion(official_random):
     """512 px, float32, official shapes, every fusion weight NaN (any use of CFT at w = 0 would show).
 
-    The module's whole forward runs once; the functional reference recomputes the encoder, transformer,
-    codebook and AdaIN (the decoder input) and the decoder's first resolution from it. The full decoder
-    against the reference is the float64 test above on the tiny configuration: at 512 px it would double
-    this test's time for code that is the same at every width (a full comparison here measured a relative
-    max error of 7e-6 on the final image). The module runs channels-last, as ``cleanup_face`` runs it on
-    the CPU; the reference reads contiguous copies of the input and weights.
+    The module's whole forward runs once; the functional reference recomputes the encoder from its first
+    block at 128 px (a downsampling, the channel change to 256, the attention blocks), the transformer,
+    codebook and AdaIN (the decoder input), and the decoder's first resolution from it. The encoder's
+    blocks at 512 and 256 px and the full decoder against the reference are the float64 test above on the
+    tiny configuration: here they would double this test's time for code that is the same at every width
+    (a full comparison here measured a relative max error of 7e-6 on the final image). The module runs
+    channels-last, as ``cleanup_face`` runs it on the CPU; the reference reads contiguous copies of the
+    block's input and of the weights.
     """
     model = official_random
     torch.manual_seed(13)
@@ -443,13 +447,18 @@ def test_official_layout_network_at_w0_matches_the_reference_and_ignores_fusion(
         return hook
 
     handles = [model.generator.blocks[i].register_forward_hook(keep(i)) for i in (0, 8)]
+    start = model.encoder_taps[128] + 1  # the downsampling from 128 to 64 px
+    handles.append(
+        model.encoder.blocks[start].register_forward_pre_hook(lambda _, args: seen.update(enc=args[0]))
+    )
     try:
         with torch.no_grad():
             for k in saved:
                 sd[k].fill_(float("nan"))
             out = model(x.contiguous(memory_format=torch.channels_last), 0.0)
             ref = {k: v.contiguous() for k, v in sd.items()}  # the NaNs included
-            _, codes, decoder_input = _reference_encode(ref, model.config, x)
+            start_input = seen["enc"].contiguous()
+            _, codes, decoder_input = _reference_encode(ref, model.config, start_input, start)
             head = {k: v for k, v in ref.items() if not k.startswith("generator.blocks.") or _block(k) <= 8}
             first = _reference_decode(head, model.config, decoder_input, {}, 0.0)  # blocks 0-8: to 32 px
     finally:
