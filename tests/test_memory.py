@@ -30,6 +30,8 @@ def _glibc_or_skip():
 # The probe loads the API first, as every job does (CLI commands and pipeline calls): in a bare process that
 # imported only torch, glibc places a small allocation after each freed 256 MB block, and posix_memalign's
 # alignment slack then keeps an exact-size request from reusing it, so the heap grows block after block.
+# One interpreter measures each mode named on its command line, in that order: "system" first, whose
+# blocks are all mappings of their own (unmapped when freed), so the heap is still fresh for the default.
 _PROBE = """
 import ctypes, json, os, sys
 import torch
@@ -58,41 +60,54 @@ def block(nbytes=BLOCK):
     b.fill_(1.0)  # touch every page
     return b
 
-out = {}
-start = mmapped()
-b = block()
-out["mmap_outside"] = mmapped() - start
-del b
-with memory.cpu_memory_reuse("cpu") as active:
-    out["active"] = active
-    base_mmap, base_rss = mmapped(), rss()
+def measure():
+    out = {}
+    start = mmapped()
     b = block()
-    out["mmap_inside"] = mmapped() - base_mmap
-    out["rss_grew"] = rss() - base_rss
+    out["mmap_outside"] = mmapped() - start
     del b
-    out["rss_after_free"] = rss() - base_rss
-    with memory.cpu_memory_reuse("cpu"):
-        pass
-    for _ in range(8):  # a training loop's pattern: the same sizes again and again, before the exit
+    with memory.cpu_memory_reuse("cpu") as active:
+        out["active"] = active
+        base_mmap, base_rss = mmapped(), rss()
         b = block()
+        out["mmap_inside"] = mmapped() - base_mmap
+        out["rss_grew"] = rss() - base_rss
         del b
-    out["mmap_after_inner_exit"] = mmapped() - base_mmap
-out["rss_after_exit"] = rss() - base_rss
-start = mmapped()
-nbytes = libc.mallinfo2().fordblks + BLOCK  # more than any free chunk could serve
-b = block(nbytes)
-out["mmap_after_exit"] = mmapped() - start - nbytes
-print(json.dumps(out))
+        out["rss_after_free"] = rss() - base_rss
+        with memory.cpu_memory_reuse("cpu"):
+            pass
+        for _ in range(8):  # a training loop's pattern: the same sizes again and again, before the exit
+            b = block()
+            del b
+        out["mmap_after_inner_exit"] = mmapped() - base_mmap
+    out["rss_after_exit"] = rss() - base_rss
+    start = mmapped()
+    nbytes = libc.mallinfo2().fordblks + BLOCK  # more than any free chunk could serve
+    b = block(nbytes)
+    out["mmap_after_exit"] = mmapped() - start - nbytes
+    return out
+
+
+found = {}
+for mode in sys.argv[1:]:  # "default": the variable unset
+    if mode == "default":
+        os.environ.pop("JOJOGAN_CPU_MEMORY", None)
+    else:
+        os.environ["JOJOGAN_CPU_MEMORY"] = mode
+    found[mode] = measure()
+print(json.dumps(found))
 """
 
 
-def _probe(env: dict[str, str] | None = None) -> dict:
+@pytest.fixture(scope="module")
+def probed() -> dict:
+    """What the probe measured in one fresh interpreter, by mode (``system``, then the default)."""
     _glibc_or_skip()
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE],
+        [sys.executable, "-c", _PROBE, "system", "default"],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in os.environ.items() if k != "JOJOGAN_CPU_MEMORY"},
         check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -106,8 +121,8 @@ def _reuse_mode(monkeypatch):
         assert large_blocks_are_mapped(), "a test left the CPU memory policy in force"
 
 
-def test_inside_freed_memory_stays_for_reuse_and_is_handed_back_after():
-    found = _probe()
+def test_inside_freed_memory_stays_for_reuse_and_is_handed_back_after(probed):
+    found = probed["default"]
     assert found["active"]
     assert found["mmap_outside"] >= BLOCK  # glibc's default: a block this large gets its own mapping
     assert found["mmap_inside"] < BLOCK  # inside: it comes from the heap...
@@ -118,8 +133,8 @@ def test_inside_freed_memory_stays_for_reuse_and_is_handed_back_after():
     assert found["mmap_after_exit"] >= 0  # and glibc's defaults are back: a large block is mapped
 
 
-def test_system_mode_keeps_glibcs_defaults():
-    found = _probe({"JOJOGAN_CPU_MEMORY": "system"})
+def test_system_mode_keeps_glibcs_defaults(probed):
+    found = probed["system"]
     assert not found["active"]
     assert found["mmap_inside"] >= BLOCK
     assert found["rss_after_free"] < 0.1 * BLOCK
