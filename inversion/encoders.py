@@ -207,11 +207,13 @@ class E4EEncoder(Encoder):
     domains = ("ffhq",)
 
     def __init__(self, context: EncoderContext, path: Path | None = None):
-        from jojogan.inversion.e4e import load_e4e
+        from jojogan.inversion.e4e import E4EConfig, load_e4e
 
         super().__init__(context)
-        self.model = load_e4e(path, device=context.device)
-        n_latent, style_dim = self.model.latent_avg.shape[-2:]
+        # The official architecture fixes the codes' shape (the loader refuses any other file), so a base
+        # that cannot take them is refused before the ~1 GB encoder is read and materialised.
+        expected = E4EConfig()
+        n_latent, style_dim = expected.n_styles, expected.style_dim
         generator = context.generator
         if (n_latent, style_dim) != (generator.n_latent, generator.style_dim):
             raise JojoganError(
@@ -219,6 +221,7 @@ class E4EEncoder(Encoder):
                 f"needs [{generator.n_latent}, {generator.style_dim}]; use the FFHQ 1024 px "
                 "base or --inversion optimize"
             )
+        self.model = load_e4e(path, config=expected, device=context.device)
 
     def invert(self, faces: Sequence[Image.Image], request: InversionRequest) -> torch.Tensor:
         return check_codes(self.model.invert(list(faces)).to(self.context.device), "e4e")
