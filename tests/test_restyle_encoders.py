@@ -22,6 +22,7 @@ from jojogan.config import StylizeConfig
 from jojogan.domains import PROFILES
 from jojogan.errors import JojoganError
 from jojogan.inversion import load_restyle
+from jojogan.inversion.e4e import to_e4e_input
 from jojogan.inversion.encoders import ENCODERS, RESTYLE_ITERATIONS, RestyleE4EEncoder, RestylePSPEncoder
 from jojogan.style_file import load_style, save_style
 
@@ -87,7 +88,11 @@ def test_invert_command_runs_the_chosen_number_of_steps(files, cache, tmp_path):
     default, _ = _codes(files, tmp_path, "--inversion", "restyle-psp")
     inverter = load_restyle(cache / "restyle_psp_ffhq_encode.pt")
 
-    expected = {n: inverter.invert(crop, iterations=n) for n in (1, 2, 5)}
+    # One 5-step run holds every shorter one: step n of it is what ``invert(crop, iterations=n)`` returns
+    # (its forward is the last of its steps; test_restyle pins both).
+    with torch.no_grad():
+        steps = inverter.steps(to_e4e_input(crop, 256)[None], 5)
+    expected = {n: steps[n - 1] for n in (1, 2, 5)}
 
     assert codes.shape == (1, 10, 16)
     torch.testing.assert_close(codes, expected[2], rtol=1e-5, atol=1e-5)
