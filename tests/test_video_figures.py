@@ -75,7 +75,8 @@ def sampled(kit, tmp_path_factory):
     """One run, interrupted after its second segment without figures and with flicker on every 2nd pair,
     resumed with the default flicker sampling, identity on 4 frames per track, no report and one
     alignment worker named: what the flicker, identity and resume tests read (each run costs seconds:
-    tracking, inversion, dlib)."""
+    tracking, inversion, dlib). Also a copy of the interrupted run's store (tracks, the four chunks'
+    codes, two segments): the other runs of the story start from it, as figures change no frame."""
     folder = tmp_path_factory.mktemp("sampled")
     out = folder / "out.mp4"
 
@@ -85,12 +86,16 @@ def sampled(kit, tmp_path_factory):
 
     with pytest.raises(_Stop):
         _run(kit, out, settings=_settings(identity=None), video=_video(flicker_every=2), on_chunk=stop)
+    interrupted = tmp_path_factory.mktemp("interrupted") / "store"
+    shutil.copytree(store_path(out), interrupted)
     other = _video(identity_frames=4, track=TrackConfig(min_face_size=32, alignment_workers=1))
-    return folder, _run(kit, out, video=other)
+    return folder, _run(kit, out, video=other), interrupted
 
 
 def test_every_run_has_the_flicker_figure_on_sampled_pairs(kit, sampled, short, tmp_path):
-    folder, result = sampled
+    """The pairs measured by the ``sampled`` run, then every pair (that run resumes the interrupted
+    run's store: the pairs measured are the figures' choice, not the work's), then no figure at all."""
+    folder, result, interrupted = sampled
     assert result.report_path is None and sorted(p.name for p in folder.iterdir()) == ["out.mp4"]
     info, kinds = vio.probe(kit[2].path), kit[2].kinds
     # the pairs measured: first frame a multiple of 4, both frames in one shot, a face on the first (the
@@ -106,7 +111,9 @@ def test_every_run_has_the_flicker_figure_on_sampled_pairs(kit, sampled, short, 
         assert figure["pairs"] == len(expected), region
         assert figure["input"] > 0 and figure["ratio"] == pytest.approx(figure["output"] / figure["input"])
     every_pair = _video(flicker_every=1, report=True)  # flicker only: identity has its own tests
+    shutil.copytree(interrupted, store_path(tmp_path / "every.mp4"))
     every = _run(kit, tmp_path / "every.mp4", settings=_settings(identity=None), video=every_pair)
+    assert every.report["chunks_resumed"] == 4 + 2
     assert every.flicker["face"]["pairs"] > 3 * len(expected)
     assert "figures" in json.loads(every.report_path.read_text())["timings"]
     off = stylize_video(  # figures switched off: any clip shows it
@@ -118,7 +125,7 @@ def test_every_run_has_the_flicker_figure_on_sampled_pairs(kit, sampled, short, 
 def test_a_track_s_identity_on_its_sampled_frames_judged_by_dlib(sampled):
     """The tiny random generator draws noise, not a face: dlib puts every sampled stylized frame far from
     its input face, and each track is judged not the same person, with the rule's threshold and source."""
-    _, result = sampled
+    _, result, _ = sampled
     first, second = result.identity
     assert (first["track"], first["frames"]) == (0, [0, 4, 8, 12])  # 16 frames: every 4th
     assert (second["track"], second["frames"]) == (1, [23, 25, 27])  # 5 frames: every 2nd
@@ -141,12 +148,13 @@ def _stand_in(pipe, monkeypatch, draw):
     monkeypatch.setattr(pipe, "render_many", lambda faces, style, **kw: [draw(face) for face in faces])
 
 
-def test_identity_follows_the_person_in_each_track(kit, tmp_path, monkeypatch):
+def test_identity_follows_the_person_in_each_track(kit, sampled, tmp_path, monkeypatch):
     """A style that mirrors the input face keeps the person (dlib: a face and its mirror 0.18 apart at
     256 px); one that draws the other track's person does not. So each track's crops are its own face
     (on 3 frames spread over each track: every score costs two dlib descriptors; no flicker figure).
 
-    The tracks, codes and segments are made once, by a run stopped after its last segment; each style
+    The tracks, codes and segments are made once, by a run stopped after its last segment (it goes on
+    from the ``sampled`` fixture's interrupted store: tracks, codes, the first two segments); each style
     then finishes a copy of that work. Identity is measured on the final codes drawn by the style at
     hand, never read from the segments, and a style is not part of what a run resumes.
     """
@@ -158,6 +166,7 @@ def test_identity_follows_the_person_in_each_track(kit, tmp_path, monkeypatch):
             raise _Stop
 
     _stand_in(pipe, monkeypatch, lambda face: ImageOps.mirror(face.aligned.image))
+    shutil.copytree(sampled[2], store_path(out))
     with pytest.raises(_Stop):
         _run(kit, out, video=three, on_chunk=stop)
     shutil.copytree(store_path(out), kept)
@@ -204,7 +213,7 @@ def test_picked_frames_only_are_converted(kit):
 def test_figures_and_workers_do_not_change_what_resumes(sampled):
     """Identity, flicker sampling and alignment workers change no frame: a run interrupted with one
     choice resumes with another (the ``sampled`` run)."""
-    _, resumed = sampled
+    _, resumed, _ = sampled
     assert resumed.report["chunks_resumed"] == 4 + 2  # 28 frames: four chunks' codes, two segments
     assert len(resumed.identity) == 2
 
