@@ -151,14 +151,15 @@ def _stand_in(pipe, monkeypatch, draw):
 def test_identity_follows_the_person_in_each_track(kit, sampled, tmp_path, monkeypatch):
     """A style that mirrors the input face keeps the person (dlib: a face and its mirror 0.18 apart at
     256 px); one that draws the other track's person does not. So each track's crops are its own face
-    (on 3 frames spread over each track: every score costs two dlib descriptors; no flicker figure).
+    (on 2 frames spread over each track, its first and one further on: one frame would show it, and
+    every score costs two dlib descriptors; no flicker figure).
 
     The tracks, codes and segments are made once, by a run stopped after its last segment (it goes on
     from the ``sampled`` fixture's interrupted store: tracks, codes, the first two segments); each style
     then finishes a copy of that work. Identity is measured on the final codes drawn by the style at
     hand, never read from the segments, and a style is not part of what a run resumes.
     """
-    pipe, three = kit[0], _video(identity_frames=3, flicker_every=0)
+    pipe, two = kit[0], _video(identity_frames=2, flicker_every=0)
     out, kept = tmp_path / "out.mp4", tmp_path / "kept"
 
     def stop(stage, chunk):
@@ -168,9 +169,9 @@ def test_identity_follows_the_person_in_each_track(kit, sampled, tmp_path, monke
     _stand_in(pipe, monkeypatch, lambda face: ImageOps.mirror(face.aligned.image))
     shutil.copytree(sampled[2], store_path(out))
     with pytest.raises(_Stop):
-        _run(kit, out, video=three, on_chunk=stop)
+        _run(kit, out, video=two, on_chunk=stop)
     shutil.copytree(store_path(out), kept)
-    mirrored = _run(kit, out, video=three)
+    mirrored = _run(kit, out, video=two)
     assert mirrored.report["chunks_resumed"] == 4 + 4
     for record in mirrored.identity:
         assert record["verdict"]["same_person"] and record["same_person_frames"] == len(record["frames"])
@@ -181,7 +182,7 @@ def test_identity_follows_the_person_in_each_track(kit, sampled, tmp_path, monke
     }
     _stand_in(pipe, monkeypatch, lambda face: people[face.aligned.face_index])
     shutil.copytree(kept, store_path(out))
-    swapped = _run(kit, out, video=three)
+    swapped = _run(kit, out, video=two)
     assert swapped.report["chunks_resumed"] == 4 + 4
     for record in swapped.identity:
         assert not record["verdict"]["same_person"] and record["min"] > 0.6, record
