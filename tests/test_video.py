@@ -21,7 +21,6 @@ from video_clips import (
     pair_clip,
     render,
     story_clip,
-    tiny_base,
     tiny_video_pipe,
     write_video,
 )
@@ -258,20 +257,21 @@ def test_bad_input_gets_one_line_and_nothing_is_written(run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.mp4"]
 
 
-def test_the_command_line_is_the_api(tmp_path, monkeypatch):
+def test_the_command_line_is_the_api(tiny, tmp_path, monkeypatch):
     """``jojogan video`` writes what stylize_video writes with the same settings, refuses to replace its
-    output without --force, and reports bad input in one line."""
+    output without --force, and reports bad input in one line. The API side is the module's pipeline,
+    loaded from the same tiny base file the command line is given."""
     from click.testing import CliRunner
 
-    from jojogan.api import JoJoGAN
     from jojogan.cli import main
     from jojogan.inversion.encoders import ENCODERS
 
     monkeypatch.setitem(ENCODERS, "e4e", linear_encoder())  # the FFHQ profile's encoder, as a stand-in
-    base, style = tiny_base(tmp_path)
+    pipe, style = tiny
+    base = style.parent / "base.pt"  # tiny_video_pipe saves its base beside the style
     clip = pair_clip(tmp_path / "pair.mp4", count=6)
     expected = stylize_video(
-        JoJoGAN.from_pretrained(base=base), clip.path, tmp_path / "api.mp4", style,
+        pipe, clip.path, tmp_path / "api.mp4", style,
         StylizeConfig(face="all", paste=True, alpha=0.8), VideoConfig(chunk_frames=4, latent="shot"),
     )  # fmt: skip
     out = tmp_path / "cli.mp4"
