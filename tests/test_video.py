@@ -4,6 +4,7 @@ changed, resume equality, steadiness against the known camera motion, the report
 from __future__ import annotations
 
 import json
+import shutil
 from fractions import Fraction
 
 import numpy as np
@@ -69,17 +70,24 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(_linear_encoder, tiny, tmp_path_factory):
-    """The story clip (H.264, AAC, variable frame rate) stylized once, ``smooth``, with a report."""
+    """The story clip (H.264, AAC, variable frame rate) stylized once, ``smooth``, with a report; and a
+    copy of its chunk store as it was after the first chunk's codes (the tracks, one chunk of codes)."""
     folder = tmp_path_factory.mktemp("video")
     pipe, style = tiny
     clip = story_clip(folder / "story.mp4", variable=True)
     video = _config(report=True, flicker_every=1)  # every pair: the story's shots are short
-    result = stylize_video(pipe, clip.path, folder / "smooth.mp4", style, _settings(), video)
-    return pipe, style, clip, result
+    out, early = folder / "smooth.mp4", tmp_path_factory.mktemp("early") / "store"
+
+    def keep(stage, chunk):
+        if (stage, chunk) == ("codes", 0):
+            shutil.copytree(store_path(out), early)
+
+    result = stylize_video(pipe, clip.path, out, style, _settings(), video, on_chunk=keep)
+    return pipe, style, clip, result, early
 
 
 def test_every_frame_keeps_its_time_and_the_sound_stays(run):
-    _, _, clip, result = run
+    _, _, clip, result, _ = run
     info, frames = _frames(result.path)
     assert len(frames) == len(clip.pts) == result.report["frames"]
     seconds = np.array([f.pts for f in frames]) * float(info.time_base)
@@ -95,7 +103,7 @@ def test_every_frame_keeps_its_time_and_the_sound_stays(run):
 
 
 def test_faceless_frames_pass_through_and_faces_change(run):
-    _, _, clip, result = run
+    _, _, clip, result, _ = run
     _, source = _frames(clip.path)
     _, made = _frames(result.path)
     kinds = np.array(clip.kinds)
@@ -112,7 +120,7 @@ def test_faceless_frames_pass_through_and_faces_change(run):
 
 
 def test_the_report_has_flicker_and_every_stage(run):
-    _, _, _, result = run
+    _, _, _, result, _ = run
     assert result.report_path == result.path.with_name(result.path.name + ".json")
     written = json.loads(result.report_path.read_text())
     assert written["frames"] == result.report["frames"] and written["shots"] == 4 and written["tracks"] == 2
@@ -131,8 +139,13 @@ class _Stop(Exception):
 
 
 def test_an_interrupted_run_resumes_to_the_same_file(run, tmp_path):
-    pipe, style, clip, result = run
+    """Stopped after the second chunk's codes, then after the third segment, a run resumes to the
+    uninterrupted run's file, byte for byte. It starts from a copy of that run's store after its first
+    chunk's codes (the tracks: tracking the story again would give the same ones, at half a CPU-second);
+    every later chunk's codes and segments are made by the interrupted runs."""
+    pipe, style, clip, result, early = run
     out = tmp_path / "resumed.mp4"
+    shutil.copytree(early, store_path(out))  # the tracks and first codes of the run (figures aside)
 
     def stop_at(stage, chunk):
         def hook(done_stage, done_chunk):
@@ -168,7 +181,7 @@ def _jitter(clip, frames, box) -> float:
 
 
 def test_smooth_codes_are_steadier_than_raw_ones(run, tmp_path):
-    pipe, style, clip, result = run
+    pipe, style, clip, result, _ = run
     raw = stylize_video(pipe, clip.path, tmp_path / "frame.mp4", style, _settings(), _config(latent="frame"))
     (found,) = detect_faces(face_photo())
     left, top, width, height = (int(v) for v in found.box)
@@ -234,7 +247,7 @@ def test_a_corrupt_frame_is_skipped_counted_and_reported(tiny, tmp_path):
 
 
 def test_bad_input_gets_one_line_and_nothing_is_written(run, tmp_path):
-    pipe, style, clip, _ = run
+    pipe, style, clip, _, _ = run
     cat = cat_photo()[:, :WIDTH]
     frames = [cat] * 4 + [np.zeros_like(cat)] * 2
     faceless = write_video(tmp_path / "cat.mp4", frames, list(range(6)), Fraction(1, 25))
