@@ -132,14 +132,20 @@ def test_following_faces_between_detections_keeps_the_tracks(story, sparse):
 
 
 @contextlib.contextmanager
-def _fresh_processes():
+def _fresh_processes(monkeypatch):
     """A "forkserver" context: its server, a fresh interpreter (no copy of this process's torch threads
-    or files, as with "spawn"), imports the tracker once, and each worker is forked from it; the server
-    is stopped after the block, and the preload list is multiprocessing's default again."""
+    or files, as with "spawn"), imports the tracker and loads dlib's models once (``warm_tracker``, found
+    through ``PYTHONPATH``: the server does not take this process's ``sys.path``), and each worker is
+    forked from it; the server is stopped after the block, and the preload list is multiprocessing's
+    default again."""
+    import os
     from multiprocessing import forkserver
+    from pathlib import Path
 
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload(["jojogan.video.track"])
+    context.set_forkserver_preload(["warm_tracker"])
     try:
         yield context
     finally:
@@ -150,8 +156,9 @@ def _fresh_processes():
 def test_alignment_workers_give_the_serial_tracks(story, sparse, monkeypatch):
     """Runs of frames (a detection and the frames followed after it) go to a pool of processes; the
     tracks are the same, array for array, as in one process, with and without following. Both runs
-    share one pool of two processes, forked from one fresh interpreter that imported the tracker (a
-    spawned worker imports torch and loads dlib itself: 3 CPU-s each); the product opens a pool per run."""
+    share one pool of two processes, forked from one fresh interpreter that imported the tracker and
+    loaded dlib's models (a spawned worker imports torch and loads dlib itself: 3 CPU-s each); the
+    product opens a pool per run."""
     from concurrent.futures import ProcessPoolExecutor
 
     from jojogan.video import track
@@ -170,7 +177,7 @@ def test_alignment_workers_give_the_serial_tracks(story, sparse, monkeypatch):
         opened.append(workers)
         return contextlib.nullcontext(pool)  # the with-block of each run leaves the pool open
 
-    with _fresh_processes() as context, Counted(2, mp_context=context) as pool:
+    with _fresh_processes(monkeypatch) as context, Counted(2, mp_context=context) as pool:
         monkeypatch.setattr(track, "_pool", shared)
         for detect_every, serial in ((1, every), (4, sparse)):
             submitted.clear()
