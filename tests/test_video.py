@@ -14,6 +14,7 @@ from video_clips import (
     HEIGHT,
     LINEAR,
     WIDTH,
+    SeenFaces,
     affine,
     cat_photo,
     encoder_row,
@@ -70,20 +71,22 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(_linear_encoder, tiny, tmp_path_factory):
-    """The story clip (H.264, AAC, variable frame rate) stylized once, ``smooth``, with a report; and a
-    copy of its chunk store as it was after the first chunk's codes (the tracks, one chunk of codes)."""
+    """The story clip (H.264, AAC, variable frame rate) stylized once, ``smooth``, with a report; a copy
+    of its chunk store as it was after the first chunk's codes (the tracks, one chunk of codes); and the
+    faces its tracker saw on each frame (:class:`SeenFaces`)."""
     folder = tmp_path_factory.mktemp("video")
     pipe, style = tiny
     clip = story_clip(folder / "story.mp4", variable=True)
     video = _config(report=True, flicker_every=1)  # every pair: the story's shots are short
-    out, early = folder / "smooth.mp4", tmp_path_factory.mktemp("early") / "store"
+    out, early, seen = folder / "smooth.mp4", tmp_path_factory.mktemp("early") / "store", SeenFaces()
 
     def keep(stage, chunk):
         if (stage, chunk) == ("codes", 0):
             shutil.copytree(store_path(out), early)
 
-    result = stylize_video(pipe, clip.path, out, style, _settings(), video, on_chunk=keep)
-    return pipe, style, clip, result, early
+    with seen.replayed():
+        result = stylize_video(pipe, clip.path, out, style, _settings(), video, on_chunk=keep)
+    return pipe, style, clip, result, (early, seen)
 
 
 def test_every_frame_keeps_its_time_and_the_sound_stays(run):
@@ -143,7 +146,7 @@ def test_an_interrupted_run_resumes_to_the_same_file(run, tmp_path):
     uninterrupted run's file, byte for byte. It starts from a copy of that run's store after its first
     chunk's codes (the tracks: tracking the story again would give the same ones, at half a CPU-second);
     every later chunk's codes and segments are made by the interrupted runs."""
-    pipe, style, clip, result, early = run
+    pipe, style, clip, result, (early, _) = run
     out = tmp_path / "resumed.mp4"
     shutil.copytree(early, store_path(out))  # the tracks and first codes of the run (figures aside)
 
@@ -181,8 +184,14 @@ def _jitter(clip, frames, box) -> float:
 
 
 def test_smooth_codes_are_steadier_than_raw_ones(run, tmp_path):
-    pipe, style, clip, result, _ = run
-    raw = stylize_video(pipe, clip.path, tmp_path / "frame.mp4", style, _settings(), _config(latent="frame"))
+    """The story's moving face, with the camera's motion undone, changes less from frame to frame with
+    ``smooth`` codes than with each frame's own. The ``frame`` run replays the faces the ``smooth`` run's
+    tracker saw (the same clip and tracker settings: the same tracks; only the codes differ)."""
+    pipe, style, clip, result, (_, seen) = run
+    with seen.replayed():
+        raw = stylize_video(
+            pipe, clip.path, tmp_path / "frame.mp4", style, _settings(), _config(latent="frame")
+        )
     (found,) = detect_faces(face_photo())
     left, top, width, height = (int(v) for v in found.box)
     box = (left + width // 5, top + height // 5, left + width - width // 5, top + height - height // 5)

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from video_clips import HEIGHT, WIDTH, face_photo, pair_clip, story_clip, write_video
+from video_clips import HEIGHT, WIDTH, SeenFaces, face_photo, pair_clip, story_clip, write_video
 
 from jojogan.inversion.align import align_face, align_quad, detect_faces, face_quad
 from jojogan.video import io as vio
@@ -29,32 +29,12 @@ def _plan(path, **settings):
     return info, analyse(vio.read_frames(info, stats=stats), info, config, stats, face=face)
 
 
-@contextlib.contextmanager
-def _observed_once():
-    """Within the block, the faces the detector and landmark predictor see on each frame are found by the
-    first :func:`analyse` and replayed to the later ones (a decode and a detection per frame: a few
-    tenths of a CPU-second per clip). For analyses of one clip that differ after that step only: the
-    smoothing, which tracks are kept."""
-    from jojogan.video import track
-
-    real, seen = track._observe, []
-
-    def observe(frames, config, workers=1):
-        if not seen:
-            seen.extend(real(frames, config, workers))
-        return iter(seen)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(track, "_observe", observe)
-        yield
-
-
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
     """The story clip with its tracks: smoothed (the defaults) and raw (every sigma 0), from the same
     faces seen on each frame."""
     clip = story_clip(tmp_path_factory.mktemp("track") / "story.mp4", audio=False)
-    with _observed_once():
+    with SeenFaces().replayed():
         _, smoothed = _plan(clip.path, face="all")
         _, raw = _plan(clip.path, face="all", centre_sigma=0, size_sigma=0, landmark_sigma=0)
     return clip, smoothed, raw
@@ -99,7 +79,7 @@ def test_the_filter_follows_the_known_camera_motion(story):
 
 def test_two_people_get_a_track_each_and_largest_picks_one(tmp_path):
     clip = pair_clip(tmp_path / "pair.mp4", count=5)  # a track needs 3 frames (min_track)
-    with _observed_once():  # the faces are found once; which tracks are kept is decided after that
+    with SeenFaces().replayed():  # the faces are found once; which tracks are kept is decided after that
         _, both = _plan(clip.path, face="all")
         _, largest = _plan(clip.path, face="largest")
         _, second = _plan(clip.path, face=1)

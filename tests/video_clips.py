@@ -341,3 +341,31 @@ def face_clip(path: Path, count: int = 8, audio: bool = True) -> Clip:
     seconds = count / 25 if audio else 0.0
     write_video(path, [render(face, m) for m in cameras], pts, time_base, audio_seconds=seconds)
     return Clip(path, pts, time_base, ["face"] * count, cameras, seconds)
+
+
+class SeenFaces:
+    """The faces the tracker's detector and landmark predictor see on each frame of one clip, found by
+    the first analysis inside :meth:`replayed` and replayed to the later ones (a decode and a detection
+    per frame: a few tenths of a CPU-second per clip). Only for analyses of that clip with the same
+    detection settings, which differ after that step: the smoothing, which tracks are kept, or what the
+    pipeline does with the tracks."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    @contextlib.contextmanager
+    def replayed(self):
+        import pytest
+
+        from jojogan.video import track
+
+        real = track._observe
+
+        def observe(frames, config, workers=1):
+            if not self.seen:
+                self.seen.extend(real(frames, config, workers))
+            return iter(self.seen)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(track, "_observe", observe)
+            yield
