@@ -268,3 +268,38 @@ def test_landmark_model_found_without_importing_its_package():
 
 def test_models_are_loaded_once(dlib):
     assert align_module._dlib_models() is align_module._dlib_models()
+
+
+def _detections(detector, image):
+    boxes, scores, kinds = detector.run(image, 1, 0.0)
+    return [(b.left(), b.top(), b.right(), b.bottom()) for b in boxes], list(scores), list(kinds)
+
+
+def test_the_face_detector_is_kept_in_dlibs_binary_form(dlib, shared, tmp_path, monkeypatch):
+    """The first process keeps dlib's detector in the cache folder; the copy loaded from there finds the
+    same boxes with the same scores on real photos."""
+    monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path))
+    build = dlib.get_frontal_face_detector
+    align_module._frontal_face_detector(dlib)
+    (copy,) = (tmp_path / "dlib").iterdir()
+    assert copy.name == f"frontal_face_detector-{dlib.__version__}.svm"
+    with monkeypatch.context() as patch:  # the second process reads the copy: dlib's own copy is not decoded
+        patch.setattr(dlib, "get_frontal_face_detector", lambda: pytest.fail("built again"))
+        loaded = align_module._frontal_face_detector(dlib)
+    for name in ("iu.jpeg", "chris_hemsworth.jpeg"):
+        image = np.asarray(load_image(shared("images", "jojogan", "test_input", name)))
+        found = _detections(loaded, image)
+        assert found == _detections(build(), image) and len(found[0]) == 1
+
+
+def test_a_damaged_or_unwritable_detector_copy_is_only_a_missed_shortcut(dlib, tmp_path, monkeypatch):
+    monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path))
+    copy = tmp_path / "dlib" / f"frontal_face_detector-{dlib.__version__}.svm"
+    copy.parent.mkdir()
+    copy.write_bytes(b"not a detector")
+    blank = np.zeros((64, 64, 3), np.uint8)
+    assert _detections(align_module._frontal_face_detector(dlib), blank) == ([], [], [])
+    assert copy.stat().st_size > 100_000  # made again
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path / "file"))  # a cache folder that cannot exist
+    assert _detections(align_module._frontal_face_detector(dlib), blank) == ([], [], [])
