@@ -146,7 +146,7 @@ def test_interrupted_finetune_resumes_to_the_same_result(workdir, monkeypatch):
         "--base",
         workdir / "base.pt",
         "--iterations",
-        "4",
+        "3",
         "--save-state-every",
         "1",
     ]
@@ -156,11 +156,11 @@ def test_interrupted_finetune_resumes_to_the_same_result(workdir, monkeypatch):
     stage = jojogan.finetune.finetune
 
     def interrupted(*a, callback=None, **kw):
-        def stop_at_3(step, loss, preview):
-            if step == 3:
+        def stop_at_2(step, loss, preview):  # step 1's state is saved; the resumed run does steps 2, 3
+            if step == 2:
                 raise KeyboardInterrupt
 
-        return stage(*a, callback=stop_at_3, **kw)
+        return stage(*a, callback=stop_at_2, **kw)
 
     resumed = workdir / "resumed.safetensors"
     monkeypatch.setattr(jojogan.finetune, "finetune", interrupted)
