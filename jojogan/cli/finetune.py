@@ -172,7 +172,8 @@ def _train(pipe, references, config, inputs, output: Path, state_path: Path, sta
 
 def finetune_lock_path(output: Path) -> Path:
     """The lock of a run writing ``output``: in the cache's ``.locks`` folder (``$JOJOGAN_HOME/.locks``),
-    named by a hash of the output's resolved path, so that no run, failed or not, leaves a file beside it."""
+    named by a hash of the output's resolved path, so that no run, failed or not, leaves a file beside it
+    (the run removes it when it ends)."""
     import hashlib
 
     from jojogan.op._dispatch import home_dir
@@ -205,6 +206,11 @@ def _output_lock(output: Path):
         try:
             yield lock
         finally:
+            # The file goes while still held, so the lock folder does not keep one file per output ever
+            # trained. A run that opened it meanwhile gets a lock on an unlinked file, which filelock
+            # (3.21 and later) discards: that run is refused as if this one still held it.
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
             lock.release()
 
     return held()
