@@ -81,6 +81,27 @@ def test_segments_join_into_each_container_with_timing_and_sound_kept(vfr_clip, 
     assert abs(seconds_of_audio - vfr_clip.audio_seconds) < 0.05
 
 
+def test_x264_segments_are_encoded_on_one_thread(vfr_clip, tmp_path):
+    """A resumed video re-encodes only its unfinished chunks, so a chunk must encode to the same bytes every
+    time. x264's threads did not (about one run in a hundred gave another segment). x264 writes its settings
+    into the stream: one thread, no lookahead threads; ``options`` can still ask for more."""
+    info, frames, stats = _read_all(vfr_clip.path)
+    table = _table(info, frames, stats)
+
+    def x264_settings(settings: vio.EncodeSettings, name: str) -> bytes:
+        plan = vio.check_output(info, tmp_path / "out.mp4", settings)
+        with vio.SegmentWriter(tmp_path / name, info, plan) as writer:
+            for frame in frames[:3]:
+                writer.write(frame.image, frame.pts, int(table.durations[frame.index]))
+        data = (tmp_path / name).read_bytes()
+        return data[data.find(b"options: ") :][:800]  # in the first frame
+
+    default = x264_settings(vio.EncodeSettings(), "default.nut")
+    assert b" threads=1 lookahead_threads=1 " in default, default
+    faster = x264_settings(vio.EncodeSettings(options={"threads": "2"}), "faster.nut")
+    assert b" threads=2 " in faster and b" sliced_threads=0 " in faster, faster  # x264's frame threads
+
+
 def test_rotation_is_undone_for_reading_and_written_back(tmp_path):
     face = face_photo()
     frames = [render(face, affine(0, 0.8, (i, 0), (face.shape[1] / 2, face.shape[0] / 2))) for i in range(4)]

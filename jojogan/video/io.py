@@ -81,6 +81,12 @@ DEFAULT_CRF = 18.0
 
 _CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libvpx-vp9": "crf", "libvpx": "crf", "libsvtav1": "crf"}
 _NO_B_FRAMES = {"libx265": ("x265-params", "bframes=0")}
+_ONE_THREAD = {"libx264": ("threads", "1")}
+"""Encoders run on one thread so that a chunk encodes to the same bytes every time (a resumed video is the
+uninterrupted file). x264's threads do not repeat: in a video's process the same frames gave another
+segment about once in a hundred runs, with its sliced threads (PyAV's default) and with its frame threads.
+``options={"threads": "0"}`` trades that for speed (1080p on 2 cores: 14 frames/s on one thread, 25 on x264's
+frame threads)."""
 _AUDIO_PREFERENCE = ("aac", "libopus", "opus", "libmp3lame", "flac", "pcm_s16le")
 _STILL_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe")
 
@@ -569,9 +575,10 @@ class EncodeSettings:
                 options["b"] = "0"  # constant quality, no bit-rate cap
         if self.preset is not None:
             options["preset"] = self.preset
-        if self.codec in _NO_B_FRAMES:
-            key, value = _NO_B_FRAMES[self.codec]
-            options[key] = value
+        for table in (_NO_B_FRAMES, _ONE_THREAD):
+            if self.codec in table:
+                key, value = table[self.codec]
+                options[key] = value
         options.update({str(k): str(v) for k, v in self.options.items()})
         return options
 
@@ -650,6 +657,8 @@ def _configure(context, info: VideoInfo, settings: EncodeSettings, time_base: Fr
     context.width, context.height, context.pix_fmt = info.width, info.height, settings.pix_fmt
     context.time_base, context.framerate = time_base, info.fps
     context.max_b_frames = 0  # decoding order = display order, so that segments can follow each other
+    if settings.codec == "libx264":
+        context.thread_type = "FRAME"  # when asked for threads, x264's faster kind (PyAV's default is sliced)
     for name, value in info.colour.items():
         setattr(context, name, value)
     context.options = settings.encoder_options()
