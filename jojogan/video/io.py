@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import heapq
 import io
 import itertools
@@ -81,12 +82,6 @@ DEFAULT_CRF = 18.0
 
 _CRF_OPTION = {"libx264": "crf", "libx265": "crf", "libvpx-vp9": "crf", "libvpx": "crf", "libsvtav1": "crf"}
 _NO_B_FRAMES = {"libx265": ("x265-params", "bframes=0")}
-_ONE_THREAD = {"libx264": ("threads", "1")}
-"""Encoders run on one thread so that a chunk encodes to the same bytes every time (a resumed video is the
-uninterrupted file). x264's threads do not repeat: in a video's process the same frames gave another
-segment about once in a hundred runs, with its sliced threads (PyAV's default) and with its frame threads.
-``options={"threads": "0"}`` trades that for speed (1080p on 2 cores: 14 frames/s on one thread, 25 on x264's
-frame threads)."""
 _AUDIO_PREFERENCE = ("aac", "libopus", "opus", "libmp3lame", "flac", "pcm_s16le")
 _STILL_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe")
 
@@ -575,10 +570,9 @@ class EncodeSettings:
                 options["b"] = "0"  # constant quality, no bit-rate cap
         if self.preset is not None:
             options["preset"] = self.preset
-        for table in (_NO_B_FRAMES, _ONE_THREAD):
-            if self.codec in table:
-                key, value = table[self.codec]
-                options[key] = value
+        if self.codec in _NO_B_FRAMES:
+            key, value = _NO_B_FRAMES[self.codec]
+            options[key] = value
         options.update({str(k): str(v) for k, v in self.options.items()})
         return options
 
@@ -657,11 +651,52 @@ def _configure(context, info: VideoInfo, settings: EncodeSettings, time_base: Fr
     context.width, context.height, context.pix_fmt = info.width, info.height, settings.pix_fmt
     context.time_base, context.framerate = time_base, info.fps
     context.max_b_frames = 0  # decoding order = display order, so that segments can follow each other
+    options = settings.encoder_options()
     if settings.codec == "libx264":
-        context.thread_type = "FRAME"  # when asked for threads, x264's faster kind (PyAV's default is sliced)
+        context.thread_type = "FRAME"  # x264's own frame threads, as FFmpeg's command line (PyAV: sliced)
+        options = _without_avx512(options)
     for name, value in info.colour.items():
         setattr(context, name, value)
-    context.options = settings.encoder_options()
+    context.options = options
+
+
+def _without_avx512(options: dict[str, str]) -> dict[str, str]:
+    """x264's options with its AVX-512 code turned off, where x264 would use it.
+
+    A chunk must encode to the same bytes every time, or a resumed video is not the uninterrupted file. x264's
+    AVX-512 code read memory it had not written (in its macroblock tree: turning that off also made the bytes
+    repeat): the same frames gave another segment about once in a hundred runs in a video's process, and every
+    time under glibc's ``MALLOC_PERTURB_=1``. Without it (every other instruction set x264 detects kept) the
+    bytes are those of the usual runs and do not change. An ``asm`` the caller gives in ``x264-params`` is
+    kept.
+    """
+    sets = _x264_instruction_sets()
+    params = options.get("x264-params", "")
+    if "AVX512" not in sets or "asm=" in params:
+        return options
+    kept = "asm=" + ",".join(name for name in sets if name != "AVX512")
+    return {**options, "x264-params": f"{params}:{kept}" if params else kept}
+
+
+@functools.cache
+def _x264_instruction_sets() -> tuple[str, ...]:
+    """The instruction sets x264 detects on this machine, as it names them (it reports them when an encoder
+    opens; asked once per process)."""
+    av = _av()
+    logs: list = []
+    av.logging.set_level(av.logging.INFO)
+    try:
+        with av.logging.Capture() as logs:
+            context = av.codec.CodecContext.create("libx264", "w")
+            context.width, context.height, context.pix_fmt = 64, 64, "yuv420p"
+            context.time_base = Fraction(1, 25)
+            context.open()
+    except av.error.FFmpegError:  # pragma: no cover - an FFmpeg without x264 cannot use it anyway
+        pass
+    finally:
+        av.logging.set_level(av.logging.PANIC)
+    line = next((message for _, _, message in logs if "cpu capabilities:" in message), "")
+    return tuple(line.split("cpu capabilities:", 1)[-1].split())
 
 
 def _encoder(info: VideoInfo, settings: EncodeSettings, time_base: Fraction):
