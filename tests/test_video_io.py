@@ -101,7 +101,7 @@ print(hashlib.sha256(data).hexdigest(), threads.decode())
 
 def test_x264_encodes_a_chunk_to_the_same_bytes_whatever_memory_it_is_given(vfr_clip, tmp_path):
     """A resumed video re-encodes only its unfinished chunks, so a chunk must encode to the same bytes every
-    time. x264's AVX-512 code read memory it had not written (one run in a hundred gave another segment, and
+    time. x264's AVX-512 code read memory it had not written (5 runs in about 1,000 gave another segment, and
     glibc's MALLOC_PERTURB_=1, which fills new memory with 0xfe, gave it every time); the product keeps x264
     off AVX-512. Runs x264 on its frame threads, as FFmpeg's command line does."""
     import subprocess

@@ -665,7 +665,7 @@ def _without_avx512(options: dict[str, str]) -> dict[str, str]:
 
     A chunk must encode to the same bytes every time, or a resumed video is not the uninterrupted file. x264's
     AVX-512 code read memory it had not written (in its macroblock tree: turning that off also made the bytes
-    repeat): the same frames gave another segment about once in a hundred runs in a video's process, and every
+    repeat): the same frames gave another segment in 5 of about 1,000 runs in a video's process, and every
     time under glibc's ``MALLOC_PERTURB_=1``. Without it (every other instruction set x264 detects kept) the
     bytes are those of the usual runs and do not change. An ``asm`` the caller gives in ``x264-params`` is
     kept.
