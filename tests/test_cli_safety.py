@@ -220,9 +220,10 @@ def test_a_resume_state_holding_a_pickle_is_one_line(work, tmp_path):
     assert "holds Python objects" in line and "add_safe_globals" not in line
 
 
-def test_a_second_finetune_on_the_same_output_stops(work, tmp_path):
+def test_a_second_finetune_on_the_same_output_stops(work, tmp_path, monkeypatch):
     from filelock import FileLock
 
+    monkeypatch.setenv("JOJOGAN_HOME", str(tmp_path / "home"))  # the lock it holds stays out of ~/.cache
     output = tmp_path / "s.safetensors"
     args = ["finetune", work / "a" / "face.png", *FAST, "--base", work / "base.pt", "-o", output]
     with FileLock(str(finetune_lock_path(output)), timeout=0):
