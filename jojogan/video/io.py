@@ -691,7 +691,7 @@ def _x264_instruction_sets() -> tuple[str, ...]:
             context.width, context.height, context.pix_fmt = 64, 64, "yuv420p"
             context.time_base = Fraction(1, 25)
             context.open()
-    except av.error.FFmpegError:  # pragma: no cover - an FFmpeg without x264 cannot use it anyway
+    except (av.error.FFmpegError, ValueError):  # pragma: no cover - without x264 nothing encodes with it
         pass
     finally:
         av.logging.set_level(av.logging.PANIC)
