@@ -16,7 +16,7 @@ from jojogan.op import memory
 
 from conftest import _libc, large_blocks_are_mapped
 
-BLOCK = 256 << 20  # far over glibc's largest mmap threshold (32 MB), so normally an mmap of its own
+BLOCK = 64 << 20  # twice glibc's largest mmap threshold (32 MB), so normally an mmap of its own
 
 
 def _glibc_or_skip():
@@ -28,7 +28,7 @@ def _glibc_or_skip():
 # Run in a fresh interpreter: the heap then holds no free chunks left by earlier tests, so a new block
 # either extends the heap or gets its own mapping, and resident sizes are not blurred by old pages.
 # The probe loads the API first, as every job does (CLI commands and pipeline calls): in a bare process that
-# imported only torch, glibc places a small allocation after each freed 256 MB block, and posix_memalign's
+# imported only torch, glibc places a small allocation after each freed large block, and posix_memalign's
 # alignment slack then keeps an exact-size request from reusing it, so the heap grows block after block.
 # One interpreter measures each mode named on its command line, in that order: "system" first, whose
 # blocks are all mappings of their own (unmapped when freed), so the heap is still fresh for the default.
@@ -39,7 +39,7 @@ import jojogan.api
 from jojogan.op import memory
 
 MB = 1 << 20
-BLOCK = 256 * MB
+BLOCK = 64 * MB
 fields = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
 
 class MallInfo2(ctypes.Structure):
