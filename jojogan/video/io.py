@@ -667,12 +667,12 @@ def _without_avx512(options: dict[str, str]) -> dict[str, str]:
     AVX-512 code read memory it had not written (in its macroblock tree: turning that off also made the bytes
     repeat): the same frames gave another segment in 5 of about 1,000 runs in a video's process, and every
     time under glibc's ``MALLOC_PERTURB_=1``. Without it (every other instruction set x264 detects kept) the
-    bytes are those of the usual runs and do not change. An ``asm`` the caller gives in ``x264-params`` is
-    kept.
+    bytes are those of the usual runs and do not change. An ``asm`` or ``no-asm`` the caller gives in
+    ``x264-params`` is kept.
     """
     sets = _x264_instruction_sets()
     params = options.get("x264-params", "")
-    if "AVX512" not in sets or "asm=" in params:
+    if "AVX512" not in sets or "asm" in params:  # asm=..., no-asm=1: the caller's choice
         return options
     kept = "asm=" + ",".join(name for name in sets if name != "AVX512")
     return {**options, "x264-params": f"{params}:{kept}" if params else kept}
