@@ -117,6 +117,7 @@ def test_x264_encodes_a_chunk_to_the_same_bytes_whatever_memory_it_is_given(vfr_
             env=env,
             capture_output=True,
             text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr[-2000:]
         runs.append(done.stdout.split())
