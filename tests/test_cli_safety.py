@@ -43,9 +43,13 @@ def invoke(args, **kwargs):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
 
 
-def refused(args, folder: Path, expected: str | tuple[str, ...], code: int | None = None) -> str:
-    """Run a command that must fail; return its one error line."""
-    before = snapshot(folder)
+def refused(
+    args, folder: Path | tuple[Path, ...], expected: str | tuple[str, ...], code: int | None = None
+) -> str:
+    """Run a command that must fail (nothing written or changed in ``folder``, or in each of several
+    folders); return its one error line."""
+    folders = folder if isinstance(folder, tuple) else (folder,)
+    before = [snapshot(f) for f in folders]
     result = invoke(args)
     assert result.exit_code != 0, result.output
     if code is not None:
@@ -55,7 +59,7 @@ def refused(args, folder: Path, expected: str | tuple[str, ...], code: int | Non
     for text in (expected,) if isinstance(expected, str) else expected:
         assert text in lines[0], lines[0]
     assert "Traceback" not in result.output
-    assert snapshot(folder) == before, "a file was written or changed"
+    assert [snapshot(f) for f in folders] == before, "a file was written or changed"
     print(lines[0])  # shown with -s: what the user reads
     return lines[0]
 
@@ -175,7 +179,7 @@ def test_resume_refuses_other_references_before_inverting(work, interrupted, mon
     folder, args = interrupted
     monkeypatch.setattr(jojogan.api.JoJoGAN, "invert", no_inversion)
     args = [*args[:1], work / "b" / "face.png", *args[2:]]
-    line = refused([*args, "--resume"], work.parent, "references (content sha256)")
+    line = refused([*args, "--resume"], (work, folder), "references (content sha256)")
     a, b = (file_sha256(work / folder / "face.png")[:12] for folder in "ab")
     assert f"(state: [{a}], now: [{b}])" in line
     assert "base" not in line and "seed" not in line
@@ -183,7 +187,7 @@ def test_resume_refuses_other_references_before_inverting(work, interrupted, mon
 
 def test_resume_refuses_another_base_and_names_it(work, interrupted):
     folder, args = interrupted
-    line = refused([*_with(args, base=work / "other-base.pt"), "--resume"], work.parent, "base checkpoint")
+    line = refused([*_with(args, base=work / "other-base.pt"), "--resume"], (work, folder), "base checkpoint")
     assert file_sha256(work / "other-base.pt")[:12] in line
     assert "mask" not in line  # the old message blamed the swapped layers
 
@@ -191,7 +195,7 @@ def test_resume_refuses_another_base_and_names_it(work, interrupted):
 def test_resume_names_every_changed_setting(interrupted, work):
     folder, args = interrupted
     expected = ("lr (state: 0.002, now: 0.01)", "seed (state: 0, now: 1)")
-    line = refused([*_with(args, seed="1", lr="0.01"), "--resume"], work.parent, expected)
+    line = refused([*_with(args, seed="1", lr="0.01"), "--resume"], (work, folder), expected)
     assert "preset" not in line and "mask" not in line and "reference" not in line
 
 
@@ -199,14 +203,16 @@ def test_resume_refuses_another_inversion(interrupted, work, monkeypatch):
     folder, args = interrupted
     monkeypatch.setattr(jojogan.api.JoJoGAN, "invert", no_inversion)
     line = refused(
-        [*_with(args, inversion="e4e"), "--resume"], work.parent, "inversion (state: 'optimize', now: 'e4e')"
+        [*_with(args, inversion="e4e"), "--resume"],
+        (work, folder),
+        "inversion (state: 'optimize', now: 'e4e')",
     )
     assert "lr" not in line
 
 
 def test_a_resume_state_is_never_discarded_silently(interrupted, work):
     folder, args = interrupted
-    refused(args, work.parent, ("--resume", "--force"))
+    refused(args, (work, folder), ("--resume", "--force"))
 
 
 def test_a_resume_state_holding_a_pickle_is_one_line(work, tmp_path):
