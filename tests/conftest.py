@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import gc
 import os
 import platform
 import signal
@@ -106,6 +107,17 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_collection_modifyitems(config, items):
     rank = {name: place for place, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+def pytest_collection_finish(session):
+    """The cyclic garbage collector in each test process: what collection left alive (torch, Ray, the test
+    modules: about half a million objects, kept as long as the process) is moved out of its view, and it
+    runs after 10,000 net allocations instead of 700. Every full collection walked that heap again: the two
+    workers of a run spent 9.3 CPU-seconds in 41 full and 9,600 younger collections, 4.9 with this (25 and
+    3,350). No test waits for the collector to free an object."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 @pytest.fixture(autouse=True)
