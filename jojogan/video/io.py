@@ -684,6 +684,7 @@ def _x264_instruction_sets() -> tuple[str, ...]:
     opens; asked once per process)."""
     av = _av()
     logs: list = []
+    quiet = av.logging.get_level()
     av.logging.set_level(av.logging.INFO)
     try:
         with av.logging.Capture() as logs:
@@ -694,7 +695,7 @@ def _x264_instruction_sets() -> tuple[str, ...]:
     except (av.error.FFmpegError, ValueError):  # pragma: no cover - without x264 nothing encodes with it
         pass
     finally:
-        av.logging.set_level(av.logging.PANIC)
+        av.logging.set_level(quiet)
     line = next((message for _, _, message in logs if "cpu capabilities:" in message), "")
     return tuple(line.split("cpu capabilities:", 1)[-1].split())
 
