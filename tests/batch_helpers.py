@@ -14,6 +14,8 @@ from jojogan.batch import BatchSettings
 from jojogan.config import StylizeConfig
 from jojogan.models import Models
 
+from factories import reduced_photo
+
 GOOD = ("chris_hemsworth", "iu")
 BAD = {
     "notes.jpg": "not an image file",
@@ -43,9 +45,8 @@ def photo_folder(root: Path, shared) -> Path:
     # real photos at a quarter and a half of their sides (480 x 720 and 450 x 540 px): dlib's detector's
     # time grows with the pixels (1922 x 2883 px took 3 s of every batch test), and the faces (290 and
     # 269 px) are still far larger than the tiny base's crop
-    for name, factor, where in (("chris_hemsworth", 4, folder), ("iu", 2, folder / "more")):
-        with Image.open(source / f"{name}.jpeg") as photo:
-            photo.convert("RGB").reduce(factor).save(where / f"{name}.jpeg", quality=95)
+    reduced_photo(source / "chris_hemsworth.jpeg", 4, folder / "chris_hemsworth.jpeg")
+    reduced_photo(source / "iu.jpeg", 2, folder / "more" / "iu.jpeg")
     (folder / "notes.jpg").write_text("this is not a photo\n")
     data = (source / "iu.jpeg").read_bytes()
     (folder / "broken.jpeg").write_bytes(data[: len(data) // 3])

@@ -144,6 +144,14 @@ def tiny_restyle_checkpoint(
     return checkpoint
 
 
+def reduced_photo(source: Path, factor: int, out: Path) -> Path:
+    """A real photo at ``1 / factor`` of its sides, as a JPEG at ``out``: dlib's detector's time grows with
+    the pixels, and the shared portraits' faces are several times larger than any crop the tests align."""
+    with Image.open(source) as photo:
+        photo.convert("RGB").reduce(factor).save(out, quality=95)
+    return out
+
+
 def group_photo(folder: Path, out: Path, height: int = 720) -> Path:
     """The two shared portraits side by side, at one height (720 px: a screen's size keeps dlib's detector
     quick; at 480 the faces are still 206 and 192 px): one photo with two faces, written to ``out``."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from batch_helpers import manifest_lines
-from PIL import Image
 from video_clips import LINEAR, PIPE_SIZE, encoder_row, face_clip, tiny_base
 
 from jojogan.batch import BatchError, BatchSettings, stylize_many
@@ -13,6 +12,7 @@ from jojogan.config import StylizeConfig
 from jojogan.models import Models
 
 from conftest import shared_path
+from factories import reduced_photo
 from factories import tiny_base as base_with_discriminator
 
 av = pytest.importorskip("av")
@@ -41,9 +41,8 @@ def library(tmp_path_factory, dlib):
     base, style = tiny_base(root)
     folder = root / "inputs"
     folder.mkdir()
-    with Image.open(shared_path("images", "jojogan", "test_input", "iu.jpeg")) as photo:
-        # at half its sides: a quarter of the pixels to detect in and paste into, her face still 269 px
-        photo.convert("RGB").reduce(2).save(folder / "iu.jpeg", quality=95)
+    # at half its sides: a quarter of the pixels to detect in and paste into, her face still 269 px
+    reduced_photo(shared_path("images", "jojogan", "test_input", "iu.jpeg"), 2, folder / "iu.jpeg")
     face_clip(folder / "clip.mov", FRAMES)
     (folder / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 8)
     settings = BatchSettings(

@@ -39,7 +39,7 @@ from PIL import Image
 from jojogan.ui.studio import ALIGNED_LABEL
 
 from conftest import time_cap
-from factories import tiny_discriminator, tiny_generator
+from factories import reduced_photo, tiny_discriminator, tiny_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 128
@@ -403,9 +403,7 @@ def test_the_web_ui_in_a_real_browser(tmp_path, shared):
     # IU's photo at half its sides (450 x 540 px): a quarter of the pixels for the server's face detection
     # (the server took 15.2 CPU-seconds with the full-size photo, 14.4 with this), and her face (269 px) is
     # still far larger than the 128 px crop
-    photo = tmp_path / "iu.jpeg"
-    with Image.open(shared("images", "jojogan", "test_input", "iu.jpeg")) as full:
-        full.convert("RGB").reduce(2).save(photo, quality=95)
+    photo = reduced_photo(shared("images", "jojogan", "test_input", "iu.jpeg"), 2, tmp_path / "iu.jpeg")
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("not a picture")
     shots = Shots(os.environ.get("JOJOGAN_UI_SHOTS"))
