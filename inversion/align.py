@@ -332,19 +332,24 @@ def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
     The same filter as ``scipy.ndimage.gaussian_filter(image, [sigma, sigma, 0])`` (kernel cut at four
     sigmas, mirrored edges), which the FFHQ recipe uses, but the padding of a large face needs a kernel
-    of hundreds of taps, where direct convolution takes tens of seconds. Results agree to about 1e-5.
-    numpy's FFT, not ``scipy.signal.fftconvolve``: importing ``scipy.signal`` takes a CPU-second, which
-    every process that aligns a photo would pay for its first padded face.
+    of hundreds of taps, where direct convolution takes tens of seconds. numpy's FFT, not
+    ``scipy.signal.fftconvolve``: importing ``scipy.signal`` takes a CPU-second, which every process that
+    aligns a photo would pay for its first padded face.
+
+    The FFTs run in the image's precision; the padding's image is float32. Measured on a 3000 x 3500 x 3
+    plane: 1.4 CPU-seconds against 2.6 in float64, values within 5e-5 of those. Aligning a 1922 x 2883 px
+    portrait at 1024 px, the blur took 1.7 of 4.5 CPU-seconds in float64; in float32 the aligned face
+    differs from that one in one pixel of a million, by one level (PSNR 108 dB).
     """
     if sigma <= 0:
         return image.copy()
     radius = int(4.0 * sigma + 0.5)
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel /= kernel.sum()
+    kernel = (kernel / kernel.sum()).astype(np.result_type(image.dtype, np.float32))
     blurred = np.empty_like(image)
     for channel in range(image.shape[2]):
-        plane = image[:, :, channel].astype(np.float64)
+        plane = image[:, :, channel].astype(kernel.dtype)
         for axis in (0, 1):
             widths = [(0, 0), (0, 0)]
             widths[axis] = (radius, radius)
