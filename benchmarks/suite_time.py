@@ -13,7 +13,8 @@ after the suite, in this process with one thread. The last line printed is JSON 
 - ``wall_s``: the command's wall-clock time, the figure the README promises;
 - ``busy_core_s``: CPU-seconds the whole machine spent (``/proc/stat``), the suite's work on an idle machine;
 - ``calibration_s``: the workload's CPU-seconds before and after: the machine's speed at either end;
-- ``busy_per_calibration``: ``busy_core_s`` over the mean calibration, comparable between machine states;
+- ``busy_per_calibration``: ``busy_core_s`` over the mean calibration: a hint of the machine's state, not a
+  correction for it (two runs of one tree in one hour gave 106 and 123: the speed changes within a run too);
 - the summary line of pytest, the load average, the CPU model and the library versions.
 """
 
