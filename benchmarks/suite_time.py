@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -87,16 +89,6 @@ def calibration() -> dict[str, float]:
         "numpy_s": round(numpy_s, 3),
         "total_s": round(torch_s + numpy_s, 3),
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def timed_suite(extra: list[str]) -> dict:
