@@ -5,7 +5,7 @@
 
 The command is read from the README (the second ``bash`` block of "Set up") and run in this checkout. On a
 shared machine the same tests take a different number of CPU-seconds from one hour to the next (measured on
-a 2-core AMD EPYC: 205 to 266 busy core-seconds for one tree), and a pure-Python loop does not see the
+a 2-core AMD EPYC: 200 to 246 busy core-seconds for one tree), and a pure-Python loop does not see the
 change. So the script also times a fixed calibration workload made of what the suite spends its time on
 (tiny-generator projection steps with autograd, an FFT blur of a photo-sized plane), once before and once
 after the suite, in this process with one thread. The last line printed is JSON with:
@@ -15,7 +15,7 @@ after the suite, in this process with one thread. The last line printed is JSON 
 - ``calibration_s``: the workload's CPU-seconds before and after: the machine's speed at either end;
 - ``busy_per_calibration``: ``busy_core_s`` over the mean calibration: a hint of the machine's state, not a
   correction for it (two runs of one tree in one hour gave 106 and 123: the speed changes within a run too);
-- the summary line of pytest, the load average, the CPU model and the library versions.
+- the summary line of pytest, the load average, the CPU model and the Python and torch versions.
 """
 
 from __future__ import annotations
