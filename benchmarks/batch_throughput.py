@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import tiny_channels
 
 from jojogan.batch import BatchSettings, stylize_many
 from jojogan.config import StylizeConfig
@@ -46,7 +47,7 @@ def build_base(folder: Path, size: int) -> Path:
     if size == 1024:
         gen, disc = Generator(1024, style_dim=512, n_mlp=8, channel_multiplier=2), Discriminator(1024)
     else:
-        table = {res: 8 if res <= 16 else 4 for res in (2**k for k in range(2, size.bit_length()))}
+        table = tiny_channels(size)
         gen, disc = (
             Generator(size, style_dim=16, n_mlp=2, channels=table),
             Discriminator(size, channels=table),

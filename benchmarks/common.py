@@ -117,6 +117,12 @@ def report(
     emit(result)
 
 
+def tiny_channels(size: int) -> dict[int, int]:
+    """A tiny generator's or discriminator's channel table up to ``size`` px: 8 channels up to 16 px, 4
+    above (what the tests' tiny models use)."""
+    return {res: 8 if res <= 16 else 4 for res in (2**k for k in range(2, size.bit_length()))}
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux: /proc/cpuinfo)."""
     try:

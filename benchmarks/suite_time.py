@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import cpu_model
+from common import cpu_model, tiny_channels
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def calibration() -> dict[str, float]:
     try:
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            channels = {4: 8, 8: 8, 16: 8, 32: 4, 64: 4, 128: 4}
+            channels = tiny_channels(128)
             generator = Generator(128, style_dim=16, n_mlp=2, channels=channels).eval()
             discriminator = Discriminator(128, channels=channels).eval()
             with torch.no_grad():
