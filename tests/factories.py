@@ -144,11 +144,17 @@ def tiny_restyle_checkpoint(
     return checkpoint
 
 
-def reduced_photo(source: Path, factor: int, out: Path) -> Path:
-    """A real photo at ``1 / factor`` of its sides, as a JPEG at ``out``: dlib's detector's time grows with
-    the pixels, and the shared portraits' faces are several times larger than any crop the tests align."""
+def reduced_image(source: Path, factor: int) -> Image.Image:
+    """A real photo at ``1 / factor`` of its sides (Pillow's box average), in RGB: dlib's detector's time
+    grows with the pixels, and the shared portraits' faces are several times larger than any crop the tests
+    align."""
     with Image.open(source) as photo:
-        photo.convert("RGB").reduce(factor).save(out, quality=95)
+        return photo.convert("RGB").reduce(factor)
+
+
+def reduced_photo(source: Path, factor: int, out: Path) -> Path:
+    """:func:`reduced_image` written to ``out`` (a JPEG at quality 95, or the format ``out`` names)."""
+    reduced_image(source, factor).save(out, quality=95)
     return out
 
 

@@ -22,7 +22,7 @@ from jojogan.fileio import file_sha256
 from jojogan.style_file import load_style
 
 from conftest import shared_path
-from factories import tiny_base
+from factories import reduced_photo, tiny_base
 
 SIZE = 128
 FAST = ["--inversion", "optimize", "--inversion-steps", "3"]
@@ -276,9 +276,7 @@ def test_api_checkpoint_interval_needs_a_path(workdir):
 def photo(workdir):
     """IU's photo at half its width and height (900 x 1079 -> 450 x 539): a quarter of the pixels for each
     command's face detection and paste-back, and her face (269 px) is still larger than every crop here."""
-    with Image.open(shared_path("images", "jojogan", "test_input", "iu.jpeg")) as full:
-        full.convert("RGB").reduce(2).save(workdir / "iu.png")
-    return workdir / "iu.png"
+    return reduced_photo(shared_path("images", "jojogan", "test_input", "iu.jpeg"), 2, workdir / "iu.png")
 
 
 def test_align_and_paste_back_on_a_real_photo(workdir, style, photo, dlib, tmp_path):

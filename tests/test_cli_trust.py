@@ -9,7 +9,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from test_cli_safety import FAST, STYLIZE, invoke, refused, work  # noqa: F401 - the tiny files
 
 import jojogan.api
@@ -17,6 +16,8 @@ import jojogan.finetune
 import jojogan.limits
 from jojogan import fileio
 from jojogan.finetune import FinetuneDivergedError
+
+from factories import reduced_photo
 
 
 def no_model(*args, **kwargs):
@@ -175,8 +176,8 @@ def test_align_face_all_checks_every_output_before_writing_the_first(tmp_path, s
     photos = tmp_path / "photos"
     photos.mkdir()
     for name, factor in (("chris_hemsworth", 3), ("iu", 2)):
-        with Image.open(shared("images", "jojogan", "test_input", f"{name}.jpeg")) as photo:
-            photo.convert("RGB").reduce(factor).save(photos / f"{name}.jpeg")
+        source = shared("images", "jojogan", "test_input", f"{name}.jpeg")
+        reduced_photo(source, factor, photos / f"{name}.jpeg")
     out = tmp_path / "out"
     out.mkdir()
     (out / "iu_0.png").write_bytes(b"an earlier crop")  # the second input's output exists

@@ -28,6 +28,7 @@ from jojogan.identity.verdict import MOBILEFACENET_ANGLE_DEG
 from jojogan.inversion.align import align_face
 
 from conftest import shared_path
+from factories import reduced_image
 
 
 def _photo(name: str):
@@ -37,8 +38,7 @@ def _photo(name: str):
 def _half_size(name: str) -> Image.Image:
     """A photo at half its width and height (Pillow's 2 x 2 average): a quarter of the pixels for dlib's
     face detector, and both test faces stay larger than a 256 px crop (556 and 269 px)."""
-    with Image.open(_photo(name)) as photo:
-        return photo.convert("RGB").reduce(2)
+    return reduced_image(_photo(name), 2)
 
 
 @pytest.fixture(scope="module")

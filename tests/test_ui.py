@@ -30,7 +30,7 @@ from jojogan.ui.session import UiSession, serve_until_stopped
 from jojogan.ui.studio import ALIGNED_LABEL, OFFICIAL_PREFIX
 from jojogan.weights import official_styles
 
-from factories import group_photo, tiny_discriminator, tiny_generator
+from factories import group_photo, reduced_image, tiny_discriminator, tiny_generator
 
 SIZE = 128
 
@@ -87,8 +87,7 @@ def test_reference_crops_explain_each_file(studio, workdir):
 def _half_size_iu(shared) -> Image.Image:
     """IU's photo at half its width and height: a quarter of the pixels for dlib's detector, and her face
     (269 px) is still larger than the 128 px crops."""
-    with Image.open(shared("images", "jojogan", "test_input", "iu.jpeg")) as photo:
-        return photo.convert("RGB").reduce(2)
+    return reduced_image(shared("images", "jojogan", "test_input", "iu.jpeg"), 2)
 
 
 def test_several_faces_are_named_and_the_largest_is_used(studio, shared, tmp_path):
